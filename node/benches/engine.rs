@@ -1,0 +1,365 @@
+//! Engine benchmark: prints a markdown table (the source of `docs/benchmarks.md`).
+//!
+//! `cargo bench -p clockwise-node --bench engine` (add `-- --quick` for 10k/100k only).
+//! Rings are 64 nodes × 100 virtual nodes in the `u64` position space. Single thread.
+//! Each figure is the median of several runs; ratios compare runs of this same process
+//! (the machine is noisy: compare ratios, not absolute numbers, across runs).
+//! Baselines in the same run: the `hashring` crate's `get` on the same ring, and the
+//! Python drill reference on the same 10k-call trace (via `scripts/bench_reference.py`).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::{Duration, Instant};
+
+use clockwise_node::engine::{ChatRouter, HashRing, PositionSpace};
+
+/// Counts live heap bytes, to measure memory per stored key.
+struct CountingAlloc;
+
+static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE_BYTES.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+const NODES: usize = 64;
+const REPLICAS: i64 = 100;
+const RUNS: usize = 5;
+
+fn node_name(i: usize) -> String {
+    format!("node-{i:02}")
+}
+
+fn key_name(i: usize) -> String {
+    format!("key-{i}")
+}
+
+/// xorshift64*: a fixed, dependency-free stream of indices.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n as u64) as usize
+    }
+}
+
+fn ring_with_nodes() -> HashRing {
+    let mut ring = HashRing::default();
+    ring.configure(PositionSpace::U64);
+    for i in 0..NODES {
+        ring.add_node_with_replicas(&node_name(i), REPLICAS);
+    }
+    ring
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    xs[xs.len() / 2]
+}
+
+/// Median ops/s of `RUNS` runs of `ops` operations.
+fn rate(ops: usize, mut run: impl FnMut()) -> f64 {
+    median(
+        (0..RUNS)
+            .map(|_| {
+                let start = Instant::now();
+                run();
+                ops as f64 / start.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
+}
+
+fn mops(rate: f64) -> String {
+    format!("{:.2} M/s", rate / 1e6)
+}
+
+struct Row {
+    keys: usize,
+    cells: Vec<String>,
+}
+
+fn bench_size(keys: usize) -> Row {
+    let names: Vec<String> = (0..keys).map(key_name).collect();
+    let probe: Vec<&str> = {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        (0..1_000_000)
+            .map(|_| names[rng.below(keys)].as_str())
+            .collect()
+    };
+
+    // Fill: store every key once into an empty (64-node) ring; memory measured here.
+    let mut ring = ring_with_nodes();
+    let before = LIVE_BYTES.load(Ordering::Relaxed);
+    let start = Instant::now();
+    for (i, key) in names.iter().enumerate() {
+        black_box(ring.store_key(i as i64, key));
+    }
+    let fill_rate = keys as f64 / start.elapsed().as_secs_f64();
+    let key_bytes: usize = names.iter().map(String::len).sum();
+    let per_key =
+        (LIVE_BYTES.load(Ordering::Relaxed) - before - key_bytes as isize) as f64 / keys as f64;
+
+    let route_rate = rate(probe.len(), || {
+        for key in &probe {
+            black_box(ring.route_key(key));
+        }
+    });
+    let mut ts = keys as i64;
+    let restore_rate = rate(probe.len(), || {
+        for key in &probe {
+            ts += 1;
+            black_box(ring.store_key(ts, key));
+        }
+    });
+
+    // Store with eviction: every node full (capacity = its load), each new key evicts one.
+    for i in 0..NODES {
+        let name = node_name(i);
+        let used = ring.get_used(&name);
+        ring.set_capacity(&name, used);
+    }
+    let fresh: Vec<String> = (0..200_000).map(|i| format!("new-{i}")).collect();
+    let mut next = 0;
+    let evict_rate = rate(fresh.len() / RUNS, || {
+        for _ in 0..fresh.len() / RUNS {
+            ts += 1;
+            black_box(ring.store_key(ts, &fresh[next]));
+            next += 1;
+        }
+    });
+    assert_eq!(ring.top_loaded(1).len(), 1);
+
+    // Topology: add a 65th node (100 virtual nodes), then remove it.
+    let mut ring = ring_with_nodes();
+    for (i, key) in names.iter().enumerate() {
+        ring.store_key(i as i64, key);
+    }
+    let (mut add_times, mut remove_times, mut moved) = (vec![], vec![], 0);
+    for _ in 0..RUNS {
+        let start = Instant::now();
+        ring.add_node_with_replicas("node-new", REPLICAS);
+        add_times.push(start.elapsed());
+        moved = ring.get_load("node-new") as usize;
+        let start = Instant::now();
+        ring.remove_node("node-new");
+        remove_times.push(start.elapsed());
+    }
+    let add = median(add_times.iter().map(Duration::as_secs_f64).collect());
+    let remove = median(remove_times.iter().map(Duration::as_secs_f64).collect());
+
+    // ChatRouter: servers at their memory limit, each assign evicts until it fits.
+    let mut router = ChatRouter::default();
+    router.configure(PositionSpace::U64);
+    for i in 0..NODES {
+        router.add_server_with_replicas(&node_name(i), REPLICAS);
+    }
+    for (i, key) in names.iter().enumerate() {
+        router.assign_request(i as i64, key, 1 + (i % 10) as i64);
+    }
+    for i in 0..NODES {
+        let name = node_name(i);
+        let used = router.get_memory_used(&name);
+        router.set_memory_limit(&name, used);
+    }
+    let mut next = 0;
+    let assign_rate = rate(fresh.len() / RUNS, || {
+        for _ in 0..fresh.len() / RUNS {
+            ts += 1;
+            black_box(router.assign_request(ts, &fresh[next], 1 + (next % 20) as i64));
+            next += 1;
+        }
+    });
+
+    Row {
+        keys,
+        cells: vec![
+            mops(route_rate),
+            mops(fill_rate),
+            mops(restore_rate),
+            mops(evict_rate),
+            mops(assign_rate),
+            format!(
+                "{:.2} ms / {moved} keys ({:.0} ns/key)",
+                add * 1e3,
+                add * 1e9 / moved.max(1) as f64
+            ),
+            format!("{:.2} ms", remove * 1e3),
+            format!("{per_key:.0} B"),
+        ],
+    }
+}
+
+/// The `hashring` crate's `get` on the same 64 × 100 ring, against our `route_key`.
+fn hashring_baseline() -> (f64, f64) {
+    let ring = ring_with_nodes();
+    let mut theirs = hashring::HashRing::new();
+    for i in 0..NODES {
+        for r in 0..REPLICAS {
+            theirs.add(format!("{}_{r}", node_name(i)));
+        }
+    }
+    let keys: Vec<String> = (0..1_000_000).map(key_name).collect();
+    let ours = rate(keys.len(), || {
+        for key in &keys {
+            black_box(ring.route_key(key));
+        }
+    });
+    let theirs = rate(keys.len(), || {
+        for key in &keys {
+            black_box(theirs.get(key));
+        }
+    });
+    (ours, theirs)
+}
+
+/// A 10k-call HashRing trace (16 nodes × 10 virtual nodes, 2,000 keys), run here and by
+/// the Python reference. Returns (our seconds, reference seconds) or why not.
+fn reference_baseline() -> Result<(f64, f64), String> {
+    enum Call {
+        Store(String),
+        Route(String),
+        Load(String),
+        Evict(String),
+        Add(String),
+        Remove(String),
+    }
+    let mut rng = Rng(7);
+    let mut calls = Vec::new();
+    let mut trace = String::new();
+    for i in 0..16 {
+        let node = format!("n{i}");
+        writeln!(
+            trace,
+            r#"{{"method":"add_node_with_replicas","ts":0,"args":["{node}",10]}}"#
+        )
+        .unwrap();
+    }
+    for ts in 1..=10_000 {
+        let key = format!("k{}", rng.below(2000));
+        let node = format!("n{}", rng.below(18));
+        let (call, method, arg) = match rng.below(100) {
+            0..=59 => (Call::Store(key.clone()), "store_key", key),
+            60..=89 => (Call::Route(key.clone()), "route_key", key),
+            90..=94 => (Call::Load(node.clone()), "get_load", node),
+            95..=97 => (Call::Evict(node.clone()), "evict_lru", node),
+            98 => (Call::Add(node.clone()), "add_node", node),
+            _ => (Call::Remove(node.clone()), "remove_node", node),
+        };
+        writeln!(
+            trace,
+            r#"{{"method":"{method}","ts":{ts},"args":["{arg}"]}}"#
+        )
+        .unwrap();
+        calls.push((ts, call));
+    }
+    let path = std::env::temp_dir().join(format!(
+        "clockwise-bench-trace-{}.jsonl",
+        std::process::id()
+    ));
+    std::fs::write(&path, &trace).map_err(|e| e.to_string())?;
+
+    let ours = median(
+        (0..RUNS)
+            .map(|_| {
+                let mut ring = HashRing::default();
+                ring.configure(PositionSpace::U64);
+                for i in 0..16 {
+                    ring.add_node_with_replicas(&format!("n{i}"), 10);
+                }
+                let start = Instant::now();
+                for (ts, call) in &calls {
+                    match call {
+                        Call::Store(k) => drop(black_box(ring.store_key(*ts, k))),
+                        Call::Route(k) => drop(black_box(ring.route_key(k))),
+                        Call::Load(n) => drop(black_box(ring.get_load(n))),
+                        Call::Evict(n) => drop(black_box(ring.evict_lru(n))),
+                        Call::Add(n) => drop(black_box(ring.add_node(n))),
+                        Call::Remove(n) => drop(black_box(ring.remove_node(n))),
+                    }
+                }
+                start.elapsed().as_secs_f64()
+            })
+            .collect(),
+    );
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/bench_reference.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(&path)
+        .output()
+        .map_err(|e| format!("python3: {e}"))?;
+    let _ = std::fs::remove_file(&path);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let theirs = stdout
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse::<f64>().ok())
+        .ok_or_else(|| {
+            format!(
+                "reference failed: {stdout}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+    Ok((ours, theirs))
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let sizes: &[usize] = if quick {
+        &[10_000, 100_000]
+    } else {
+        &[10_000, 100_000, 1_000_000]
+    };
+    println!("## Engine (single thread, {NODES} nodes × {REPLICAS} virtual nodes, u64 space)\n");
+    println!("| keys | route_key | store_key (new) | store_key (re-store) | store_key (evicts 1) | assign_request (evicts until fits) | add_node (moved keys) | remove_node | heap per key |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &keys in sizes {
+        let row = bench_size(keys);
+        println!("| {} | {} |", row.keys, row.cells.join(" | "));
+    }
+    println!("\nheap per key: live heap bytes after storing N keys minus the key bytes, / N.");
+
+    let (ours, theirs) = hashring_baseline();
+    println!("\n## Baselines (same process)\n");
+    println!("| comparison | clockwise | baseline | ratio |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| route, 64 × 100 ring, 1M lookups vs `hashring` 0.3 `get` | {} | {} | {:.2}× |",
+        mops(ours),
+        mops(theirs),
+        ours / theirs
+    );
+    match reference_baseline() {
+        Ok((ours, theirs)) => println!(
+            "| 10k-call HashRing trace vs Python reference (`ring_reference.py`) | {:.2} ms | {:.0} ms | {:.0}× faster |",
+            ours * 1e3,
+            theirs * 1e3,
+            theirs / ours
+        ),
+        Err(why) => println!("| 10k-call trace vs Python reference | — | not run: {why} | — |"),
+    }
+}

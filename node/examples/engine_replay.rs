@@ -1,0 +1,208 @@
+//! Replays drill calls against the engine, one JSON object per line, for the
+//! differential test `tests/conformance/ring_diff.py`.
+//!
+//! In:  `{"svc": "hashring"|"chatrouter", "ring": "r0", "method": "store_key", "ts": 5, "args": [...]}`
+//!      (args: the Python method's positional arguments after the timestamp).
+//! Out: `{"result": <the drill's value>}` or `{"error": "<why>"}`.
+//!
+//! `--position-space u64` creates every ring in the `u64` space instead of `drill`.
+
+use std::io::{self, BufRead, BufWriter, Write};
+
+use clockwise_node::engine::{
+    BatchResult, ChatRouter, Engine, HashRing, KeyOperation, KeyOperationKind, PositionSpace,
+    RequestOperation, RequestOperationKind,
+};
+use serde_json::{json, Value};
+
+fn main() -> io::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let space = match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [] | ["--position-space", "drill"] => PositionSpace::Drill,
+        ["--position-space", "u64"] => PositionSpace::U64,
+        other => {
+            eprintln!("usage: engine_replay [--position-space drill|u64] (got {other:?})");
+            std::process::exit(2);
+        }
+    };
+    let mut engine = Engine::new();
+    let stdin = io::stdin().lock();
+    let mut out = BufWriter::new(io::stdout().lock());
+    for line in stdin.lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let reply = match serde_json::from_str::<Value>(&line) {
+            Ok(call) => match apply(&mut engine, space, &call) {
+                Ok(result) => json!({ "result": result }),
+                Err(error) => json!({ "error": error }),
+            },
+            Err(error) => json!({ "error": format!("bad JSON: {error}") }),
+        };
+        writeln!(out, "{reply}")?;
+        out.flush()?;
+    }
+    Ok(())
+}
+
+fn apply(engine: &mut Engine, space: PositionSpace, call: &Value) -> Result<Value, String> {
+    let ring = str_field(call, "ring")?;
+    let method = str_field(call, "method")?;
+    let ts = call["ts"].as_i64().ok_or("ts is not an integer")?;
+    let args = call["args"].as_array().ok_or("args is not a list")?;
+    match str_field(call, "svc")? {
+        "hashring" => {
+            let r = engine.hash_ring_mut(ring);
+            if r.get_node_count() == 0 {
+                r.configure(space);
+            }
+            hash_ring(r, method, ts, args)
+        }
+        "chatrouter" => {
+            let c = engine.chat_router_mut(ring);
+            if c.get_server_count() == 0 {
+                c.configure(space);
+            }
+            chat_router(c, method, ts, args)
+        }
+        other => Err(format!("unknown svc {other:?}")),
+    }
+}
+
+fn hash_ring(r: &mut HashRing, method: &str, ts: i64, args: &[Value]) -> Result<Value, String> {
+    let s = |i: usize| arg_str(args, i);
+    let n = |i: usize| arg_i64(args, i);
+    Ok(match method {
+        "add_node" => json!(r.add_node(s(0)?)),
+        "remove_node" => json!(r.remove_node(s(0)?)),
+        "route_key" => json!(r.route_key(s(0)?)),
+        "get_node_count" => json!(r.get_node_count()),
+        "store_key" => json!(r.store_key(ts, s(0)?)),
+        "list_nodes" => json!(r.list_nodes()),
+        "get_load" => json!(r.get_load(s(0)?)),
+        "top_loaded" => json!(r.top_loaded(n(0)?)),
+        "add_node_with_replicas" => json!(r.add_node_with_replicas(s(0)?, n(1)?)),
+        "get_replica_count" => json!(r.get_replica_count(s(0)?)),
+        "set_capacity" => json!(r.set_capacity(s(0)?, n(1)?)),
+        "get_capacity" => json!(r.get_capacity(s(0)?)),
+        "get_used" => json!(r.get_used(s(0)?)),
+        "evict_lru" => json!(r.evict_lru(s(0)?)),
+        "batch_operations" => {
+            let ops = list(args, 0)?
+                .iter()
+                .map(|op| {
+                    Ok(KeyOperation {
+                        kind: KeyOperationKind::parse(op["type"].as_str().unwrap_or("")),
+                        key: op["key"].as_str().ok_or("op key")?.to_owned(),
+                    })
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            batch_json(r.batch_operations(ts, &ops))
+        }
+        "sync_replicas" => {
+            let reqs = list(args, 0)?;
+            let pairs = reqs
+                .iter()
+                .map(|q| Ok((field(q, "source_node")?, field(q, "dest_node")?)))
+                .collect::<Result<Vec<_>, String>>()?;
+            json!(r.sync_validity(pairs))
+        }
+        "locate_key" => json!(r.locate_key(s(0)?).map(|l| (l.node, l.last_access, l.size))),
+        other => return Err(format!("unknown HashRing method {other:?}")),
+    })
+}
+
+fn chat_router(c: &mut ChatRouter, method: &str, ts: i64, args: &[Value]) -> Result<Value, String> {
+    let s = |i: usize| arg_str(args, i);
+    let n = |i: usize| arg_i64(args, i);
+    Ok(match method {
+        "add_server" => json!(c.add_server(s(0)?)),
+        "remove_server" => json!(c.remove_server(s(0)?)),
+        "route_request" => json!(c.route_request(s(0)?)),
+        "get_server_count" => json!(c.get_server_count()),
+        "assign_request" => json!(c.assign_request(ts, s(0)?, n(1)?)),
+        "list_servers" => json!(c.list_servers()),
+        "get_server_load" => json!(c.get_server_load(s(0)?)),
+        "top_servers" => json!(c.top_servers(n(0)?)),
+        "add_server_with_replicas" => json!(c.add_server_with_replicas(s(0)?, n(1)?)),
+        "get_replica_count" => json!(c.get_replica_count(s(0)?)),
+        "set_memory_limit" => json!(c.set_memory_limit(s(0)?, n(1)?)),
+        "get_memory_limit" => json!(c.get_memory_limit(s(0)?)),
+        "get_memory_used" => json!(c.get_memory_used(s(0)?)),
+        "evict_oldest_session" => json!(c.evict_oldest_session(s(0)?)),
+        "batch_requests" => {
+            let ops = list(args, 0)?
+                .iter()
+                .map(|op| {
+                    Ok(RequestOperation {
+                        kind: RequestOperationKind::parse(op["type"].as_str().unwrap_or("")),
+                        request_id: op["request_id"].as_str().ok_or("op request_id")?.to_owned(),
+                        size_mb: op["size_mb"].as_i64().unwrap_or(0),
+                    })
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            batch_json(c.batch_requests(ts, &ops))
+        }
+        "replicate_sessions" => {
+            let transfers = list(args, 0)?
+                .iter()
+                .map(|t| {
+                    let bandwidth = t["bandwidth_mb"].as_i64().ok_or("bandwidth_mb")?;
+                    Ok((field(t, "source")?, field(t, "destination")?, bandwidth))
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            json!(c.replicate_validity(transfers))
+        }
+        "locate_request" => {
+            json!(c
+                .locate_request(s(0)?)
+                .map(|l| (l.node, l.last_access, l.size)))
+        }
+        other => return Err(format!("unknown ChatRouter method {other:?}")),
+    })
+}
+
+fn batch_json(results: Vec<BatchResult>) -> Value {
+    results
+        .into_iter()
+        .map(|r| match r {
+            BatchResult::Node(node) => json!(node),
+            BatchResult::Ok(ok) => json!(ok),
+            BatchResult::Empty => Value::Null,
+        })
+        .collect()
+}
+
+fn str_field<'a>(v: &'a Value, name: &str) -> Result<&'a str, String> {
+    v[name]
+        .as_str()
+        .ok_or_else(|| format!("{name} is not a string"))
+}
+
+fn field<'a>(v: &'a Value, name: &str) -> Result<&'a str, String> {
+    str_field(v, name)
+}
+
+fn arg_str(args: &[Value], i: usize) -> Result<&str, String> {
+    args.get(i)
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("argument {i} is not a string"))
+}
+
+fn arg_i64(args: &[Value], i: usize) -> Result<i64, String> {
+    args.get(i)
+        .and_then(Value::as_i64)
+        .ok_or_else(|| format!("argument {i} is not an integer"))
+}
+
+fn list(args: &[Value], i: usize) -> Result<&Vec<Value>, String> {
+    args.get(i)
+        .and_then(Value::as_array)
+        .ok_or_else(|| format!("argument {i} is not a list"))
+}

@@ -1,0 +1,197 @@
+//! The ChatRouter drill (levels L1–L6): requests carry a size in MB, load is the summed
+//! size, and a store evicts LRU requests until the new one fits.
+
+use std::collections::BTreeMap;
+
+use super::namespace::{Eviction, Location, Namespace};
+use super::{BatchResult, PositionSpace};
+
+/// A `batch_requests` entry: the drill's `{"type", "request_id", "size_mb"}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestOperation {
+    pub kind: RequestOperationKind,
+    pub request_id: String,
+    pub size_mb: i64,
+}
+
+/// The operation types `batch_requests` knows; any other is `Unknown` (empty result).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestOperationKind {
+    Assign,
+    Route,
+    Remove,
+    Unknown,
+}
+
+impl RequestOperationKind {
+    pub fn parse(kind: &str) -> Self {
+        match kind {
+            "assign" => Self::Assign,
+            "route" => Self::Route,
+            "remove" => Self::Remove,
+            _ => Self::Unknown,
+        }
+    }
+}
+
+/// One ChatRouter namespace.
+#[derive(Clone, Debug, Default)]
+pub struct ChatRouter {
+    pub(crate) ns: Namespace,
+    /// Sizes of requests dropped when the ring emptied. The drill keeps them, and a
+    /// later assign of the same id keeps that first size.
+    pub(crate) stale_sizes: BTreeMap<Box<str>, i64>,
+}
+
+impl ChatRouter {
+    pub fn position_space(&self) -> PositionSpace {
+        self.ns.space
+    }
+
+    pub fn configure(&mut self, space: PositionSpace) -> bool {
+        self.ns.set_space(space)
+    }
+
+    // L1
+    pub fn add_server(&mut self, server_name: &str) -> bool {
+        self.ns.add_bare(server_name)
+    }
+
+    pub fn remove_server(&mut self, server_name: &str) -> bool {
+        let Some(dropped) = self.ns.remove(server_name) else {
+            return false;
+        };
+        self.stale_sizes
+            .extend(dropped.into_iter().map(|item| (item.key, item.size)));
+        true
+    }
+
+    pub fn route_request(&self, request_id: &str) -> Option<&str> {
+        self.ns.route(request_id)
+    }
+
+    pub fn get_server_count(&self) -> i64 {
+        self.ns.ring.node_count() as i64
+    }
+
+    // L2 + L4
+    pub fn assign_request(
+        &mut self,
+        timestamp: i64,
+        request_id: &str,
+        size_mb: i64,
+    ) -> Option<&str> {
+        let stale = &mut self.stale_sizes;
+        let node = self.ns.store(
+            request_id,
+            timestamp,
+            Eviction::UntilFits { incoming: size_mb },
+            || stale.remove(request_id).unwrap_or(size_mb),
+        )?;
+        Some(self.ns.ring.name(node))
+    }
+
+    pub fn list_servers(&self) -> Vec<String> {
+        self.ns
+            .ring
+            .nodes()
+            .map(|(name, _)| name.to_owned())
+            .collect()
+    }
+
+    pub fn get_server_load(&self, server_name: &str) -> i64 {
+        self.get_memory_used(server_name)
+    }
+
+    pub fn top_servers(&self, n: i64) -> Vec<String> {
+        self.ns
+            .top(n, |idx| saturate(self.ns.placement.load(idx).size))
+    }
+
+    // L3
+    pub fn add_server_with_replicas(&mut self, server_name: &str, num_replicas: i64) -> bool {
+        self.ns.add_with_replicas(server_name, num_replicas)
+    }
+
+    pub fn get_replica_count(&self, server_name: &str) -> i64 {
+        self.ns
+            .node(server_name)
+            .map_or(0, |idx| self.ns.ring.info(idx).replicas)
+    }
+
+    // L4
+    pub fn set_memory_limit(&mut self, server_name: &str, max_mb: i64) -> bool {
+        self.ns.set_limit(server_name, max_mb)
+    }
+
+    pub fn get_memory_limit(&self, server_name: &str) -> i64 {
+        self.ns
+            .node(server_name)
+            .map_or(0, |idx| self.ns.limit(idx))
+    }
+
+    pub fn get_memory_used(&self, server_name: &str) -> i64 {
+        self.ns
+            .node(server_name)
+            .map_or(0, |idx| saturate(self.ns.placement.load(idx).size))
+    }
+
+    pub fn evict_oldest_session(&mut self, server_name: &str) -> Option<String> {
+        let idx = self.ns.node(server_name)?;
+        self.ns.evict_lru(idx).map(|item| item.key.into())
+    }
+
+    // L5
+    pub fn batch_requests(
+        &mut self,
+        timestamp: i64,
+        operations: &[RequestOperation],
+    ) -> Vec<BatchResult> {
+        operations
+            .iter()
+            .map(|op| match op.kind {
+                RequestOperationKind::Assign => BatchResult::from_node(self.assign_request(
+                    timestamp,
+                    &op.request_id,
+                    op.size_mb,
+                )),
+                RequestOperationKind::Route => {
+                    BatchResult::from_node(self.route_request(&op.request_id))
+                }
+                RequestOperationKind::Remove => {
+                    BatchResult::Ok(self.ns.remove_key(&op.request_id).is_some())
+                }
+                RequestOperationKind::Unknown => BatchResult::Empty,
+            })
+            .collect()
+    }
+
+    // L6
+    /// Which transfers are valid: both servers exist and the source holds at least
+    /// `bandwidth_mb`. Nothing here changes state.
+    pub fn replicate_validity<'a>(
+        &self,
+        transfers: impl IntoIterator<Item = (&'a str, &'a str, i64)>,
+    ) -> Vec<bool> {
+        transfers
+            .into_iter()
+            .map(|(source, destination, bandwidth_mb)| {
+                match (self.ns.node(source), self.ns.node(destination)) {
+                    (Some(src), Some(_)) => {
+                        self.ns.placement.load(src).size >= i128::from(bandwidth_mb)
+                    }
+                    _ => false,
+                }
+            })
+            .collect()
+    }
+
+    // Beyond the drill
+    pub fn locate_request(&self, request_id: &str) -> Option<Location> {
+        self.ns.locate(request_id)
+    }
+}
+
+fn saturate(mb: i128) -> i64 {
+    i64::try_from(mb).unwrap_or(if mb < 0 { i64::MIN } else { i64::MAX })
+}

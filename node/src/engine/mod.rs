@@ -1,0 +1,101 @@
+//! The ring engine: a pure, deterministic state machine (no I/O, no clock, no tokio).
+//!
+//! - [`position`]: where a string sits on the ring (`drill` mod-100 or `u64` space).
+//! - `ring`: nodes and their virtual nodes in `(position, name)` order; routing.
+//! - `placement`: stored items, per-node loads and LRU order.
+//! - `namespace`: one ring with its items and limits; the semantics both drills share.
+//! - [`hashring`] / [`chatrouter`]: the two drill facades, method for method.
+//! - [`snapshot`]: the versioned, canonical encoding of an [`Engine`] and its digest.
+//!
+//! An [`Engine`] holds many independent namespaces; HashRing and ChatRouter namespaces
+//! are separate even when they share a name. Every operation takes the caller's
+//! timestamp; identical call sequences give identical states and results.
+
+pub mod chatrouter;
+pub mod hashring;
+mod namespace;
+mod placement;
+pub mod position;
+mod ring;
+pub mod snapshot;
+
+use std::collections::BTreeMap;
+
+pub use chatrouter::{ChatRouter, RequestOperation, RequestOperationKind};
+pub use hashring::{HashRing, KeyOperation, KeyOperationKind};
+pub use namespace::{Location, UNLIMITED};
+pub use position::PositionSpace;
+pub use snapshot::SnapshotError;
+
+/// The namespace used when a request names none.
+pub const DEFAULT_RING: &str = "default";
+
+/// One entry of a batch result: the drill's `str`, `bool` or `None`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BatchResult {
+    Node(String),
+    Ok(bool),
+    /// A store or route that found no node, or an unknown operation type.
+    Empty,
+}
+
+impl BatchResult {
+    fn from_node(node: Option<&str>) -> Self {
+        node.map_or(BatchResult::Empty, |n| BatchResult::Node(n.to_owned()))
+    }
+}
+
+/// Every namespace of one node's state.
+#[derive(Clone, Debug, Default)]
+pub struct Engine {
+    hash_rings: BTreeMap<String, HashRing>,
+    chat_routers: BTreeMap<String, ChatRouter>,
+}
+
+impl Engine {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A HashRing namespace, if anything ever wrote to it.
+    pub fn hash_ring(&self, ring: &str) -> Option<&HashRing> {
+        self.hash_rings.get(ring)
+    }
+
+    /// A HashRing namespace, created empty on first use.
+    pub fn hash_ring_mut(&mut self, ring: &str) -> &mut HashRing {
+        if !self.hash_rings.contains_key(ring) {
+            self.hash_rings.insert(ring.to_owned(), HashRing::default());
+        }
+        self.hash_rings.get_mut(ring).expect("inserted above")
+    }
+
+    pub fn chat_router(&self, ring: &str) -> Option<&ChatRouter> {
+        self.chat_routers.get(ring)
+    }
+
+    pub fn chat_router_mut(&mut self, ring: &str) -> &mut ChatRouter {
+        if !self.chat_routers.contains_key(ring) {
+            self.chat_routers
+                .insert(ring.to_owned(), ChatRouter::default());
+        }
+        self.chat_routers.get_mut(ring).expect("inserted above")
+    }
+
+    /// The canonical encoding of the whole state (see [`snapshot`]).
+    pub fn snapshot(&self) -> Vec<u8> {
+        snapshot::encode(self)
+    }
+
+    pub fn restore(bytes: &[u8]) -> Result<Self, SnapshotError> {
+        snapshot::decode(bytes)
+    }
+
+    /// Hex SHA-256 of [`Engine::snapshot`]: equal on replicas with equal state.
+    pub fn state_digest(&self) -> String {
+        snapshot::digest(&self.snapshot())
+    }
+}
+
+#[cfg(test)]
+mod golden;

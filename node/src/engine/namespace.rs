@@ -1,0 +1,325 @@
+//! One ring namespace: the ring, its placed items and the per-node limits, with the
+//! drill semantics both facades share (topology changes re-route only the affected
+//! arcs and never evict; stores evict by the facade's policy; LRU victims).
+
+use super::placement::{Item, Placement, Slot};
+use super::ring::{NodeIdx, Ring};
+use super::PositionSpace;
+
+/// The `-1` of `get_capacity` / `get_memory_limit`: no limit.
+pub const UNLIMITED: i64 = -1;
+
+/// How a store makes room on a node that has a limit.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Eviction {
+    /// HashRing: a new key evicts at most one LRU key when `used >= capacity`.
+    AtMostOne,
+    /// ChatRouter: evict LRU requests while `used + incoming > limit`, stopping when the
+    /// node is empty (the request is stored anyway).
+    UntilFits { incoming: i64 },
+}
+
+/// Where a stored item lives, for `LocateKey` / `LocateRequest`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Location {
+    pub node: String,
+    pub last_access: i64,
+    pub size: i64,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Namespace {
+    pub(crate) space: PositionSpace,
+    pub(crate) ring: Ring,
+    pub(crate) placement: Placement,
+    /// Per node slot: the capacity / memory limit, `None` = never set (unlimited).
+    limits: Vec<Option<i64>>,
+}
+
+impl Default for Namespace {
+    fn default() -> Self {
+        Namespace::new(PositionSpace::default())
+    }
+}
+
+impl Namespace {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ring.node_count() == 0 && self.placement.len() == 0
+    }
+
+    pub(crate) fn new(space: PositionSpace) -> Self {
+        Namespace {
+            space,
+            ring: Ring::new(space),
+            placement: Placement::new(space),
+            limits: Vec::new(),
+        }
+    }
+
+    pub(crate) fn set_space(&mut self, space: PositionSpace) -> bool {
+        if !self.is_empty() {
+            return false;
+        }
+        *self = Namespace::new(space);
+        true
+    }
+
+    /// `add_node` / `add_server`: one position, the bare name.
+    pub(crate) fn add_bare(&mut self, name: &str) -> bool {
+        let pos = self.space.position(name);
+        self.add(name, 1, vec![pos])
+    }
+
+    /// `add_node_with_replicas`: positions of `name_0 .. name_{k-1}`; `k <= 0` gives none.
+    pub(crate) fn add_with_replicas(&mut self, name: &str, replicas: i64) -> bool {
+        let positions = (0..replicas.max(0))
+            .map(|i| self.space.replica_position(name, i))
+            .collect();
+        self.add(name, replicas, positions)
+    }
+
+    pub(crate) fn add(&mut self, name: &str, replicas: i64, positions: Vec<u64>) -> bool {
+        if self.ring.lookup(name).is_some() {
+            return false;
+        }
+        let idx = self.ring.add(name, replicas, positions);
+        self.placement.node_added(idx);
+        if self.limits.len() <= idx as usize {
+            self.limits.resize(idx as usize + 1, None);
+        }
+        self.limits[idx as usize] = None;
+        let arcs = self.ring.arcs_owned_by(&self.ring.info(idx).positions);
+        let ring = &self.ring;
+        let dropped = self.placement.reroute(&arcs, |pos| ring.route(pos));
+        debug_assert!(dropped.is_empty(), "a ring with positions routes every key");
+        true
+    }
+
+    /// Removes a node, its limit, and re-routes its keys. `None` if there was no such
+    /// node; otherwise the items dropped because no position is left (in insertion order).
+    pub(crate) fn remove(&mut self, name: &str) -> Option<Vec<Item>> {
+        let idx = self.ring.lookup(name)?;
+        let arcs = self.ring.arcs_owned_by(&self.ring.info(idx).positions);
+        self.ring.remove(name);
+        self.limits[idx as usize] = None;
+        if self.ring.vnode_count() == 0 {
+            return Some(self.placement.drain());
+        }
+        let ring = &self.ring;
+        let dropped = self.placement.reroute(&arcs, |pos| ring.route(pos));
+        debug_assert!(dropped.is_empty());
+        debug_assert_eq!(self.placement.load(idx).count, 0);
+        Some(dropped)
+    }
+
+    pub(crate) fn route(&self, key: &str) -> Option<&str> {
+        let node = self.ring.route(self.space.position(key))?;
+        Some(self.ring.name(node))
+    }
+
+    pub(crate) fn node(&self, name: &str) -> Option<NodeIdx> {
+        self.ring.lookup(name)
+    }
+
+    pub(crate) fn limit(&self, node: NodeIdx) -> i64 {
+        self.limits[node as usize].unwrap_or(UNLIMITED)
+    }
+
+    pub(crate) fn set_limit(&mut self, name: &str, limit: i64) -> bool {
+        let Some(idx) = self.ring.lookup(name) else {
+            return false;
+        };
+        self.limits[idx as usize] = Some(limit);
+        true
+    }
+
+    /// The limit as recorded: `None` = never set.
+    pub(crate) fn raw_limit(&self, node: NodeIdx) -> Option<i64> {
+        self.limits[node as usize]
+    }
+
+    /// Stores or refreshes `key` at time `ts`. A key already stored keeps its size and
+    /// insertion order and never evicts; a new one makes room by `eviction` first and
+    /// takes `new_size()`. Returns the owning node, or `None` when the ring is empty.
+    pub(crate) fn store(
+        &mut self,
+        key: &str,
+        ts: i64,
+        eviction: Eviction,
+        new_size: impl FnOnce() -> i64,
+    ) -> Option<NodeIdx> {
+        let pos = self.space.position(key);
+        let node = self.ring.route(pos)?;
+        let limit = self.limit(node);
+        // Every stored key sits on its routed node, so "already here" is "stored".
+        let found = self.placement.find_or_insert_with(key, |placement| {
+            if limit != UNLIMITED {
+                make_room(placement, node, limit, eviction);
+            }
+            Some((pos, node, ts, new_size()))
+        });
+        if let Ok(slot) = found {
+            self.placement.touch(slot, ts);
+        }
+        Some(node)
+    }
+
+    pub(crate) fn evict_lru(&mut self, node: NodeIdx) -> Option<Item> {
+        let victim = self.placement.lru_victim(node)?;
+        Some(self.placement.remove(victim))
+    }
+
+    pub(crate) fn remove_key(&mut self, key: &str) -> Option<Item> {
+        let slot: Slot = self.placement.find(key)?;
+        Some(self.placement.remove(slot))
+    }
+
+    pub(crate) fn locate(&self, key: &str) -> Option<Location> {
+        let item = self.placement.item(self.placement.find(key)?);
+        Some(Location {
+            node: self.ring.name(item.node).to_owned(),
+            last_access: item.access,
+            size: item.size,
+        })
+    }
+
+    /// `"name(load)"` for every node, by load descending then name, sliced like
+    /// Python's `items[:n]` (a negative `n` drops the last `|n|`).
+    pub(crate) fn top(&self, n: i64, load: impl Fn(NodeIdx) -> i64) -> Vec<String> {
+        let mut loads: Vec<(i64, &str)> = self
+            .ring
+            .nodes()
+            .map(|(name, idx)| (load(idx), name))
+            .collect();
+        let len = loads.len() as i64;
+        let take = if n >= 0 { n.min(len) } else { (len + n).max(0) } as usize;
+        if take > 0 && take < loads.len() {
+            // Only the first `take` need sorting: partition them to the front first.
+            loads.select_nth_unstable_by(take - 1, rank);
+        }
+        loads.truncate(take);
+        loads.sort_unstable_by(rank);
+        loads
+            .into_iter()
+            .map(|(load, name)| format!("{name}({load})"))
+            .collect()
+    }
+}
+
+fn make_room(placement: &mut Placement, node: NodeIdx, limit: i64, eviction: Eviction) {
+    let evict = |placement: &mut Placement| {
+        let victim = placement.lru_victim(node)?;
+        Some(placement.remove(victim))
+    };
+    match eviction {
+        Eviction::AtMostOne => {
+            if placement.load(node).count >= u64::try_from(limit).unwrap_or(0) {
+                evict(placement);
+            }
+        }
+        Eviction::UntilFits { incoming } => {
+            while placement.load(node).size + i128::from(incoming) > i128::from(limit) {
+                if evict(placement).is_none() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn rank(a: &(i64, &str), b: &(i64, &str)) -> std::cmp::Ordering {
+    b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    impl Namespace {
+        /// Every stored key sits on the node its position routes to, and the per-node
+        /// counters and LRU victims agree with a full recount.
+        fn assert_consistent(&mut self) {
+            let mut counts = std::collections::BTreeMap::<NodeIdx, (u64, i128)>::new();
+            let mut oldest = std::collections::BTreeMap::<NodeIdx, (i64, u64)>::new();
+            for item in self.placement.in_insertion_order() {
+                assert_eq!(self.ring.route(item.pos), Some(item.node), "{}", item.key);
+                assert_eq!(
+                    self.placement
+                        .find(&item.key)
+                        .map(|s| self.placement.item(s).seq),
+                    Some(item.seq)
+                );
+                let c = counts.entry(item.node).or_default();
+                c.0 += 1;
+                c.1 += i128::from(item.size);
+                let o = oldest.entry(item.node).or_insert((item.access, item.seq));
+                *o = (*o).min((item.access, item.seq));
+            }
+            let nodes: Vec<NodeIdx> = self.ring.nodes().map(|(_, idx)| idx).collect();
+            for idx in nodes {
+                let load = self.placement.load(idx);
+                let want = counts.get(&idx).copied().unwrap_or_default();
+                assert_eq!((load.count, load.size), want);
+                let victim = self.placement.lru_victim(idx).map(|s| {
+                    let item = self.placement.item(s);
+                    (item.access, item.seq)
+                });
+                assert_eq!(victim, oldest.get(&idx).copied());
+            }
+        }
+    }
+
+    #[test]
+    fn many_keys_stay_consistent_through_topology_changes_and_eviction() {
+        for space in [PositionSpace::U64, PositionSpace::Drill] {
+            let mut ns = Namespace::new(space);
+            let mut state = 12345u64;
+            let mut next = |n: u64| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (state >> 33) % n
+            };
+            for round in 0..40 {
+                match next(4) {
+                    0 => {
+                        ns.add_with_replicas(&format!("n{}", next(12)), next(6) as i64);
+                    }
+                    1 => {
+                        ns.remove(&format!("n{}", next(12)));
+                    }
+                    2 => {
+                        ns.set_limit(&format!("n{}", next(12)), next(400) as i64 - 1);
+                    }
+                    _ => {}
+                }
+                for _ in 0..600 {
+                    let key = format!("k{}", next(3000));
+                    let ts = round * 1000 + next(1500) as i64;
+                    let eviction = if next(2) == 0 {
+                        Eviction::AtMostOne
+                    } else {
+                        Eviction::UntilFits {
+                            incoming: next(5) as i64,
+                        }
+                    };
+                    match next(10) {
+                        0 => {
+                            ns.remove_key(&key);
+                        }
+                        1 => {
+                            if let Some(idx) = ns.node(&format!("n{}", next(12))) {
+                                ns.evict_lru(idx);
+                            }
+                        }
+                        _ => {
+                            ns.store(&key, ts, eviction, || next(5) as i64);
+                        }
+                    }
+                }
+                ns.assert_consistent();
+            }
+            assert!(ns.placement.len() > 0, "the test stored something");
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! The ring itself: which nodes exist, where their virtual nodes sit, and routing.
+//!
+//! Virtual nodes live in one array sorted by `(position, node name)`, exactly the drill's
+//! `items.sort()` over `(pos, name)` tuples. Routing finds the first entry at or after the
+//! key's position, wrapping to the first entry. A bucket table maps the top bits of a
+//! position to the array slice that can hold its answer, so routing is one table read
+//! and a search of a slice that is almost always one or two entries long. A topology
+//! change rebuilds both (O(V log V)); routing never allocates.
+
+use std::collections::BTreeMap;
+
+use super::PositionSpace;
+
+/// Index of a live node in [`Ring`]'s slots. Reused after the node is removed.
+pub(crate) type NodeIdx = u32;
+
+#[derive(Clone, Debug)]
+pub(crate) struct NodeInfo {
+    pub(crate) name: Box<str>,
+    /// The replica count as the caller gave it (may be 0 or negative: no positions).
+    pub(crate) replicas: i64,
+    /// Positions in replica-index order; duplicates are kept, as the drill keeps them.
+    pub(crate) positions: Vec<u64>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Ring {
+    space: PositionSpace,
+    by_name: BTreeMap<Box<str>, NodeIdx>,
+    slots: Vec<Option<NodeInfo>>,
+    free: Vec<NodeIdx>,
+    /// Every virtual node, sorted by `(position, name)`.
+    vnodes: Vec<(u64, NodeIdx)>,
+    /// `buckets[b]`: index of the first virtual node in bucket `b` or later; one extra
+    /// entry at the end holds `vnodes.len()`.
+    buckets: Vec<u32>,
+    /// `u64` space: bucket = position >> shift. Drill space: bucket = position.
+    shift: u32,
+}
+
+impl Ring {
+    /// An empty ring in `space`.
+    pub(crate) fn new(space: PositionSpace) -> Self {
+        let mut ring = Ring {
+            space,
+            ..Ring::default()
+        };
+        ring.rebuild_vnodes();
+        ring
+    }
+
+    pub(crate) fn node_count(&self) -> usize {
+        self.by_name.len()
+    }
+
+    pub(crate) fn vnode_count(&self) -> usize {
+        self.vnodes.len()
+    }
+
+    pub(crate) fn lookup(&self, name: &str) -> Option<NodeIdx> {
+        self.by_name.get(name).copied()
+    }
+
+    pub(crate) fn info(&self, idx: NodeIdx) -> &NodeInfo {
+        self.slots[idx as usize]
+            .as_ref()
+            .expect("node index refers to a live node")
+    }
+
+    pub(crate) fn name(&self, idx: NodeIdx) -> &str {
+        &self.info(idx).name
+    }
+
+    /// Live nodes in name order.
+    pub(crate) fn nodes(&self) -> impl Iterator<Item = (&str, NodeIdx)> + '_ {
+        self.by_name.iter().map(|(name, &idx)| (&**name, idx))
+    }
+
+    /// The node owning position `h`: first virtual node at or after `h`, else the first.
+    #[inline]
+    pub(crate) fn route(&self, h: u64) -> Option<NodeIdx> {
+        let first = self.vnodes.first()?;
+        let b = self.bucket(h);
+        let (lo, hi) = (self.buckets[b] as usize, self.buckets[b + 1] as usize);
+        let i = lo + self.vnodes[lo..hi].partition_point(|&(pos, _)| pos < h);
+        Some(self.vnodes.get(i).unwrap_or(first).1)
+    }
+
+    #[inline]
+    fn bucket(&self, h: u64) -> usize {
+        match self.space {
+            // Drill positions are < 100, and so are the bucket table's indices.
+            PositionSpace::Drill => h as usize,
+            PositionSpace::U64 => (h >> self.shift) as usize,
+        }
+    }
+
+    /// Registers a node. The caller checked that the name is free.
+    pub(crate) fn add(&mut self, name: &str, replicas: i64, positions: Vec<u64>) -> NodeIdx {
+        debug_assert!(!self.by_name.contains_key(name));
+        let info = NodeInfo {
+            name: name.into(),
+            replicas,
+            positions,
+        };
+        let idx = match self.free.pop() {
+            Some(idx) => {
+                self.slots[idx as usize] = Some(info);
+                idx
+            }
+            None => {
+                self.slots.push(Some(info));
+                NodeIdx::try_from(self.slots.len() - 1).expect("fewer than 2^32 nodes")
+            }
+        };
+        self.by_name.insert(name.into(), idx);
+        self.rebuild_vnodes();
+        idx
+    }
+
+    /// Unregisters a node and returns what it was.
+    pub(crate) fn remove(&mut self, name: &str) -> Option<(NodeIdx, NodeInfo)> {
+        let idx = self.by_name.remove(name)?;
+        let info = self.slots[idx as usize].take().expect("live node");
+        self.free.push(idx);
+        self.rebuild_vnodes();
+        Some((idx, info))
+    }
+
+    fn rebuild_vnodes(&mut self) {
+        let slots = &self.slots;
+        self.vnodes.clear();
+        // by_name is in name order and the sort is stable, so equal positions end up
+        // ordered by name without comparing strings.
+        for &idx in self.by_name.values() {
+            let info = slots[idx as usize].as_ref().expect("live node");
+            self.vnodes
+                .extend(info.positions.iter().map(|&pos| (pos, idx)));
+        }
+        self.vnodes.sort_by_key(|&(pos, _)| pos);
+
+        let bucket_count = match self.space {
+            PositionSpace::Drill => 100,
+            PositionSpace::U64 => {
+                // About one virtual node per bucket, at most 2^16 buckets.
+                let bits = self
+                    .vnodes
+                    .len()
+                    .next_power_of_two()
+                    .trailing_zeros()
+                    .clamp(1, 16);
+                self.shift = 64 - bits;
+                1 << bits
+            }
+        };
+        self.buckets.clear();
+        let mut i = 0;
+        for b in 0..bucket_count {
+            while i < self.vnodes.len() && self.bucket(self.vnodes[i].0) < b {
+                i += 1;
+            }
+            self.buckets.push(i as u32);
+        }
+        self.buckets.push(self.vnodes.len() as u32);
+    }
+
+    /// The key positions whose owner may differ between this ring and the same ring
+    /// without the virtual nodes at `positions` (which must be in this ring): for each
+    /// position `p`, the arc from the previous distinct position (exclusive) to `p`,
+    /// plus the wrap-around arc when `p` is the smallest position.
+    pub(crate) fn arcs_owned_by(&self, positions: &[u64]) -> Vec<(u64, u64)> {
+        let mut arcs = Vec::with_capacity(positions.len() + 1);
+        let Some(&(max, _)) = self.vnodes.last() else {
+            return arcs;
+        };
+        for &p in positions {
+            let i = self.vnodes.partition_point(|&(pos, _)| pos < p);
+            if i == 0 {
+                arcs.push((0, p));
+                if max < u64::MAX {
+                    arcs.push((max + 1, u64::MAX));
+                }
+            } else {
+                let prev = self.vnodes[i - 1].0;
+                arcs.push((prev + 1, p));
+            }
+        }
+        arcs.sort_unstable();
+        arcs.dedup();
+        arcs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Ring;
+    use crate::engine::PositionSpace::{self, Drill};
+
+    fn ring_of(names: &[&str]) -> Ring {
+        let mut ring = Ring::new(Drill);
+        for name in names {
+            ring.add(name, 1, vec![Drill.position(name)]);
+        }
+        ring
+    }
+
+    #[test]
+    fn equal_positions_route_to_the_smaller_name_whatever_the_insertion_order() {
+        // n0 and n12 both sit at 47.
+        for names in [["n12", "n0"], ["n0", "n12"]] {
+            let ring = ring_of(&names);
+            let n0 = ring.lookup("n0").unwrap();
+            assert_eq!(ring.route(Drill.position("k14")), Some(n0), "key at 47");
+            assert_eq!(
+                ring.route(Drill.position("k0")),
+                Some(n0),
+                "key at 85 wraps"
+            );
+        }
+    }
+
+    #[test]
+    fn routing_is_clockwise_inclusive_with_wrap() {
+        // node_b at 41, node_a at 45.
+        let ring = ring_of(&["node_a", "node_b"]);
+        let (a, b) = (
+            ring.lookup("node_a").unwrap(),
+            ring.lookup("node_b").unwrap(),
+        );
+        assert_eq!(ring.route(41), Some(b));
+        assert_eq!(ring.route(42), Some(a));
+        assert_eq!(ring.route(45), Some(a));
+        assert_eq!(ring.route(46), Some(b));
+        assert_eq!(ring.route(0), Some(b));
+        assert_eq!(Ring::new(Drill).route(3), None);
+    }
+
+    #[test]
+    fn bucketed_routing_agrees_with_a_plain_search_in_u64_space() {
+        let mut ring = Ring::new(PositionSpace::U64);
+        for n in 0..20 {
+            let name = format!("n{n}");
+            let positions = (0..7)
+                .map(|i| PositionSpace::U64.replica_position(&name, i))
+                .collect();
+            ring.add(&name, 7, positions);
+        }
+        let plain = |h: u64| {
+            let i = ring.vnodes.partition_point(|&(pos, _)| pos < h);
+            ring.vnodes.get(i).unwrap_or(&ring.vnodes[0]).1
+        };
+        let mut probes: Vec<u64> = ring
+            .vnodes
+            .iter()
+            .flat_map(|&(p, _)| [p.wrapping_sub(1), p, p.wrapping_add(1)])
+            .collect();
+        probes.extend([0, u64::MAX, 1 << 63]);
+        probes.extend((0..1000).map(|i| PositionSpace::U64.position(&format!("k{i}"))));
+        for h in probes {
+            assert_eq!(ring.route(h), Some(plain(h)), "position {h}");
+        }
+    }
+
+    #[test]
+    fn arcs_cover_the_keys_a_node_owns() {
+        let ring = ring_of(&["node_a", "node_b"]);
+        assert_eq!(ring.arcs_owned_by(&[45]), vec![(42, 45)]);
+        assert_eq!(ring.arcs_owned_by(&[41]), vec![(0, 41), (46, u64::MAX)]);
+    }
+}
