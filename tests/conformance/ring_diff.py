@@ -419,6 +419,7 @@ class TraceGenerator:
         self.last_ring = {svc: rng.choice(NAMESPACES) for svc in SERVICES}
         self.phase: dict[tuple[str, str], str] = {}
         self.hot: dict[tuple[str, str], list[str]] = {}
+        self.recent_ts: dict[tuple[str, str], collections.deque] = {}
         # method -> (weight, kind, builder); kind in {"add", "remove", None}
         self.table = {
             "hashring": {
@@ -466,7 +467,7 @@ class TraceGenerator:
         ring = self.last_ring[svc] if rng.random() < 0.7 else rng.choice(NAMESPACES)
         self.last_ring[svc] = ring
         key = (svc, ring)
-        ts = self._timestamp()
+        ts = self._timestamp(key)
 
         self.svc, self.ring = svc, ring
         self.members = self.peek("list_nodes" if svc == "hashring" else "list_servers")
@@ -492,7 +493,7 @@ class TraceGenerator:
         args = self.table[svc][method][2]()
         return {"svc": svc, "ring": ring, "method": method, "ts": ts, "args": args}
 
-    def _timestamp(self) -> int:
+    def _timestamp(self, key) -> int:
         rng = self.rng
         r = rng.random()
         if r < 0.7:
@@ -501,9 +502,12 @@ class TraceGenerator:
             self.clock += 1
         else:
             self.clock += rng.choice((2, 3, 7))
-        if rng.random() < 0.10:
-            return rng.randint(0, self.clock)   # an earlier timestamp
-        return self.clock
+        recent = self.recent_ts.setdefault(key, collections.deque(maxlen=12))
+        ts = self.clock
+        if rng.random() < 0.10:        # an earlier timestamp: any, or one this ring saw
+            ts = rng.choice(recent) if recent and rng.random() < 0.5 else rng.randint(0, self.clock)
+        recent.append(ts)
+        return ts
 
     def peek(self, method, *args):
         return self.oracle.peek(self.svc, self.ring, method, *args)
@@ -747,6 +751,11 @@ def main(argv=None) -> int:
 
     print(f"ring_diff: seed {seed}, position space {space}, {args.calls} calls, "
           f"impl: {impl.description}", flush=True)
+    space_note = None
+    if impl_cmd and space != "drill" and impl_position_space(impl_cmd) is None:
+        space_note = (f"note: the implementation command does not say --position-space {space}; "
+                      f"it only has CLOCKWISE_POSITION_SPACE={space} in its environment")
+        print(f"ring_diff: {space_note}", file=sys.stderr, flush=True)
 
     dump = open(args.dump_trace, "w", encoding="utf-8") if args.dump_trace else None
     history: dict[tuple[str, str], collections.deque] = {}
@@ -803,6 +812,8 @@ def main(argv=None) -> int:
                      "--calls", str(index + 1)]
             rerun += ["--self-check"] if args.self_check else ["--impl", *impl_cmd]
             out.append(f"  reproduce: python3 {shlex.join(rerun)}")
+            if space_note:
+                out.append(f"  {space_note}")
             diag = impl.diagnostics()
             if diag:
                 out.append(diag)

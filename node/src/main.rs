@@ -1,0 +1,139 @@
+//! `clockwise`: the command line of a clockwise node.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use clockwise_node::service::sync::SyncConfig;
+use clockwise_node::service::{BoundNode, NodeConfig};
+use tracing_subscriber::EnvFilter;
+
+/// clockwise: consistent-hash placement as a service (HashRing and ChatRouter over gRPC).
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Log format on stderr. Verbosity comes from RUST_LOG (default: info).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run one node: serves clockwise.hashring.v1.HashRing, clockwise.chatrouter.v1.ChatRouter,
+    /// gRPC reflection and grpc.health.v1 on --listen. Try:
+    /// `grpcurl -plaintext 127.0.0.1:50051 list`. Stops cleanly on Ctrl-C or SIGTERM.
+    Node(NodeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct NodeArgs {
+    /// Address for gRPC (port 0 picks a free port; the chosen address is printed).
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    listen: SocketAddr,
+    /// Directory for the node's data. This version keeps the ring state in memory;
+    /// the directory is created now and will hold the replicated log.
+    #[arg(long, default_value = "./data")]
+    data_dir: PathBuf,
+    /// Address for Prometheus metrics over HTTP (`GET /metrics`); off when not given.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// Duration of one simulated external call of SyncReplicas / ReplicateSessions, in ms.
+    #[arg(long, default_value_t = 10)]
+    sync_delay_ms: u64,
+    /// Sync RPCs (SyncReplicas / ReplicateSessions) allowed to run at once on this node.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    sync_max_calls: u32,
+    /// How long a sync RPC waits for a place before it is refused with RESOURCE_EXHAUSTED, in ms.
+    #[arg(long, default_value_t = 100)]
+    sync_queue_wait_ms: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Node(args) => runtime.block_on(run_node(args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_node(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    std::fs::create_dir_all(&args.data_dir)
+        .map_err(|e| format!("cannot create --data-dir {}: {e}", args.data_dir.display()))?;
+    let config = NodeConfig {
+        sync: SyncConfig {
+            delay: Duration::from_millis(args.sync_delay_ms),
+            max_calls: args.sync_max_calls as usize,
+            queue_wait: Duration::from_millis(args.sync_queue_wait_ms),
+        },
+    };
+    let node = BoundNode::bind(args.listen, args.metrics_listen, config).await?;
+    let grpc = node.grpc_addr()?;
+    // One machine-readable line on stdout for scripts; logs go to stderr.
+    println!("listening on {grpc}");
+    if let Some(addr) = node.metrics_addr() {
+        let addr = addr?;
+        println!("metrics on http://{addr}/metrics");
+    }
+    tracing::info!(%grpc, data_dir = %args.data_dir.display(), "clockwise node serving");
+    node.serve(shutdown_signal()).await?;
+    tracing::info!("clockwise node stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT: shutting down"),
+        _ = term => tracing::info!("SIGTERM: shutting down"),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,263 @@
+//! `clockwise.chatrouter.v1.ChatRouter`: validation, then one engine call per RPC.
+
+use std::sync::Arc;
+
+use clockwise_proto::chatrouter::v1 as pb;
+use clockwise_proto::chatrouter::v1::chat_router_server::ChatRouter;
+use tonic::{Request, Response, Status};
+
+use super::state::{resolve_timestamp, NodeState};
+use super::sync::SyncRunner;
+use super::validate::{self as v, MAX_BATCH_OPERATIONS, MAX_MB, MAX_REPLICAS, MAX_SYNC_ENTRIES};
+use crate::engine::{BatchResult, RequestOperation, RequestOperationKind};
+
+pub struct ChatRouterService {
+    state: Arc<NodeState>,
+    sync: Arc<SyncRunner>,
+}
+
+impl ChatRouterService {
+    pub fn new(state: Arc<NodeState>, sync: Arc<SyncRunner>) -> Self {
+        ChatRouterService { state, sync }
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn ok<T>(message: T) -> Reply<T> {
+    Ok(Response::new(message))
+}
+
+#[tonic::async_trait]
+impl ChatRouter for ChatRouterService {
+    async fn add_server(&self, req: Request<pb::AddServerRequest>) -> Reply<pb::AddServerResponse> {
+        let r = req.into_inner();
+        let (ring, server) = (v::ring(&r.ring)?, v::id("server_name", &r.server_name)?);
+        v::timestamp(r.timestamp)?;
+        let done = self.state.write(|e| e.chat_router_mut(ring).add_server(server));
+        ok(pb::AddServerResponse { ok: done })
+    }
+
+    async fn remove_server(&self, req: Request<pb::RemoveServerRequest>) -> Reply<pb::RemoveServerResponse> {
+        let r = req.into_inner();
+        let (ring, server) = (v::ring(&r.ring)?, v::id("server_name", &r.server_name)?);
+        v::timestamp(r.timestamp)?;
+        let done = self.state.write(|e| e.chat_router_mut(ring).remove_server(server));
+        ok(pb::RemoveServerResponse { ok: done })
+    }
+
+    async fn route_request(&self, req: Request<pb::RouteRequestRequest>) -> Reply<pb::RouteRequestResponse> {
+        let r = req.into_inner();
+        let (ring, id) = (v::ring(&r.ring)?, v::id("request_id", &r.request_id)?);
+        v::timestamp(r.timestamp)?;
+        let server_name = self
+            .state
+            .read_chat_router(ring, |c| c.route_request(id).map(str::to_owned));
+        ok(pb::RouteRequestResponse { server_name })
+    }
+
+    async fn get_server_count(
+        &self,
+        req: Request<pb::GetServerCountRequest>,
+    ) -> Reply<pb::GetServerCountResponse> {
+        let r = req.into_inner();
+        let ring = v::ring(&r.ring)?;
+        v::timestamp(r.timestamp)?;
+        let count = self.state.read_chat_router(ring, |c| c.get_server_count());
+        ok(pb::GetServerCountResponse { count })
+    }
+
+    async fn assign_request(&self, req: Request<pb::AssignRequestRequest>) -> Reply<pb::AssignRequestResponse> {
+        let r = req.into_inner();
+        let (ring, id) = (v::ring(&r.ring)?, v::id("request_id", &r.request_id)?);
+        let ts = resolve_timestamp(v::timestamp(r.timestamp)?);
+        let size_mb = v::non_negative("size_mb", r.size_mb, MAX_MB)?;
+        v::ttl_ms(r.ttl_ms)?;
+        let server_name = self.state.write(|e| {
+            e.chat_router_mut(ring)
+                .assign_request(ts, id, size_mb)
+                .map(str::to_owned)
+        });
+        ok(pb::AssignRequestResponse { server_name })
+    }
+
+    async fn list_servers(&self, req: Request<pb::ListServersRequest>) -> Reply<pb::ListServersResponse> {
+        let r = req.into_inner();
+        let ring = v::ring(&r.ring)?;
+        v::timestamp(r.timestamp)?;
+        let servers = self.state.read_chat_router(ring, |c| c.list_servers());
+        ok(pb::ListServersResponse { servers })
+    }
+
+    async fn get_server_load(&self, req: Request<pb::GetServerLoadRequest>) -> Reply<pb::GetServerLoadResponse> {
+        let r = req.into_inner();
+        let (ring, server) = (v::ring(&r.ring)?, v::id("server_name", &r.server_name)?);
+        v::timestamp(r.timestamp)?;
+        let load = self.state.read_chat_router(ring, |c| c.get_server_load(server));
+        ok(pb::GetServerLoadResponse { load })
+    }
+
+    async fn top_servers(&self, req: Request<pb::TopServersRequest>) -> Reply<pb::TopServersResponse> {
+        let r = req.into_inner();
+        let ring = v::ring(&r.ring)?;
+        v::timestamp(r.timestamp)?;
+        let n = v::non_negative("n", r.n, i64::MAX)?;
+        let entries = self.state.read_chat_router(ring, |c| c.top_servers(n));
+        ok(pb::TopServersResponse { entries })
+    }
+
+    async fn add_server_with_replicas(
+        &self,
+        req: Request<pb::AddServerWithReplicasRequest>,
+    ) -> Reply<pb::AddServerWithReplicasResponse> {
+        let r = req.into_inner();
+        let (ring, server) = (v::ring(&r.ring)?, v::id("server_name", &r.server_name)?);
+        v::timestamp(r.timestamp)?;
+        let replicas = v::non_negative("num_replicas", r.num_replicas, MAX_REPLICAS)?;
+        let done = self
+            .state
+            .write(|e| e.chat_router_mut(ring).add_server_with_replicas(server, replicas));
+        ok(pb::AddServerWithReplicasResponse { ok: done })
+    }
+
+    async fn get_replica_count(
+        &self,
+        req: Request<pb::GetReplicaCountRequest>,
+    ) -> Reply<pb::GetReplicaCountResponse> {
+        let r = req.into_inner();
+        let (ring, server) = (v::ring(&r.ring)?, v::id("server_name", &r.server_name)?);
+        v::timestamp(r.timestamp)?;
+        let replicas = self.state.read_chat_router(ring, |c| c.get_replica_count(server));
+        ok(pb::GetReplicaCountResponse { replicas })
+    }
+
+    async fn set_memory_limit(&self, req: Request<pb::SetMemoryLimitRequest>) -> Reply<pb::SetMemoryLimitResponse> {
+        let r = req.into_inner();
+        let (ring, server) = (v::ring(&r.ring)?, v::id("server_name", &r.server_name)?);
+        v::timestamp(r.timestamp)?;
+        let max_mb = v::limit("max_mb", r.max_mb)?;
+        let done = self
+            .state
+            .write(|e| e.chat_router_mut(ring).set_memory_limit(server, max_mb));
+        ok(pb::SetMemoryLimitResponse { ok: done })
+    }
+
+    async fn get_memory_limit(&self, req: Request<pb::GetMemoryLimitRequest>) -> Reply<pb::GetMemoryLimitResponse> {
+        let r = req.into_inner();
+        let (ring, server) = (v::ring(&r.ring)?, v::id("server_name", &r.server_name)?);
+        v::timestamp(r.timestamp)?;
+        let limit = self.state.read_chat_router(ring, |c| c.get_memory_limit(server));
+        ok(pb::GetMemoryLimitResponse { limit })
+    }
+
+    async fn get_memory_used(&self, req: Request<pb::GetMemoryUsedRequest>) -> Reply<pb::GetMemoryUsedResponse> {
+        let r = req.into_inner();
+        let (ring, server) = (v::ring(&r.ring)?, v::id("server_name", &r.server_name)?);
+        v::timestamp(r.timestamp)?;
+        let used = self.state.read_chat_router(ring, |c| c.get_memory_used(server));
+        ok(pb::GetMemoryUsedResponse { used })
+    }
+
+    async fn evict_oldest_session(
+        &self,
+        req: Request<pb::EvictOldestSessionRequest>,
+    ) -> Reply<pb::EvictOldestSessionResponse> {
+        let r = req.into_inner();
+        let (ring, server) = (v::ring(&r.ring)?, v::id("server_name", &r.server_name)?);
+        v::timestamp(r.timestamp)?;
+        let request_id = self
+            .state
+            .write(|e| e.chat_router_mut(ring).evict_oldest_session(server));
+        ok(pb::EvictOldestSessionResponse { request_id })
+    }
+
+    async fn batch_requests(&self, req: Request<pb::BatchRequestsRequest>) -> Reply<pb::BatchRequestsResponse> {
+        let r = req.into_inner();
+        let ring = v::ring(&r.ring)?;
+        let ts = resolve_timestamp(v::timestamp(r.timestamp)?);
+        v::list_len("operations", r.operations.len(), MAX_BATCH_OPERATIONS)?;
+        let ops = r
+            .operations
+            .into_iter()
+            .enumerate()
+            .map(|(i, op)| {
+                v::id(&format!("operations[{i}].request_id"), &op.request_id)?;
+                v::non_negative(&format!("operations[{i}].size_mb"), op.size_mb, MAX_MB)?;
+                Ok(RequestOperation {
+                    kind: RequestOperationKind::parse(&op.r#type),
+                    request_id: op.request_id,
+                    size_mb: op.size_mb,
+                })
+            })
+            .collect::<v::Result<Vec<_>>>()?;
+        let results = self
+            .state
+            .write(|e| e.chat_router_mut(ring).batch_requests(ts, &ops));
+        let results = results
+            .into_iter()
+            .map(|result| pb::RequestResult {
+                value: match result {
+                    BatchResult::Node(server) => Some(pb::request_result::Value::ServerName(server)),
+                    BatchResult::Ok(flag) => Some(pb::request_result::Value::Ok(flag)),
+                    BatchResult::Empty => None,
+                },
+            })
+            .collect();
+        ok(pb::BatchRequestsResponse { results })
+    }
+
+    async fn replicate_sessions(
+        &self,
+        req: Request<pb::ReplicateSessionsRequest>,
+    ) -> Reply<pb::ReplicateSessionsResponse> {
+        let r = req.into_inner();
+        let ring = v::ring(&r.ring)?;
+        v::timestamp(r.timestamp)?;
+        v::list_len("transfers", r.transfers.len(), MAX_SYNC_ENTRIES)?;
+        let max_concurrent = v::max_concurrent(r.max_concurrent)?;
+        let mode = v::sync_mode(r.mode)?;
+        for (i, t) in r.transfers.iter().enumerate() {
+            v::id(&format!("transfers[{i}].source"), &t.source)?;
+            v::id(&format!("transfers[{i}].destination"), &t.destination)?;
+            v::non_negative(&format!("transfers[{i}].bandwidth_mb"), t.bandwidth_mb, MAX_MB)?;
+        }
+        let validity = self.state.read_chat_router(ring, |c| {
+            c.replicate_validity(
+                r.transfers
+                    .iter()
+                    .map(|t| (t.source.as_str(), t.destination.as_str(), t.bandwidth_mb)),
+            )
+        });
+        let results = self.sync.run(validity, max_concurrent, mode).await?;
+        ok(pb::ReplicateSessionsResponse { results })
+    }
+
+    async fn locate_request(&self, req: Request<pb::LocateRequestRequest>) -> Reply<pb::LocateRequestResponse> {
+        let r = req.into_inner();
+        let (ring, id) = (v::ring(&r.ring)?, v::id("request_id", &r.request_id)?);
+        v::timestamp(r.timestamp)?;
+        let found = self.state.read_chat_router(ring, |c| c.locate_request(id));
+        ok(match found {
+            Some(loc) => pb::LocateRequestResponse {
+                found: true,
+                server_name: Some(loc.node),
+                last_access: loc.last_access,
+                size: loc.size,
+                expires_at: None,
+            },
+            None => pb::LocateRequestResponse::default(),
+        })
+    }
+
+    async fn configure_ring(
+        &self,
+        req: Request<pb::ConfigureRingRequest>,
+    ) -> Reply<pb::ConfigureRingResponse> {
+        let r = req.into_inner();
+        let ring = v::ring(&r.ring)?;
+        v::timestamp(r.timestamp)?;
+        let space = v::position_space(r.position_space)?;
+        super::configure(self.state.write(|e| e.chat_router_mut(ring).configure(space)), ring)?;
+        ok(pb::ConfigureRingResponse { ok: true })
+    }
+}

@@ -1,0 +1,243 @@
+//! `clockwise.hashring.v1.HashRing`: validation, then one engine call per RPC.
+
+use std::sync::Arc;
+
+use clockwise_proto::hashring::v1 as pb;
+use clockwise_proto::hashring::v1::hash_ring_server::HashRing;
+use tonic::{Request, Response, Status};
+
+use super::state::{resolve_timestamp, NodeState};
+use super::sync::SyncRunner;
+use super::validate::{self as v, MAX_BATCH_OPERATIONS, MAX_REPLICAS, MAX_SYNC_ENTRIES};
+use crate::engine::{BatchResult, KeyOperation, KeyOperationKind};
+
+pub struct HashRingService {
+    state: Arc<NodeState>,
+    sync: Arc<SyncRunner>,
+}
+
+impl HashRingService {
+    pub fn new(state: Arc<NodeState>, sync: Arc<SyncRunner>) -> Self {
+        HashRingService { state, sync }
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn ok<T>(message: T) -> Reply<T> {
+    Ok(Response::new(message))
+}
+
+#[tonic::async_trait]
+impl HashRing for HashRingService {
+    async fn add_node(&self, req: Request<pb::AddNodeRequest>) -> Reply<pb::AddNodeResponse> {
+        let r = req.into_inner();
+        let (ring, node) = (v::ring(&r.ring)?, v::id("node_id", &r.node_id)?);
+        v::timestamp(r.timestamp)?;
+        let done = self.state.write(|e| e.hash_ring_mut(ring).add_node(node));
+        ok(pb::AddNodeResponse { ok: done })
+    }
+
+    async fn remove_node(&self, req: Request<pb::RemoveNodeRequest>) -> Reply<pb::RemoveNodeResponse> {
+        let r = req.into_inner();
+        let (ring, node) = (v::ring(&r.ring)?, v::id("node_id", &r.node_id)?);
+        v::timestamp(r.timestamp)?;
+        let done = self.state.write(|e| e.hash_ring_mut(ring).remove_node(node));
+        ok(pb::RemoveNodeResponse { ok: done })
+    }
+
+    async fn route_key(&self, req: Request<pb::RouteKeyRequest>) -> Reply<pb::RouteKeyResponse> {
+        let r = req.into_inner();
+        let (ring, key) = (v::ring(&r.ring)?, v::id("key", &r.key)?);
+        v::timestamp(r.timestamp)?;
+        let node_id = self.state.read_hash_ring(ring, |h| h.route_key(key).map(str::to_owned));
+        ok(pb::RouteKeyResponse { node_id })
+    }
+
+    async fn get_node_count(&self, req: Request<pb::GetNodeCountRequest>) -> Reply<pb::GetNodeCountResponse> {
+        let r = req.into_inner();
+        let ring = v::ring(&r.ring)?;
+        v::timestamp(r.timestamp)?;
+        let count = self.state.read_hash_ring(ring, |h| h.get_node_count());
+        ok(pb::GetNodeCountResponse { count })
+    }
+
+    async fn store_key(&self, req: Request<pb::StoreKeyRequest>) -> Reply<pb::StoreKeyResponse> {
+        let r = req.into_inner();
+        let (ring, key) = (v::ring(&r.ring)?, v::id("key", &r.key)?);
+        let ts = resolve_timestamp(v::timestamp(r.timestamp)?);
+        v::ttl_ms(r.ttl_ms)?;
+        let node_id = self
+            .state
+            .write(|e| e.hash_ring_mut(ring).store_key(ts, key).map(str::to_owned));
+        ok(pb::StoreKeyResponse { node_id })
+    }
+
+    async fn list_nodes(&self, req: Request<pb::ListNodesRequest>) -> Reply<pb::ListNodesResponse> {
+        let r = req.into_inner();
+        let ring = v::ring(&r.ring)?;
+        v::timestamp(r.timestamp)?;
+        let nodes = self.state.read_hash_ring(ring, |h| h.list_nodes());
+        ok(pb::ListNodesResponse { nodes })
+    }
+
+    async fn get_load(&self, req: Request<pb::GetLoadRequest>) -> Reply<pb::GetLoadResponse> {
+        let r = req.into_inner();
+        let (ring, node) = (v::ring(&r.ring)?, v::id("node_id", &r.node_id)?);
+        v::timestamp(r.timestamp)?;
+        let load = self.state.read_hash_ring(ring, |h| h.get_load(node));
+        ok(pb::GetLoadResponse { load })
+    }
+
+    async fn top_loaded(&self, req: Request<pb::TopLoadedRequest>) -> Reply<pb::TopLoadedResponse> {
+        let r = req.into_inner();
+        let ring = v::ring(&r.ring)?;
+        v::timestamp(r.timestamp)?;
+        let n = v::non_negative("n", r.n, i64::MAX)?;
+        let entries = self.state.read_hash_ring(ring, |h| h.top_loaded(n));
+        ok(pb::TopLoadedResponse { entries })
+    }
+
+    async fn add_node_with_replicas(
+        &self,
+        req: Request<pb::AddNodeWithReplicasRequest>,
+    ) -> Reply<pb::AddNodeWithReplicasResponse> {
+        let r = req.into_inner();
+        let (ring, node) = (v::ring(&r.ring)?, v::id("node_id", &r.node_id)?);
+        v::timestamp(r.timestamp)?;
+        let replicas = v::non_negative("num_replicas", r.num_replicas, MAX_REPLICAS)?;
+        let done = self
+            .state
+            .write(|e| e.hash_ring_mut(ring).add_node_with_replicas(node, replicas));
+        ok(pb::AddNodeWithReplicasResponse { ok: done })
+    }
+
+    async fn get_replica_count(
+        &self,
+        req: Request<pb::GetReplicaCountRequest>,
+    ) -> Reply<pb::GetReplicaCountResponse> {
+        let r = req.into_inner();
+        let (ring, node) = (v::ring(&r.ring)?, v::id("node_id", &r.node_id)?);
+        v::timestamp(r.timestamp)?;
+        let replicas = self.state.read_hash_ring(ring, |h| h.get_replica_count(node));
+        ok(pb::GetReplicaCountResponse { replicas })
+    }
+
+    async fn set_capacity(&self, req: Request<pb::SetCapacityRequest>) -> Reply<pb::SetCapacityResponse> {
+        let r = req.into_inner();
+        let (ring, node) = (v::ring(&r.ring)?, v::id("node_id", &r.node_id)?);
+        v::timestamp(r.timestamp)?;
+        let capacity = v::limit("capacity", r.capacity)?;
+        let done = self
+            .state
+            .write(|e| e.hash_ring_mut(ring).set_capacity(node, capacity));
+        ok(pb::SetCapacityResponse { ok: done })
+    }
+
+    async fn get_capacity(&self, req: Request<pb::GetCapacityRequest>) -> Reply<pb::GetCapacityResponse> {
+        let r = req.into_inner();
+        let (ring, node) = (v::ring(&r.ring)?, v::id("node_id", &r.node_id)?);
+        v::timestamp(r.timestamp)?;
+        let capacity = self.state.read_hash_ring(ring, |h| h.get_capacity(node));
+        ok(pb::GetCapacityResponse { capacity })
+    }
+
+    async fn get_used(&self, req: Request<pb::GetUsedRequest>) -> Reply<pb::GetUsedResponse> {
+        let r = req.into_inner();
+        let (ring, node) = (v::ring(&r.ring)?, v::id("node_id", &r.node_id)?);
+        v::timestamp(r.timestamp)?;
+        let used = self.state.read_hash_ring(ring, |h| h.get_used(node));
+        ok(pb::GetUsedResponse { used })
+    }
+
+    async fn evict_lru(&self, req: Request<pb::EvictLruRequest>) -> Reply<pb::EvictLruResponse> {
+        let r = req.into_inner();
+        let (ring, node) = (v::ring(&r.ring)?, v::id("node_id", &r.node_id)?);
+        v::timestamp(r.timestamp)?;
+        let key = self.state.write(|e| e.hash_ring_mut(ring).evict_lru(node));
+        ok(pb::EvictLruResponse { key })
+    }
+
+    async fn batch_operations(
+        &self,
+        req: Request<pb::BatchOperationsRequest>,
+    ) -> Reply<pb::BatchOperationsResponse> {
+        let r = req.into_inner();
+        let ring = v::ring(&r.ring)?;
+        let ts = resolve_timestamp(v::timestamp(r.timestamp)?);
+        v::list_len("operations", r.operations.len(), MAX_BATCH_OPERATIONS)?;
+        let ops = r
+            .operations
+            .into_iter()
+            .enumerate()
+            .map(|(i, op)| {
+                v::id(&format!("operations[{i}].key"), &op.key)?;
+                Ok(KeyOperation {
+                    kind: KeyOperationKind::parse(&op.r#type),
+                    key: op.key,
+                })
+            })
+            .collect::<v::Result<Vec<_>>>()?;
+        let results = self
+            .state
+            .write(|e| e.hash_ring_mut(ring).batch_operations(ts, &ops));
+        let results = results
+            .into_iter()
+            .map(|result| pb::KeyResult {
+                value: match result {
+                    BatchResult::Node(node) => Some(pb::key_result::Value::NodeId(node)),
+                    BatchResult::Ok(flag) => Some(pb::key_result::Value::Ok(flag)),
+                    BatchResult::Empty => None,
+                },
+            })
+            .collect();
+        ok(pb::BatchOperationsResponse { results })
+    }
+
+    async fn sync_replicas(&self, req: Request<pb::SyncReplicasRequest>) -> Reply<pb::SyncReplicasResponse> {
+        let r = req.into_inner();
+        let ring = v::ring(&r.ring)?;
+        v::timestamp(r.timestamp)?;
+        v::list_len("requests", r.requests.len(), MAX_SYNC_ENTRIES)?;
+        let max_concurrent = v::max_concurrent(r.max_concurrent)?;
+        let mode = v::sync_mode(r.mode)?;
+        for (i, q) in r.requests.iter().enumerate() {
+            v::id(&format!("requests[{i}].source_node"), &q.source_node)?;
+            v::id(&format!("requests[{i}].dest_node"), &q.dest_node)?;
+        }
+        let validity = self.state.read_hash_ring(ring, |h| {
+            h.sync_validity(r.requests.iter().map(|q| (q.source_node.as_str(), q.dest_node.as_str())))
+        });
+        let results = self.sync.run(validity, max_concurrent, mode).await?;
+        ok(pb::SyncReplicasResponse { results })
+    }
+
+    async fn locate_key(&self, req: Request<pb::LocateKeyRequest>) -> Reply<pb::LocateKeyResponse> {
+        let r = req.into_inner();
+        let (ring, key) = (v::ring(&r.ring)?, v::id("key", &r.key)?);
+        v::timestamp(r.timestamp)?;
+        let found = self.state.read_hash_ring(ring, |h| h.locate_key(key));
+        ok(match found {
+            Some(loc) => pb::LocateKeyResponse {
+                found: true,
+                node_id: Some(loc.node),
+                last_access: loc.last_access,
+                size: loc.size,
+                expires_at: None,
+            },
+            None => pb::LocateKeyResponse::default(),
+        })
+    }
+
+    async fn configure_ring(
+        &self,
+        req: Request<pb::ConfigureRingRequest>,
+    ) -> Reply<pb::ConfigureRingResponse> {
+        let r = req.into_inner();
+        let ring = v::ring(&r.ring)?;
+        v::timestamp(r.timestamp)?;
+        let space = v::position_space(r.position_space)?;
+        super::configure(self.state.write(|e| e.hash_ring_mut(ring).configure(space)), ring)?;
+        ok(pb::ConfigureRingResponse { ok: true })
+    }
+}

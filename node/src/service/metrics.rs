@@ -1,0 +1,205 @@
+//! Prometheus metrics: per-RPC counts by status code and latency histograms (a tower
+//! layer around the gRPC server), plus the sync counters, served as text on `/metrics`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use super::sync::SyncCounters;
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5,
+];
+/// gRPC status codes 0..=16.
+const CODES: usize = 17;
+
+#[derive(Debug, Default)]
+struct RpcStats {
+    by_code: [AtomicU64; CODES],
+    buckets: [AtomicU64; BUCKETS.len()],
+    micros_sum: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    rpcs: RwLock<BTreeMap<String, Arc<RpcStats>>>,
+    pub sync: Arc<SyncCounters>,
+}
+
+impl Metrics {
+    fn stats(&self, method: &str) -> Arc<RpcStats> {
+        if let Some(stats) = self
+            .rpcs
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(method)
+        {
+            return stats.clone();
+        }
+        self.rpcs
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(method.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    fn observe(&self, method: &str, code: usize, started: Instant) {
+        let stats = self.stats(method);
+        let elapsed = started.elapsed();
+        stats.by_code[code.min(CODES - 1)].fetch_add(1, Ordering::Relaxed);
+        let secs = elapsed.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|&le| secs <= le) {
+            stats.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        stats
+            .micros_sum
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let rpcs = self.rpcs.read().unwrap_or_else(PoisonError::into_inner);
+        out.push_str("# HELP clockwise_rpc_requests_total gRPC requests served, by method and status code.\n");
+        out.push_str("# TYPE clockwise_rpc_requests_total counter\n");
+        for (method, stats) in rpcs.iter() {
+            for (code, n) in stats.by_code.iter().enumerate() {
+                let n = n.load(Ordering::Relaxed);
+                if n > 0 {
+                    let _ = writeln!(out, "clockwise_rpc_requests_total{{method=\"{method}\",code=\"{code}\"}} {n}");
+                }
+            }
+        }
+        out.push_str("# HELP clockwise_rpc_duration_seconds gRPC request latency, by method.\n");
+        out.push_str("# TYPE clockwise_rpc_duration_seconds histogram\n");
+        for (method, stats) in rpcs.iter() {
+            let mut cumulative = 0;
+            for (le, n) in BUCKETS.iter().zip(&stats.buckets) {
+                cumulative += n.load(Ordering::Relaxed);
+                let _ = writeln!(out, "clockwise_rpc_duration_seconds_bucket{{method=\"{method}\",le=\"{le}\"}} {cumulative}");
+            }
+            let count: u64 = stats.by_code.iter().map(|n| n.load(Ordering::Relaxed)).sum();
+            let _ = writeln!(out, "clockwise_rpc_duration_seconds_bucket{{method=\"{method}\",le=\"+Inf\"}} {count}");
+            let sum = stats.micros_sum.load(Ordering::Relaxed) as f64 / 1e6;
+            let _ = writeln!(out, "clockwise_rpc_duration_seconds_sum{{method=\"{method}\"}} {sum}");
+            let _ = writeln!(out, "clockwise_rpc_duration_seconds_count{{method=\"{method}\"}} {count}");
+        }
+        let sync = &self.sync;
+        let gauges = [
+            ("clockwise_sync_calls_started_total", "counter", "Simulated sync calls started.", sync.started.load(Ordering::Relaxed) as i64),
+            ("clockwise_sync_calls_in_flight", "gauge", "Simulated sync calls running now.", sync.in_flight.load(Ordering::Relaxed)),
+            ("clockwise_sync_calls_in_flight_max", "gauge", "Most simulated sync calls ever running at once.", sync.in_flight_max.load(Ordering::Relaxed)),
+            ("clockwise_sync_rejected_total", "counter", "Sync RPCs refused because the sync bulkhead was full.", sync.rejected.load(Ordering::Relaxed) as i64),
+        ];
+        for (name, kind, help, value) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        }
+        out
+    }
+}
+
+/// Serves `GET /metrics` over plain HTTP/1.1 until the listener's task is dropped.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+    loop {
+        let Ok((mut conn, _)) = listener.accept().await else {
+            continue;
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            let mut len = 0;
+            // Read the request head (bounded); the body, if any, is ignored.
+            while len < buf.len() && !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf[len..]).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => len += n,
+                }
+            }
+            let head = String::from_utf8_lossy(&buf[..len]);
+            let (status, body) = if head.starts_with("GET /metrics ") {
+                ("200 OK", metrics.render())
+            } else {
+                ("404 Not Found", "only GET /metrics is served here\n".to_owned())
+            };
+            let reply = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = conn.write_all(reply.as_bytes()).await;
+        });
+    }
+}
+
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Tower layer recording every gRPC request in [`Metrics`].
+#[derive(Clone)]
+pub struct MetricsLayer(pub Arc<Metrics>);
+
+impl<S> tower::Layer<S> for MetricsLayer {
+    type Service = MetricsService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        MetricsService {
+            inner,
+            metrics: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct MetricsService<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S, B, R> tower::Service<http::Request<B>> for MetricsService<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        // The clone that was made ready is the one to call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let metrics = self.metrics.clone();
+        let method = req.uri().path().to_owned();
+        let started = Instant::now();
+        Box::pin(async move {
+            let response = inner.call(req).await;
+            if let Ok(res) = &response {
+                // Unary errors come back trailers-only, with grpc-status in the headers;
+                // a success carries its status in the trailers: absent here means OK.
+                let code = res
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                metrics.observe(&method, code, started);
+            }
+            response
+        })
+    }
+}

@@ -1,0 +1,151 @@
+//! Input validation: every check names the field it refuses.
+//!
+//! Limits are part of the API (docs/api.md lists them).
+
+use clockwise_proto::common::v1::{PositionSpace as PbSpace, SyncMode};
+
+use super::error::ServiceError;
+use crate::engine::{PositionSpace, DEFAULT_RING};
+
+/// Longest node id, key, server name, request id or ring name, in bytes.
+pub const MAX_ID_BYTES: usize = 256;
+/// Most operations in one `BatchOperations` / `BatchRequests` call.
+pub const MAX_BATCH_OPERATIONS: usize = 10_000;
+/// Most entries in one `SyncReplicas` / `ReplicateSessions` call.
+pub const MAX_SYNC_ENTRIES: usize = 1_000;
+/// Largest `max_concurrent` of a sync call.
+pub const MAX_CONCURRENT_CAP: i32 = 1_024;
+/// Most virtual nodes per node.
+pub const MAX_REPLICAS: i64 = 10_000;
+/// Largest `size_mb`, `bandwidth_mb`, `capacity` or `max_mb` (2^40 MB).
+pub const MAX_MB: i64 = 1 << 40;
+
+pub type Result<T> = std::result::Result<T, ServiceError>;
+
+/// The ring namespace: empty means [`DEFAULT_RING`].
+pub fn ring(ring: &str) -> Result<&str> {
+    if ring.is_empty() {
+        return Ok(DEFAULT_RING);
+    }
+    bounded_id("ring", ring)
+}
+
+/// A node id, key, server name or request id: 1 to [`MAX_ID_BYTES`] bytes.
+pub fn id<'a>(field: &str, value: &'a str) -> Result<&'a str> {
+    if value.is_empty() {
+        return Err(ServiceError::invalid(field, "must not be empty"));
+    }
+    bounded_id(field, value)
+}
+
+fn bounded_id<'a>(field: &str, value: &'a str) -> Result<&'a str> {
+    if value.len() > MAX_ID_BYTES {
+        return Err(ServiceError::invalid(
+            field,
+            format!("is {} bytes; at most {MAX_ID_BYTES} are allowed", value.len()),
+        ));
+    }
+    Ok(value)
+}
+
+/// A caller timestamp in ms: 0 means "now" (stamped by the node), negative is refused.
+pub fn timestamp(ts: i64) -> Result<i64> {
+    if ts < 0 {
+        return Err(ServiceError::invalid(
+            "timestamp",
+            "must be >= 0 (0 means the node's clock)",
+        ));
+    }
+    Ok(ts)
+}
+
+/// A count or size that must be in `0..=max`.
+pub fn non_negative(field: &str, value: i64, max: i64) -> Result<i64> {
+    if !(0..=max).contains(&value) {
+        return Err(ServiceError::invalid(
+            field,
+            format!("must be between 0 and {max}, got {value}"),
+        ));
+    }
+    Ok(value)
+}
+
+/// A capacity or memory limit: `-1` (unlimited) or `0..=MAX_MB`.
+pub fn limit(field: &str, value: i64) -> Result<i64> {
+    if value == -1 {
+        return Ok(value);
+    }
+    non_negative(field, value, MAX_MB)
+        .map_err(|_| ServiceError::invalid(field, format!("must be -1 (unlimited) or between 0 and {MAX_MB}, got {value}")))
+}
+
+pub fn max_concurrent(value: i32) -> Result<usize> {
+    if !(1..=MAX_CONCURRENT_CAP).contains(&value) {
+        return Err(ServiceError::invalid(
+            "max_concurrent",
+            format!("must be between 1 and {MAX_CONCURRENT_CAP}, got {value}"),
+        ));
+    }
+    Ok(value as usize)
+}
+
+pub fn sync_mode(value: i32) -> Result<SyncMode> {
+    SyncMode::try_from(value).map_err(|_| {
+        ServiceError::invalid("mode", format!("unknown SyncMode {value}; use FAIL_FAST (0) or ALL_SLEEP (1)"))
+    })
+}
+
+pub fn position_space(value: i32) -> Result<PositionSpace> {
+    match PbSpace::try_from(value) {
+        Ok(PbSpace::Drill) => Ok(PositionSpace::Drill),
+        Ok(PbSpace::U64) => Ok(PositionSpace::U64),
+        Err(_) => Err(ServiceError::invalid(
+            "position_space",
+            format!("unknown PositionSpace {value}; use DRILL (0) or U64 (1)"),
+        )),
+    }
+}
+
+/// A list that must hold at most `max` entries.
+pub fn list_len(field: &str, len: usize, max: usize) -> Result<()> {
+    if len > max {
+        return Err(ServiceError::invalid(
+            field,
+            format!("has {len} entries; at most {max} are allowed"),
+        ));
+    }
+    Ok(())
+}
+
+/// `ttl_ms`: accepted only as 0 until expiring keys exist.
+pub fn ttl_ms(value: i64) -> Result<()> {
+    match value {
+        0 => Ok(()),
+        v if v < 0 => Err(ServiceError::invalid("ttl_ms", "must be >= 0 (0 = no expiry)")),
+        _ => Err(ServiceError::Unimplemented(
+            "ttl_ms: expiring keys are not supported by this version yet; send 0".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_name_their_field() {
+        let msg = |e: ServiceError| e.to_string();
+        assert!(msg(id("node_id", "").unwrap_err()).starts_with("node_id:"));
+        assert!(msg(id("key", &"k".repeat(257)).unwrap_err()).starts_with("key:"));
+        assert!(id("key", &"k".repeat(256)).is_ok());
+        assert_eq!(ring("").unwrap(), DEFAULT_RING);
+        assert!(msg(limit("capacity", -2).unwrap_err()).starts_with("capacity:"));
+        assert!(limit("capacity", -1).is_ok());
+        assert!(msg(max_concurrent(0).unwrap_err()).starts_with("max_concurrent:"));
+        assert!(max_concurrent(MAX_CONCURRENT_CAP + 1).is_err());
+        assert!(msg(sync_mode(7).unwrap_err()).starts_with("mode:"));
+        assert!(msg(non_negative("n", -1, 10).unwrap_err()).starts_with("n:"));
+        assert!(msg(timestamp(-5).unwrap_err()).starts_with("timestamp:"));
+        assert!(msg(list_len("operations", 3, 2).unwrap_err()).starts_with("operations:"));
+    }
+}
