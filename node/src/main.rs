@@ -57,12 +57,23 @@ struct NodeArgs {
     /// How long a sync RPC waits for a place before it is refused with RESOURCE_EXHAUSTED, in ms.
     #[arg(long, default_value_t = 100)]
     sync_queue_wait_ms: u64,
+    /// Tokio worker threads (default: one per core). Set it when several nodes or a load
+    /// generator share the machine's cores.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    worker_threads: Option<u16>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let runtime = match tokio::runtime::Runtime::new() {
+    let workers = match &cli.command {
+        Command::Node(args) => args.worker_threads,
+    };
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        builder.worker_threads(n.into());
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");

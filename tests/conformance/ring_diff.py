@@ -412,9 +412,10 @@ PHASES = {"grow": (1.5, 0.4), "steady": (0.5, 1.5), "drain": (0.2, 5.0)}
 
 
 class TraceGenerator:
-    def __init__(self, rng: random.Random, oracle: ReferenceEngine):
+    def __init__(self, rng: random.Random, oracle: ReferenceEngine, empty_ids: bool = True):
         self.rng = rng
         self.oracle = oracle
+        self.empty_ids = empty_ids
         self.clock = 0
         self.last_ring = {svc: rng.choice(NAMESPACES) for svc in SERVICES}
         self.phase: dict[tuple[str, str], str] = {}
@@ -529,7 +530,7 @@ class TraceGenerator:
 
     def any_key(self) -> str:
         r = self.rng.random()
-        if r < 0.01:
+        if r < 0.01 and self.empty_ids:
             return EMPTY_KEY
         if r < 0.5:
             return self.rng.choice(self.cur_hot)
@@ -689,6 +690,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dump-trace", metavar="FILE", default=None,
                    help="write every request line (the impl's stdin) to FILE")
     p.add_argument("--stats", action="store_true", help="print per-method coverage at the end")
+    p.add_argument("--no-empty-ids", action="store_true",
+                   help="never generate the empty key / request id (the gRPC API refuses it "
+                        "with INVALID_ARGUMENT, as the design requires)")
     p.add_argument("--self-check", action="store_true",
                    help="implementation = a second in-process oracle instance")
     p.add_argument("--impl", nargs=argparse.REMAINDER, default=None, metavar="CMD",
@@ -742,7 +746,7 @@ def main(argv=None) -> int:
         print(f"ring_diff: {e}", file=sys.stderr)
         return 2
 
-    gen = TraceGenerator(random.Random(seed), oracle)
+    gen = TraceGenerator(random.Random(seed), oracle, empty_ids=not args.no_empty_ids)
     for svc in SERVICES:  # every public method of the oracle must be generated
         missing = oracle.public_methods(svc) - set(gen.table[svc])
         if missing:

@@ -34,19 +34,29 @@ impl ChatRouter for ChatRouterService {
         let r = req.into_inner();
         let (ring, server) = (v::ring(&r.ring)?, v::id("server_name", &r.server_name)?);
         v::timestamp(r.timestamp)?;
-        let done = self.state.write(|e| e.chat_router_mut(ring).add_server(server));
+        let done = self
+            .state
+            .write(|e| e.chat_router_mut(ring).add_server(server));
         ok(pb::AddServerResponse { ok: done })
     }
 
-    async fn remove_server(&self, req: Request<pb::RemoveServerRequest>) -> Reply<pb::RemoveServerResponse> {
+    async fn remove_server(
+        &self,
+        req: Request<pb::RemoveServerRequest>,
+    ) -> Reply<pb::RemoveServerResponse> {
         let r = req.into_inner();
         let (ring, server) = (v::ring(&r.ring)?, v::id("server_name", &r.server_name)?);
         v::timestamp(r.timestamp)?;
-        let done = self.state.write(|e| e.chat_router_mut(ring).remove_server(server));
+        let done = self
+            .state
+            .write(|e| e.chat_router_mut(ring).remove_server(server));
         ok(pb::RemoveServerResponse { ok: done })
     }
 
-    async fn route_request(&self, req: Request<pb::RouteRequestRequest>) -> Reply<pb::RouteRequestResponse> {
+    async fn route_request(
+        &self,
+        req: Request<pb::RouteRequestRequest>,
+    ) -> Reply<pb::RouteRequestResponse> {
         let r = req.into_inner();
         let (ring, id) = (v::ring(&r.ring)?, v::id("request_id", &r.request_id)?);
         v::timestamp(r.timestamp)?;
@@ -67,7 +77,10 @@ impl ChatRouter for ChatRouterService {
         ok(pb::GetServerCountResponse { count })
     }
 
-    async fn assign_request(&self, req: Request<pb::AssignRequestRequest>) -> Reply<pb::AssignRequestResponse> {
+    async fn assign_request(
+        &self,
+        req: Request<pb::AssignRequestRequest>,
+    ) -> Reply<pb::AssignRequestResponse> {
         let r = req.into_inner();
         let (ring, id) = (v::ring(&r.ring)?, v::id("request_id", &r.request_id)?);
         let ts = resolve_timestamp(v::timestamp(r.timestamp)?);
@@ -81,7 +94,10 @@ impl ChatRouter for ChatRouterService {
         ok(pb::AssignRequestResponse { server_name })
     }
 
-    async fn list_servers(&self, req: Request<pb::ListServersRequest>) -> Reply<pb::ListServersResponse> {
+    async fn list_servers(
+        &self,
+        req: Request<pb::ListServersRequest>,
+    ) -> Reply<pb::ListServersResponse> {
         let r = req.into_inner();
         let ring = v::ring(&r.ring)?;
         v::timestamp(r.timestamp)?;
@@ -89,15 +105,23 @@ impl ChatRouter for ChatRouterService {
         ok(pb::ListServersResponse { servers })
     }
 
-    async fn get_server_load(&self, req: Request<pb::GetServerLoadRequest>) -> Reply<pb::GetServerLoadResponse> {
+    async fn get_server_load(
+        &self,
+        req: Request<pb::GetServerLoadRequest>,
+    ) -> Reply<pb::GetServerLoadResponse> {
         let r = req.into_inner();
         let (ring, server) = (v::ring(&r.ring)?, v::id("server_name", &r.server_name)?);
         v::timestamp(r.timestamp)?;
-        let load = self.state.read_chat_router(ring, |c| c.get_server_load(server));
+        let load = self
+            .state
+            .read_chat_router(ring, |c| c.get_server_load(server));
         ok(pb::GetServerLoadResponse { load })
     }
 
-    async fn top_servers(&self, req: Request<pb::TopServersRequest>) -> Reply<pb::TopServersResponse> {
+    async fn top_servers(
+        &self,
+        req: Request<pb::TopServersRequest>,
+    ) -> Reply<pb::TopServersResponse> {
         let r = req.into_inner();
         let ring = v::ring(&r.ring)?;
         v::timestamp(r.timestamp)?;
@@ -114,9 +138,10 @@ impl ChatRouter for ChatRouterService {
         let (ring, server) = (v::ring(&r.ring)?, v::id("server_name", &r.server_name)?);
         v::timestamp(r.timestamp)?;
         let replicas = v::non_negative("num_replicas", r.num_replicas, MAX_REPLICAS)?;
-        let done = self
-            .state
-            .write(|e| e.chat_router_mut(ring).add_server_with_replicas(server, replicas));
+        let done = self.state.write(|e| {
+            e.chat_router_mut(ring)
+                .add_server_with_replicas(server, replicas)
+        });
         ok(pb::AddServerWithReplicasResponse { ok: done })
     }
 
@@ -127,11 +152,16 @@ impl ChatRouter for ChatRouterService {
         let r = req.into_inner();
         let (ring, server) = (v::ring(&r.ring)?, v::id("server_name", &r.server_name)?);
         v::timestamp(r.timestamp)?;
-        let replicas = self.state.read_chat_router(ring, |c| c.get_replica_count(server));
+        let replicas = self
+            .state
+            .read_chat_router(ring, |c| c.get_replica_count(server));
         ok(pb::GetReplicaCountResponse { replicas })
     }
 
-    async fn set_memory_limit(&self, req: Request<pb::SetMemoryLimitRequest>) -> Reply<pb::SetMemoryLimitResponse> {
+    async fn set_memory_limit(
+        &self,
+        req: Request<pb::SetMemoryLimitRequest>,
+    ) -> Reply<pb::SetMemoryLimitResponse> {
         let r = req.into_inner();
         let (ring, server) = (v::ring(&r.ring)?, v::id("server_name", &r.server_name)?);
         v::timestamp(r.timestamp)?;
@@ -142,19 +172,29 @@ impl ChatRouter for ChatRouterService {
         ok(pb::SetMemoryLimitResponse { ok: done })
     }
 
-    async fn get_memory_limit(&self, req: Request<pb::GetMemoryLimitRequest>) -> Reply<pb::GetMemoryLimitResponse> {
+    async fn get_memory_limit(
+        &self,
+        req: Request<pb::GetMemoryLimitRequest>,
+    ) -> Reply<pb::GetMemoryLimitResponse> {
         let r = req.into_inner();
         let (ring, server) = (v::ring(&r.ring)?, v::id("server_name", &r.server_name)?);
         v::timestamp(r.timestamp)?;
-        let limit = self.state.read_chat_router(ring, |c| c.get_memory_limit(server));
+        let limit = self
+            .state
+            .read_chat_router(ring, |c| c.get_memory_limit(server));
         ok(pb::GetMemoryLimitResponse { limit })
     }
 
-    async fn get_memory_used(&self, req: Request<pb::GetMemoryUsedRequest>) -> Reply<pb::GetMemoryUsedResponse> {
+    async fn get_memory_used(
+        &self,
+        req: Request<pb::GetMemoryUsedRequest>,
+    ) -> Reply<pb::GetMemoryUsedResponse> {
         let r = req.into_inner();
         let (ring, server) = (v::ring(&r.ring)?, v::id("server_name", &r.server_name)?);
         v::timestamp(r.timestamp)?;
-        let used = self.state.read_chat_router(ring, |c| c.get_memory_used(server));
+        let used = self
+            .state
+            .read_chat_router(ring, |c| c.get_memory_used(server));
         ok(pb::GetMemoryUsedResponse { used })
     }
 
@@ -171,7 +211,10 @@ impl ChatRouter for ChatRouterService {
         ok(pb::EvictOldestSessionResponse { request_id })
     }
 
-    async fn batch_requests(&self, req: Request<pb::BatchRequestsRequest>) -> Reply<pb::BatchRequestsResponse> {
+    async fn batch_requests(
+        &self,
+        req: Request<pb::BatchRequestsRequest>,
+    ) -> Reply<pb::BatchRequestsResponse> {
         let r = req.into_inner();
         let ring = v::ring(&r.ring)?;
         let ts = resolve_timestamp(v::timestamp(r.timestamp)?);
@@ -197,7 +240,9 @@ impl ChatRouter for ChatRouterService {
             .into_iter()
             .map(|result| pb::RequestResult {
                 value: match result {
-                    BatchResult::Node(server) => Some(pb::request_result::Value::ServerName(server)),
+                    BatchResult::Node(server) => {
+                        Some(pb::request_result::Value::ServerName(server))
+                    }
                     BatchResult::Ok(flag) => Some(pb::request_result::Value::Ok(flag)),
                     BatchResult::Empty => None,
                 },
@@ -219,7 +264,11 @@ impl ChatRouter for ChatRouterService {
         for (i, t) in r.transfers.iter().enumerate() {
             v::id(&format!("transfers[{i}].source"), &t.source)?;
             v::id(&format!("transfers[{i}].destination"), &t.destination)?;
-            v::non_negative(&format!("transfers[{i}].bandwidth_mb"), t.bandwidth_mb, MAX_MB)?;
+            v::non_negative(
+                &format!("transfers[{i}].bandwidth_mb"),
+                t.bandwidth_mb,
+                MAX_MB,
+            )?;
         }
         let validity = self.state.read_chat_router(ring, |c| {
             c.replicate_validity(
@@ -232,7 +281,10 @@ impl ChatRouter for ChatRouterService {
         ok(pb::ReplicateSessionsResponse { results })
     }
 
-    async fn locate_request(&self, req: Request<pb::LocateRequestRequest>) -> Reply<pb::LocateRequestResponse> {
+    async fn locate_request(
+        &self,
+        req: Request<pb::LocateRequestRequest>,
+    ) -> Reply<pb::LocateRequestResponse> {
         let r = req.into_inner();
         let (ring, id) = (v::ring(&r.ring)?, v::id("request_id", &r.request_id)?);
         v::timestamp(r.timestamp)?;
@@ -257,7 +309,11 @@ impl ChatRouter for ChatRouterService {
         let ring = v::ring(&r.ring)?;
         v::timestamp(r.timestamp)?;
         let space = v::position_space(r.position_space)?;
-        super::configure(self.state.write(|e| e.chat_router_mut(ring).configure(space)), ring)?;
+        super::configure(
+            self.state
+                .write(|e| e.chat_router_mut(ring).configure(space)),
+            ring,
+        )?;
         ok(pb::ConfigureRingResponse { ok: true })
     }
 }

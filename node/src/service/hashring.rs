@@ -38,11 +38,16 @@ impl HashRing for HashRingService {
         ok(pb::AddNodeResponse { ok: done })
     }
 
-    async fn remove_node(&self, req: Request<pb::RemoveNodeRequest>) -> Reply<pb::RemoveNodeResponse> {
+    async fn remove_node(
+        &self,
+        req: Request<pb::RemoveNodeRequest>,
+    ) -> Reply<pb::RemoveNodeResponse> {
         let r = req.into_inner();
         let (ring, node) = (v::ring(&r.ring)?, v::id("node_id", &r.node_id)?);
         v::timestamp(r.timestamp)?;
-        let done = self.state.write(|e| e.hash_ring_mut(ring).remove_node(node));
+        let done = self
+            .state
+            .write(|e| e.hash_ring_mut(ring).remove_node(node));
         ok(pb::RemoveNodeResponse { ok: done })
     }
 
@@ -50,11 +55,16 @@ impl HashRing for HashRingService {
         let r = req.into_inner();
         let (ring, key) = (v::ring(&r.ring)?, v::id("key", &r.key)?);
         v::timestamp(r.timestamp)?;
-        let node_id = self.state.read_hash_ring(ring, |h| h.route_key(key).map(str::to_owned));
+        let node_id = self
+            .state
+            .read_hash_ring(ring, |h| h.route_key(key).map(str::to_owned));
         ok(pb::RouteKeyResponse { node_id })
     }
 
-    async fn get_node_count(&self, req: Request<pb::GetNodeCountRequest>) -> Reply<pb::GetNodeCountResponse> {
+    async fn get_node_count(
+        &self,
+        req: Request<pb::GetNodeCountRequest>,
+    ) -> Reply<pb::GetNodeCountResponse> {
         let r = req.into_inner();
         let ring = v::ring(&r.ring)?;
         v::timestamp(r.timestamp)?;
@@ -119,11 +129,16 @@ impl HashRing for HashRingService {
         let r = req.into_inner();
         let (ring, node) = (v::ring(&r.ring)?, v::id("node_id", &r.node_id)?);
         v::timestamp(r.timestamp)?;
-        let replicas = self.state.read_hash_ring(ring, |h| h.get_replica_count(node));
+        let replicas = self
+            .state
+            .read_hash_ring(ring, |h| h.get_replica_count(node));
         ok(pb::GetReplicaCountResponse { replicas })
     }
 
-    async fn set_capacity(&self, req: Request<pb::SetCapacityRequest>) -> Reply<pb::SetCapacityResponse> {
+    async fn set_capacity(
+        &self,
+        req: Request<pb::SetCapacityRequest>,
+    ) -> Reply<pb::SetCapacityResponse> {
         let r = req.into_inner();
         let (ring, node) = (v::ring(&r.ring)?, v::id("node_id", &r.node_id)?);
         v::timestamp(r.timestamp)?;
@@ -134,7 +149,10 @@ impl HashRing for HashRingService {
         ok(pb::SetCapacityResponse { ok: done })
     }
 
-    async fn get_capacity(&self, req: Request<pb::GetCapacityRequest>) -> Reply<pb::GetCapacityResponse> {
+    async fn get_capacity(
+        &self,
+        req: Request<pb::GetCapacityRequest>,
+    ) -> Reply<pb::GetCapacityResponse> {
         let r = req.into_inner();
         let (ring, node) = (v::ring(&r.ring)?, v::id("node_id", &r.node_id)?);
         v::timestamp(r.timestamp)?;
@@ -194,7 +212,10 @@ impl HashRing for HashRingService {
         ok(pb::BatchOperationsResponse { results })
     }
 
-    async fn sync_replicas(&self, req: Request<pb::SyncReplicasRequest>) -> Reply<pb::SyncReplicasResponse> {
+    async fn sync_replicas(
+        &self,
+        req: Request<pb::SyncReplicasRequest>,
+    ) -> Reply<pb::SyncReplicasResponse> {
         let r = req.into_inner();
         let ring = v::ring(&r.ring)?;
         v::timestamp(r.timestamp)?;
@@ -206,7 +227,11 @@ impl HashRing for HashRingService {
             v::id(&format!("requests[{i}].dest_node"), &q.dest_node)?;
         }
         let validity = self.state.read_hash_ring(ring, |h| {
-            h.sync_validity(r.requests.iter().map(|q| (q.source_node.as_str(), q.dest_node.as_str())))
+            h.sync_validity(
+                r.requests
+                    .iter()
+                    .map(|q| (q.source_node.as_str(), q.dest_node.as_str())),
+            )
         });
         let results = self.sync.run(validity, max_concurrent, mode).await?;
         ok(pb::SyncReplicasResponse { results })
@@ -237,7 +262,10 @@ impl HashRing for HashRingService {
         let ring = v::ring(&r.ring)?;
         v::timestamp(r.timestamp)?;
         let space = v::position_space(r.position_space)?;
-        super::configure(self.state.write(|e| e.hash_ring_mut(ring).configure(space)), ring)?;
+        super::configure(
+            self.state.write(|e| e.hash_ring_mut(ring).configure(space)),
+            ring,
+        )?;
         ok(pb::ConfigureRingResponse { ok: true })
     }
 }

@@ -77,7 +77,10 @@ impl Metrics {
             for (code, n) in stats.by_code.iter().enumerate() {
                 let n = n.load(Ordering::Relaxed);
                 if n > 0 {
-                    let _ = writeln!(out, "clockwise_rpc_requests_total{{method=\"{method}\",code=\"{code}\"}} {n}");
+                    let _ = writeln!(
+                        out,
+                        "clockwise_rpc_requests_total{{method=\"{method}\",code=\"{code}\"}} {n}"
+                    );
                 }
             }
         }
@@ -89,21 +92,57 @@ impl Metrics {
                 cumulative += n.load(Ordering::Relaxed);
                 let _ = writeln!(out, "clockwise_rpc_duration_seconds_bucket{{method=\"{method}\",le=\"{le}\"}} {cumulative}");
             }
-            let count: u64 = stats.by_code.iter().map(|n| n.load(Ordering::Relaxed)).sum();
-            let _ = writeln!(out, "clockwise_rpc_duration_seconds_bucket{{method=\"{method}\",le=\"+Inf\"}} {count}");
+            let count: u64 = stats
+                .by_code
+                .iter()
+                .map(|n| n.load(Ordering::Relaxed))
+                .sum();
+            let _ = writeln!(
+                out,
+                "clockwise_rpc_duration_seconds_bucket{{method=\"{method}\",le=\"+Inf\"}} {count}"
+            );
             let sum = stats.micros_sum.load(Ordering::Relaxed) as f64 / 1e6;
-            let _ = writeln!(out, "clockwise_rpc_duration_seconds_sum{{method=\"{method}\"}} {sum}");
-            let _ = writeln!(out, "clockwise_rpc_duration_seconds_count{{method=\"{method}\"}} {count}");
+            let _ = writeln!(
+                out,
+                "clockwise_rpc_duration_seconds_sum{{method=\"{method}\"}} {sum}"
+            );
+            let _ = writeln!(
+                out,
+                "clockwise_rpc_duration_seconds_count{{method=\"{method}\"}} {count}"
+            );
         }
         let sync = &self.sync;
         let gauges = [
-            ("clockwise_sync_calls_started_total", "counter", "Simulated sync calls started.", sync.started.load(Ordering::Relaxed) as i64),
-            ("clockwise_sync_calls_in_flight", "gauge", "Simulated sync calls running now.", sync.in_flight.load(Ordering::Relaxed)),
-            ("clockwise_sync_calls_in_flight_max", "gauge", "Most simulated sync calls ever running at once.", sync.in_flight_max.load(Ordering::Relaxed)),
-            ("clockwise_sync_rejected_total", "counter", "Sync RPCs refused because the sync bulkhead was full.", sync.rejected.load(Ordering::Relaxed) as i64),
+            (
+                "clockwise_sync_calls_started_total",
+                "counter",
+                "Simulated sync calls started.",
+                sync.started.load(Ordering::Relaxed) as i64,
+            ),
+            (
+                "clockwise_sync_calls_in_flight",
+                "gauge",
+                "Simulated sync calls running now.",
+                sync.in_flight.load(Ordering::Relaxed),
+            ),
+            (
+                "clockwise_sync_calls_in_flight_max",
+                "gauge",
+                "Most simulated sync calls ever running at once.",
+                sync.in_flight_max.load(Ordering::Relaxed),
+            ),
+            (
+                "clockwise_sync_rejected_total",
+                "counter",
+                "Sync RPCs refused because the sync bulkhead was full.",
+                sync.rejected.load(Ordering::Relaxed) as i64,
+            ),
         ];
         for (name, kind, help, value) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
         }
         out
     }
@@ -130,7 +169,10 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
             let (status, body) = if head.starts_with("GET /metrics ") {
                 ("200 OK", metrics.render())
             } else {
-                ("404 Not Found", "only GET /metrics is served here\n".to_owned())
+                (
+                    "404 Not Found",
+                    "only GET /metrics is served here\n".to_owned(),
+                )
             };
             let reply = format!(
                 "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",

@@ -94,7 +94,10 @@ impl BoundNode {
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServeError> {
         let state = Arc::new(NodeState::default());
         let metrics = Arc::new(Metrics::default());
-        let sync = Arc::new(SyncRunner::new(self.config.sync.clone(), metrics.sync.clone()));
+        let sync = Arc::new(SyncRunner::new(
+            self.config.sync.clone(),
+            metrics.sync.clone(),
+        ));
 
         let metrics_task = self
             .metrics_listener

@@ -133,7 +133,11 @@ mod tests {
     async fn fail_fast_simulates_only_valid_entries_within_the_limit() {
         let r = runner(4);
         let out = r
-            .run(vec![true, false, true, true, false, true], 2, SyncMode::FailFast)
+            .run(
+                vec![true, false, true, true, false, true],
+                2,
+                SyncMode::FailFast,
+            )
             .await
             .unwrap();
         assert_eq!(out, vec![true, false, true, true, false, true]);
@@ -145,7 +149,10 @@ mod tests {
     #[tokio::test]
     async fn all_sleep_simulates_every_entry() {
         let r = runner(4);
-        let out = r.run(vec![false, true, false], 1, SyncMode::AllSleep).await.unwrap();
+        let out = r
+            .run(vec![false, true, false], 1, SyncMode::AllSleep)
+            .await
+            .unwrap();
         assert_eq!(out, vec![false, true, false]);
         assert_eq!(r.counters.started.load(Ordering::Relaxed), 3);
         assert_eq!(r.counters.in_flight_max.load(Ordering::Relaxed), 1);

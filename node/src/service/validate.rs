@@ -42,7 +42,10 @@ fn bounded_id<'a>(field: &str, value: &'a str) -> Result<&'a str> {
     if value.len() > MAX_ID_BYTES {
         return Err(ServiceError::invalid(
             field,
-            format!("is {} bytes; at most {MAX_ID_BYTES} are allowed", value.len()),
+            format!(
+                "is {} bytes; at most {MAX_ID_BYTES} are allowed",
+                value.len()
+            ),
         ));
     }
     Ok(value)
@@ -75,8 +78,12 @@ pub fn limit(field: &str, value: i64) -> Result<i64> {
     if value == -1 {
         return Ok(value);
     }
-    non_negative(field, value, MAX_MB)
-        .map_err(|_| ServiceError::invalid(field, format!("must be -1 (unlimited) or between 0 and {MAX_MB}, got {value}")))
+    non_negative(field, value, MAX_MB).map_err(|_| {
+        ServiceError::invalid(
+            field,
+            format!("must be -1 (unlimited) or between 0 and {MAX_MB}, got {value}"),
+        )
+    })
 }
 
 pub fn max_concurrent(value: i32) -> Result<usize> {
@@ -91,7 +98,10 @@ pub fn max_concurrent(value: i32) -> Result<usize> {
 
 pub fn sync_mode(value: i32) -> Result<SyncMode> {
     SyncMode::try_from(value).map_err(|_| {
-        ServiceError::invalid("mode", format!("unknown SyncMode {value}; use FAIL_FAST (0) or ALL_SLEEP (1)"))
+        ServiceError::invalid(
+            "mode",
+            format!("unknown SyncMode {value}; use FAIL_FAST (0) or ALL_SLEEP (1)"),
+        )
     })
 }
 
@@ -121,7 +131,10 @@ pub fn list_len(field: &str, len: usize, max: usize) -> Result<()> {
 pub fn ttl_ms(value: i64) -> Result<()> {
     match value {
         0 => Ok(()),
-        v if v < 0 => Err(ServiceError::invalid("ttl_ms", "must be >= 0 (0 = no expiry)")),
+        v if v < 0 => Err(ServiceError::invalid(
+            "ttl_ms",
+            "must be >= 0 (0 = no expiry)",
+        )),
         _ => Err(ServiceError::Unimplemented(
             "ttl_ms: expiring keys are not supported by this version yet; send 0".into(),
         )),

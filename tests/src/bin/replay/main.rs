@@ -1,11 +1,15 @@
-//! Replays drill calls against the engine, one JSON object per line, for the
-//! differential test `tests/conformance/ring_diff.py`.
+//! Replays drill calls, one JSON object per line, for the differential test
+//! `tests/conformance/ring_diff.py`: in process against the engine, or over gRPC
+//! against a running node.
 //!
 //! In:  `{"svc": "hashring"|"chatrouter", "ring": "r0", "method": "store_key", "ts": 5, "args": [...]}`
 //!      (args: the Python method's positional arguments after the timestamp).
 //! Out: `{"result": <the drill's value>}` or `{"error": "<why>"}`.
 //!
-//! `--position-space u64` creates every ring in the `u64` space instead of `drill`.
+//! Usage: `replay [--position-space drill|u64] [--grpc http://ADDR --ring-prefix P]`.
+//! `--position-space u64` puts every ring in the `u64` space. Over gRPC every ring name
+//! gets the prefix (so each run starts from fresh rings) and every timestamp is shifted
+//! by +1, because 0 asks the node for its clock; LRU depends only on timestamp order.
 
 use std::io::{self, BufRead, BufWriter, Write};
 
@@ -15,22 +19,61 @@ use clockwise_node::engine::{
 };
 use serde_json::{json, Value};
 
-fn main() -> io::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let space = match args
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        [] | ["--position-space", "drill"] => PositionSpace::Drill,
-        ["--position-space", "u64"] => PositionSpace::U64,
-        other => {
-            eprintln!("usage: engine_replay [--position-space drill|u64] (got {other:?})");
-            std::process::exit(2);
+mod grpc;
+
+const USAGE: &str =
+    "usage: replay [--position-space drill|u64] [--grpc http://ADDR --ring-prefix P]";
+
+struct Options {
+    space: PositionSpace,
+    /// `(endpoint, ring prefix)` when replaying against a node.
+    grpc: Option<(String, String)>,
+}
+
+fn parse_options() -> Result<Options, String> {
+    let mut args = std::env::args().skip(1);
+    let (mut space, mut endpoint, mut prefix) = (PositionSpace::Drill, None, String::new());
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or(format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--position-space" => {
+                space = match value.as_str() {
+                    "drill" => PositionSpace::Drill,
+                    "u64" => PositionSpace::U64,
+                    other => return Err(format!("unknown position space {other:?}")),
+                }
+            }
+            "--grpc" => endpoint = Some(value),
+            "--ring-prefix" => prefix = value,
+            other => return Err(format!("unknown flag {other:?}")),
         }
+    }
+    Ok(Options {
+        space,
+        grpc: endpoint.map(|e| (e, prefix)),
+    })
+}
+
+enum Backend {
+    Engine(Engine),
+    Grpc(Box<grpc::Remote>),
+}
+
+fn main() -> io::Result<()> {
+    let options = parse_options().unwrap_or_else(|why| {
+        eprintln!("replay: {why}\n{USAGE}");
+        std::process::exit(2);
+    });
+    let mut backend = match &options.grpc {
+        None => Backend::Engine(Engine::new()),
+        Some((endpoint, prefix)) => match grpc::Remote::connect(endpoint, prefix, options.space) {
+            Ok(remote) => Backend::Grpc(Box::new(remote)),
+            Err(why) => {
+                eprintln!("replay: cannot connect to {endpoint}: {why}");
+                std::process::exit(1);
+            }
+        },
     };
-    let mut engine = Engine::new();
     let stdin = io::stdin().lock();
     let mut out = BufWriter::new(io::stdout().lock());
     for line in stdin.lines() {
@@ -38,12 +81,15 @@ fn main() -> io::Result<()> {
         if line.trim().is_empty() {
             continue;
         }
-        let reply = match serde_json::from_str::<Value>(&line) {
-            Ok(call) => match apply(&mut engine, space, &call) {
-                Ok(result) => json!({ "result": result }),
-                Err(error) => json!({ "error": error }),
-            },
-            Err(error) => json!({ "error": format!("bad JSON: {error}") }),
+        let result = serde_json::from_str::<Value>(&line)
+            .map_err(|e| format!("bad JSON: {e}"))
+            .and_then(|call| match &mut backend {
+                Backend::Engine(engine) => apply(engine, options.space, &call),
+                Backend::Grpc(remote) => remote.apply(&call),
+            });
+        let reply = match result {
+            Ok(result) => json!({ "result": result }),
+            Err(error) => json!({ "error": error }),
         };
         writeln!(out, "{reply}")?;
         out.flush()?;
@@ -179,29 +225,29 @@ fn batch_json(results: Vec<BatchResult>) -> Value {
         .collect()
 }
 
-fn str_field<'a>(v: &'a Value, name: &str) -> Result<&'a str, String> {
+pub(crate) fn str_field<'a>(v: &'a Value, name: &str) -> Result<&'a str, String> {
     v[name]
         .as_str()
         .ok_or_else(|| format!("{name} is not a string"))
 }
 
-fn field<'a>(v: &'a Value, name: &str) -> Result<&'a str, String> {
+pub(crate) fn field<'a>(v: &'a Value, name: &str) -> Result<&'a str, String> {
     str_field(v, name)
 }
 
-fn arg_str(args: &[Value], i: usize) -> Result<&str, String> {
+pub(crate) fn arg_str(args: &[Value], i: usize) -> Result<&str, String> {
     args.get(i)
         .and_then(Value::as_str)
         .ok_or_else(|| format!("argument {i} is not a string"))
 }
 
-fn arg_i64(args: &[Value], i: usize) -> Result<i64, String> {
+pub(crate) fn arg_i64(args: &[Value], i: usize) -> Result<i64, String> {
     args.get(i)
         .and_then(Value::as_i64)
         .ok_or_else(|| format!("argument {i} is not an integer"))
 }
 
-fn list(args: &[Value], i: usize) -> Result<&Vec<Value>, String> {
+pub(crate) fn list(args: &[Value], i: usize) -> Result<&Vec<Value>, String> {
     args.get(i)
         .and_then(Value::as_array)
         .ok_or_else(|| format!("argument {i} is not a list"))

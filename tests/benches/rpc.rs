@@ -1,0 +1,184 @@
+//! gRPC benchmark of one node over loopback: requests/s and p50/p99 latency of
+//! StoreKey and RouteKey at 1, 16 and 64 concurrent clients. Prints a markdown table.
+//!
+//! `scripts/bench.sh` runs it against a release build; by hand:
+//! `cargo build --release -p clockwise-node --bin clockwise &&
+//!  CLOCKWISE_BIN=target/release/clockwise cargo bench -p clockwise-tests --bench rpc`.
+//! The node runs with `--worker-threads 1` and the load generator on one tokio thread,
+//! so each has one of the machine's two cores.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clockwise_proto::common::v1::PositionSpace;
+use clockwise_proto::hashring::v1::hash_ring_client::HashRingClient;
+use clockwise_proto::hashring::v1::{
+    AddNodeWithReplicasRequest, ConfigureRingRequest, RouteKeyRequest, StoreKeyRequest,
+};
+use tonic::transport::Channel;
+
+const RING: &str = "bench";
+const KEYS: u64 = 100_000;
+const RUN: Duration = Duration::from_secs(3);
+
+struct Node(Child);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_node() -> (Node, String) {
+    let bin = std::env::var("CLOCKWISE_BIN").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/clockwise").to_owned()
+    });
+    let data = std::env::temp_dir().join(format!("clockwise-rpc-bench-{}", std::process::id()));
+    let mut child = Command::new(&bin)
+        .args([
+            "node",
+            "--listen",
+            "127.0.0.1:0",
+            "--worker-threads",
+            "1",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start {bin} (build it first, see the module docs): {e}")
+        });
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped"))
+        .read_line(&mut line)
+        .expect("node prints its address");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("listening line")
+        .to_owned();
+    (Node(child), format!("http://{addr}"))
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    StoreKey,
+    RouteKey,
+}
+
+struct Outcome {
+    ops_per_sec: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+async fn run(channels: &[Channel], op: Op, clients: usize) -> Outcome {
+    let deadline = Instant::now() + RUN;
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let mut client = HashRingClient::new(channels[c % channels.len()].clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut i = c as u64 * 7919;
+                while Instant::now() < deadline {
+                    i = (i + 104_729) % KEYS;
+                    let key = format!("key-{i}");
+                    let started = Instant::now();
+                    match op {
+                        Op::StoreKey => {
+                            let req = StoreKeyRequest {
+                                ring: RING.into(),
+                                timestamp: 0,
+                                key,
+                                ttl_ms: 0,
+                            };
+                            client.store_key(req).await.expect("StoreKey");
+                        }
+                        Op::RouteKey => {
+                            let req = RouteKeyRequest {
+                                ring: RING.into(),
+                                timestamp: 0,
+                                key,
+                            };
+                            client.route_key(req).await.expect("RouteKey");
+                        }
+                    }
+                    latencies.push(started.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("client task"));
+    }
+    all.sort_unstable();
+    Outcome {
+        ops_per_sec: all.len() as f64 / RUN.as_secs_f64(),
+        p50: all[all.len() / 2],
+        p99: all[all.len() * 99 / 100],
+    }
+}
+
+fn main() {
+    let (_node, endpoint) = start_node();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let mut channels = Vec::new();
+        for _ in 0..4 {
+            channels.push(
+                Channel::from_shared(endpoint.clone())
+                    .expect("uri")
+                    .connect()
+                    .await
+                    .expect("connect"),
+            );
+        }
+        let mut setup = HashRingClient::new(channels[0].clone());
+        setup
+            .configure_ring(ConfigureRingRequest {
+                ring: RING.into(),
+                timestamp: 1,
+                position_space: PositionSpace::U64 as i32,
+            })
+            .await
+            .expect("ConfigureRing");
+        for n in 0..64 {
+            let req = AddNodeWithReplicasRequest {
+                ring: RING.into(),
+                timestamp: 1,
+                node_id: format!("node-{n:02}"),
+                num_replicas: 100,
+            };
+            setup
+                .add_node_with_replicas(req)
+                .await
+                .expect("AddNodeWithReplicas");
+        }
+        println!(
+            "## gRPC, one node over loopback (node: 1 worker thread; load: 1 thread, 4 channels)\n"
+        );
+        println!("| RPC | clients | requests/s | p50 | p99 |");
+        println!("|---|---:|---:|---:|---:|");
+        for op in [Op::StoreKey, Op::RouteKey] {
+            for clients in [1, 16, 64] {
+                let used = &channels[..clients.min(channels.len())];
+                let o = run(used, op, clients).await;
+                println!(
+                    "| {op:?} | {clients} | {:.0} | {:.0} µs | {:.0} µs |",
+                    o.ops_per_sec,
+                    o.p50.as_secs_f64() * 1e6,
+                    o.p99.as_secs_f64() * 1e6
+                );
+            }
+        }
+    });
+}

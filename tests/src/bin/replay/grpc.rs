@@ -1,0 +1,571 @@
+//! The gRPC backend of `replay`: each drill call becomes one RPC to a running node.
+
+use std::collections::HashSet;
+
+use clockwise_node::engine::PositionSpace;
+use clockwise_proto::chatrouter::v1 as cr;
+use clockwise_proto::chatrouter::v1::chat_router_client::ChatRouterClient;
+use clockwise_proto::common::v1::{PositionSpace as PbSpace, SyncMode};
+use clockwise_proto::hashring::v1 as hr;
+use clockwise_proto::hashring::v1::hash_ring_client::HashRingClient;
+use serde_json::{json, Value};
+use tokio::runtime::Runtime;
+use tonic::transport::Channel;
+
+use super::{arg_i64, arg_str, field, list, str_field};
+
+pub struct Remote {
+    runtime: Runtime,
+    hash_ring: HashRingClient<Channel>,
+    chat_router: ChatRouterClient<Channel>,
+    prefix: String,
+    space: PositionSpace,
+    configured: HashSet<(String, String)>,
+}
+
+impl Remote {
+    pub fn connect(endpoint: &str, prefix: &str, space: PositionSpace) -> Result<Self, String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let channel = runtime
+            .block_on(
+                Channel::from_shared(endpoint.to_owned())
+                    .map_err(|e| e.to_string())?
+                    .connect(),
+            )
+            .map_err(|e| e.to_string())?;
+        Ok(Remote {
+            runtime,
+            hash_ring: HashRingClient::new(channel.clone()),
+            chat_router: ChatRouterClient::new(channel),
+            prefix: prefix.to_owned(),
+            space,
+            configured: HashSet::new(),
+        })
+    }
+
+    pub fn apply(&mut self, call: &Value) -> Result<Value, String> {
+        let svc = str_field(call, "svc")?.to_owned();
+        let ring = format!("{}{}", self.prefix, str_field(call, "ring")?);
+        let method = str_field(call, "method")?.to_owned();
+        // 0 would ask the node for its clock: shift every timestamp by one.
+        let ts = call["ts"].as_i64().ok_or("ts is not an integer")? + 1;
+        let args = call["args"].as_array().ok_or("args is not a list")?.clone();
+        if self.space == PositionSpace::U64 && self.configured.insert((svc.clone(), ring.clone())) {
+            self.configure(&svc, &ring)?;
+        }
+        let (mut h, mut c) = (self.hash_ring.clone(), self.chat_router.clone());
+        let result = match svc.as_str() {
+            "hashring" => self
+                .runtime
+                .block_on(hash_ring(&mut h, ring, &method, ts, &args)),
+            "chatrouter" => self
+                .runtime
+                .block_on(chat_router(&mut c, ring, &method, ts, &args)),
+            other => Err(format!("unknown svc {other:?}")),
+        };
+        result
+    }
+
+    fn configure(&mut self, svc: &str, ring: &str) -> Result<(), String> {
+        let space = PbSpace::U64 as i32;
+        let ring = ring.to_owned();
+        let (mut h, mut c) = (self.hash_ring.clone(), self.chat_router.clone());
+        self.runtime.block_on(async move {
+            match svc {
+                "hashring" => h
+                    .configure_ring(hr::ConfigureRingRequest {
+                        ring,
+                        timestamp: 1,
+                        position_space: space,
+                    })
+                    .await
+                    .map(drop),
+                _ => c
+                    .configure_ring(cr::ConfigureRingRequest {
+                        ring,
+                        timestamp: 1,
+                        position_space: space,
+                    })
+                    .await
+                    .map(drop),
+            }
+            .map_err(status)
+        })
+    }
+}
+
+fn status(s: tonic::Status) -> String {
+    format!("{:?}: {}", s.code(), s.message())
+}
+
+async fn hash_ring(
+    client: &mut HashRingClient<Channel>,
+    ring: String,
+    method: &str,
+    timestamp: i64,
+    args: &[Value],
+) -> Result<Value, String> {
+    let s = |i: usize| arg_str(args, i).map(str::to_owned);
+    let n = |i: usize| arg_i64(args, i);
+    let r = ring;
+    Ok(match method {
+        "add_node" => json!(
+            client
+                .add_node(hr::AddNodeRequest {
+                    ring: r,
+                    timestamp,
+                    node_id: s(0)?
+                })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .ok
+        ),
+        "remove_node" => json!(
+            client
+                .remove_node(hr::RemoveNodeRequest {
+                    ring: r,
+                    timestamp,
+                    node_id: s(0)?
+                })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .ok
+        ),
+        "route_key" => json!(
+            client
+                .route_key(hr::RouteKeyRequest {
+                    ring: r,
+                    timestamp,
+                    key: s(0)?
+                })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .node_id
+        ),
+        "get_node_count" => json!(
+            client
+                .get_node_count(hr::GetNodeCountRequest { ring: r, timestamp })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .count
+        ),
+        "store_key" => json!(
+            client
+                .store_key(hr::StoreKeyRequest {
+                    ring: r,
+                    timestamp,
+                    key: s(0)?,
+                    ttl_ms: 0
+                })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .node_id
+        ),
+        "list_nodes" => json!(
+            client
+                .list_nodes(hr::ListNodesRequest { ring: r, timestamp })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .nodes
+        ),
+        "get_load" => json!(
+            client
+                .get_load(hr::GetLoadRequest {
+                    ring: r,
+                    timestamp,
+                    node_id: s(0)?
+                })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .load
+        ),
+        "top_loaded" => json!(
+            client
+                .top_loaded(hr::TopLoadedRequest {
+                    ring: r,
+                    timestamp,
+                    n: n(0)?
+                })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .entries
+        ),
+        "add_node_with_replicas" => json!(
+            client
+                .add_node_with_replicas(hr::AddNodeWithReplicasRequest {
+                    ring: r,
+                    timestamp,
+                    node_id: s(0)?,
+                    num_replicas: n(1)?
+                })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .ok
+        ),
+        "get_replica_count" => json!(
+            client
+                .get_replica_count(hr::GetReplicaCountRequest {
+                    ring: r,
+                    timestamp,
+                    node_id: s(0)?
+                })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .replicas
+        ),
+        "set_capacity" => json!(
+            client
+                .set_capacity(hr::SetCapacityRequest {
+                    ring: r,
+                    timestamp,
+                    node_id: s(0)?,
+                    capacity: n(1)?
+                })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .ok
+        ),
+        "get_capacity" => json!(
+            client
+                .get_capacity(hr::GetCapacityRequest {
+                    ring: r,
+                    timestamp,
+                    node_id: s(0)?
+                })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .capacity
+        ),
+        "get_used" => json!(
+            client
+                .get_used(hr::GetUsedRequest {
+                    ring: r,
+                    timestamp,
+                    node_id: s(0)?
+                })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .used
+        ),
+        "evict_lru" => json!(
+            client
+                .evict_lru(hr::EvictLruRequest {
+                    ring: r,
+                    timestamp,
+                    node_id: s(0)?
+                })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .key
+        ),
+        "batch_operations" => {
+            let operations = list(args, 0)?
+                .iter()
+                .map(|op| {
+                    Ok(hr::KeyOperation {
+                        r#type: op["type"].as_str().unwrap_or("").to_owned(),
+                        key: field(op, "key")?.to_owned(),
+                    })
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            let results = client
+                .batch_operations(hr::BatchOperationsRequest {
+                    ring: r,
+                    timestamp,
+                    operations,
+                })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .results;
+            results
+                .into_iter()
+                .map(|res| match res.value {
+                    Some(hr::key_result::Value::NodeId(node)) => json!(node),
+                    Some(hr::key_result::Value::Ok(flag)) => json!(flag),
+                    None => Value::Null,
+                })
+                .collect()
+        }
+        "sync_replicas" => {
+            let requests = list(args, 0)?
+                .iter()
+                .map(|q| {
+                    Ok(hr::SyncRequest {
+                        source_node: field(q, "source_node")?.to_owned(),
+                        dest_node: field(q, "dest_node")?.to_owned(),
+                    })
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            let max_concurrent = i32::try_from(n(1)?).map_err(|e| e.to_string())?;
+            json!(
+                client
+                    .sync_replicas(hr::SyncReplicasRequest {
+                        ring: r,
+                        timestamp,
+                        requests,
+                        max_concurrent,
+                        mode: SyncMode::FailFast as i32,
+                    })
+                    .await
+                    .map_err(status)?
+                    .into_inner()
+                    .results
+            )
+        }
+        other => return Err(format!("unknown HashRing method {other:?}")),
+    })
+}
+
+async fn chat_router(
+    client: &mut ChatRouterClient<Channel>,
+    ring: String,
+    method: &str,
+    timestamp: i64,
+    args: &[Value],
+) -> Result<Value, String> {
+    let s = |i: usize| arg_str(args, i).map(str::to_owned);
+    let n = |i: usize| arg_i64(args, i);
+    let r = ring;
+    Ok(match method {
+        "add_server" => json!(
+            client
+                .add_server(cr::AddServerRequest {
+                    ring: r,
+                    timestamp,
+                    server_name: s(0)?
+                })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .ok
+        ),
+        "remove_server" => json!(
+            client
+                .remove_server(cr::RemoveServerRequest {
+                    ring: r,
+                    timestamp,
+                    server_name: s(0)?
+                })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .ok
+        ),
+        "route_request" => json!(
+            client
+                .route_request(cr::RouteRequestRequest {
+                    ring: r,
+                    timestamp,
+                    request_id: s(0)?
+                })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .server_name
+        ),
+        "get_server_count" => json!(
+            client
+                .get_server_count(cr::GetServerCountRequest { ring: r, timestamp })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .count
+        ),
+        "assign_request" => json!(
+            client
+                .assign_request(cr::AssignRequestRequest {
+                    ring: r,
+                    timestamp,
+                    request_id: s(0)?,
+                    size_mb: n(1)?,
+                    ttl_ms: 0
+                })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .server_name
+        ),
+        "list_servers" => json!(
+            client
+                .list_servers(cr::ListServersRequest { ring: r, timestamp })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .servers
+        ),
+        "get_server_load" => json!(
+            client
+                .get_server_load(cr::GetServerLoadRequest {
+                    ring: r,
+                    timestamp,
+                    server_name: s(0)?
+                })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .load
+        ),
+        "top_servers" => json!(
+            client
+                .top_servers(cr::TopServersRequest {
+                    ring: r,
+                    timestamp,
+                    n: n(0)?
+                })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .entries
+        ),
+        "add_server_with_replicas" => json!(
+            client
+                .add_server_with_replicas(cr::AddServerWithReplicasRequest {
+                    ring: r,
+                    timestamp,
+                    server_name: s(0)?,
+                    num_replicas: n(1)?
+                })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .ok
+        ),
+        "get_replica_count" => json!(
+            client
+                .get_replica_count(cr::GetReplicaCountRequest {
+                    ring: r,
+                    timestamp,
+                    server_name: s(0)?
+                })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .replicas
+        ),
+        "set_memory_limit" => json!(
+            client
+                .set_memory_limit(cr::SetMemoryLimitRequest {
+                    ring: r,
+                    timestamp,
+                    server_name: s(0)?,
+                    max_mb: n(1)?
+                })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .ok
+        ),
+        "get_memory_limit" => json!(
+            client
+                .get_memory_limit(cr::GetMemoryLimitRequest {
+                    ring: r,
+                    timestamp,
+                    server_name: s(0)?
+                })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .limit
+        ),
+        "get_memory_used" => json!(
+            client
+                .get_memory_used(cr::GetMemoryUsedRequest {
+                    ring: r,
+                    timestamp,
+                    server_name: s(0)?
+                })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .used
+        ),
+        "evict_oldest_session" => json!(
+            client
+                .evict_oldest_session(cr::EvictOldestSessionRequest {
+                    ring: r,
+                    timestamp,
+                    server_name: s(0)?
+                })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .request_id
+        ),
+        "batch_requests" => {
+            let operations = list(args, 0)?
+                .iter()
+                .map(|op| {
+                    Ok(cr::RequestOperation {
+                        r#type: op["type"].as_str().unwrap_or("").to_owned(),
+                        request_id: field(op, "request_id")?.to_owned(),
+                        size_mb: op["size_mb"].as_i64().unwrap_or(0),
+                    })
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            let results = client
+                .batch_requests(cr::BatchRequestsRequest {
+                    ring: r,
+                    timestamp,
+                    operations,
+                })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .results;
+            results
+                .into_iter()
+                .map(|res| match res.value {
+                    Some(cr::request_result::Value::ServerName(server)) => json!(server),
+                    Some(cr::request_result::Value::Ok(flag)) => json!(flag),
+                    None => Value::Null,
+                })
+                .collect()
+        }
+        "replicate_sessions" => {
+            let transfers = list(args, 0)?
+                .iter()
+                .map(|t| {
+                    Ok(cr::Transfer {
+                        source: field(t, "source")?.to_owned(),
+                        destination: field(t, "destination")?.to_owned(),
+                        bandwidth_mb: t["bandwidth_mb"].as_i64().ok_or("bandwidth_mb")?,
+                    })
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            let max_concurrent = i32::try_from(n(1)?).map_err(|e| e.to_string())?;
+            json!(
+                client
+                    .replicate_sessions(cr::ReplicateSessionsRequest {
+                        ring: r,
+                        timestamp,
+                        transfers,
+                        max_concurrent,
+                        mode: SyncMode::FailFast as i32,
+                    })
+                    .await
+                    .map_err(status)?
+                    .into_inner()
+                    .results
+            )
+        }
+        other => return Err(format!("unknown ChatRouter method {other:?}")),
+    })
+}
