@@ -114,6 +114,7 @@ fn bench_size(keys: usize) -> Row {
 
     // Fill: store every key once into an empty (64-node) ring; memory measured here.
     let mut ring = ring_with_nodes();
+
     let before = LIVE_BYTES.load(Ordering::Relaxed);
     let start = Instant::now();
     for (i, key) in names.iter().enumerate() {
@@ -212,6 +213,16 @@ fn bench_size(keys: usize) -> Row {
             format!("{per_key:.0} B"),
         ],
     }
+}
+
+/// md5 of each key alone: the floor under `route_key`, which must hash with md5.
+fn md5_only() -> f64 {
+    let keys: Vec<String> = (0..1_000_000).map(key_name).collect();
+    rate(keys.len(), || {
+        for key in &keys {
+            black_box(PositionSpace::U64.position(key));
+        }
+    })
 }
 
 /// The `hashring` crate's `get` on the same 64 × 100 ring, against our `route_key`.
@@ -352,6 +363,13 @@ fn main() {
         mops(ours),
         mops(theirs),
         ours / theirs
+    );
+    let md5 = md5_only();
+    println!(
+        "| route vs md5 of the key alone (the drill's hash; the floor under routing) | {} | {} | {:.2}× |",
+        mops(ours),
+        mops(md5),
+        ours / md5
     );
     match reference_baseline() {
         Ok((ours, theirs)) => println!(

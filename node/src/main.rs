@@ -12,8 +12,11 @@ use clockwise_node::service::{BoundNode, NodeConfig};
 use tracing_subscriber::EnvFilter;
 
 /// clockwise: consistent-hash placement as a service (HashRing and ChatRouter over gRPC).
+///
+/// Start a node with `clockwise node`, then talk to it with grpcurl:
+/// `grpcurl -plaintext 127.0.0.1:50051 list`.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
+#[command(version)]
 struct Cli {
     /// Log format on stderr. Verbosity comes from RUST_LOG (default: info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -30,9 +33,12 @@ enum LogFormat {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run one node: serves clockwise.hashring.v1.HashRing, clockwise.chatrouter.v1.ChatRouter,
-    /// gRPC reflection and grpc.health.v1 on --listen. Try:
-    /// `grpcurl -plaintext 127.0.0.1:50051 list`. Stops cleanly on Ctrl-C or SIGTERM.
+    /// Run one node (in-memory state) until Ctrl-C or SIGTERM.
+    ///
+    /// Serves clockwise.hashring.v1.HashRing, clockwise.chatrouter.v1.ChatRouter, gRPC
+    /// reflection and grpc.health.v1 on --listen, and prints `listening on ADDR` on stdout.
+    /// Try: `grpcurl -plaintext 127.0.0.1:50051 list`. On Ctrl-C or SIGTERM it stops
+    /// accepting calls, finishes those in flight, and exits 0.
     Node(NodeArgs),
 }
 

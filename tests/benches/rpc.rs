@@ -4,8 +4,8 @@
 //! `scripts/bench.sh` runs it against a release build; by hand:
 //! `cargo build --release -p clockwise-node --bin clockwise &&
 //!  CLOCKWISE_BIN=target/release/clockwise cargo bench -p clockwise-tests --bench rpc`.
-//! The node runs with `--worker-threads 1` and the load generator on one tokio thread,
-//! so each has one of the machine's two cores.
+//! The node runs with `--worker-threads 1` (`CLOCKWISE_BENCH_NODE_WORKERS` to change it)
+//! and the load generator on one tokio thread, so each has one of the two cores.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -37,14 +37,9 @@ fn start_node() -> (Node, String) {
     });
     let data = std::env::temp_dir().join(format!("clockwise-rpc-bench-{}", std::process::id()));
     let mut child = Command::new(&bin)
-        .args([
-            "node",
-            "--listen",
-            "127.0.0.1:0",
-            "--worker-threads",
-            "1",
-            "--data-dir",
-        ])
+        .args(["node", "--listen", "127.0.0.1:0", "--worker-threads"])
+        .arg(node_workers())
+        .arg("--data-dir")
         .arg(&data)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -62,6 +57,11 @@ fn start_node() -> (Node, String) {
         .expect("listening line")
         .to_owned();
     (Node(child), format!("http://{addr}"))
+}
+
+/// The node's tokio worker threads: `CLOCKWISE_BENCH_NODE_WORKERS`, default 1.
+fn node_workers() -> String {
+    std::env::var("CLOCKWISE_BENCH_NODE_WORKERS").unwrap_or_else(|_| "1".into())
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -164,7 +164,8 @@ fn main() {
                 .expect("AddNodeWithReplicas");
         }
         println!(
-            "## gRPC, one node over loopback (node: 1 worker thread; load: 1 thread, 4 channels)\n"
+            "## gRPC, one node over loopback (node: {} worker thread(s); load: 1 thread, 4 channels)\n",
+            node_workers()
         );
         println!("| RPC | clients | requests/s | p50 | p99 |");
         println!("|---|---:|---:|---:|---:|");

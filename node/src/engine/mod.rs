@@ -2,7 +2,7 @@
 //!
 //! - [`position`]: where a string sits on the ring (`drill` mod-100 or `u64` space).
 //! - `ring`: nodes and their virtual nodes in `(position, name)` order; routing.
-//! - `placement`: stored items, per-node loads and LRU order.
+//! - `placement`: stored items, per-node loads and LRU order; `slab`: their storage.
 //! - `namespace`: one ring with its items and limits; the semantics both drills share.
 //! - [`hashring`] / [`chatrouter`]: the two drill facades, method for method.
 //! - [`snapshot`]: the versioned, canonical encoding of an [`Engine`] and its digest.
@@ -17,6 +17,7 @@ mod namespace;
 mod placement;
 pub mod position;
 mod ring;
+mod slab;
 pub mod snapshot;
 
 use std::collections::BTreeMap;

@@ -152,13 +152,13 @@ impl Namespace {
         let node = self.ring.route(pos)?;
         let limit = self.limit(node);
         // Every stored key sits on its routed node, so "already here" is "stored".
-        let found = self.placement.find_or_insert_with(key, |placement| {
+        let stored = self.placement.find_or_insert_with(key, |placement| {
             if limit != UNLIMITED {
                 make_room(placement, node, limit, eviction);
             }
-            Some((pos, node, ts, new_size()))
+            (pos, node, ts, new_size())
         });
-        if let Ok(slot) = found {
+        if let Some(slot) = stored {
             self.placement.touch(slot, ts);
         }
         Some(node)

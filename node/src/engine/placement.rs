@@ -4,20 +4,22 @@
 //! (the key's bytes are kept once). Beside the slab, each change costs O(1) or O(log n):
 //! - position buckets: every item is on a doubly linked list of its position bucket, so
 //!   a topology change visits only the buckets of the arcs whose owner changed;
-//! - per node, a min-heap of `(last access, insertion seq)`: its top is the LRU victim,
-//!   ties to the earliest inserted, as the drill's dict order. Entries are invalidated
-//!   lazily (an access pushes a new entry; the old one is skipped when it surfaces) and
-//!   a heap holding more than twice its node's items is compacted;
+//! - per node, the LRU order by `(last access, insertion seq)`: the smallest is the
+//!   victim, ties to the earliest inserted, as the drill's dict order. It is a queue for
+//!   entries that arrive in order (timestamps that never go back: the common case, O(1)
+//!   and sequential in memory) plus a min-heap for those that arrive out of order.
+//!   Entries are invalidated lazily (an access adds a new entry; the old one is skipped
+//!   when it surfaces), and a node whose entries outnumber twice its items is compacted;
 //! - per node, the key count and the summed size.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::hash::BuildHasher;
 
-use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
 
 use super::ring::NodeIdx;
+use super::slab::Slab;
 use super::PositionSpace;
 
 pub(crate) type Slot = u32;
@@ -39,21 +41,74 @@ pub(crate) struct Item {
     next: Slot,
 }
 
-/// `(access, seq, slot)`, smallest first.
-type LruEntry = Reverse<(i64, u64, Slot)>;
+/// `(access, seq, slot)`: ordered as the LRU order.
+type LruEntry = (i64, u64, Slot);
 
 #[derive(Clone, Debug, Default)]
 pub(crate) struct NodeLoad {
     pub(crate) count: u64,
     pub(crate) size: i128,
-    lru: BinaryHeap<LruEntry>,
+    lru: Lru,
+}
+
+/// One node's LRU entries, some of them stale (see the module docs).
+#[derive(Clone, Debug, Default)]
+struct Lru {
+    /// Ascending: entries that were not older than the newest entry when added.
+    in_order: VecDeque<LruEntry>,
+    out_of_order: BinaryHeap<Reverse<LruEntry>>,
+}
+
+impl Lru {
+    fn len(&self) -> usize {
+        self.in_order.len() + self.out_of_order.len()
+    }
+
+    fn push(&mut self, entry: LruEntry) {
+        match self.in_order.back() {
+            Some(&newest) if entry < newest => self.out_of_order.push(Reverse(entry)),
+            _ => self.in_order.push_back(entry),
+        }
+    }
+
+    /// The smallest entry for which `current` holds; stale ones met on the way are dropped.
+    fn first(&mut self, current: impl Fn(LruEntry) -> bool) -> Option<LruEntry> {
+        loop {
+            let queued = self.in_order.front().copied();
+            let heaped = self.out_of_order.peek().map(|&Reverse(e)| e);
+            let (entry, from_queue) = match (queued, heaped) {
+                (Some(q), Some(h)) if h < q => (h, false),
+                (Some(q), _) => (q, true),
+                (None, Some(h)) => (h, false),
+                (None, None) => return None,
+            };
+            if current(entry) {
+                return Some(entry);
+            }
+            if from_queue {
+                self.in_order.pop_front();
+            } else {
+                self.out_of_order.pop();
+            }
+        }
+    }
+
+    /// Keeps only the entries for which `current` holds, all in order.
+    fn compact(&mut self, current: impl Fn(LruEntry) -> bool) {
+        let mut entries: Vec<LruEntry> = self.in_order.drain(..).collect();
+        entries.extend(self.out_of_order.drain().map(|Reverse(e)| e));
+        entries.retain(|&e| current(e));
+        // An item that left the node and came back has two equal entries: keep one.
+        entries.sort_unstable();
+        entries.dedup();
+        self.in_order = entries.into();
+    }
 }
 
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Placement {
     space: PositionSpace,
-    items: Vec<Option<Item>>,
-    free: Vec<Slot>,
+    items: Slab,
     index: HashTable<Slot>,
     hasher: foldhash::quality::RandomState,
     /// Head slot of each position bucket's list.
@@ -115,24 +170,24 @@ impl Placement {
         self.loads[i] = NodeLoad::default();
     }
 
-    /// The slot of `key`, or a fresh item made by `make` (called with the key's hash
-    /// table entry vacant) and inserted. `make` returns `None` to insert nothing.
+    /// The slot of `key` if it is stored. If not, stores the `(pos, node, access, size)`
+    /// that `make` returns (it may first evict through the `&mut Self` it gets) and
+    /// answers `None`. The key is hashed once either way.
     pub(crate) fn find_or_insert_with(
         &mut self,
         key: &str,
-        make: impl FnOnce(&mut Self) -> Option<(u64, NodeIdx, i64, i64)>,
-    ) -> Result<Slot, Option<Slot>> {
+        make: impl FnOnce(&mut Self) -> (u64, NodeIdx, i64, i64),
+    ) -> Option<Slot> {
         let hash = self.hasher.hash_one(key);
         if let Some(&slot) = self
             .index
             .find(hash, |&slot| &*item_at(&self.items, slot).key == key)
         {
-            return Ok(slot);
+            return Some(slot);
         }
-        let Some((pos, node, access, size)) = make(self) else {
-            return Err(None);
-        };
-        Err(Some(self.insert_hashed(hash, key, pos, node, access, size)))
+        let (pos, node, access, size) = make(self);
+        self.insert_hashed(hash, key, pos, node, access, size);
+        None
     }
 
     pub(crate) fn insert(
@@ -168,56 +223,34 @@ impl Placement {
             prev: NIL,
             next: NIL,
         };
-        let slot = match self.free.pop() {
-            Some(slot) => {
-                self.items[slot as usize] = Some(item);
-                slot
-            }
-            None => {
-                self.items.push(Some(item));
-                Slot::try_from(self.items.len() - 1)
-                    .ok()
-                    .filter(|&s| s != NIL)
-                    .expect("fewer than 2^32 - 1 stored keys")
-            }
-        };
+        let slot = self.items.insert(item);
         let (items, hasher) = (&self.items, &self.hasher);
-        match self.index.entry(
-            hash,
-            |&s| s == slot,
-            |&s| hasher.hash_one(&*item_at(items, s).key),
-        ) {
-            Entry::Vacant(vacant) => {
-                vacant.insert(slot);
-            }
-            Entry::Occupied(_) => unreachable!("a fresh slot is not indexed yet"),
-        }
+        self.index
+            .insert_unique(hash, slot, |&s| hasher.hash_one(&*item_at(items, s).key));
         self.link(slot);
         let load = &mut self.loads[node as usize];
         load.count += 1;
         load.size += i128::from(size);
-        load.lru.push(Reverse((access, seq, slot)));
+        load.lru.push((access, seq, slot));
         self.grow_buckets_if_crowded();
         slot
     }
 
     /// Records an access: the item keeps its node, size and insertion order.
     pub(crate) fn touch(&mut self, slot: Slot, access: i64) {
-        let item = self.items[slot as usize].as_mut().expect("live slot");
+        let item = self.items[slot].as_mut().expect("live slot");
         if item.access == access {
             return;
         }
         item.access = access;
         let (node, seq) = (item.node, item.seq);
-        self.loads[node as usize]
-            .lru
-            .push(Reverse((access, seq, slot)));
+        self.loads[node as usize].lru.push((access, seq, slot));
         self.compact_if_stale(node);
     }
 
     pub(crate) fn remove(&mut self, slot: Slot) -> Item {
         self.unlink(slot);
-        let item = self.items[slot as usize].take().expect("live slot");
+        let item = self.items.remove(slot).expect("live slot");
         let hash = self.hasher.hash_one(&*item.key);
         self.index
             .find_entry(hash, |&s| s == slot)
@@ -226,7 +259,6 @@ impl Placement {
         let load = &mut self.loads[item.node as usize];
         load.count -= 1;
         load.size -= i128::from(item.size);
-        self.free.push(slot);
         self.compact_if_stale(item.node);
         item
     }
@@ -234,14 +266,10 @@ impl Placement {
     /// The node's least recently used item (ties: the earliest inserted).
     pub(crate) fn lru_victim(&mut self, node: NodeIdx) -> Option<Slot> {
         let items = &self.items;
-        let lru = &mut self.loads[node as usize].lru;
-        while let Some(&Reverse(entry)) = lru.peek() {
-            if is_current(items, node, entry) {
-                return Some(entry.2);
-            }
-            lru.pop();
-        }
-        None
+        self.loads[node as usize]
+            .lru
+            .first(|entry| is_current(items, node, entry))
+            .map(|(_, _, slot)| slot)
     }
 
     /// Re-routes the items whose position lies in one of `arcs` (inclusive ranges).
@@ -283,7 +311,7 @@ impl Placement {
     }
 
     fn move_to(&mut self, slot: Slot, node: NodeIdx) {
-        let item = self.items[slot as usize].as_mut().expect("live slot");
+        let item = self.items[slot].as_mut().expect("live slot");
         let from = std::mem::replace(&mut item.node, node);
         let (access, seq, size) = (item.access, item.seq, i128::from(item.size));
         let old = &mut self.loads[from as usize];
@@ -292,7 +320,7 @@ impl Placement {
         let new = &mut self.loads[node as usize];
         new.count += 1;
         new.size += size;
-        new.lru.push(Reverse((access, seq, slot)));
+        new.lru.push((access, seq, slot));
         self.compact_if_stale(from);
         self.compact_if_stale(node);
     }
@@ -300,7 +328,7 @@ impl Placement {
     /// Removes every item (the ring has no positions left) and returns them in
     /// insertion order.
     pub(crate) fn drain(&mut self) -> Vec<Item> {
-        let mut items: Vec<Item> = self.items.drain(..).flatten().collect();
+        let mut items = self.items.take_all();
         items.sort_unstable_by_key(|item| item.seq);
         let fresh = Placement {
             hasher: std::mem::take(&mut self.hasher),
@@ -313,7 +341,7 @@ impl Placement {
 
     /// Live items in insertion order (the drill's dict order).
     pub(crate) fn in_insertion_order(&self) -> Vec<&Item> {
-        let mut items: Vec<&Item> = self.items.iter().flatten().collect();
+        let mut items: Vec<&Item> = self.items.iter().collect();
         items.sort_unstable_by_key(|item| item.seq);
         items
     }
@@ -330,9 +358,9 @@ impl Placement {
         let b = self.bucket(item_at(&self.items, slot).pos);
         let head = self.buckets[b];
         if head != NIL {
-            self.items[head as usize].as_mut().expect("live slot").prev = slot;
+            self.items[head].as_mut().expect("live slot").prev = slot;
         }
-        let item = self.items[slot as usize].as_mut().expect("live slot");
+        let item = self.items[slot].as_mut().expect("live slot");
         (item.prev, item.next) = (NIL, head);
         self.buckets[b] = slot;
     }
@@ -342,10 +370,10 @@ impl Placement {
         let (prev, next, b) = (item.prev, item.next, self.bucket(item.pos));
         match prev {
             NIL => self.buckets[b] = next,
-            p => self.items[p as usize].as_mut().expect("live slot").next = next,
+            p => self.items[p].as_mut().expect("live slot").next = next,
         }
         if next != NIL {
-            self.items[next as usize].as_mut().expect("live slot").prev = prev;
+            self.items[next].as_mut().expect("live slot").prev = prev;
         }
     }
 
@@ -358,8 +386,8 @@ impl Placement {
         }
         self.shift -= 1;
         self.buckets = vec![NIL; self.buckets.len() * 2];
-        for slot in 0..self.items.len() as Slot {
-            if self.items[slot as usize].is_some() {
+        for slot in 0..self.items.capacity() as Slot {
+            if self.items[slot].is_some() {
                 self.link(slot);
             }
         }
@@ -372,26 +400,17 @@ impl Placement {
             return;
         }
         let items = &self.items;
-        let mut entries = std::mem::take(&mut load.lru).into_vec();
-        entries.retain(|&Reverse(entry)| is_current(items, node, entry));
-        // An item that left the node and came back has two equal entries: keep one.
-        entries.sort_unstable();
-        entries.dedup();
-        load.lru = BinaryHeap::from(entries);
+        load.lru.compact(|entry| is_current(items, node, entry));
     }
 }
 
 /// Whether a heap entry still describes the item's current access time and node.
-fn is_current(
-    items: &[Option<Item>],
-    node: NodeIdx,
-    (access, seq, slot): (i64, u64, Slot),
-) -> bool {
-    items[slot as usize]
+fn is_current(items: &Slab, node: NodeIdx, (access, seq, slot): (i64, u64, Slot)) -> bool {
+    items[slot]
         .as_ref()
         .is_some_and(|item| item.seq == seq && item.access == access && item.node == node)
 }
 
-fn item_at(items: &[Option<Item>], slot: Slot) -> &Item {
-    items[slot as usize].as_ref().expect("live slot")
+fn item_at(items: &Slab, slot: Slot) -> &Item {
+    items[slot].as_ref().expect("live slot")
 }
