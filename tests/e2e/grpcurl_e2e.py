@@ -24,7 +24,7 @@ proto files at hand) and the plain-HTTP ``/metrics`` page. One node is started p
    fresh node 3) and ``clockwise_sync_calls_in_flight`` is back to 0 after each call.
    Both SyncReplicas and ReplicateSessions (with its bandwidth gate).
 4. bad input: an empty node id / server name is INVALID_ARGUMENT naming the field.
-Each node must also stop cleanly (exit status 0) on SIGTERM.
+Each node must also stop cleanly (exit status 0) on SIGTERM (the golden group's on SIGINT).
 
 Running
 -------
@@ -520,13 +520,14 @@ class Node:
                 values[name] = float(value)
         return values
 
-    def stop(self):
-        """SIGTERM, wait up to 5 s, then SIGKILL. Returns the exit status (None if killed)."""
+    def stop(self, sig=signal.SIGTERM):
+        """`sig` (SIGTERM or SIGINT), wait up to 5 s, then SIGKILL. Returns the exit status
+        (None if killed)."""
         if self in LIVE_NODES:
             LIVE_NODES.remove(self)
         rc = self.proc.poll()
         if rc is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(sig)
             try:
                 rc = self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
@@ -550,8 +551,8 @@ def stop_all_nodes():
 atexit.register(stop_all_nodes)
 
 
-def with_node(checks, binary, name, body):
-    """Starts a node, runs body(node), stops the node and checks the clean SIGTERM exit."""
+def with_node(checks, binary, name, body, sig=signal.SIGTERM):
+    """Starts a node, runs body(node), stops it with `sig` and checks the clean exit."""
     node = Node(binary, name)
     try:
         body(node)
@@ -560,8 +561,8 @@ def with_node(checks, binary, name, body):
                       f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
     finally:
         tail = node.stderr_tail()
-        rc = node.stop()
-    checks.record(f"{name}: node exits 0 on SIGTERM", rc == 0,
+        rc = node.stop(sig)
+    checks.record(f"{name}: node exits 0 on {sig.name}", rc == 0,
                   "" if rc == 0 else f"exit status {rc}; stderr: {tail}")
 
 
@@ -883,7 +884,7 @@ def main():
         with_node(checks, args.clockwise, "reflection",
                   lambda n: group_reflection(checks, args.grpcurl, n))
         with_node(checks, args.clockwise, "golden",
-                  lambda n: group_golden(checks, args.grpcurl, oracle, n))
+                  lambda n: group_golden(checks, args.grpcurl, oracle, n), sig=signal.SIGINT)
         with_node(checks, args.clockwise, "l6-max2",
                   lambda n: group_l6_max2(checks, args.grpcurl, oracle, n))
         with_node(checks, args.clockwise, "l6-max3",

@@ -4,11 +4,12 @@ use std::sync::Arc;
 
 use clockwise_proto::chatrouter::v1 as pb;
 use clockwise_proto::chatrouter::v1::chat_router_server::ChatRouter;
-use tonic::{Request, Response, Status};
+use tonic::Request;
 
 use super::state::{resolve_timestamp, NodeState};
 use super::sync::SyncRunner;
 use super::validate::{self as v, MAX_BATCH_OPERATIONS, MAX_MB, MAX_REPLICAS, MAX_SYNC_ENTRIES};
+use super::{ok, Reply};
 use crate::engine::{BatchResult, RequestOperation, RequestOperationKind};
 
 pub struct ChatRouterService {
@@ -20,12 +21,6 @@ impl ChatRouterService {
     pub fn new(state: Arc<NodeState>, sync: Arc<SyncRunner>) -> Self {
         ChatRouterService { state, sync }
     }
-}
-
-type Reply<T> = Result<Response<T>, Status>;
-
-fn ok<T>(message: T) -> Reply<T> {
-    Ok(Response::new(message))
 }
 
 #[tonic::async_trait]

@@ -147,6 +147,13 @@ impl BoundNode {
     }
 }
 
+/// What every handler returns.
+type Reply<T> = Result<tonic::Response<T>, tonic::Status>;
+
+fn ok<T>(message: T) -> Reply<T> {
+    Ok(tonic::Response::new(message))
+}
+
 /// `ConfigureRing`'s refusal once the ring is in use.
 fn configure(configured: bool, ring: &str) -> Result<(), ServiceError> {
     if configured {
