@@ -3,7 +3,7 @@
 //! arcs and never evict; stores evict by the facade's policy; LRU victims).
 
 use super::placement::{Item, Placement, Slot};
-use super::ring::{NodeIdx, Ring};
+use super::ring::{NodeIdx, Ring, VnodeId};
 use super::PositionSpace;
 
 /// The `-1` of `get_capacity` / `get_memory_limit`: no limit.
@@ -51,7 +51,7 @@ impl Namespace {
         Namespace {
             space,
             ring: Ring::new(space),
-            placement: Placement::new(space),
+            placement: Placement::default(),
             limits: Vec::new(),
         }
     }
@@ -82,15 +82,23 @@ impl Namespace {
         if self.ring.lookup(name).is_some() {
             return false;
         }
+        // Only keys of the virtual nodes that own the new positions now can move.
+        let mut old_owners: Vec<VnodeId> = positions
+            .iter()
+            .filter_map(|&pos| self.ring.route_vnode(pos).map(|(_, vnode)| vnode))
+            .collect();
+        old_owners.sort_unstable();
+        old_owners.dedup();
         let idx = self.ring.add(name, replicas, positions);
-        self.placement.node_added(idx);
+        self.placement.node_added(idx, self.ring.vnode_id_bound());
         if self.limits.len() <= idx as usize {
             self.limits.resize(idx as usize + 1, None);
         }
         self.limits[idx as usize] = None;
-        let arcs = self.ring.arcs_owned_by(&self.ring.info(idx).positions);
         let ring = &self.ring;
-        let dropped = self.placement.reroute(&arcs, |pos| ring.route(pos));
+        let dropped = self
+            .placement
+            .reroute(&old_owners, |pos| ring.route_vnode(pos));
         debug_assert!(dropped.is_empty(), "a ring with positions routes every key");
         true
     }
@@ -99,15 +107,13 @@ impl Namespace {
     /// node; otherwise the items dropped because no position is left (in insertion order).
     pub(crate) fn remove(&mut self, name: &str) -> Option<Vec<Item>> {
         let idx = self.ring.lookup(name)?;
-        let arcs = self.ring.arcs_owned_by(&self.ring.info(idx).positions);
-        self.ring.remove(name);
+        let (_, info) = self.ring.remove(name).expect("looked up above");
         self.limits[idx as usize] = None;
-        if self.ring.vnode_count() == 0 {
-            return Some(self.placement.drain());
-        }
         let ring = &self.ring;
-        let dropped = self.placement.reroute(&arcs, |pos| ring.route(pos));
-        debug_assert!(dropped.is_empty());
+        let dropped = self
+            .placement
+            .reroute(&info.vnode_ids, |pos| ring.route_vnode(pos));
+        debug_assert!(dropped.is_empty() || self.ring.vnode_count() == 0);
         debug_assert_eq!(self.placement.load(idx).count, 0);
         Some(dropped)
     }
@@ -149,14 +155,14 @@ impl Namespace {
         new_size: impl FnOnce() -> i64,
     ) -> Option<NodeIdx> {
         let pos = self.space.position(key);
-        let node = self.ring.route(pos)?;
+        let (node, vnode) = self.ring.route_vnode(pos)?;
         let limit = self.limit(node);
         // Every stored key sits on its routed node, so "already here" is "stored".
         let stored = self.placement.find_or_insert_with(key, |placement| {
             if limit != UNLIMITED {
                 make_room(placement, node, limit, eviction);
             }
-            (pos, node, ts, new_size())
+            (pos, (node, vnode), ts, new_size())
         });
         if let Some(slot) = stored {
             self.placement.touch(slot, ts);
@@ -255,6 +261,9 @@ mod tests {
                 let o = oldest.entry(item.node).or_insert((item.access, item.seq));
                 *o = (*o).min((item.access, item.seq));
             }
+            let ring = &self.ring;
+            self.placement
+                .assert_lists_match(|pos| ring.route_vnode(pos));
             let nodes: Vec<NodeIdx> = self.ring.nodes().map(|(_, idx)| idx).collect();
             for idx in nodes {
                 let load = self.placement.load(idx);

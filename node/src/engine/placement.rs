@@ -1,9 +1,12 @@
 //! Where the stored keys are: the items, their per-node loads, and each node's LRU order.
 //!
-//! Items live in a slab and are found through a hash index that stores only slot numbers
-//! (the key's bytes are kept once). Beside the slab, each change costs O(1) or O(log n):
-//! - position buckets: every item is on a doubly linked list of its position bucket, so
-//!   a topology change visits only the buckets of the arcs whose owner changed;
+//! Items live in a slab and are found through a hash index of slot numbers. Each item
+//! keeps 32 bits of its key's hash, so growing the index and telling keys apart rarely
+//! reads the key's bytes (kept once, in the item). Beside the slab, each change costs
+//! O(1) or O(log n):
+//! - per virtual node, the list of items it owns: storing a key appends to the owner's
+//!   list, and a topology change visits only the lists of the virtual nodes whose arcs
+//!   changed (the new node's successors when adding, the removed node's when removing);
 //! - per node, the LRU order by `(last access, insertion seq)`: the smallest is the
 //!   victim, ties to the earliest inserted, as the drill's dict order. It is a queue for
 //!   entries that arrive in order (timestamps that never go back: the common case, O(1)
@@ -18,13 +21,10 @@ use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
 
-use super::ring::NodeIdx;
+use super::ring::{NodeIdx, VnodeId};
 use super::slab::Slab;
-use super::PositionSpace;
 
 pub(crate) type Slot = u32;
-
-const NIL: Slot = Slot::MAX;
 
 #[derive(Clone, Debug)]
 pub(crate) struct Item {
@@ -36,9 +36,11 @@ pub(crate) struct Item {
     pub(crate) seq: u64,
     pub(crate) size: i64,
     pub(crate) node: NodeIdx,
-    /// Neighbours on the position bucket's list.
-    prev: Slot,
-    next: Slot,
+    /// The virtual node that owns the item's position, and the item's place in its list.
+    vnode: VnodeId,
+    list_pos: u32,
+    /// Upper 32 bits of the key's hash (the index's hash is derived from them).
+    hash32: u32,
 }
 
 /// `(access, seq, slot)`: ordered as the LRU order.
@@ -105,49 +107,42 @@ impl Lru {
     }
 }
 
+/// Where to put an item: its node and the virtual node owning its position.
+pub(crate) type Owner = (NodeIdx, VnodeId);
+
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Placement {
-    space: PositionSpace,
     items: Slab,
     index: HashTable<Slot>,
     hasher: foldhash::quality::RandomState,
-    /// Head slot of each position bucket's list.
-    buckets: Vec<Slot>,
-    /// `u64` space: bucket = position >> shift. Drill space: bucket = position.
-    shift: u32,
+    /// Per virtual node id: the slots it owns, in no particular order.
+    lists: Vec<Vec<Slot>>,
     loads: Vec<NodeLoad>,
     next_seq: u64,
 }
 
-/// Smallest and largest bucket table in the `u64` space, as powers of two.
-const MIN_BUCKET_BITS: u32 = 4;
-const MAX_BUCKET_BITS: u32 = 22;
-/// Items per bucket before the `u64` bucket table doubles.
-const BUCKET_LOAD: usize = 8;
+/// The index's hash of an item, rebuilt from the 32 bits it keeps (the multiplier
+/// spreads them over the 64 bits hashbrown reads).
+#[inline]
+fn table_hash(hash32: u32) -> u64 {
+    u64::from(hash32).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
 
 impl Placement {
-    pub(crate) fn new(space: PositionSpace) -> Self {
-        let (buckets, shift) = match space {
-            PositionSpace::Drill => (100, 0),
-            PositionSpace::U64 => (1 << MIN_BUCKET_BITS, 64 - MIN_BUCKET_BITS),
-        };
-        Placement {
-            space,
-            buckets: vec![NIL; buckets],
-            shift,
-            ..Placement::default()
-        }
-    }
-
     pub(crate) fn len(&self) -> usize {
         self.index.len()
     }
 
+    #[inline]
+    fn hash32(&self, key: &str) -> u32 {
+        (self.hasher.hash_one(key) >> 32) as u32
+    }
+
     pub(crate) fn find(&self, key: &str) -> Option<Slot> {
-        let hash = self.hasher.hash_one(key);
+        let h = self.hash32(key);
         let items = &self.items;
         self.index
-            .find(hash, |&slot| &*item_at(items, slot).key == key)
+            .find(table_hash(h), |&slot| is_key(items, slot, h, key))
             .copied()
     }
 
@@ -159,34 +154,38 @@ impl Placement {
         &self.loads[node as usize]
     }
 
-    /// Makes room in the per-node tables for a node that was just registered.
-    pub(crate) fn node_added(&mut self, node: NodeIdx) {
+    /// Makes room in the per-node and per-vnode tables after a node was registered.
+    pub(crate) fn node_added(&mut self, node: NodeIdx, vnode_id_bound: usize) {
         let i = node as usize;
         if self.loads.len() <= i {
             self.loads.resize_with(i + 1, NodeLoad::default);
         }
-        // A reused node slot may still hold stale heap entries; they are all invalid.
+        // A reused node slot may still hold stale LRU entries; they are all invalid.
         debug_assert_eq!(self.loads[i].count, 0, "a reused node slot starts empty");
         self.loads[i] = NodeLoad::default();
+        if self.lists.len() < vnode_id_bound {
+            self.lists.resize_with(vnode_id_bound, Vec::new);
+        }
     }
 
-    /// The slot of `key` if it is stored. If not, stores the `(pos, node, access, size)`
+    /// The slot of `key` if it is stored. If not, stores the `(pos, owner, access, size)`
     /// that `make` returns (it may first evict through the `&mut Self` it gets) and
     /// answers `None`. The key is hashed once either way.
     pub(crate) fn find_or_insert_with(
         &mut self,
         key: &str,
-        make: impl FnOnce(&mut Self) -> (u64, NodeIdx, i64, i64),
+        make: impl FnOnce(&mut Self) -> (u64, Owner, i64, i64),
     ) -> Option<Slot> {
-        let hash = self.hasher.hash_one(key);
+        let h = self.hash32(key);
+        let items = &self.items;
         if let Some(&slot) = self
             .index
-            .find(hash, |&slot| &*item_at(&self.items, slot).key == key)
+            .find(table_hash(h), |&slot| is_key(items, slot, h, key))
         {
             return Some(slot);
         }
-        let (pos, node, access, size) = make(self);
-        self.insert_hashed(hash, key, pos, node, access, size);
+        let (pos, owner, access, size) = make(self);
+        self.insert_hashed(h, key, pos, owner, access, size);
         None
     }
 
@@ -194,45 +193,47 @@ impl Placement {
         &mut self,
         key: &str,
         pos: u64,
-        node: NodeIdx,
+        owner: Owner,
         access: i64,
         size: i64,
     ) -> Slot {
-        let hash = self.hasher.hash_one(key);
-        self.insert_hashed(hash, key, pos, node, access, size)
+        let h = self.hash32(key);
+        self.insert_hashed(h, key, pos, owner, access, size)
     }
 
     fn insert_hashed(
         &mut self,
-        hash: u64,
+        hash32: u32,
         key: &str,
         pos: u64,
-        node: NodeIdx,
+        (node, vnode): Owner,
         access: i64,
         size: i64,
     ) -> Slot {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let item = Item {
+        let list = &mut self.lists[vnode as usize];
+        let list_pos = u32::try_from(list.len()).expect("fewer than 2^32 items per virtual node");
+        let slot = self.items.insert(Item {
             key: key.into(),
             pos,
             access,
             seq,
             size,
             node,
-            prev: NIL,
-            next: NIL,
-        };
-        let slot = self.items.insert(item);
-        let (items, hasher) = (&self.items, &self.hasher);
-        self.index
-            .insert_unique(hash, slot, |&s| hasher.hash_one(&*item_at(items, s).key));
-        self.link(slot);
+            vnode,
+            list_pos,
+            hash32,
+        });
+        list.push(slot);
+        let items = &self.items;
+        self.index.insert_unique(table_hash(hash32), slot, |&s| {
+            table_hash(item_at(items, s).hash32)
+        });
         let load = &mut self.loads[node as usize];
         load.count += 1;
         load.size += i128::from(size);
         load.lru.push((access, seq, slot));
-        self.grow_buckets_if_crowded();
         slot
     }
 
@@ -249,11 +250,10 @@ impl Placement {
     }
 
     pub(crate) fn remove(&mut self, slot: Slot) -> Item {
-        self.unlink(slot);
+        self.unlist(slot);
         let item = self.items.remove(slot).expect("live slot");
-        let hash = self.hasher.hash_one(&*item.key);
         self.index
-            .find_entry(hash, |&s| s == slot)
+            .find_entry(table_hash(item.hash32), |&s| s == slot)
             .expect("indexed slot")
             .remove();
         let load = &mut self.loads[item.node as usize];
@@ -272,47 +272,51 @@ impl Placement {
             .map(|(_, _, slot)| slot)
     }
 
-    /// Re-routes the items whose position lies in one of `arcs` (inclusive ranges).
-    /// Items `route` sends nowhere are removed and returned; the others keep their
-    /// access time, size and insertion order.
+    /// Re-routes every item of the given virtual nodes' lists with `route`: an item keeps
+    /// its list if `route` names the same virtual node, moves if it names another, and is
+    /// removed and returned (in insertion order) if the ring has no position left. Moved
+    /// items keep their access time, size and insertion order.
     pub(crate) fn reroute(
         &mut self,
-        arcs: &[(u64, u64)],
-        route: impl Fn(u64) -> Option<NodeIdx>,
+        vnodes: &[VnodeId],
+        route: impl Fn(u64) -> Option<Owner>,
     ) -> Vec<Item> {
-        let mut moves: Vec<(Slot, Option<NodeIdx>)> = Vec::new();
-        for &(lo, hi) in arcs {
-            if lo > hi {
+        let mut dropped = Vec::new();
+        for &vnode in vnodes {
+            let Some(list) = self.lists.get(vnode as usize) else {
                 continue;
-            }
-            let (first, last) = (self.bucket(lo), self.bucket(hi).min(self.buckets.len() - 1));
-            for b in first..=last {
-                let mut slot = self.buckets[b];
-                while slot != NIL {
+            };
+            let moves: Vec<(Slot, Option<Owner>)> = list
+                .iter()
+                .filter_map(|&slot| {
                     let item = item_at(&self.items, slot);
-                    if (lo..=hi).contains(&item.pos) {
-                        let target = route(item.pos);
-                        if target != Some(item.node) {
-                            moves.push((slot, target));
-                        }
-                    }
-                    slot = item.next;
+                    let target = route(item.pos);
+                    (target != Some((item.node, item.vnode))).then_some((slot, target))
+                })
+                .collect();
+            for (slot, target) in moves {
+                match target {
+                    Some(owner) => self.move_to(slot, owner),
+                    None => dropped.push(self.remove(slot)),
                 }
             }
         }
-        let mut dropped = Vec::new();
-        for (slot, target) in moves {
-            match target {
-                Some(node) => self.move_to(slot, node),
-                None => dropped.push(self.remove(slot)),
-            }
-        }
+        dropped.sort_unstable_by_key(|item| item.seq);
         dropped
     }
 
-    fn move_to(&mut self, slot: Slot, node: NodeIdx) {
+    fn move_to(&mut self, slot: Slot, (node, vnode): Owner) {
+        self.unlist(slot);
+        let list = &mut self.lists[vnode as usize];
+        let list_pos = u32::try_from(list.len()).expect("fewer than 2^32 items per virtual node");
+        list.push(slot);
         let item = self.items[slot].as_mut().expect("live slot");
+        item.vnode = vnode;
+        item.list_pos = list_pos;
         let from = std::mem::replace(&mut item.node, node);
+        if from == node {
+            return;
+        }
         let (access, seq, size) = (item.access, item.seq, i128::from(item.size));
         let old = &mut self.loads[from as usize];
         old.count -= 1;
@@ -325,18 +329,16 @@ impl Placement {
         self.compact_if_stale(node);
     }
 
-    /// Removes every item (the ring has no positions left) and returns them in
-    /// insertion order.
-    pub(crate) fn drain(&mut self) -> Vec<Item> {
-        let mut items = self.items.take_all();
-        items.sort_unstable_by_key(|item| item.seq);
-        let fresh = Placement {
-            hasher: std::mem::take(&mut self.hasher),
-            loads: vec![NodeLoad::default(); self.loads.len()],
-            ..Placement::new(self.space)
-        };
-        *self = fresh;
-        items
+    /// Takes `slot` off its virtual node's list (the list's last slot fills the gap).
+    fn unlist(&mut self, slot: Slot) {
+        let item = item_at(&self.items, slot);
+        let (vnode, pos) = (item.vnode as usize, item.list_pos as usize);
+        let list = &mut self.lists[vnode];
+        debug_assert_eq!(list[pos], slot);
+        list.swap_remove(pos);
+        if let Some(&moved) = list.get(pos) {
+            self.items[moved].as_mut().expect("live slot").list_pos = pos as u32;
+        }
     }
 
     /// Live items in insertion order (the drill's dict order).
@@ -346,54 +348,7 @@ impl Placement {
         items
     }
 
-    #[inline]
-    fn bucket(&self, pos: u64) -> usize {
-        match self.space {
-            PositionSpace::Drill => pos as usize,
-            PositionSpace::U64 => (pos >> self.shift) as usize,
-        }
-    }
-
-    fn link(&mut self, slot: Slot) {
-        let b = self.bucket(item_at(&self.items, slot).pos);
-        let head = self.buckets[b];
-        if head != NIL {
-            self.items[head].as_mut().expect("live slot").prev = slot;
-        }
-        let item = self.items[slot].as_mut().expect("live slot");
-        (item.prev, item.next) = (NIL, head);
-        self.buckets[b] = slot;
-    }
-
-    fn unlink(&mut self, slot: Slot) {
-        let item = item_at(&self.items, slot);
-        let (prev, next, b) = (item.prev, item.next, self.bucket(item.pos));
-        match prev {
-            NIL => self.buckets[b] = next,
-            p => self.items[p].as_mut().expect("live slot").next = next,
-        }
-        if next != NIL {
-            self.items[next].as_mut().expect("live slot").prev = prev;
-        }
-    }
-
-    fn grow_buckets_if_crowded(&mut self) {
-        if self.space != PositionSpace::U64
-            || self.len() <= BUCKET_LOAD * self.buckets.len()
-            || self.shift <= 64 - MAX_BUCKET_BITS
-        {
-            return;
-        }
-        self.shift -= 1;
-        self.buckets = vec![NIL; self.buckets.len() * 2];
-        for slot in 0..self.items.capacity() as Slot {
-            if self.items[slot].is_some() {
-                self.link(slot);
-            }
-        }
-    }
-
-    /// Drops a node's invalid heap entries once they outnumber its items.
+    /// Drops a node's invalid LRU entries once they outnumber its items.
     fn compact_if_stale(&mut self, node: NodeIdx) {
         let load = &mut self.loads[node as usize];
         if (load.lru.len() as u64) <= 2 * load.count + 32 {
@@ -404,11 +359,41 @@ impl Placement {
     }
 }
 
-/// Whether a heap entry still describes the item's current access time and node.
-fn is_current(items: &Slab, node: NodeIdx, (access, seq, slot): (i64, u64, Slot)) -> bool {
+#[cfg(test)]
+impl Placement {
+    /// Every item is on the list of the virtual node that owns its position, at the
+    /// place it records, and the lists hold nothing else.
+    pub(crate) fn assert_lists_match(&self, route: impl Fn(u64) -> Option<Owner>) {
+        let mut listed = 0;
+        for (vnode, list) in self.lists.iter().enumerate() {
+            for (pos, &slot) in list.iter().enumerate() {
+                let item = item_at(&self.items, slot);
+                assert_eq!((item.vnode as usize, item.list_pos as usize), (vnode, pos));
+                assert_eq!(
+                    route(item.pos),
+                    Some((item.node, item.vnode)),
+                    "{}",
+                    item.key
+                );
+                listed += 1;
+            }
+        }
+        assert_eq!(listed, self.len());
+    }
+}
+
+/// Whether an LRU entry still describes the item's current access time and node.
+fn is_current(items: &Slab, node: NodeIdx, (access, seq, slot): LruEntry) -> bool {
     items[slot]
         .as_ref()
         .is_some_and(|item| item.seq == seq && item.access == access && item.node == node)
+}
+
+/// Whether `slot` holds `key` (whose hash has upper bits `hash32`).
+#[inline]
+fn is_key(items: &Slab, slot: Slot, hash32: u32, key: &str) -> bool {
+    let item = item_at(items, slot);
+    item.hash32 == hash32 && &*item.key == key
 }
 
 fn item_at(items: &Slab, slot: Slot) -> &Item {

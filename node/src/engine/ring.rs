@@ -14,6 +14,10 @@ use super::PositionSpace;
 /// Index of a live node in [`Ring`]'s slots. Reused after the node is removed.
 pub(crate) type NodeIdx = u32;
 
+/// Identity of one virtual node, stable while its node lives (the array index of a
+/// virtual node changes whenever the ring changes). Reused after removal.
+pub(crate) type VnodeId = u32;
+
 #[derive(Clone, Debug)]
 pub(crate) struct NodeInfo {
     pub(crate) name: Box<str>,
@@ -21,6 +25,8 @@ pub(crate) struct NodeInfo {
     pub(crate) replicas: i64,
     /// Positions in replica-index order; duplicates are kept, as the drill keeps them.
     pub(crate) positions: Vec<u64>,
+    /// The virtual node of each position.
+    pub(crate) vnode_ids: Vec<VnodeId>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -30,7 +36,9 @@ pub(crate) struct Ring {
     slots: Vec<Option<NodeInfo>>,
     free: Vec<NodeIdx>,
     /// Every virtual node, sorted by `(position, name)`.
-    vnodes: Vec<(u64, NodeIdx)>,
+    vnodes: Vec<(u64, NodeIdx, VnodeId)>,
+    next_vnode_id: VnodeId,
+    free_vnode_ids: Vec<VnodeId>,
     /// `buckets[b]`: index of the first virtual node in bucket `b` or later; one extra
     /// entry at the end holds `vnodes.len()`.
     buckets: Vec<u32>,
@@ -79,11 +87,23 @@ impl Ring {
     /// The node owning position `h`: first virtual node at or after `h`, else the first.
     #[inline]
     pub(crate) fn route(&self, h: u64) -> Option<NodeIdx> {
+        self.route_vnode(h).map(|(node, _)| node)
+    }
+
+    /// The node owning position `h`, and which of its virtual nodes.
+    #[inline]
+    pub(crate) fn route_vnode(&self, h: u64) -> Option<(NodeIdx, VnodeId)> {
         let first = self.vnodes.first()?;
         let b = self.bucket(h);
         let (lo, hi) = (self.buckets[b] as usize, self.buckets[b + 1] as usize);
-        let i = lo + self.vnodes[lo..hi].partition_point(|&(pos, _)| pos < h);
-        Some(self.vnodes.get(i).unwrap_or(first).1)
+        let i = lo + self.vnodes[lo..hi].partition_point(|&(pos, _, _)| pos < h);
+        let &(_, node, vnode) = self.vnodes.get(i).unwrap_or(first);
+        Some((node, vnode))
+    }
+
+    /// One more than the largest virtual node id in use, for sizing per-vnode tables.
+    pub(crate) fn vnode_id_bound(&self) -> usize {
+        self.next_vnode_id as usize
     }
 
     #[inline]
@@ -98,10 +118,12 @@ impl Ring {
     /// Registers a node. The caller checked that the name is free.
     pub(crate) fn add(&mut self, name: &str, replicas: i64, positions: Vec<u64>) -> NodeIdx {
         debug_assert!(!self.by_name.contains_key(name));
+        let vnode_ids = positions.iter().map(|_| self.alloc_vnode_id()).collect();
         let info = NodeInfo {
             name: name.into(),
             replicas,
             positions,
+            vnode_ids,
         };
         let idx = match self.free.pop() {
             Some(idx) => {
@@ -123,8 +145,17 @@ impl Ring {
         let idx = self.by_name.remove(name)?;
         let info = self.slots[idx as usize].take().expect("live node");
         self.free.push(idx);
+        self.free_vnode_ids.extend(&info.vnode_ids);
         self.rebuild_vnodes();
         Some((idx, info))
+    }
+
+    fn alloc_vnode_id(&mut self) -> VnodeId {
+        self.free_vnode_ids.pop().unwrap_or_else(|| {
+            let id = self.next_vnode_id;
+            self.next_vnode_id = id.checked_add(1).expect("fewer than 2^32 virtual nodes");
+            id
+        })
     }
 
     fn rebuild_vnodes(&mut self) {
@@ -134,10 +165,11 @@ impl Ring {
         // ordered by name without comparing strings.
         for &idx in self.by_name.values() {
             let info = slots[idx as usize].as_ref().expect("live node");
+            let entries = info.positions.iter().zip(&info.vnode_ids);
             self.vnodes
-                .extend(info.positions.iter().map(|&pos| (pos, idx)));
+                .extend(entries.map(|(&pos, &vnode)| (pos, idx, vnode)));
         }
-        self.vnodes.sort_by_key(|&(pos, _)| pos);
+        self.vnodes.sort_by_key(|&(pos, _, _)| pos);
 
         let bucket_count = match self.space {
             PositionSpace::Drill => 100,
@@ -162,32 +194,6 @@ impl Ring {
             self.buckets.push(i as u32);
         }
         self.buckets.push(self.vnodes.len() as u32);
-    }
-
-    /// The key positions whose owner may differ between this ring and the same ring
-    /// without the virtual nodes at `positions` (which must be in this ring): for each
-    /// position `p`, the arc from the previous distinct position (exclusive) to `p`,
-    /// plus the wrap-around arc when `p` is the smallest position.
-    pub(crate) fn arcs_owned_by(&self, positions: &[u64]) -> Vec<(u64, u64)> {
-        let mut arcs = Vec::with_capacity(positions.len() + 1);
-        let Some(&(max, _)) = self.vnodes.last() else {
-            return arcs;
-        };
-        for &p in positions {
-            let i = self.vnodes.partition_point(|&(pos, _)| pos < p);
-            if i == 0 {
-                arcs.push((0, p));
-                if max < u64::MAX {
-                    arcs.push((max + 1, u64::MAX));
-                }
-            } else {
-                let prev = self.vnodes[i - 1].0;
-                arcs.push((prev + 1, p));
-            }
-        }
-        arcs.sort_unstable();
-        arcs.dedup();
-        arcs
     }
 }
 
@@ -246,25 +252,18 @@ mod tests {
             ring.add(&name, 7, positions);
         }
         let plain = |h: u64| {
-            let i = ring.vnodes.partition_point(|&(pos, _)| pos < h);
+            let i = ring.vnodes.partition_point(|&(pos, _, _)| pos < h);
             ring.vnodes.get(i).unwrap_or(&ring.vnodes[0]).1
         };
         let mut probes: Vec<u64> = ring
             .vnodes
             .iter()
-            .flat_map(|&(p, _)| [p.wrapping_sub(1), p, p.wrapping_add(1)])
+            .flat_map(|&(p, _, _)| [p.wrapping_sub(1), p, p.wrapping_add(1)])
             .collect();
         probes.extend([0, u64::MAX, 1 << 63]);
         probes.extend((0..1000).map(|i| PositionSpace::U64.position(&format!("k{i}"))));
         for h in probes {
             assert_eq!(ring.route(h), Some(plain(h)), "position {h}");
         }
-    }
-
-    #[test]
-    fn arcs_cover_the_keys_a_node_owns() {
-        let ring = ring_of(&["node_a", "node_b"]);
-        assert_eq!(ring.arcs_owned_by(&[45]), vec![(42, 45)]);
-        assert_eq!(ring.arcs_owned_by(&[41]), vec![(0, 41), (46, u64::MAX)]);
     }
 }

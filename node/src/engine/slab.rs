@@ -47,24 +47,8 @@ impl Slab {
         item
     }
 
-    /// Slots ever handed out (live or free).
-    pub(crate) fn capacity(&self) -> usize {
-        self.chunks.iter().map(Vec::len).sum()
-    }
-
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Item> + '_ {
         self.chunks.iter().flatten().flatten()
-    }
-
-    /// Takes every item out, leaving the slab empty.
-    pub(crate) fn take_all(&mut self) -> Vec<Item> {
-        let items = std::mem::take(&mut self.chunks)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .collect();
-        self.free.clear();
-        items
     }
 }
 

@@ -163,10 +163,10 @@ fn decode_namespace(r: &mut Reader) -> Result<Namespace, SnapshotError> {
             return Err(SnapshotError::Corrupt("duplicate key"));
         }
         let pos = ns.space.position(&key);
-        let node = ns.ring.route(pos).ok_or(SnapshotError::Corrupt(
+        let owner = ns.ring.route_vnode(pos).ok_or(SnapshotError::Corrupt(
             "stored key on a ring without positions",
         ))?;
-        ns.placement.insert(&key, pos, node, access, size);
+        ns.placement.insert(&key, pos, owner, access, size);
     }
     Ok(ns)
 }
