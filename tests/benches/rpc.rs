@@ -1,5 +1,6 @@
 //! gRPC benchmark of one node over loopback: requests/s and p50/p99 latency of
-//! StoreKey and RouteKey at 1, 16 and 64 concurrent clients. Prints a markdown table.
+//! StoreKey and RouteKey at 1, 16 and 64 concurrent clients, beside tonic's own health
+//! check on the same node as the baseline. Prints a markdown table.
 //!
 //! `scripts/bench.sh` runs it against a release build; by hand:
 //! `cargo build --release -p clockwise-node --bin clockwise &&
@@ -17,6 +18,8 @@ use clockwise_proto::hashring::v1::{
     AddNodeWithReplicasRequest, ConfigureRingRequest, RouteKeyRequest, StoreKeyRequest,
 };
 use tonic::transport::Channel;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
 
 const RING: &str = "bench";
 const KEYS: u64 = 100_000;
@@ -68,6 +71,9 @@ fn node_workers() -> String {
 enum Op {
     StoreKey,
     RouteKey,
+    /// `grpc.health.v1.Health/Check`: tonic's own no-op RPC on the same node and
+    /// channels, the baseline for the transport's share of the cost.
+    HealthCheck,
 }
 
 struct Outcome {
@@ -80,7 +86,9 @@ async fn run(channels: &[Channel], op: Op, clients: usize) -> Outcome {
     let deadline = Instant::now() + RUN;
     let tasks: Vec<_> = (0..clients)
         .map(|c| {
-            let mut client = HashRingClient::new(channels[c % channels.len()].clone());
+            let channel = channels[c % channels.len()].clone();
+            let mut client = HashRingClient::new(channel.clone());
+            let mut health = HealthClient::new(channel);
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 let mut i = c as u64 * 7919;
@@ -97,6 +105,12 @@ async fn run(channels: &[Channel], op: Op, clients: usize) -> Outcome {
                                 ttl_ms: 0,
                             };
                             client.store_key(req).await.expect("StoreKey");
+                        }
+                        Op::HealthCheck => {
+                            let req = HealthCheckRequest {
+                                service: String::new(),
+                            };
+                            health.check(req).await.expect("Health/Check");
                         }
                         Op::RouteKey => {
                             let req = RouteKeyRequest {
@@ -167,15 +181,20 @@ fn main() {
             "## gRPC, one node over loopback (node: {} worker thread(s); load: 1 thread, 4 channels)\n",
             node_workers()
         );
-        println!("| RPC | clients | requests/s | p50 | p99 |");
-        println!("|---|---:|---:|---:|---:|");
-        for op in [Op::StoreKey, Op::RouteKey] {
-            for clients in [1, 16, 64] {
+        println!("| RPC | clients | requests/s | vs HealthCheck | p50 | p99 |");
+        println!("|---|---:|---:|---:|---:|---:|");
+        let mut baseline = [0.0; 3];
+        for op in [Op::HealthCheck, Op::StoreKey, Op::RouteKey] {
+            for (i, clients) in [1, 16, 64].into_iter().enumerate() {
                 let used = &channels[..clients.min(channels.len())];
                 let o = run(used, op, clients).await;
+                if let Op::HealthCheck = op {
+                    baseline[i] = o.ops_per_sec;
+                }
                 println!(
-                    "| {op:?} | {clients} | {:.0} | {:.0} µs | {:.0} µs |",
+                    "| {op:?} | {clients} | {:.0} | {:.2}× | {:.0} µs | {:.0} µs |",
                     o.ops_per_sec,
+                    o.ops_per_sec / baseline[i],
                     o.p50.as_secs_f64() * 1e6,
                     o.p99.as_secs_f64() * 1e6
                 );
