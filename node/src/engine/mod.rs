@@ -5,6 +5,8 @@
 //! - `placement`: stored items, per-node loads and LRU order; `slab`: their storage.
 //! - `namespace`: one ring with its items and limits; the semantics both drills share.
 //! - [`hashring`] / [`chatrouter`]: the two drill facades, method for method.
+//! - [`command`]: every mutation as a value, applied by [`Engine::apply`] (what a
+//!   replicated log carries).
 //! - [`snapshot`]: the versioned, canonical encoding of an [`Engine`] and its digest.
 //!
 //! An [`Engine`] holds many independent namespaces; HashRing and ChatRouter namespaces
@@ -12,6 +14,7 @@
 //! timestamp; identical call sequences give identical states and results.
 
 pub mod chatrouter;
+pub mod command;
 pub mod hashring;
 mod namespace;
 mod placement;
@@ -23,6 +26,7 @@ pub mod snapshot;
 use std::collections::BTreeMap;
 
 pub use chatrouter::{ChatRouter, RequestOperation, RequestOperationKind};
+pub use command::{ChatRouterOp, Command, HashRingOp, Op, Outcome};
 pub use hashring::{HashRing, KeyOperation, KeyOperationKind};
 pub use namespace::{Location, UNLIMITED};
 pub use position::PositionSpace;

@@ -4,13 +4,15 @@ use std::sync::Arc;
 
 use clockwise_proto::chatrouter::v1 as pb;
 use clockwise_proto::chatrouter::v1::chat_router_server::ChatRouter;
-use tonic::Request;
+use tonic::{Request, Status};
 
 use super::state::{resolve_timestamp, NodeState};
 use super::sync::SyncRunner;
 use super::validate::{self as v, MAX_BATCH_OPERATIONS, MAX_MB, MAX_REPLICAS, MAX_SYNC_ENTRIES};
 use super::{ok, Reply};
-use crate::engine::{BatchResult, RequestOperation, RequestOperationKind};
+use crate::engine::{
+    BatchResult, ChatRouterOp, Command, Op, Outcome, RequestOperation, RequestOperationKind,
+};
 
 pub struct ChatRouterService {
     state: Arc<NodeState>,
@@ -21,6 +23,16 @@ impl ChatRouterService {
     pub fn new(state: Arc<NodeState>, sync: Arc<SyncRunner>) -> Self {
         ChatRouterService { state, sync }
     }
+
+    /// Applies one mutation as a command, with its timestamp resolved.
+    async fn apply(&self, ring: &str, timestamp: i64, op: ChatRouterOp) -> Result<Outcome, Status> {
+        let command = Command {
+            ring: ring.to_owned(),
+            timestamp: resolve_timestamp(timestamp),
+            op: Op::ChatRouter(op),
+        };
+        Ok(self.state.apply(command).await?)
+    }
 }
 
 #[tonic::async_trait]
@@ -30,8 +42,15 @@ impl ChatRouter for ChatRouterService {
         let (ring, server) = (v::ring(&r.ring)?, v::id("server_name", &r.server_name)?);
         v::timestamp(r.timestamp)?;
         let done = self
-            .state
-            .write(|e| e.chat_router_mut(ring).add_server(server));
+            .apply(
+                ring,
+                r.timestamp,
+                ChatRouterOp::AddServer {
+                    server_name: server.to_owned(),
+                },
+            )
+            .await?
+            .into_done();
         ok(pb::AddServerResponse { ok: done })
     }
 
@@ -43,8 +62,15 @@ impl ChatRouter for ChatRouterService {
         let (ring, server) = (v::ring(&r.ring)?, v::id("server_name", &r.server_name)?);
         v::timestamp(r.timestamp)?;
         let done = self
-            .state
-            .write(|e| e.chat_router_mut(ring).remove_server(server));
+            .apply(
+                ring,
+                r.timestamp,
+                ChatRouterOp::RemoveServer {
+                    server_name: server.to_owned(),
+                },
+            )
+            .await?
+            .into_done();
         ok(pb::RemoveServerResponse { ok: done })
     }
 
@@ -81,11 +107,17 @@ impl ChatRouter for ChatRouterService {
         let ts = resolve_timestamp(v::timestamp(r.timestamp)?);
         let size_mb = v::non_negative("size_mb", r.size_mb, MAX_MB)?;
         v::ttl_ms(r.ttl_ms)?;
-        let server_name = self.state.write(|e| {
-            e.chat_router_mut(ring)
-                .assign_request(ts, id, size_mb)
-                .map(str::to_owned)
-        });
+        let server_name = self
+            .apply(
+                ring,
+                ts,
+                ChatRouterOp::AssignRequest {
+                    request_id: id.to_owned(),
+                    size_mb,
+                },
+            )
+            .await?
+            .into_name();
         ok(pb::AssignRequestResponse { server_name })
     }
 
@@ -133,10 +165,17 @@ impl ChatRouter for ChatRouterService {
         let (ring, server) = (v::ring(&r.ring)?, v::id("server_name", &r.server_name)?);
         v::timestamp(r.timestamp)?;
         let replicas = v::non_negative("num_replicas", r.num_replicas, MAX_REPLICAS)?;
-        let done = self.state.write(|e| {
-            e.chat_router_mut(ring)
-                .add_server_with_replicas(server, replicas)
-        });
+        let done = self
+            .apply(
+                ring,
+                r.timestamp,
+                ChatRouterOp::AddServerWithReplicas {
+                    server_name: server.to_owned(),
+                    num_replicas: replicas,
+                },
+            )
+            .await?
+            .into_done();
         ok(pb::AddServerWithReplicasResponse { ok: done })
     }
 
@@ -162,8 +201,16 @@ impl ChatRouter for ChatRouterService {
         v::timestamp(r.timestamp)?;
         let max_mb = v::limit("max_mb", r.max_mb)?;
         let done = self
-            .state
-            .write(|e| e.chat_router_mut(ring).set_memory_limit(server, max_mb));
+            .apply(
+                ring,
+                r.timestamp,
+                ChatRouterOp::SetMemoryLimit {
+                    server_name: server.to_owned(),
+                    max_mb,
+                },
+            )
+            .await?
+            .into_done();
         ok(pb::SetMemoryLimitResponse { ok: done })
     }
 
@@ -201,8 +248,15 @@ impl ChatRouter for ChatRouterService {
         let (ring, server) = (v::ring(&r.ring)?, v::id("server_name", &r.server_name)?);
         v::timestamp(r.timestamp)?;
         let request_id = self
-            .state
-            .write(|e| e.chat_router_mut(ring).evict_oldest_session(server));
+            .apply(
+                ring,
+                r.timestamp,
+                ChatRouterOp::EvictOldestSession {
+                    server_name: server.to_owned(),
+                },
+            )
+            .await?
+            .into_name();
         ok(pb::EvictOldestSessionResponse { request_id })
     }
 
@@ -229,8 +283,9 @@ impl ChatRouter for ChatRouterService {
             })
             .collect::<v::Result<Vec<_>>>()?;
         let results = self
-            .state
-            .write(|e| e.chat_router_mut(ring).batch_requests(ts, &ops));
+            .apply(ring, ts, ChatRouterOp::BatchRequests { operations: ops })
+            .await?
+            .into_batch();
         let results = results
             .into_iter()
             .map(|result| pb::RequestResult {
@@ -305,8 +360,9 @@ impl ChatRouter for ChatRouterService {
         v::timestamp(r.timestamp)?;
         let space = v::position_space(r.position_space)?;
         super::configure(
-            self.state
-                .write(|e| e.chat_router_mut(ring).configure(space)),
+            self.apply(ring, r.timestamp, ChatRouterOp::Configure { space })
+                .await?
+                .into_done(),
             ring,
         )?;
         ok(pb::ConfigureRingResponse { ok: true })

@@ -4,13 +4,15 @@ use std::sync::Arc;
 
 use clockwise_proto::hashring::v1 as pb;
 use clockwise_proto::hashring::v1::hash_ring_server::HashRing;
-use tonic::Request;
+use tonic::{Request, Status};
 
 use super::state::{resolve_timestamp, NodeState};
 use super::sync::SyncRunner;
 use super::validate::{self as v, MAX_BATCH_OPERATIONS, MAX_REPLICAS, MAX_SYNC_ENTRIES};
 use super::{ok, Reply};
-use crate::engine::{BatchResult, KeyOperation, KeyOperationKind};
+use crate::engine::{
+    BatchResult, Command, HashRingOp, KeyOperation, KeyOperationKind, Op, Outcome,
+};
 
 pub struct HashRingService {
     state: Arc<NodeState>,
@@ -21,6 +23,16 @@ impl HashRingService {
     pub fn new(state: Arc<NodeState>, sync: Arc<SyncRunner>) -> Self {
         HashRingService { state, sync }
     }
+
+    /// Applies one mutation as a command, with its timestamp resolved.
+    async fn apply(&self, ring: &str, timestamp: i64, op: HashRingOp) -> Result<Outcome, Status> {
+        let command = Command {
+            ring: ring.to_owned(),
+            timestamp: resolve_timestamp(timestamp),
+            op: Op::HashRing(op),
+        };
+        Ok(self.state.apply(command).await?)
+    }
 }
 
 #[tonic::async_trait]
@@ -29,7 +41,16 @@ impl HashRing for HashRingService {
         let r = req.into_inner();
         let (ring, node) = (v::ring(&r.ring)?, v::id("node_id", &r.node_id)?);
         v::timestamp(r.timestamp)?;
-        let done = self.state.write(|e| e.hash_ring_mut(ring).add_node(node));
+        let done = self
+            .apply(
+                ring,
+                r.timestamp,
+                HashRingOp::AddNode {
+                    node_id: node.to_owned(),
+                },
+            )
+            .await?
+            .into_done();
         ok(pb::AddNodeResponse { ok: done })
     }
 
@@ -41,8 +62,15 @@ impl HashRing for HashRingService {
         let (ring, node) = (v::ring(&r.ring)?, v::id("node_id", &r.node_id)?);
         v::timestamp(r.timestamp)?;
         let done = self
-            .state
-            .write(|e| e.hash_ring_mut(ring).remove_node(node));
+            .apply(
+                ring,
+                r.timestamp,
+                HashRingOp::RemoveNode {
+                    node_id: node.to_owned(),
+                },
+            )
+            .await?
+            .into_done();
         ok(pb::RemoveNodeResponse { ok: done })
     }
 
@@ -73,8 +101,15 @@ impl HashRing for HashRingService {
         let ts = resolve_timestamp(v::timestamp(r.timestamp)?);
         v::ttl_ms(r.ttl_ms)?;
         let node_id = self
-            .state
-            .write(|e| e.hash_ring_mut(ring).store_key(ts, key).map(str::to_owned));
+            .apply(
+                ring,
+                ts,
+                HashRingOp::StoreKey {
+                    key: key.to_owned(),
+                },
+            )
+            .await?
+            .into_name();
         ok(pb::StoreKeyResponse { node_id })
     }
 
@@ -112,8 +147,16 @@ impl HashRing for HashRingService {
         v::timestamp(r.timestamp)?;
         let replicas = v::non_negative("num_replicas", r.num_replicas, MAX_REPLICAS)?;
         let done = self
-            .state
-            .write(|e| e.hash_ring_mut(ring).add_node_with_replicas(node, replicas));
+            .apply(
+                ring,
+                r.timestamp,
+                HashRingOp::AddNodeWithReplicas {
+                    node_id: node.to_owned(),
+                    num_replicas: replicas,
+                },
+            )
+            .await?
+            .into_done();
         ok(pb::AddNodeWithReplicasResponse { ok: done })
     }
 
@@ -139,8 +182,16 @@ impl HashRing for HashRingService {
         v::timestamp(r.timestamp)?;
         let capacity = v::limit("capacity", r.capacity)?;
         let done = self
-            .state
-            .write(|e| e.hash_ring_mut(ring).set_capacity(node, capacity));
+            .apply(
+                ring,
+                r.timestamp,
+                HashRingOp::SetCapacity {
+                    node_id: node.to_owned(),
+                    capacity,
+                },
+            )
+            .await?
+            .into_done();
         ok(pb::SetCapacityResponse { ok: done })
     }
 
@@ -167,7 +218,16 @@ impl HashRing for HashRingService {
         let r = req.into_inner();
         let (ring, node) = (v::ring(&r.ring)?, v::id("node_id", &r.node_id)?);
         v::timestamp(r.timestamp)?;
-        let key = self.state.write(|e| e.hash_ring_mut(ring).evict_lru(node));
+        let key = self
+            .apply(
+                ring,
+                r.timestamp,
+                HashRingOp::EvictLru {
+                    node_id: node.to_owned(),
+                },
+            )
+            .await?
+            .into_name();
         ok(pb::EvictLruResponse { key })
     }
 
@@ -192,8 +252,9 @@ impl HashRing for HashRingService {
             })
             .collect::<v::Result<Vec<_>>>()?;
         let results = self
-            .state
-            .write(|e| e.hash_ring_mut(ring).batch_operations(ts, &ops));
+            .apply(ring, ts, HashRingOp::BatchOperations { operations: ops })
+            .await?
+            .into_batch();
         let results = results
             .into_iter()
             .map(|result| pb::KeyResult {
@@ -258,7 +319,9 @@ impl HashRing for HashRingService {
         v::timestamp(r.timestamp)?;
         let space = v::position_space(r.position_space)?;
         super::configure(
-            self.state.write(|e| e.hash_ring_mut(ring).configure(space)),
+            self.apply(ring, r.timestamp, HashRingOp::Configure { space })
+                .await?
+                .into_done(),
             ring,
         )?;
         ok(pb::ConfigureRingResponse { ok: true })

@@ -1,13 +1,16 @@
 //! The node's engine behind a lock, and the clock that stamps timestamp-0 calls.
 //!
-//! Every mutating RPC runs as one closure under the write lock, so a batch is applied
-//! atomically; reads take the read lock. The engine itself never reads a clock: the
-//! timestamp is resolved here, before the engine is called.
+//! Every mutating RPC becomes one [`Command`] applied under the write lock, so a batch
+//! is applied atomically; reads take the read lock. The engine itself never reads a
+//! clock: the timestamp is resolved before the command is made. Replication will put a
+//! log between `apply` and the engine; its callers already treat it as asynchronous
+//! and fallible.
 
 use std::sync::{LazyLock, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::engine::{ChatRouter, Engine, HashRing};
+use super::error::ServiceError;
+use crate::engine::{ChatRouter, Command, Engine, HashRing, Outcome};
 
 static EMPTY_HASH_RING: LazyLock<HashRing> = LazyLock::new(HashRing::default);
 static EMPTY_CHAT_ROUTER: LazyLock<ChatRouter> = LazyLock::new(ChatRouter::default);
@@ -24,9 +27,11 @@ impl NodeState {
         }
     }
 
-    pub fn write<T>(&self, f: impl FnOnce(&mut Engine) -> T) -> T {
+    /// Applies one mutation and answers its outcome.
+    pub async fn apply(&self, command: Command) -> Result<Outcome, ServiceError> {
         // The engine does not panic mid-update, so a poisoned lock holds a whole state.
-        f(&mut self.engine.write().unwrap_or_else(PoisonError::into_inner))
+        let mut engine = self.engine.write().unwrap_or_else(PoisonError::into_inner);
+        Ok(engine.apply(&command))
     }
 
     pub fn read<T>(&self, f: impl FnOnce(&Engine) -> T) -> T {

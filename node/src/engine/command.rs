@@ -1,0 +1,369 @@
+//! Mutations as values: every state change of the engine is one [`Command`], applied by
+//! [`Engine::apply`]. A replicated log of commands gives every replica the same state,
+//! so a command carries everything its result depends on: the ring, the operation and
+//! the timestamp already resolved (never "now").
+
+use super::{BatchResult, Engine, KeyOperation, PositionSpace, RequestOperation};
+
+/// One state change, as the replication log will carry it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Command {
+    pub ring: String,
+    /// The access time the operation records (ms); resolved before the command exists.
+    pub timestamp: i64,
+    pub op: Op,
+}
+
+/// The mutating drill operations (reads never become commands).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    HashRing(HashRingOp),
+    ChatRouter(ChatRouterOp),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HashRingOp {
+    Configure { space: PositionSpace },
+    AddNode { node_id: String },
+    AddNodeWithReplicas { node_id: String, num_replicas: i64 },
+    RemoveNode { node_id: String },
+    StoreKey { key: String },
+    SetCapacity { node_id: String, capacity: i64 },
+    EvictLru { node_id: String },
+    BatchOperations { operations: Vec<KeyOperation> },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChatRouterOp {
+    Configure {
+        space: PositionSpace,
+    },
+    AddServer {
+        server_name: String,
+    },
+    AddServerWithReplicas {
+        server_name: String,
+        num_replicas: i64,
+    },
+    RemoveServer {
+        server_name: String,
+    },
+    AssignRequest {
+        request_id: String,
+        size_mb: i64,
+    },
+    SetMemoryLimit {
+        server_name: String,
+        max_mb: i64,
+    },
+    EvictOldestSession {
+        server_name: String,
+    },
+    BatchRequests {
+        operations: Vec<RequestOperation>,
+    },
+}
+
+/// What applying a command answered: the drill's return value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// `add_*`, `remove_*`, `set_*`, `configure`.
+    Done(bool),
+    /// A node / server id, a key / request id, or the drill's `None`.
+    Name(Option<String>),
+    Batch(Vec<BatchResult>),
+}
+
+impl Outcome {
+    /// The `bool` of an `add_*` / `remove_*` / `set_*` / `configure` command.
+    pub fn into_done(self) -> bool {
+        debug_assert!(matches!(self, Outcome::Done(_)), "{self:?}");
+        matches!(self, Outcome::Done(true))
+    }
+
+    /// The name a store, assign or eviction answered.
+    pub fn into_name(self) -> Option<String> {
+        debug_assert!(matches!(self, Outcome::Name(_)), "{self:?}");
+        match self {
+            Outcome::Name(name) => name,
+            _ => None,
+        }
+    }
+
+    pub fn into_batch(self) -> Vec<BatchResult> {
+        debug_assert!(matches!(self, Outcome::Batch(_)), "{self:?}");
+        match self {
+            Outcome::Batch(results) => results,
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl Engine {
+    /// Applies one command. Deterministic: the same commands in the same order give the
+    /// same outcomes and the same state on every replica.
+    pub fn apply(&mut self, command: &Command) -> Outcome {
+        let ts = command.timestamp;
+        match &command.op {
+            Op::HashRing(op) => {
+                let r = self.hash_ring_mut(&command.ring);
+                match op {
+                    HashRingOp::Configure { space } => Outcome::Done(r.configure(*space)),
+                    HashRingOp::AddNode { node_id } => Outcome::Done(r.add_node(node_id)),
+                    HashRingOp::AddNodeWithReplicas {
+                        node_id,
+                        num_replicas,
+                    } => Outcome::Done(r.add_node_with_replicas(node_id, *num_replicas)),
+                    HashRingOp::RemoveNode { node_id } => Outcome::Done(r.remove_node(node_id)),
+                    HashRingOp::StoreKey { key } => {
+                        Outcome::Name(r.store_key(ts, key).map(str::to_owned))
+                    }
+                    HashRingOp::SetCapacity { node_id, capacity } => {
+                        Outcome::Done(r.set_capacity(node_id, *capacity))
+                    }
+                    HashRingOp::EvictLru { node_id } => Outcome::Name(r.evict_lru(node_id)),
+                    HashRingOp::BatchOperations { operations } => {
+                        Outcome::Batch(r.batch_operations(ts, operations))
+                    }
+                }
+            }
+            Op::ChatRouter(op) => {
+                let c = self.chat_router_mut(&command.ring);
+                match op {
+                    ChatRouterOp::Configure { space } => Outcome::Done(c.configure(*space)),
+                    ChatRouterOp::AddServer { server_name } => {
+                        Outcome::Done(c.add_server(server_name))
+                    }
+                    ChatRouterOp::AddServerWithReplicas {
+                        server_name,
+                        num_replicas,
+                    } => Outcome::Done(c.add_server_with_replicas(server_name, *num_replicas)),
+                    ChatRouterOp::RemoveServer { server_name } => {
+                        Outcome::Done(c.remove_server(server_name))
+                    }
+                    ChatRouterOp::AssignRequest {
+                        request_id,
+                        size_mb,
+                    } => Outcome::Name(
+                        c.assign_request(ts, request_id, *size_mb)
+                            .map(str::to_owned),
+                    ),
+                    ChatRouterOp::SetMemoryLimit {
+                        server_name,
+                        max_mb,
+                    } => Outcome::Done(c.set_memory_limit(server_name, *max_mb)),
+                    ChatRouterOp::EvictOldestSession { server_name } => {
+                        Outcome::Name(c.evict_oldest_session(server_name))
+                    }
+                    ChatRouterOp::BatchRequests { operations } => {
+                        Outcome::Batch(c.batch_requests(ts, operations))
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{KeyOperationKind, RequestOperationKind};
+
+    fn hr(ring: &str, timestamp: i64, op: HashRingOp) -> Command {
+        Command {
+            ring: ring.into(),
+            timestamp,
+            op: Op::HashRing(op),
+        }
+    }
+
+    fn cr(ring: &str, timestamp: i64, op: ChatRouterOp) -> Command {
+        Command {
+            ring: ring.into(),
+            timestamp,
+            op: Op::ChatRouter(op),
+        }
+    }
+
+    /// A log touching every command kind, both facades and two namespaces.
+    fn log() -> Vec<Command> {
+        use ChatRouterOp as C;
+        use HashRingOp as H;
+        let key_op = |kind, key: &str| KeyOperation {
+            kind,
+            key: key.into(),
+        };
+        vec![
+            hr(
+                "a",
+                1,
+                H::Configure {
+                    space: PositionSpace::U64,
+                },
+            ),
+            hr(
+                "a",
+                1,
+                H::AddNodeWithReplicas {
+                    node_id: "n1".into(),
+                    num_replicas: 8,
+                },
+            ),
+            hr(
+                "a",
+                2,
+                H::AddNode {
+                    node_id: "n2".into(),
+                },
+            ),
+            hr("a", 3, H::StoreKey { key: "k1".into() }),
+            hr("a", 3, H::StoreKey { key: "k2".into() }),
+            hr(
+                "a",
+                4,
+                H::SetCapacity {
+                    node_id: "n1".into(),
+                    capacity: 1,
+                },
+            ),
+            hr(
+                "a",
+                5,
+                H::BatchOperations {
+                    operations: vec![
+                        key_op(KeyOperationKind::Store, "k3"),
+                        key_op(KeyOperationKind::RemoveKey, "k1"),
+                        key_op(KeyOperationKind::Unknown, "k9"),
+                    ],
+                },
+            ),
+            hr(
+                "b",
+                6,
+                H::AddNode {
+                    node_id: "n1".into(),
+                },
+            ),
+            hr(
+                "a",
+                7,
+                H::EvictLru {
+                    node_id: "n2".into(),
+                },
+            ),
+            hr(
+                "a",
+                8,
+                H::RemoveNode {
+                    node_id: "n1".into(),
+                },
+            ),
+            cr(
+                "a",
+                1,
+                C::AddServer {
+                    server_name: "s1".into(),
+                },
+            ),
+            cr(
+                "a",
+                2,
+                C::AddServerWithReplicas {
+                    server_name: "s2".into(),
+                    num_replicas: 3,
+                },
+            ),
+            cr(
+                "a",
+                3,
+                C::AssignRequest {
+                    request_id: "r1".into(),
+                    size_mb: 30,
+                },
+            ),
+            cr(
+                "a",
+                4,
+                C::SetMemoryLimit {
+                    server_name: "s1".into(),
+                    max_mb: 40,
+                },
+            ),
+            cr(
+                "a",
+                5,
+                C::BatchRequests {
+                    operations: vec![RequestOperation {
+                        kind: RequestOperationKind::Assign,
+                        request_id: "r2".into(),
+                        size_mb: 20,
+                    }],
+                },
+            ),
+            cr(
+                "a",
+                6,
+                C::EvictOldestSession {
+                    server_name: "s2".into(),
+                },
+            ),
+            cr(
+                "a",
+                7,
+                C::RemoveServer {
+                    server_name: "s1".into(),
+                },
+            ),
+            cr(
+                "c",
+                7,
+                C::Configure {
+                    space: PositionSpace::Drill,
+                },
+            ),
+        ]
+    }
+
+    #[test]
+    fn the_same_log_gives_the_same_outcomes_and_state() {
+        let (mut first, mut second) = (Engine::new(), Engine::new());
+        let outcomes: Vec<Outcome> = log().iter().map(|c| first.apply(c)).collect();
+        let again: Vec<Outcome> = log().iter().map(|c| second.apply(c)).collect();
+        assert_eq!(outcomes, again);
+        assert_eq!(first.state_digest(), second.state_digest());
+        // A replica restored from a snapshot mid-log converges with one that applied it all.
+        let log = log();
+        let (head, tail) = log.split_at(9);
+        let mut third = Engine::new();
+        head.iter().for_each(|c| drop(third.apply(c)));
+        let mut restored = Engine::restore(&third.snapshot()).expect("snapshot");
+        tail.iter().for_each(|c| drop(restored.apply(c)));
+        assert_eq!(restored.state_digest(), first.state_digest());
+    }
+
+    #[test]
+    fn outcomes_are_the_facades_results() {
+        let mut e = Engine::new();
+        let outcomes: Vec<Outcome> = log().iter().map(|c| e.apply(c)).collect();
+        assert_eq!(outcomes[0], Outcome::Done(true));
+        assert_eq!(outcomes[1], Outcome::Done(true));
+        assert!(matches!(&outcomes[3], Outcome::Name(Some(_))));
+        let Outcome::Batch(batch) = &outcomes[6] else {
+            panic!("a batch answers a batch: {:?}", outcomes[6]);
+        };
+        assert!(matches!(
+            batch[..],
+            [BatchResult::Node(_), BatchResult::Ok(_), BatchResult::Empty]
+        ));
+        // Configuring ring "c" while it is empty succeeds; ring "a" was in use.
+        assert_eq!(outcomes[17], Outcome::Done(true));
+        let late = e.apply(&hr(
+            "a",
+            9,
+            HashRingOp::Configure {
+                space: PositionSpace::Drill,
+            },
+        ));
+        assert_eq!(late, Outcome::Done(false));
+    }
+}
