@@ -19,6 +19,7 @@ const PROTOS: &[&str] = &[
     "proto/clockwise/chatrouter/v1/chatrouter.proto",
     "proto/clockwise/cluster/v1/cluster.proto",
     "proto/clockwise/raft/v1/raft.proto",
+    "proto/clockwise/command/v1/command.proto",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {

@@ -13,6 +13,7 @@
 //! * [`raft::v1`]: service `clockwise.raft.v1.RaftTransport`, the peer-only Raft
 //!   transport (`raft_transport_server::RaftTransport`,
 //!   `raft_transport_client::RaftTransportClient`).
+//! * [`command::v1`]: the replicated log's entry format (`Command`); never served.
 //! * [`FILE_DESCRIPTOR_SET`]: every file above, with comments, for reflection.
 //!
 //! Each module mirrors its proto package; cross-package references resolve through
@@ -57,6 +58,14 @@ pub mod raft {
     /// clients.
     pub mod v1 {
         tonic::include_proto!("clockwise.raft.v1");
+    }
+}
+
+/// Package `clockwise.command.v1`.
+pub mod command {
+    /// The replicated log's entries: one `Command` per mutating RPC. Internal.
+    pub mod v1 {
+        tonic::include_proto!("clockwise.command.v1");
     }
 }
 

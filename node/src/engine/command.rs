@@ -164,12 +164,18 @@ impl Engine {
     }
 }
 
+/// A command log touching every command kind, both facades and three namespaces.
+#[cfg(test)]
+pub(crate) fn sample_log() -> Vec<Command> {
+    tests::log()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::engine::{KeyOperationKind, RequestOperationKind};
 
-    fn hr(ring: &str, timestamp: i64, op: HashRingOp) -> Command {
+    pub(super) fn hr(ring: &str, timestamp: i64, op: HashRingOp) -> Command {
         Command {
             ring: ring.into(),
             timestamp,
@@ -185,8 +191,7 @@ mod tests {
         }
     }
 
-    /// A log touching every command kind, both facades and two namespaces.
-    fn log() -> Vec<Command> {
+    pub(super) fn log() -> Vec<Command> {
         use ChatRouterOp as C;
         use HashRingOp as H;
         let key_op = |kind, key: &str| KeyOperation {
