@@ -1,0 +1,464 @@
+//! The durable log: raft entries, hard state, membership, the truncation point and the
+//! applied index of one raft group, in raft-engine.
+//!
+//! Everything one Ready needs persisted goes into one `LogBatch` and one write, synced
+//! when raft says so (`Ready::must_sync`); raft-engine groups concurrent synced writes,
+//! so writers share fsyncs. Reads (`raft::Storage`) go to raft-engine's memtable.
+//! Writes block on fsync: call them from a blocking thread, never a tokio worker.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
+use raft::{GetEntriesContext, RaftState, StorageError};
+use raft_engine::{Command, Config, Engine, LogBatch, MessageExt, ReadableSize};
+
+/// raft-engine's "region": the one raft group of a node.
+const GROUP: u64 = 1;
+const KEY_HARD_STATE: &[u8] = b"hard_state";
+const KEY_CONF_STATE: &[u8] = b"conf_state";
+/// `SnapshotMetadata { index, term }` of the last entry dropped from the log.
+const KEY_TRUNCATED: &[u8] = b"truncated";
+/// The last applied index, big-endian `u64`.
+const KEY_APPLIED: &[u8] = b"applied";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot prepare the log directory {path}: {source}")]
+    Dir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("raft log: {0}")]
+    Engine(#[from] raft_engine::Error),
+    #[error("raft log is corrupt: {0}")]
+    Corrupt(&'static str),
+}
+
+#[derive(Clone)]
+struct EntryExt;
+
+impl MessageExt for EntryExt {
+    type Entry = Entry;
+    fn index(entry: &Entry) -> u64 {
+        entry.index
+    }
+}
+
+/// What one Ready (or one apply step) persists, in one write.
+#[derive(Default)]
+pub struct ReadyWrite<'a> {
+    /// A snapshot to install: the log is emptied up to it and its membership kept.
+    pub snapshot: Option<&'a SnapshotMetadata>,
+    /// New entries; an entry at or below the last index replaces the tail from there.
+    pub entries: &'a [Entry],
+    pub hard_state: Option<&'a HardState>,
+    pub conf_state: Option<&'a ConfState>,
+    pub applied: Option<u64>,
+    /// fsync before returning (raft's `must_sync`).
+    pub sync: bool,
+}
+
+/// One node's durable raft log. Cheap to clone (shares the engine).
+#[derive(Clone)]
+pub struct LogStore {
+    engine: Arc<Engine>,
+}
+
+impl LogStore {
+    /// Opens (or creates) the log in `dir`, replaying what is on disk.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let dir_error = |source| StoreError::Dir {
+            path: dir.display().to_string(),
+            source,
+        };
+        // raft-engine creates only the last path component.
+        if let Some(parent) = dir.parent() {
+            std::fs::create_dir_all(parent).map_err(dir_error)?;
+        }
+        let config = Config {
+            dir: dir
+                .to_str()
+                .ok_or(StoreError::Corrupt("log path is not UTF-8"))?
+                .to_owned(),
+            target_file_size: ReadableSize::mb(128),
+            purge_threshold: ReadableSize::gb(1),
+            ..Config::default()
+        };
+        Ok(LogStore {
+            engine: Arc::new(Engine::open(config)?),
+        })
+    }
+
+    /// Records the first membership of a new cluster; a log that has one keeps it.
+    /// Answers whether it wrote.
+    pub fn bootstrap(&self, voters: &[u64]) -> Result<bool, StoreError> {
+        if self.conf_state()?.is_some() {
+            return Ok(false);
+        }
+        let conf_state = ConfState::from((voters.to_vec(), Vec::new()));
+        self.write(ReadyWrite {
+            conf_state: Some(&conf_state),
+            sync: true,
+            ..ReadyWrite::default()
+        })?;
+        Ok(true)
+    }
+
+    /// Persists one write as a single batch.
+    pub fn write(&self, write: ReadyWrite<'_>) -> Result<(), StoreError> {
+        let mut batch = LogBatch::default();
+        if let Some(snapshot) = write.snapshot {
+            // Drop every entry the snapshot covers (and any stale tail beyond it).
+            let last = self.engine.last_index(GROUP).unwrap_or(0);
+            batch.add_command(
+                GROUP,
+                Command::Compact {
+                    index: snapshot.index.max(last) + 1,
+                },
+            );
+            let truncated = truncation_point(snapshot.index, snapshot.term);
+            batch.put_message(GROUP, KEY_TRUNCATED.to_vec(), &truncated)?;
+            batch.put_message(GROUP, KEY_CONF_STATE.to_vec(), snapshot.get_conf_state())?;
+        }
+        if !write.entries.is_empty() {
+            batch.add_entries::<EntryExt>(GROUP, write.entries)?;
+        }
+        if let Some(hard_state) = write.hard_state {
+            batch.put_message(GROUP, KEY_HARD_STATE.to_vec(), hard_state)?;
+        }
+        if let Some(conf_state) = write.conf_state {
+            batch.put_message(GROUP, KEY_CONF_STATE.to_vec(), conf_state)?;
+        }
+        if let Some(applied) = write.applied {
+            batch.put(GROUP, KEY_APPLIED.to_vec(), applied.to_be_bytes().to_vec())?;
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.engine.write(&mut batch, write.sync)?;
+        Ok(())
+    }
+
+    /// Drops the entries up to and including `index` (covered by a snapshot at `index`).
+    pub fn compact(&self, index: u64, term: u64) -> Result<(), StoreError> {
+        let truncated = truncation_point(index, term);
+        let mut batch = LogBatch::default();
+        batch.add_command(GROUP, Command::Compact { index: index + 1 });
+        batch.put_message(GROUP, KEY_TRUNCATED.to_vec(), &truncated)?;
+        self.engine.write(&mut batch, true)?;
+        Ok(())
+    }
+
+    pub fn applied(&self) -> Result<u64, StoreError> {
+        match self.engine.get(GROUP, KEY_APPLIED) {
+            None => Ok(0),
+            Some(bytes) => {
+                Ok(u64::from_be_bytes(bytes.try_into().map_err(|_| {
+                    StoreError::Corrupt("applied index is not 8 bytes")
+                })?))
+            }
+        }
+    }
+
+    pub fn hard_state(&self) -> Result<HardState, StoreError> {
+        Ok(self
+            .engine
+            .get_message::<HardState>(GROUP, KEY_HARD_STATE)?
+            .unwrap_or_default())
+    }
+
+    pub fn conf_state(&self) -> Result<Option<ConfState>, StoreError> {
+        Ok(self
+            .engine
+            .get_message::<ConfState>(GROUP, KEY_CONF_STATE)?)
+    }
+
+    fn truncated(&self) -> raft::Result<SnapshotMetadata> {
+        Ok(self
+            .engine
+            .get_message::<SnapshotMetadata>(GROUP, KEY_TRUNCATED)
+            .map_err(storage_error)?
+            .unwrap_or_default())
+    }
+}
+
+/// The `(index, term)` of the last entry dropped from the log.
+fn truncation_point(index: u64, term: u64) -> SnapshotMetadata {
+    SnapshotMetadata {
+        index,
+        term,
+        ..SnapshotMetadata::default()
+    }
+}
+
+fn storage_error(e: raft_engine::Error) -> raft::Error {
+    match e {
+        raft_engine::Error::EntryCompacted => raft::Error::Store(StorageError::Compacted),
+        raft_engine::Error::EntryNotFound => raft::Error::Store(StorageError::Unavailable),
+        e => raft::Error::Store(StorageError::Other(Box::new(e))),
+    }
+}
+
+impl raft::Storage for LogStore {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        let other = |e: StoreError| raft::Error::Store(StorageError::Other(Box::new(e)));
+        let hard_state = self.hard_state().map_err(other)?;
+        let conf_state = self.conf_state().map_err(other)?.unwrap_or_default();
+        Ok(RaftState::new(hard_state, conf_state))
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        if low < self.first_index()? {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if high > self.last_index()? + 1 {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        let mut entries = Vec::with_capacity(high.saturating_sub(low).min(1024) as usize);
+        if low < high {
+            let max_size = max_size
+                .into()
+                .map(|m| usize::try_from(m).unwrap_or(usize::MAX));
+            self.engine
+                .fetch_entries_to::<EntryExt>(GROUP, low, high, max_size, &mut entries)
+                .map_err(storage_error)?;
+        }
+        Ok(entries)
+    }
+
+    fn term(&self, index: u64) -> raft::Result<u64> {
+        let truncated = self.truncated()?;
+        if index == truncated.index {
+            return Ok(truncated.term);
+        }
+        match self
+            .engine
+            .get_entry::<EntryExt>(GROUP, index)
+            .map_err(storage_error)?
+        {
+            Some(entry) => Ok(entry.term),
+            None if index < truncated.index => Err(raft::Error::Store(StorageError::Compacted)),
+            None => Err(raft::Error::Store(StorageError::Unavailable)),
+        }
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        match self.engine.first_index(GROUP) {
+            Some(index) => Ok(index),
+            None => Ok(self.truncated()?.index + 1),
+        }
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        match self.engine.last_index(GROUP) {
+            Some(index) => Ok(index),
+            None => Ok(self.truncated()?.index),
+        }
+    }
+
+    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        // Snapshots of the state machine are produced by the node driver (not built
+        // yet); until then raft is told to retry later, which it does.
+        Err(raft::Error::Store(
+            StorageError::SnapshotTemporarilyUnavailable,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use raft::Storage;
+
+    use super::*;
+
+    struct TempDir(std::path::PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> Self {
+            let path = std::env::temp_dir()
+                .join(format!("clockwise-logstore-{}-{name}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&path);
+            TempDir(path)
+        }
+        fn log(&self) -> std::path::PathBuf {
+            self.0.join("raft")
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn entry(index: u64, term: u64, data: &[u8]) -> Entry {
+        Entry {
+            index,
+            term,
+            data: data.to_vec().into(),
+            ..Entry::default()
+        }
+    }
+
+    fn hard_state(term: u64, vote: u64, commit: u64) -> HardState {
+        HardState {
+            term,
+            vote,
+            commit,
+            ..HardState::default()
+        }
+    }
+
+    #[test]
+    fn a_fresh_log_is_empty_and_bootstraps_once() {
+        let dir = TempDir::new("fresh");
+        let store = LogStore::open(&dir.log()).unwrap();
+        assert_eq!(
+            (store.first_index().unwrap(), store.last_index().unwrap()),
+            (1, 0)
+        );
+        assert_eq!(store.term(0).unwrap(), 0);
+        assert!(!store.initial_state().unwrap().initialized());
+        assert!(store.bootstrap(&[1, 2, 3]).unwrap());
+        assert!(
+            !store.bootstrap(&[9]).unwrap(),
+            "an existing membership is kept"
+        );
+        assert_eq!(
+            store.initial_state().unwrap().conf_state.voters,
+            vec![1, 2, 3]
+        );
+    }
+
+    #[test]
+    fn synced_writes_survive_a_reopen() {
+        let dir = TempDir::new("reopen");
+        {
+            let store = LogStore::open(&dir.log()).unwrap();
+            store.bootstrap(&[1]).unwrap();
+            let entries = [entry(1, 1, b"a"), entry(2, 1, b"b"), entry(3, 2, b"c")];
+            store
+                .write(ReadyWrite {
+                    entries: &entries,
+                    hard_state: Some(&hard_state(2, 1, 3)),
+                    applied: Some(2),
+                    sync: true,
+                    ..ReadyWrite::default()
+                })
+                .unwrap();
+        }
+        let store = LogStore::open(&dir.log()).unwrap();
+        let state = store.initial_state().unwrap();
+        assert_eq!(state.hard_state, hard_state(2, 1, 3));
+        assert_eq!(state.conf_state.voters, vec![1]);
+        assert_eq!(store.applied().unwrap(), 2);
+        let got = store
+            .entries(1, 4, None, GetEntriesContext::empty(false))
+            .unwrap();
+        let data: Vec<_> = got
+            .iter()
+            .map(|e| (e.index, e.term, e.data.to_vec()))
+            .collect();
+        assert_eq!(
+            data,
+            vec![
+                (1, 1, b"a".to_vec()),
+                (2, 1, b"b".to_vec()),
+                (3, 2, b"c".to_vec())
+            ]
+        );
+        assert_eq!(store.term(3).unwrap(), 2);
+    }
+
+    #[test]
+    fn an_append_below_the_tail_replaces_it() {
+        let dir = TempDir::new("conflict");
+        let store = LogStore::open(&dir.log()).unwrap();
+        let first = [entry(1, 1, b"a"), entry(2, 1, b"b"), entry(3, 1, b"c")];
+        store
+            .write(ReadyWrite {
+                entries: &first,
+                sync: true,
+                ..ReadyWrite::default()
+            })
+            .unwrap();
+        let newer = [entry(2, 2, b"B")];
+        store
+            .write(ReadyWrite {
+                entries: &newer,
+                sync: true,
+                ..ReadyWrite::default()
+            })
+            .unwrap();
+        assert_eq!(store.last_index().unwrap(), 2);
+        assert_eq!(store.term(2).unwrap(), 2);
+        assert!(matches!(
+            store.entries(1, 4, None, GetEntriesContext::empty(false)),
+            Err(raft::Error::Store(StorageError::Unavailable))
+        ));
+    }
+
+    #[test]
+    fn compaction_and_snapshots_move_the_first_index() {
+        let dir = TempDir::new("compact");
+        let store = LogStore::open(&dir.log()).unwrap();
+        let entries: Vec<_> = (1..=5).map(|i| entry(i, 1, b"x")).collect();
+        store
+            .write(ReadyWrite {
+                entries: &entries,
+                sync: true,
+                ..ReadyWrite::default()
+            })
+            .unwrap();
+        store.compact(3, 1).unwrap();
+        assert_eq!(
+            (store.first_index().unwrap(), store.last_index().unwrap()),
+            (4, 5)
+        );
+        assert_eq!(
+            store.term(3).unwrap(),
+            1,
+            "the truncation point keeps its term"
+        );
+        assert!(matches!(
+            store.entries(2, 5, None, GetEntriesContext::empty(false)),
+            Err(raft::Error::Store(StorageError::Compacted))
+        ));
+
+        // Installing a snapshot beyond the log empties it and takes the snapshot's membership.
+        let mut meta = truncation_point(10, 3);
+        meta.set_conf_state(ConfState::from((vec![1, 2], vec![3])));
+        store
+            .write(ReadyWrite {
+                snapshot: Some(&meta),
+                sync: true,
+                ..ReadyWrite::default()
+            })
+            .unwrap();
+        drop(store);
+        let store = LogStore::open(&dir.log()).unwrap();
+        assert_eq!(
+            (store.first_index().unwrap(), store.last_index().unwrap()),
+            (11, 10)
+        );
+        assert_eq!(store.term(10).unwrap(), 3);
+        let conf = store.initial_state().unwrap().conf_state;
+        assert_eq!((conf.voters, conf.learners), (vec![1, 2], vec![3]));
+        let next = [entry(11, 3, b"after")];
+        store
+            .write(ReadyWrite {
+                entries: &next,
+                sync: true,
+                ..ReadyWrite::default()
+            })
+            .unwrap();
+        assert_eq!(store.last_index().unwrap(), 11);
+    }
+}
