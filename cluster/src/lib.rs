@@ -3,16 +3,20 @@
 //!
 //! - [`state_machine`]: what a replicated state must offer (deterministic apply,
 //!   snapshot, restore).
+//! - [`driver`]: the thread that owns `RawNode` and runs the Ready loop; proposals and
+//!   peer messages reach it through one bounded channel, results come back by request id.
 //! - [`storage`]: the durable log: raft entries, hard state, membership and the
 //!   truncation point in raft-engine, written in synced batches; implements
 //!   `raft::Storage`.
 //!
-//! Still to come (issue #4): the task that owns `RawNode` and runs the Ready loop, the
-//! gRPC peer transport, proposal tracking by request id, ReadIndex reads, snapshots
-//! sent in chunks, membership changes.
+//! Still to come (issue #4): the gRPC peer transport, forwarding to the leader,
+//! ReadIndex reads, snapshots (built, sent in chunks, installed) and log compaction,
+//! membership RPCs, wiring into the node binary.
 
+pub mod driver;
 pub mod state_machine;
 pub mod storage;
 
+pub use driver::{DriverConfig, ProposeError, RaftHandle, RaftStatus, Role, Transport};
 pub use state_machine::StateMachine;
 pub use storage::{LogStore, ReadyWrite, StoreError};

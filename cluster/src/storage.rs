@@ -33,6 +33,8 @@ pub enum StoreError {
     Engine(#[from] raft_engine::Error),
     #[error("raft log is corrupt: {0}")]
     Corrupt(&'static str),
+    #[error("raft: {0}")]
+    Raft(String),
 }
 
 #[derive(Clone)]

@@ -1,0 +1,367 @@
+//! The one owner of raft-rs's `RawNode`: a dedicated OS thread running the Ready loop.
+//!
+//! Everything else talks to it through one bounded channel of [`Event`]s (proposals,
+//! peer messages) and gets answers on per-request oneshot channels, matched by request
+//! id, never by queue position. The thread may block on fsync (the log's synced
+//! writes), which is why it is not a tokio task. Order per Ready, as raft-rs documents:
+//! send the leader's messages, install a snapshot, apply committed entries, persist
+//! entries and hard state in one synced batch, then send the messages that needed that
+//! write, advance, apply what the advance committed.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message};
+use raft::{RawNode, StateRole};
+use tokio::sync::oneshot;
+
+use crate::state_machine::StateMachine;
+use crate::storage::{LogStore, ReadyWrite, StoreError};
+
+/// Delivers raft messages to peers. Must not block: queue and return.
+pub trait Transport: Send + Sync + 'static {
+    fn send(&self, messages: Vec<Message>);
+}
+
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// This node's raft id (non-zero).
+    pub id: u64,
+    /// The voters of a new cluster; ignored when the log already has a membership.
+    pub initial_voters: Vec<u64>,
+    /// One raft tick.
+    pub tick: Duration,
+    pub election_ticks: usize,
+    pub heartbeat_ticks: usize,
+    /// Events (proposals and peer messages) queued before senders are refused.
+    pub queue: usize,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig {
+            id: 1,
+            initial_voters: vec![1],
+            tick: Duration::from_millis(50),
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            queue: 4096,
+        }
+    }
+}
+
+/// Why a proposal has no result.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum ProposeError {
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader { leader: Option<u64> },
+    #[error("the proposal queue is full")]
+    Busy,
+    /// Leadership changed before the entry was applied: it may or may not be applied.
+    #[error("leadership changed; the outcome is unknown")]
+    Unknown,
+    #[error("the raft driver has stopped")]
+    Stopped,
+}
+
+/// A snapshot of the node's raft state, for status RPCs and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RaftStatus {
+    pub id: u64,
+    pub role: Role,
+    /// 0 when no leader is known.
+    pub leader_id: u64,
+    pub term: u64,
+    pub commit_index: u64,
+    pub applied_index: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Role {
+    #[default]
+    Follower,
+    Candidate,
+    Leader,
+}
+
+enum Event {
+    Propose {
+        data: Vec<u8>,
+        reply: oneshot::Sender<Result<Vec<u8>, ProposeError>>,
+    },
+    Step(Message),
+    Stop,
+}
+
+/// The handle others use; cheap to clone.
+#[derive(Clone)]
+pub struct RaftHandle {
+    events: SyncSender<Event>,
+    status: Arc<Mutex<RaftStatus>>,
+}
+
+impl RaftHandle {
+    /// Proposes `data` and waits until it is applied here; answers the state machine's
+    /// result. Only the leader accepts proposals.
+    pub async fn propose(&self, data: Vec<u8>) -> Result<Vec<u8>, ProposeError> {
+        let (reply, answer) = oneshot::channel();
+        self.events
+            .try_send(Event::Propose { data, reply })
+            .map_err(|e| match e {
+                TrySendError::Full(_) => ProposeError::Busy,
+                TrySendError::Disconnected(_) => ProposeError::Stopped,
+            })?;
+        answer.await.unwrap_or(Err(ProposeError::Stopped))
+    }
+
+    /// Hands a message from a peer to the driver; dropped when the queue is full (raft
+    /// retransmits).
+    pub fn step(&self, message: Message) {
+        let _ = self.events.try_send(Event::Step(message));
+    }
+
+    pub fn status(&self) -> RaftStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Stops the driver thread (pending proposals answer `Stopped`).
+    pub fn stop(&self) {
+        let _ = self.events.send(Event::Stop);
+    }
+}
+
+/// Starts the driver thread for `store` and `machine`.
+pub fn spawn<S: StateMachine>(
+    config: DriverConfig,
+    store: LogStore,
+    machine: S,
+    transport: Arc<dyn Transport>,
+) -> Result<(RaftHandle, JoinHandle<()>), StoreError> {
+    store.bootstrap(&config.initial_voters)?;
+    let raft_config = raft::Config {
+        id: config.id,
+        election_tick: config.election_ticks,
+        heartbeat_tick: config.heartbeat_ticks,
+        max_size_per_msg: 1 << 20,
+        max_inflight_msgs: 256,
+        check_quorum: true,
+        pre_vote: true,
+        // The state machine lives in memory and starts empty: re-apply the whole log.
+        applied: 0,
+        ..raft::Config::default()
+    };
+    let logger = slog::Logger::root(slog::Discard, slog::o!());
+    let node = RawNode::new(&raft_config, store.clone(), &logger)
+        .map_err(|e| StoreError::Raft(e.to_string()))?;
+    let (events, inbox) = mpsc::sync_channel(config.queue);
+    let status = Arc::new(Mutex::new(RaftStatus {
+        id: config.id,
+        ..RaftStatus::default()
+    }));
+    let handle = RaftHandle {
+        events,
+        status: status.clone(),
+    };
+    let mut driver = Driver {
+        node,
+        store,
+        machine,
+        transport,
+        status,
+        pending: HashMap::new(),
+        next_request: 1,
+        tick: config.tick,
+    };
+    let thread = std::thread::Builder::new()
+        .name(format!("raft-{}", config.id))
+        .spawn(move || driver.run(inbox))
+        .map_err(|e| StoreError::Raft(format!("cannot start the raft thread: {e}")))?;
+    Ok((handle, thread))
+}
+
+struct Driver<S> {
+    node: RawNode<LogStore>,
+    store: LogStore,
+    machine: S,
+    transport: Arc<dyn Transport>,
+    status: Arc<Mutex<RaftStatus>>,
+    /// Proposals made here and not applied yet, by request id (in the entry context).
+    pending: HashMap<u64, oneshot::Sender<Result<Vec<u8>, ProposeError>>>,
+    next_request: u64,
+    tick: Duration,
+}
+
+impl<S: StateMachine> Driver<S> {
+    fn run(&mut self, inbox: Receiver<Event>) {
+        let mut next_tick = Instant::now() + self.tick;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match inbox.recv_timeout(wait) {
+                Ok(Event::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                Ok(event) => {
+                    self.handle(event);
+                    // Take everything already queued before the next Ready: one fsync
+                    // then covers many proposals.
+                    while let Ok(event) = inbox.try_recv() {
+                        if matches!(event, Event::Stop) {
+                            return self.fail_pending(ProposeError::Stopped);
+                        }
+                        self.handle(event);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            if Instant::now() >= next_tick {
+                self.node.tick();
+                next_tick = Instant::now() + self.tick;
+            }
+            if let Err(e) = self.on_ready() {
+                // The log cannot be written: stop rather than acknowledge what is not durable.
+                tracing::error!(error = %e, "raft driver stopping: the log cannot be written");
+                break;
+            }
+        }
+        self.fail_pending(ProposeError::Stopped);
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Propose { data, reply } => {
+                if self.node.raft.state != StateRole::Leader {
+                    let leader = Some(self.node.raft.leader_id).filter(|&id| id != 0);
+                    let _ = reply.send(Err(ProposeError::NotLeader { leader }));
+                    return;
+                }
+                let id = self.next_request;
+                self.next_request += 1;
+                match self.node.propose(id.to_be_bytes().to_vec(), data) {
+                    Ok(()) => {
+                        self.pending.insert(id, reply);
+                    }
+                    Err(_) => {
+                        let _ = reply.send(Err(ProposeError::NotLeader { leader: None }));
+                    }
+                }
+            }
+            Event::Step(message) => {
+                // Messages from unknown or stale peers are refused by raft: nothing to do.
+                let _ = self.node.step(message);
+            }
+            Event::Stop => {}
+        }
+    }
+
+    fn on_ready(&mut self) -> Result<(), StoreError> {
+        if !self.node.has_ready() {
+            return Ok(());
+        }
+        let mut ready = self.node.ready();
+        if !ready.messages().is_empty() {
+            self.transport.send(ready.take_messages());
+        }
+        if let Some(ss) = ready.ss() {
+            if ss.raft_state != StateRole::Leader {
+                // Entries proposed here may be overwritten by the new leader.
+                self.fail_pending(ProposeError::Unknown);
+            }
+        }
+        let snapshot =
+            (!ready.snapshot().is_empty()).then(|| ready.snapshot().get_metadata().clone());
+        self.apply(ready.take_committed_entries())?;
+        self.store.write(ReadyWrite {
+            snapshot: snapshot.as_ref(),
+            entries: ready.entries(),
+            hard_state: ready.hs(),
+            sync: ready.must_sync(),
+            ..ReadyWrite::default()
+        })?;
+        if !ready.persisted_messages().is_empty() {
+            self.transport.send(ready.take_persisted_messages());
+        }
+        let mut light = self.node.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            let mut hard_state = self.node.raft.hard_state();
+            hard_state.commit = commit;
+            self.store.write(ReadyWrite {
+                hard_state: Some(&hard_state),
+                ..ReadyWrite::default()
+            })?;
+        }
+        self.transport.send(light.take_messages());
+        self.apply(light.take_committed_entries())?;
+        self.node.advance_apply();
+        self.publish_status();
+        Ok(())
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) -> Result<(), StoreError> {
+        for entry in entries {
+            match entry.get_entry_type() {
+                EntryType::EntryNormal if entry.data.is_empty() => {} // a new leader's no-op
+                EntryType::EntryNormal => {
+                    let result = self.machine.apply(entry.index, &entry.data);
+                    let request = <[u8; 8]>::try_from(&entry.context[..]).map(u64::from_be_bytes);
+                    if let Some(reply) = request.ok().and_then(|id| self.pending.remove(&id)) {
+                        let _ = reply.send(Ok(result));
+                    }
+                }
+                EntryType::EntryConfChange => {
+                    let change = ConfChange::parse_from_bytes(&entry.data)
+                        .map_err(|_| StoreError::Corrupt("conf change entry"))?;
+                    self.apply_conf_change(&change)?;
+                }
+                EntryType::EntryConfChangeV2 => {
+                    let change = ConfChangeV2::parse_from_bytes(&entry.data)
+                        .map_err(|_| StoreError::Corrupt("conf change entry"))?;
+                    self.apply_conf_change(&change)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_conf_change(
+        &mut self,
+        change: &impl raft_proto::ConfChangeI,
+    ) -> Result<(), StoreError> {
+        let conf_state = self
+            .node
+            .apply_conf_change(change)
+            .map_err(|e| StoreError::Raft(e.to_string()))?;
+        self.store.write(ReadyWrite {
+            conf_state: Some(&conf_state),
+            sync: true,
+            ..ReadyWrite::default()
+        })
+    }
+
+    fn fail_pending(&mut self, error: ProposeError) {
+        for (_, reply) in self.pending.drain() {
+            let _ = reply.send(Err(error.clone()));
+        }
+    }
+
+    fn publish_status(&self) {
+        let raft = &self.node.raft;
+        let status = RaftStatus {
+            id: raft.id,
+            role: match raft.state {
+                StateRole::Leader => Role::Leader,
+                StateRole::Candidate | StateRole::PreCandidate => Role::Candidate,
+                StateRole::Follower => Role::Follower,
+            },
+            leader_id: raft.leader_id,
+            term: raft.term,
+            commit_index: raft.raft_log.committed,
+            applied_index: raft.raft_log.applied,
+        };
+        *self.status.lock().unwrap_or_else(PoisonError::into_inner) = status;
+    }
+}
