@@ -93,6 +93,9 @@ enum Event {
         data: Vec<u8>,
         reply: oneshot::Sender<Result<Vec<u8>, ProposeError>>,
     },
+    ReadIndex {
+        reply: oneshot::Sender<Result<(), ProposeError>>,
+    },
     Step(Message),
     Stop,
 }
@@ -111,6 +114,21 @@ impl RaftHandle {
         let (reply, answer) = oneshot::channel();
         self.events
             .try_send(Event::Propose { data, reply })
+            .map_err(|e| match e {
+                TrySendError::Full(_) => ProposeError::Busy,
+                TrySendError::Disconnected(_) => ProposeError::Stopped,
+            })?;
+        answer.await.unwrap_or(Err(ProposeError::Stopped))
+    }
+
+    /// Waits until this node has applied everything committed when the call started
+    /// (raft's ReadIndex, confirmed by a quorum): a read of local state afterwards is
+    /// linearizable. Works on followers too (raft asks the leader). The caller bounds
+    /// the wait: a new leader answers only once it has committed in its term.
+    pub async fn read_index(&self) -> Result<(), ProposeError> {
+        let (reply, answer) = oneshot::channel();
+        self.events
+            .try_send(Event::ReadIndex { reply })
             .map_err(|e| match e {
                 TrySendError::Full(_) => ProposeError::Busy,
                 TrySendError::Disconnected(_) => ProposeError::Stopped,
@@ -176,6 +194,8 @@ pub fn spawn<S: StateMachine>(
         transport,
         status,
         pending: HashMap::new(),
+        reads: HashMap::new(),
+        confirmed_reads: Vec::new(),
         next_request: 1,
         tick: config.tick,
     };
@@ -194,6 +214,10 @@ struct Driver<S> {
     status: Arc<Mutex<RaftStatus>>,
     /// Proposals made here and not applied yet, by request id (in the entry context).
     pending: HashMap<u64, oneshot::Sender<Result<Vec<u8>, ProposeError>>>,
+    /// ReadIndex requests by request id, before raft has answered them.
+    reads: HashMap<u64, oneshot::Sender<Result<(), ProposeError>>>,
+    /// Answered ReadIndex requests waiting for the apply index to reach theirs.
+    confirmed_reads: Vec<(u64, oneshot::Sender<Result<(), ProposeError>>)>,
     next_request: u64,
     tick: Duration,
 }
@@ -250,6 +274,12 @@ impl<S: StateMachine> Driver<S> {
                     }
                 }
             }
+            Event::ReadIndex { reply } => {
+                let id = self.next_request;
+                self.next_request += 1;
+                self.node.read_index(id.to_be_bytes().to_vec());
+                self.reads.insert(id, reply);
+            }
             Event::Step(message) => {
                 // Messages from unknown or stale peers are refused by raft: nothing to do.
                 let _ = self.node.step(message);
@@ -270,6 +300,12 @@ impl<S: StateMachine> Driver<S> {
             if ss.raft_state != StateRole::Leader {
                 // Entries proposed here may be overwritten by the new leader.
                 self.fail_pending(ProposeError::Unknown);
+            }
+        }
+        for state in ready.take_read_states() {
+            let id = <[u8; 8]>::try_from(&state.request_ctx[..]).map(u64::from_be_bytes);
+            if let Some(reply) = id.ok().and_then(|id| self.reads.remove(&id)) {
+                self.confirmed_reads.push((state.index, reply));
             }
         }
         let snapshot =
@@ -297,8 +333,21 @@ impl<S: StateMachine> Driver<S> {
         self.transport.send(light.take_messages());
         self.apply(light.take_committed_entries())?;
         self.node.advance_apply();
+        self.answer_reads();
         self.publish_status();
         Ok(())
+    }
+
+    /// Answers the confirmed reads whose index is applied.
+    fn answer_reads(&mut self) {
+        let applied = self.node.raft.raft_log.applied;
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.confirmed_reads)
+            .into_iter()
+            .partition(|(index, _)| *index <= applied);
+        self.confirmed_reads = waiting;
+        for (_, reply) in ready {
+            let _ = reply.send(Ok(()));
+        }
     }
 
     fn apply(&mut self, entries: Vec<Entry>) -> Result<(), StoreError> {
@@ -344,6 +393,12 @@ impl<S: StateMachine> Driver<S> {
 
     fn fail_pending(&mut self, error: ProposeError) {
         for (_, reply) in self.pending.drain() {
+            let _ = reply.send(Err(error.clone()));
+        }
+        for (_, reply) in self.reads.drain() {
+            let _ = reply.send(Err(error.clone()));
+        }
+        for (_, reply) in self.confirmed_reads.drain(..) {
             let _ = reply.send(Err(error.clone()));
         }
     }

@@ -1,4 +1,5 @@
-//! The log's wire format for [`Command`]s: `clockwise.command.v1.Command` (prost).
+//! The log's wire format for [`Command`]s (`clockwise.command.v1.Command`) and for the
+//! [`Outcome`]s carried back to proposers (`clockwise.command.v1.Outcome`), via prost.
 //!
 //! Decoding refuses what the engine could not apply (a missing operation, an unknown
 //! enum value) instead of guessing: a replica must never apply something other than
@@ -9,8 +10,8 @@ use clockwise_proto::common::v1::PositionSpace as PbSpace;
 use prost::Message;
 
 use crate::engine::{
-    ChatRouterOp, Command, HashRingOp, KeyOperation, KeyOperationKind, Op, PositionSpace,
-    RequestOperation, RequestOperationKind,
+    BatchResult, ChatRouterOp, Command, HashRingOp, KeyOperation, KeyOperationKind, Op, Outcome,
+    PositionSpace, RequestOperation, RequestOperationKind,
 };
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -21,6 +22,47 @@ pub enum CodecError {
     MissingOp,
     #[error("command has an unknown {0} value {1}")]
     UnknownEnum(&'static str, i32),
+}
+
+pub fn encode_outcome(outcome: &Outcome) -> Vec<u8> {
+    let value = match outcome {
+        Outcome::Done(done) => pb::outcome::Value::Done(*done),
+        Outcome::Name(name) => pb::outcome::Value::Name(pb::Name {
+            value: name.clone(),
+        }),
+        Outcome::Batch(results) => pb::outcome::Value::Batch(pb::BatchOutcome {
+            results: results
+                .iter()
+                .map(|r| pb::BatchEntry {
+                    value: match r {
+                        BatchResult::Node(name) => Some(pb::batch_entry::Value::Name(name.clone())),
+                        BatchResult::Ok(ok) => Some(pb::batch_entry::Value::Ok(*ok)),
+                        BatchResult::Empty => None,
+                    },
+                })
+                .collect(),
+        }),
+    };
+    pb::Outcome { value: Some(value) }.encode_to_vec()
+}
+
+pub fn decode_outcome(bytes: &[u8]) -> Result<Outcome, CodecError> {
+    let pb = pb::Outcome::decode(bytes).map_err(|e| CodecError::Malformed(e.to_string()))?;
+    Ok(match pb.value.ok_or(CodecError::MissingOp)? {
+        pb::outcome::Value::Done(done) => Outcome::Done(done),
+        pb::outcome::Value::Name(name) => Outcome::Name(name.value),
+        pb::outcome::Value::Batch(batch) => Outcome::Batch(
+            batch
+                .results
+                .into_iter()
+                .map(|r| match r.value {
+                    Some(pb::batch_entry::Value::Name(name)) => BatchResult::Node(name),
+                    Some(pb::batch_entry::Value::Ok(ok)) => BatchResult::Ok(ok),
+                    None => BatchResult::Empty,
+                })
+                .collect(),
+        ),
+    })
 }
 
 pub fn encode(command: &Command) -> Vec<u8> {
@@ -275,6 +317,17 @@ mod tests {
             replayed.apply(&decode(entry).expect("decodes"));
         }
         assert_eq!(direct.state_digest(), replayed.state_digest());
+    }
+
+    #[test]
+    fn outcomes_survive_the_round_trip() {
+        let mut engine = Engine::new();
+        for command in sample_log() {
+            let outcome = engine.apply(&command);
+            assert_eq!(decode_outcome(&encode_outcome(&outcome)), Ok(outcome));
+        }
+        let none = Outcome::Name(None);
+        assert_eq!(decode_outcome(&encode_outcome(&none)), Ok(none));
     }
 
     #[test]
