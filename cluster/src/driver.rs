@@ -22,6 +22,9 @@ use tokio::sync::oneshot;
 use crate::state_machine::StateMachine;
 use crate::storage::{LogStore, ReadyWrite, StoreError};
 
+/// How long a ReadIndex request may go unanswered by raft before it is failed.
+const READ_EXPIRY: Duration = Duration::from_millis(500);
+
 /// Delivers raft messages to peers. Must not block: queue and return.
 pub trait Transport: Send + Sync + 'static {
     fn send(&self, messages: Vec<Message>);
@@ -187,6 +190,9 @@ pub fn spawn<S: StateMachine>(
         events,
         status: status.clone(),
     };
+    let alone = store
+        .conf_state()?
+        .is_some_and(|cs| cs.voters == [config.id] && cs.learners.is_empty());
     let mut driver = Driver {
         node,
         store,
@@ -201,7 +207,13 @@ pub fn spawn<S: StateMachine>(
     };
     let thread = std::thread::Builder::new()
         .name(format!("raft-{}", config.id))
-        .spawn(move || driver.run(inbox))
+        .spawn(move || {
+            if alone {
+                // A group of one needs no election timeout to know who leads.
+                let _ = driver.node.campaign();
+            }
+            driver.run(inbox)
+        })
         .map_err(|e| StoreError::Raft(format!("cannot start the raft thread: {e}")))?;
     Ok((handle, thread))
 }
@@ -214,8 +226,10 @@ struct Driver<S> {
     status: Arc<Mutex<RaftStatus>>,
     /// Proposals made here and not applied yet, by request id (in the entry context).
     pending: HashMap<u64, oneshot::Sender<Result<Vec<u8>, ProposeError>>>,
-    /// ReadIndex requests by request id, before raft has answered them.
-    reads: HashMap<u64, oneshot::Sender<Result<(), ProposeError>>>,
+    /// ReadIndex requests by request id, before raft has answered them, with the time
+    /// they were asked (raft drops some silently, e.g. at a leader that has not yet
+    /// committed in its term: those expire).
+    reads: HashMap<u64, (Instant, oneshot::Sender<Result<(), ProposeError>>)>,
     /// Answered ReadIndex requests waiting for the apply index to reach theirs.
     confirmed_reads: Vec<(u64, oneshot::Sender<Result<(), ProposeError>>)>,
     next_request: u64,
@@ -245,6 +259,7 @@ impl<S: StateMachine> Driver<S> {
             if Instant::now() >= next_tick {
                 self.node.tick();
                 next_tick = Instant::now() + self.tick;
+                self.expire_reads();
             }
             if let Err(e) = self.on_ready() {
                 // The log cannot be written: stop rather than acknowledge what is not durable.
@@ -275,10 +290,20 @@ impl<S: StateMachine> Driver<S> {
                 }
             }
             Event::ReadIndex { reply } => {
+                let raft = &self.node.raft;
+                let no_leader = raft.leader_id == 0;
+                let fresh_leader =
+                    raft.state == StateRole::Leader && !raft.commit_to_current_term();
+                if no_leader || fresh_leader {
+                    // raft would drop it; let the caller retry shortly.
+                    let leader = Some(raft.leader_id).filter(|&id| id != 0);
+                    let _ = reply.send(Err(ProposeError::NotLeader { leader }));
+                    return;
+                }
                 let id = self.next_request;
                 self.next_request += 1;
                 self.node.read_index(id.to_be_bytes().to_vec());
-                self.reads.insert(id, reply);
+                self.reads.insert(id, (Instant::now(), reply));
             }
             Event::Step(message) => {
                 // Messages from unknown or stale peers are refused by raft: nothing to do.
@@ -304,7 +329,7 @@ impl<S: StateMachine> Driver<S> {
         }
         for state in ready.take_read_states() {
             let id = <[u8; 8]>::try_from(&state.request_ctx[..]).map(u64::from_be_bytes);
-            if let Some(reply) = id.ok().and_then(|id| self.reads.remove(&id)) {
+            if let Some((_, reply)) = id.ok().and_then(|id| self.reads.remove(&id)) {
                 self.confirmed_reads.push((state.index, reply));
             }
         }
@@ -336,6 +361,22 @@ impl<S: StateMachine> Driver<S> {
         self.answer_reads();
         self.publish_status();
         Ok(())
+    }
+
+    /// Fails ReadIndex requests raft never answered, so callers ask again.
+    fn expire_reads(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<u64> = self
+            .reads
+            .iter()
+            .filter(|(_, (asked, _))| now.duration_since(*asked) > READ_EXPIRY)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in expired {
+            if let Some((_, reply)) = self.reads.remove(&id) {
+                let _ = reply.send(Err(ProposeError::Unknown));
+            }
+        }
     }
 
     /// Answers the confirmed reads whose index is applied.
@@ -395,7 +436,7 @@ impl<S: StateMachine> Driver<S> {
         for (_, reply) in self.pending.drain() {
             let _ = reply.send(Err(error.clone()));
         }
-        for (_, reply) in self.reads.drain() {
+        for (_, (_, reply)) in self.reads.drain() {
             let _ = reply.send(Err(error.clone()));
         }
         for (_, reply) in self.confirmed_reads.drain(..) {

@@ -5,18 +5,24 @@
 //!   snapshot, restore).
 //! - [`driver`]: the thread that owns `RawNode` and runs the Ready loop; proposals and
 //!   peer messages reach it through one bounded channel, results come back by request id.
+//! - [`replica`]: what a node's service calls: propose from any node (followers forward
+//!   to the leader), linearizable reads, both within a deadline.
+//! - [`transport`]: raft messages between nodes and forwarded writes, over gRPC.
 //! - [`storage`]: the durable log: raft entries, hard state, membership and the
 //!   truncation point in raft-engine, written in synced batches; implements
 //!   `raft::Storage`.
 //!
-//! Still to come (issue #4): the gRPC peer transport, forwarding to the leader,
-//! ReadIndex reads, snapshots (built, sent in chunks, installed) and log compaction,
+//! Still to come (issue #4): snapshots (built, sent in chunks, installed) and log compaction,
 //! membership RPCs, wiring into the node binary.
 
 pub mod driver;
+pub mod replica;
 pub mod state_machine;
 pub mod storage;
+pub mod transport;
 
 pub use driver::{DriverConfig, ProposeError, RaftHandle, RaftStatus, Role, Transport};
+pub use replica::{Replica, ReplicaError};
 pub use state_machine::StateMachine;
 pub use storage::{LogStore, ReadyWrite, StoreError};
+pub use transport::{GrpcTransport, RaftTransportService};

@@ -47,10 +47,24 @@ struct NodeArgs {
     /// Address for gRPC (port 0 picks a free port; the chosen address is printed).
     #[arg(long, default_value = "127.0.0.1:50051")]
     listen: SocketAddr,
-    /// Directory for the node's data. This version keeps the ring state in memory;
-    /// the directory is created now and will hold the replicated log.
+    /// Directory for the node's data: the raft log (fsync'd before a write is
+    /// acknowledged) lives in DIR/raft. A restarted node replays it.
     #[arg(long, default_value = "./data")]
     data_dir: PathBuf,
+    /// This node's raft id (≥ 1), one of the ids in --peers.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    id: u64,
+    /// Every member of a new cluster, this node included: `1=127.0.0.1:50051,2=…`.
+    /// Without it the node is a group of one. Only read when the log is new; a
+    /// restarted node keeps the membership in its log.
+    #[arg(long, value_parser = parse_peers, default_value = "")]
+    peers: Peers,
+    /// How long a write or a linearizable read waits for a quorum before UNAVAILABLE, in ms.
+    #[arg(long, default_value_t = 5000)]
+    request_timeout_ms: u64,
+    /// One raft tick in ms (an election takes 10–20 ticks; heartbeats every 2).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
+    raft_tick_ms: u64,
     /// Address for Prometheus metrics over HTTP (`GET /metrics`); off when not given.
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
@@ -107,6 +121,11 @@ async fn run_node(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
             max_calls: args.sync_max_calls as usize,
             queue_wait: Duration::from_millis(args.sync_queue_wait_ms),
         },
+        id: args.id,
+        peers: args.peers.0,
+        data_dir: args.data_dir.clone(),
+        request_timeout: Duration::from_millis(args.request_timeout_ms),
+        raft_tick: Duration::from_millis(args.raft_tick_ms),
     };
     let node = BoundNode::bind(args.listen, args.metrics_listen, config).await?;
     let grpc = node.grpc_addr()?;
@@ -120,6 +139,34 @@ async fn run_node(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
     node.serve(shutdown_signal()).await?;
     tracing::info!("clockwise node stopped");
     Ok(())
+}
+
+/// `--peers`: `id=host:port` pairs.
+#[derive(Clone, Debug, Default)]
+struct Peers(Vec<(u64, String)>);
+
+fn parse_peers(text: &str) -> Result<Peers, String> {
+    let mut peers = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, address) = part
+            .split_once('=')
+            .ok_or_else(|| format!("{part:?} is not id=host:port"))?;
+        let id: u64 = id
+            .parse()
+            .ok()
+            .filter(|&id| id >= 1)
+            .ok_or_else(|| format!("{id:?} is not a raft id (an integer ≥ 1)"))?;
+        if address.parse::<SocketAddr>().is_err() {
+            return Err(format!(
+                "{address:?} is not host:port (an IP address and a port)"
+            ));
+        }
+        if peers.iter().any(|&(known, _)| known == id) {
+            return Err(format!("id {id} is listed twice"));
+        }
+        peers.push((id, address.to_owned()));
+    }
+    Ok(Peers(peers))
 }
 
 async fn shutdown_signal() {

@@ -6,7 +6,7 @@ What it proves
 Only public surfaces are used: the node's stdout lines, grpcurl (server reflection, no
 proto files at hand) and the plain-HTTP ``/metrics`` page. One node is started per group:
 
-1. reflection: ``list`` shows exactly the three services; ``describe`` shows every RPC of
+1. reflection: ``list`` shows exactly the four services (HashRing, ChatRouter, Cluster, Health); ``describe`` shows every RPC of
    HashRing and ChatRouter and the fields of a request message of each;
    ``grpc.health.v1.Health/Check`` answers SERVING.
 2. golden traces (shared/spec/ring-drills.md section 8), call by call through grpcurl,
@@ -61,6 +61,7 @@ REPO = Path(__file__).resolve().parents[2]
 HR = "clockwise.hashring.v1.HashRing"
 CR = "clockwise.chatrouter.v1.ChatRouter"
 HEALTH = "grpc.health.v1.Health"
+CLUSTER = "clockwise.cluster.v1.Cluster"
 GRPCURL_TIMEOUT_S = 10  # grpcurl's own -max-time; the subprocess gets a little more
 PID = os.getpid()
 
@@ -611,8 +612,8 @@ def group_reflection(checks, grpcurl_path, node):
 
     rc, out, err = g.run("list")
     services = sorted(out.split())
-    want = sorted([CR, HR, HEALTH])
-    checks.record("reflection: list shows exactly ChatRouter, HashRing, Health",
+    want = sorted([CR, HR, CLUSTER, HEALTH])
+    checks.record("reflection: list shows exactly ChatRouter, HashRing, Cluster, Health",
                   rc == 0 and services == want, f"rc={rc} got {services} {err.strip()}")
 
     for svc, rpcs, msg, fields in [

@@ -78,12 +78,13 @@ impl ChatRouter for ChatRouterService {
         &self,
         req: Request<pb::RouteRequestRequest>,
     ) -> Reply<pb::RouteRequestResponse> {
-        let r = req.into_inner();
+        let (read, r) = v::split(req)?;
         let (ring, id) = (v::ring(&r.ring)?, v::id("request_id", &r.request_id)?);
         v::timestamp(r.timestamp)?;
         let server_name = self
             .state
-            .read_chat_router(ring, |c| c.route_request(id).map(str::to_owned));
+            .read_chat_router(ring, read, |c| c.route_request(id).map(str::to_owned))
+            .await?;
         ok(pb::RouteRequestResponse { server_name })
     }
 
@@ -91,10 +92,13 @@ impl ChatRouter for ChatRouterService {
         &self,
         req: Request<pb::GetServerCountRequest>,
     ) -> Reply<pb::GetServerCountResponse> {
-        let r = req.into_inner();
+        let (read, r) = v::split(req)?;
         let ring = v::ring(&r.ring)?;
         v::timestamp(r.timestamp)?;
-        let count = self.state.read_chat_router(ring, |c| c.get_server_count());
+        let count = self
+            .state
+            .read_chat_router(ring, read, |c| c.get_server_count())
+            .await?;
         ok(pb::GetServerCountResponse { count })
     }
 
@@ -125,10 +129,13 @@ impl ChatRouter for ChatRouterService {
         &self,
         req: Request<pb::ListServersRequest>,
     ) -> Reply<pb::ListServersResponse> {
-        let r = req.into_inner();
+        let (read, r) = v::split(req)?;
         let ring = v::ring(&r.ring)?;
         v::timestamp(r.timestamp)?;
-        let servers = self.state.read_chat_router(ring, |c| c.list_servers());
+        let servers = self
+            .state
+            .read_chat_router(ring, read, |c| c.list_servers())
+            .await?;
         ok(pb::ListServersResponse { servers })
     }
 
@@ -136,12 +143,13 @@ impl ChatRouter for ChatRouterService {
         &self,
         req: Request<pb::GetServerLoadRequest>,
     ) -> Reply<pb::GetServerLoadResponse> {
-        let r = req.into_inner();
+        let (read, r) = v::split(req)?;
         let (ring, server) = (v::ring(&r.ring)?, v::id("server_name", &r.server_name)?);
         v::timestamp(r.timestamp)?;
         let load = self
             .state
-            .read_chat_router(ring, |c| c.get_server_load(server));
+            .read_chat_router(ring, read, |c| c.get_server_load(server))
+            .await?;
         ok(pb::GetServerLoadResponse { load })
     }
 
@@ -149,11 +157,14 @@ impl ChatRouter for ChatRouterService {
         &self,
         req: Request<pb::TopServersRequest>,
     ) -> Reply<pb::TopServersResponse> {
-        let r = req.into_inner();
+        let (read, r) = v::split(req)?;
         let ring = v::ring(&r.ring)?;
         v::timestamp(r.timestamp)?;
         let n = v::non_negative("n", r.n, i64::MAX)?;
-        let entries = self.state.read_chat_router(ring, |c| c.top_servers(n));
+        let entries = self
+            .state
+            .read_chat_router(ring, read, |c| c.top_servers(n))
+            .await?;
         ok(pb::TopServersResponse { entries })
     }
 
@@ -183,12 +194,13 @@ impl ChatRouter for ChatRouterService {
         &self,
         req: Request<pb::GetReplicaCountRequest>,
     ) -> Reply<pb::GetReplicaCountResponse> {
-        let r = req.into_inner();
+        let (read, r) = v::split(req)?;
         let (ring, server) = (v::ring(&r.ring)?, v::id("server_name", &r.server_name)?);
         v::timestamp(r.timestamp)?;
         let replicas = self
             .state
-            .read_chat_router(ring, |c| c.get_replica_count(server));
+            .read_chat_router(ring, read, |c| c.get_replica_count(server))
+            .await?;
         ok(pb::GetReplicaCountResponse { replicas })
     }
 
@@ -218,12 +230,13 @@ impl ChatRouter for ChatRouterService {
         &self,
         req: Request<pb::GetMemoryLimitRequest>,
     ) -> Reply<pb::GetMemoryLimitResponse> {
-        let r = req.into_inner();
+        let (read, r) = v::split(req)?;
         let (ring, server) = (v::ring(&r.ring)?, v::id("server_name", &r.server_name)?);
         v::timestamp(r.timestamp)?;
         let limit = self
             .state
-            .read_chat_router(ring, |c| c.get_memory_limit(server));
+            .read_chat_router(ring, read, |c| c.get_memory_limit(server))
+            .await?;
         ok(pb::GetMemoryLimitResponse { limit })
     }
 
@@ -231,12 +244,13 @@ impl ChatRouter for ChatRouterService {
         &self,
         req: Request<pb::GetMemoryUsedRequest>,
     ) -> Reply<pb::GetMemoryUsedResponse> {
-        let r = req.into_inner();
+        let (read, r) = v::split(req)?;
         let (ring, server) = (v::ring(&r.ring)?, v::id("server_name", &r.server_name)?);
         v::timestamp(r.timestamp)?;
         let used = self
             .state
-            .read_chat_router(ring, |c| c.get_memory_used(server));
+            .read_chat_router(ring, read, |c| c.get_memory_used(server))
+            .await?;
         ok(pb::GetMemoryUsedResponse { used })
     }
 
@@ -305,7 +319,7 @@ impl ChatRouter for ChatRouterService {
         &self,
         req: Request<pb::ReplicateSessionsRequest>,
     ) -> Reply<pb::ReplicateSessionsResponse> {
-        let r = req.into_inner();
+        let (read, r) = v::split(req)?;
         let ring = v::ring(&r.ring)?;
         v::timestamp(r.timestamp)?;
         v::list_len("transfers", r.transfers.len(), MAX_SYNC_ENTRIES)?;
@@ -320,13 +334,16 @@ impl ChatRouter for ChatRouterService {
                 MAX_MB,
             )?;
         }
-        let validity = self.state.read_chat_router(ring, |c| {
-            c.replicate_validity(
-                r.transfers
-                    .iter()
-                    .map(|t| (t.source.as_str(), t.destination.as_str(), t.bandwidth_mb)),
-            )
-        });
+        let validity = self
+            .state
+            .read_chat_router(ring, read, |c| {
+                c.replicate_validity(
+                    r.transfers
+                        .iter()
+                        .map(|t| (t.source.as_str(), t.destination.as_str(), t.bandwidth_mb)),
+                )
+            })
+            .await?;
         let results = self.sync.run(validity, max_concurrent, mode).await?;
         ok(pb::ReplicateSessionsResponse { results })
     }
@@ -335,10 +352,13 @@ impl ChatRouter for ChatRouterService {
         &self,
         req: Request<pb::LocateRequestRequest>,
     ) -> Reply<pb::LocateRequestResponse> {
-        let r = req.into_inner();
+        let (read, r) = v::split(req)?;
         let (ring, id) = (v::ring(&r.ring)?, v::id("request_id", &r.request_id)?);
         v::timestamp(r.timestamp)?;
-        let found = self.state.read_chat_router(ring, |c| c.locate_request(id));
+        let found = self
+            .state
+            .read_chat_router(ring, read, |c| c.locate_request(id))
+            .await?;
         ok(match found {
             Some(loc) => pb::LocateRequestResponse {
                 found: true,

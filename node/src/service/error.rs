@@ -15,6 +15,11 @@ pub enum ServiceError {
     ResourceExhausted(String),
     #[error("{0}")]
     Unimplemented(String),
+    /// No quorum or leader within the deadline, or a write's outcome is unknown.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl ServiceError {
@@ -33,7 +38,18 @@ impl From<ServiceError> for Status {
             ServiceError::FailedPrecondition(_) => Code::FailedPrecondition,
             ServiceError::ResourceExhausted(_) => Code::ResourceExhausted,
             ServiceError::Unimplemented(_) => Code::Unimplemented,
+            ServiceError::Unavailable(_) => Code::Unavailable,
+            ServiceError::Internal(_) => Code::Internal,
         };
         Status::new(code, err.to_string())
+    }
+}
+
+impl From<clockwise_cluster::ReplicaError> for ServiceError {
+    fn from(err: clockwise_cluster::ReplicaError) -> Self {
+        match err {
+            clockwise_cluster::ReplicaError::Unavailable(why) => ServiceError::Unavailable(why),
+            clockwise_cluster::ReplicaError::Busy(why) => ServiceError::ResourceExhausted(why),
+        }
     }
 }

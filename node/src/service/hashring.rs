@@ -75,12 +75,13 @@ impl HashRing for HashRingService {
     }
 
     async fn route_key(&self, req: Request<pb::RouteKeyRequest>) -> Reply<pb::RouteKeyResponse> {
-        let r = req.into_inner();
+        let (read, r) = v::split(req)?;
         let (ring, key) = (v::ring(&r.ring)?, v::id("key", &r.key)?);
         v::timestamp(r.timestamp)?;
         let node_id = self
             .state
-            .read_hash_ring(ring, |h| h.route_key(key).map(str::to_owned));
+            .read_hash_ring(ring, read, |h| h.route_key(key).map(str::to_owned))
+            .await?;
         ok(pb::RouteKeyResponse { node_id })
     }
 
@@ -88,10 +89,13 @@ impl HashRing for HashRingService {
         &self,
         req: Request<pb::GetNodeCountRequest>,
     ) -> Reply<pb::GetNodeCountResponse> {
-        let r = req.into_inner();
+        let (read, r) = v::split(req)?;
         let ring = v::ring(&r.ring)?;
         v::timestamp(r.timestamp)?;
-        let count = self.state.read_hash_ring(ring, |h| h.get_node_count());
+        let count = self
+            .state
+            .read_hash_ring(ring, read, |h| h.get_node_count())
+            .await?;
         ok(pb::GetNodeCountResponse { count })
     }
 
@@ -114,27 +118,36 @@ impl HashRing for HashRingService {
     }
 
     async fn list_nodes(&self, req: Request<pb::ListNodesRequest>) -> Reply<pb::ListNodesResponse> {
-        let r = req.into_inner();
+        let (read, r) = v::split(req)?;
         let ring = v::ring(&r.ring)?;
         v::timestamp(r.timestamp)?;
-        let nodes = self.state.read_hash_ring(ring, |h| h.list_nodes());
+        let nodes = self
+            .state
+            .read_hash_ring(ring, read, |h| h.list_nodes())
+            .await?;
         ok(pb::ListNodesResponse { nodes })
     }
 
     async fn get_load(&self, req: Request<pb::GetLoadRequest>) -> Reply<pb::GetLoadResponse> {
-        let r = req.into_inner();
+        let (read, r) = v::split(req)?;
         let (ring, node) = (v::ring(&r.ring)?, v::id("node_id", &r.node_id)?);
         v::timestamp(r.timestamp)?;
-        let load = self.state.read_hash_ring(ring, |h| h.get_load(node));
+        let load = self
+            .state
+            .read_hash_ring(ring, read, |h| h.get_load(node))
+            .await?;
         ok(pb::GetLoadResponse { load })
     }
 
     async fn top_loaded(&self, req: Request<pb::TopLoadedRequest>) -> Reply<pb::TopLoadedResponse> {
-        let r = req.into_inner();
+        let (read, r) = v::split(req)?;
         let ring = v::ring(&r.ring)?;
         v::timestamp(r.timestamp)?;
         let n = v::non_negative("n", r.n, i64::MAX)?;
-        let entries = self.state.read_hash_ring(ring, |h| h.top_loaded(n));
+        let entries = self
+            .state
+            .read_hash_ring(ring, read, |h| h.top_loaded(n))
+            .await?;
         ok(pb::TopLoadedResponse { entries })
     }
 
@@ -164,12 +177,13 @@ impl HashRing for HashRingService {
         &self,
         req: Request<pb::GetReplicaCountRequest>,
     ) -> Reply<pb::GetReplicaCountResponse> {
-        let r = req.into_inner();
+        let (read, r) = v::split(req)?;
         let (ring, node) = (v::ring(&r.ring)?, v::id("node_id", &r.node_id)?);
         v::timestamp(r.timestamp)?;
         let replicas = self
             .state
-            .read_hash_ring(ring, |h| h.get_replica_count(node));
+            .read_hash_ring(ring, read, |h| h.get_replica_count(node))
+            .await?;
         ok(pb::GetReplicaCountResponse { replicas })
     }
 
@@ -199,18 +213,24 @@ impl HashRing for HashRingService {
         &self,
         req: Request<pb::GetCapacityRequest>,
     ) -> Reply<pb::GetCapacityResponse> {
-        let r = req.into_inner();
+        let (read, r) = v::split(req)?;
         let (ring, node) = (v::ring(&r.ring)?, v::id("node_id", &r.node_id)?);
         v::timestamp(r.timestamp)?;
-        let capacity = self.state.read_hash_ring(ring, |h| h.get_capacity(node));
+        let capacity = self
+            .state
+            .read_hash_ring(ring, read, |h| h.get_capacity(node))
+            .await?;
         ok(pb::GetCapacityResponse { capacity })
     }
 
     async fn get_used(&self, req: Request<pb::GetUsedRequest>) -> Reply<pb::GetUsedResponse> {
-        let r = req.into_inner();
+        let (read, r) = v::split(req)?;
         let (ring, node) = (v::ring(&r.ring)?, v::id("node_id", &r.node_id)?);
         v::timestamp(r.timestamp)?;
-        let used = self.state.read_hash_ring(ring, |h| h.get_used(node));
+        let used = self
+            .state
+            .read_hash_ring(ring, read, |h| h.get_used(node))
+            .await?;
         ok(pb::GetUsedResponse { used })
     }
 
@@ -272,7 +292,7 @@ impl HashRing for HashRingService {
         &self,
         req: Request<pb::SyncReplicasRequest>,
     ) -> Reply<pb::SyncReplicasResponse> {
-        let r = req.into_inner();
+        let (read, r) = v::split(req)?;
         let ring = v::ring(&r.ring)?;
         v::timestamp(r.timestamp)?;
         v::list_len("requests", r.requests.len(), MAX_SYNC_ENTRIES)?;
@@ -282,22 +302,28 @@ impl HashRing for HashRingService {
             v::id(&format!("requests[{i}].source_node"), &q.source_node)?;
             v::id(&format!("requests[{i}].dest_node"), &q.dest_node)?;
         }
-        let validity = self.state.read_hash_ring(ring, |h| {
-            h.sync_validity(
-                r.requests
-                    .iter()
-                    .map(|q| (q.source_node.as_str(), q.dest_node.as_str())),
-            )
-        });
+        let validity = self
+            .state
+            .read_hash_ring(ring, read, |h| {
+                h.sync_validity(
+                    r.requests
+                        .iter()
+                        .map(|q| (q.source_node.as_str(), q.dest_node.as_str())),
+                )
+            })
+            .await?;
         let results = self.sync.run(validity, max_concurrent, mode).await?;
         ok(pb::SyncReplicasResponse { results })
     }
 
     async fn locate_key(&self, req: Request<pb::LocateKeyRequest>) -> Reply<pb::LocateKeyResponse> {
-        let r = req.into_inner();
+        let (read, r) = v::split(req)?;
         let (ring, key) = (v::ring(&r.ring)?, v::id("key", &r.key)?);
         v::timestamp(r.timestamp)?;
-        let found = self.state.read_hash_ring(ring, |h| h.locate_key(key));
+        let found = self
+            .state
+            .read_hash_ring(ring, read, |h| h.locate_key(key))
+            .await?;
         ok(match found {
             Some(loc) => pb::LocateKeyResponse {
                 found: true,

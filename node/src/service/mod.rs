@@ -4,11 +4,14 @@
 //! - [`hashring`] / [`chatrouter`]: one handler per RPC: validate, call the engine.
 //! - [`validate`]: the input rules and caps; every refusal names its field.
 //! - [`error`]: [`ServiceError`] and its single mapping to `tonic::Status`.
-//! - [`state`]: the engine behind a lock; timestamp-0 stamping.
+//! - [`state`]: the engine fed by the raft log; replicated writes, linearizable or
+//!   stale reads; timestamp-0 stamping.
+//! - [`cluster`]: `clockwise.cluster.v1.Cluster`, this node's view of the raft group.
 //! - [`sync`]: L6 simulated calls, per-call semaphores, the node-wide bulkhead.
 //! - [`metrics`]: per-RPC counters and latency, sync counters, `/metrics`.
 
 pub mod chatrouter;
+pub mod cluster;
 pub mod error;
 pub mod hashring;
 pub mod metrics;
@@ -18,7 +21,14 @@ pub mod validate;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use clockwise_cluster::driver::{self, DriverConfig};
+use clockwise_cluster::{GrpcTransport, LogStore, RaftTransportService, Replica};
+use clockwise_proto::cluster::v1::cluster_server::ClusterServer;
+use clockwise_proto::raft::v1::raft_transport_server::RaftTransportServer;
 
 use clockwise_proto::chatrouter::v1::chat_router_server::ChatRouterServer;
 use clockwise_proto::hashring::v1::hash_ring_server::HashRingServer;
@@ -27,15 +37,40 @@ use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
+use crate::engine::Engine;
 pub use error::ServiceError;
 use metrics::{Metrics, MetricsLayer};
-use state::NodeState;
+use state::{EngineMachine, NodeState};
 use sync::{SyncConfig, SyncRunner};
 
 /// What `clockwise node` serves with.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NodeConfig {
     pub sync: SyncConfig,
+    /// This node's raft id.
+    pub id: u64,
+    /// Every member of a new cluster, this node included, with its gRPC address.
+    /// Empty: a group of one.
+    pub peers: Vec<(u64, String)>,
+    /// Holds the raft log (`raft/`).
+    pub data_dir: PathBuf,
+    /// How long a write or a linearizable read may wait for a quorum.
+    pub request_timeout: Duration,
+    /// One raft tick (elections take 10–20 ticks).
+    pub raft_tick: Duration,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            sync: SyncConfig::default(),
+            id: 1,
+            peers: Vec::new(),
+            data_dir: PathBuf::from("./data"),
+            request_timeout: Duration::from_secs(5),
+            raft_tick: Duration::from_millis(50),
+        }
+    }
 }
 
 /// Why a node could not start or stopped with an error.
@@ -50,6 +85,10 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
     #[error("reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error("raft log: {0}")]
+    Log(#[from] clockwise_cluster::StoreError),
+    #[error("{0}")]
+    Config(String),
 }
 
 /// A bound but not yet serving node: the addresses are known before it runs.
@@ -90,9 +129,55 @@ impl BoundNode {
         self.metrics_listener.as_ref().map(TcpListener::local_addr)
     }
 
+    /// Starts the raft driver over the log in the data dir.
+    async fn start_replica(&self, engine: Arc<RwLock<Engine>>) -> Result<Replica, ServeError> {
+        let config = &self.config;
+        let voters: Vec<u64> = if config.peers.is_empty() {
+            vec![config.id]
+        } else {
+            config.peers.iter().map(|&(id, _)| id).collect()
+        };
+        if !voters.contains(&config.id) {
+            return Err(ServeError::Config(format!(
+                "--peers does not list this node's --id {}",
+                config.id
+            )));
+        }
+        let transport = GrpcTransport::new(config.id, tokio::runtime::Handle::current());
+        for (id, address) in &config.peers {
+            transport.add_peer(*id, address);
+        }
+        let log_dir = config.data_dir.join("raft");
+        // Opening replays the log from disk: keep it off the async workers.
+        let store = tokio::task::spawn_blocking(move || LogStore::open(&log_dir))
+            .await
+            .map_err(|e| ServeError::Config(format!("opening the raft log panicked: {e}")))??;
+        let driver_config = DriverConfig {
+            id: config.id,
+            initial_voters: voters,
+            tick: config.raft_tick,
+            ..DriverConfig::default()
+        };
+        let (handle, thread) = driver::spawn(
+            driver_config,
+            store,
+            EngineMachine(engine),
+            transport.clone(),
+        )?;
+        Ok(Replica::new(handle, thread, transport))
+    }
+
     /// Serves until `shutdown` resolves, then drains in-flight calls.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServeError> {
-        let state = Arc::new(NodeState::default());
+        let engine = Arc::new(RwLock::new(Engine::new()));
+        let replica = self.start_replica(engine.clone()).await?;
+        let raft_service = RaftTransportServer::new(RaftTransportService::new(replica.handle()));
+        let advertised = self
+            .grpc
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let state = Arc::new(NodeState::new(engine, replica, self.config.request_timeout));
         let metrics = Arc::new(Metrics::default());
         let sync = Arc::new(SyncRunner::new(
             self.config.sync.clone(),
@@ -120,6 +205,7 @@ impl BoundNode {
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
                 .with_service_name(HashRingServer::<hashring::HashRingService>::NAME)
                 .with_service_name(ChatRouterServer::<chatrouter::ChatRouterService>::NAME)
+                .with_service_name(ClusterServer::<cluster::ClusterService>::NAME)
                 .with_service_name("grpc.health.v1.Health")
         };
 
@@ -133,8 +219,14 @@ impl BoundNode {
                 sync.clone(),
             )))
             .add_service(ChatRouterServer::new(chatrouter::ChatRouterService::new(
-                state, sync,
+                state.clone(),
+                sync,
             )))
+            .add_service(ClusterServer::new(cluster::ClusterService::new(
+                state.clone(),
+                advertised,
+            )))
+            .add_service(raft_service)
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(self.grpc).with_nodelay(Some(true)),
                 shutdown,
@@ -143,6 +235,8 @@ impl BoundNode {
         if let Some(task) = metrics_task {
             task.abort();
         }
+        // The driver may be in an fsync: wait for it off the async workers.
+        let _ = tokio::task::spawn_blocking(move || state.replica().stop()).await;
         Ok(result?)
     }
 }

@@ -22,6 +22,37 @@ pub const MAX_MB: i64 = 1 << 40;
 
 pub type Result<T> = std::result::Result<T, ServiceError>;
 
+/// gRPC metadata key choosing a read's consistency: `linearizable` (the default) or
+/// `stale` (served from this node's replica without asking the leader).
+pub const CONSISTENCY_METADATA: &str = "x-clockwise-consistency";
+
+/// How fresh a read must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consistency {
+    /// Confirmed by a quorum (ReadIndex) before reading: sees every acknowledged write.
+    Linearizable,
+    /// This node's replica as it is: may lag the leader.
+    Stale,
+}
+
+/// A request's consistency (from its metadata) and its message.
+pub fn split<T>(request: tonic::Request<T>) -> Result<(Consistency, T)> {
+    let consistency = match request.metadata().get(CONSISTENCY_METADATA) {
+        None => Consistency::Linearizable,
+        Some(value) => match value.to_str().map(str::to_ascii_lowercase).as_deref() {
+            Ok("linearizable") => Consistency::Linearizable,
+            Ok("stale") => Consistency::Stale,
+            _ => {
+                return Err(ServiceError::invalid(
+                    CONSISTENCY_METADATA,
+                    "must be \"linearizable\" or \"stale\"",
+                ))
+            }
+        },
+    };
+    Ok((consistency, request.into_inner()))
+}
+
 /// The ring namespace: empty means [`DEFAULT_RING`].
 pub fn ring(ring: &str) -> Result<&str> {
     if ring.is_empty() {
