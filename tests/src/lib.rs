@@ -110,6 +110,8 @@ pub struct NodeProcess {
     grpc: SocketAddr,
     metrics: SocketAddr,
     data_dir: PathBuf,
+    /// Whether dropping the node removes its data directory.
+    owns_data_dir: bool,
     stderr: Arc<Mutex<String>>,
     stderr_thread: Option<JoinHandle<()>>,
 }
@@ -123,11 +125,20 @@ impl NodeProcess {
     /// Starts a node with `extra` appended to the default flags
     /// (e.g. `["--sync-delay-ms", "1"]`).
     pub fn start_with(extra: &[&str]) -> NodeProcess {
+        NodeProcess::launch("127.0.0.1:0", unique_temp_dir(), true, extra)
+    }
+
+    /// Starts a node listening on `listen` over a data directory the caller owns (it
+    /// survives the node, so a killed node can be started again on the same log).
+    pub fn start_at(listen: &str, data_dir: &Path, extra: &[&str]) -> NodeProcess {
+        NodeProcess::launch(listen, data_dir.to_path_buf(), false, extra)
+    }
+
+    fn launch(listen: &str, data_dir: PathBuf, owns_data_dir: bool, extra: &[&str]) -> NodeProcess {
         let bin = clockwise_bin();
-        let data_dir = unique_temp_dir();
         let mut child = Command::new(bin)
             .arg("node")
-            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .args(["--listen", listen, "--metrics-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(&data_dir)
             .args(extra)
@@ -136,7 +147,9 @@ impl NodeProcess {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| {
-                let _ = std::fs::remove_dir_all(&data_dir);
+                if owns_data_dir {
+                    let _ = std::fs::remove_dir_all(&data_dir);
+                }
                 panic!("cannot start {}: {e}", bin.display())
             });
 
@@ -174,6 +187,7 @@ impl NodeProcess {
             grpc: SocketAddr::from(([0, 0, 0, 0], 0)),
             metrics: SocketAddr::from(([0, 0, 0, 0], 0)),
             data_dir,
+            owns_data_dir,
             stderr,
             stderr_thread: Some(stderr_thread),
         };
@@ -304,13 +318,23 @@ impl NodeProcess {
 
 impl Drop for NodeProcess {
     fn drop(&mut self) {
+        // `child.kill()` is SIGKILL: dropping a node is a `kill -9`.
         self.stop(Duration::ZERO);
-        let _ = std::fs::remove_dir_all(&self.data_dir);
+        if self.owns_data_dir {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
     }
 }
 
+/// A free loopback address (`127.0.0.1:port`) for a node that others must know before
+/// it starts. The port is free when this returns; tests take it right away.
+pub fn free_local_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr").to_string()
+}
+
 /// A fresh directory under the system temp dir, unique per process and call.
-fn unique_temp_dir() -> PathBuf {
+pub fn unique_temp_dir() -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("clockwise-test-{}-{n}", std::process::id()));
