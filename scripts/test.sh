@@ -8,12 +8,15 @@
 #     start real `clockwise node` processes);
 #  3. the differential conformance test (tests/conformance/ring_diff.py) against the
 #     Python drill reference (shared/reference/ring_reference.py): in process on fixed
-#     seeds in both position spaces, then through the gRPC API of a running node;
+#     seeds in both position spaces, then through the gRPC API of a running node, then
+#     through a 3-node cluster with calls spread over every node;
 #  4. the grpcurl end-to-end test (tests/e2e/grpcurl_e2e.py): reflection, the spec's
 #     golden traces through grpcurl, L6 proven by the node's counters.
 #
 # Environment: CLOCKWISE_SHARED (default ../shared: the folder with reference/ and spec/),
-# CLOCKWISE_DIFF_SEEDS (default "1 2 3"), CLOCKWISE_DIFF_CALLS (default 20000).
+# CLOCKWISE_DIFF_SEEDS (default "1 2 3"), CLOCKWISE_DIFF_CALLS (default 20000),
+# CLOCKWISE_CLUSTER_DIFF_CALLS (default 4000: every cluster call is a replicated write or
+# a quorum-confirmed read).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -67,32 +70,58 @@ for space in drill u64; do
   done
 done
 
-step "differential conformance through gRPC: a running node vs ring_reference.py"
-node_log=$(mktemp)
-data_dir=$(mktemp -d)
-"$CLOCKWISE_BIN" node --listen 127.0.0.1:0 --data-dir "$data_dir" --sync-delay-ms 0 >"$node_log" 2>&1 &
-node_pid=$!
-trap 'kill "$node_pid" 2>/dev/null || true; rm -rf "$data_dir" "$node_log"' EXIT
-addr=""
-for _ in $(seq 200); do
-  addr=$(sed -n 's/^listening on //p' "$node_log")
-  [ -n "$addr" ] && break
-  kill -0 "$node_pid" 2>/dev/null || break
-  sleep 0.05
-done
-if [ -z "$addr" ]; then
-  echo "error: the node did not start:" >&2
-  cat "$node_log" >&2
-  exit 1
-fi
+# Starts `clockwise node` with the given flags in the background and sets started_addr
+# once it serves (the node prints `listening on ADDR` first).
+pids=()
+scratch=$(mktemp -d)
+trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$scratch"' EXIT
+start_node() {
+  local log
+  log=$(mktemp -p "$scratch")
+  "$CLOCKWISE_BIN" node --sync-delay-ms 0 "$@" >"$log" 2>&1 &
+  pids+=($!)
+  local pid=$! addr=""
+  for _ in $(seq 400); do
+    addr=$(sed -n 's/^listening on //p' "$log")
+    [ -n "$addr" ] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  if [ -z "$addr" ]; then
+    echo "error: the node did not start:" >&2
+    cat "$log" >&2
+    exit 1
+  fi
+  started_addr=$addr
+}
 first_seed=${seeds%% *}
+
+step "differential conformance through gRPC: one node vs ring_reference.py"
+start_node --listen 127.0.0.1:0 --data-dir "$scratch/single"
+addr=$started_addr
 for space in drill u64; do
   run "$py" tests/conformance/ring_diff.py --seed "$first_seed" --calls "$calls" --no-empty-ids \
     --position-space "$space" \
     --impl "$replay --grpc http://$addr --ring-prefix diff-$space- --position-space $space"
 done
-kill "$node_pid"
-wait "$node_pid" || true
+
+step "differential conformance through a 3-node cluster, calls spread over every node"
+ports=$("$py" -c 'import socket
+socks = [socket.socket() for _ in range(3)]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))')
+read -r -a port <<<"$ports"
+peers="1=127.0.0.1:${port[0]},2=127.0.0.1:${port[1]},3=127.0.0.1:${port[2]}"
+endpoints=""
+for i in 1 2 3; do
+  start_node --id "$i" --peers "$peers" --listen "127.0.0.1:${port[$((i - 1))]}" \
+    --data-dir "$scratch/node-$i" --raft-tick-ms 20 --worker-threads 1
+  endpoints="$endpoints${endpoints:+,}http://$started_addr"
+done
+run "$py" tests/conformance/ring_diff.py --seed "$first_seed" --calls "${CLOCKWISE_CLUSTER_DIFF_CALLS:-4000}" \
+  --no-empty-ids --impl "$replay --grpc $endpoints --ring-prefix cluster-"
+kill "${pids[@]}" 2>/dev/null || true
+wait 2>/dev/null || true
 
 step "grpcurl end to end"
 run "$py" tests/e2e/grpcurl_e2e.py --grpcurl "$root/.venv/bin/grpcurl" --clockwise "$CLOCKWISE_BIN"

@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+mod cluster_up;
 use clockwise_node::service::sync::SyncConfig;
 use clockwise_node::service::{BoundNode, NodeConfig};
 use tracing_subscriber::EnvFilter;
@@ -33,13 +35,23 @@ enum LogFormat {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run one node (in-memory state) until Ctrl-C or SIGTERM.
+    /// Run one node until Ctrl-C or SIGTERM.
     ///
     /// Serves clockwise.hashring.v1.HashRing, clockwise.chatrouter.v1.ChatRouter, gRPC
     /// reflection and grpc.health.v1 on --listen, and prints `listening on ADDR` on stdout.
     /// Try: `grpcurl -plaintext 127.0.0.1:50051 list`. On Ctrl-C or SIGTERM it stops
     /// accepting calls, finishes those in flight, and exits 0.
     Node(NodeArgs),
+    /// Local clusters for trying clockwise on one machine.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterCommand {
+    /// Start N nodes on 127.0.0.1:50051.. with data under ./data/node-N (restarting an
+    /// existing cluster keeps its data); prints the endpoints; Ctrl-C stops them all.
+    Up(cluster_up::UpArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -88,6 +100,7 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     let workers = match &cli.command {
         Command::Node(args) => args.worker_threads,
+        Command::Cluster(_) => Some(1),
     };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = workers {
@@ -102,6 +115,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Node(args) => runtime.block_on(run_node(args)),
+        Command::Cluster(ClusterCommand::Up(args)) => runtime.block_on(cluster_up::up(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

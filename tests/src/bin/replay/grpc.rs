@@ -16,30 +16,35 @@ use super::{arg_i64, arg_str, field, list, str_field};
 
 pub struct Remote {
     runtime: Runtime,
-    hash_ring: HashRingClient<Channel>,
-    chat_router: ChatRouterClient<Channel>,
+    /// One channel per node; calls go to them in turn.
+    channels: Vec<Channel>,
+    next: usize,
     prefix: String,
     space: PositionSpace,
     configured: HashSet<(String, String)>,
 }
 
 impl Remote {
-    pub fn connect(endpoint: &str, prefix: &str, space: PositionSpace) -> Result<Self, String> {
+    /// `endpoints`: one or more `http://host:port`, comma-separated.
+    pub fn connect(endpoints: &str, prefix: &str, space: PositionSpace) -> Result<Self, String> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| e.to_string())?;
-        let channel = runtime
-            .block_on(
-                Channel::from_shared(endpoint.to_owned())
-                    .map_err(|e| e.to_string())?
-                    .connect(),
-            )
-            .map_err(|e| e.to_string())?;
+        let channels = endpoints
+            .split(',')
+            .map(|endpoint| {
+                let endpoint =
+                    Channel::from_shared(endpoint.trim().to_owned()).map_err(|e| e.to_string())?;
+                runtime
+                    .block_on(endpoint.connect())
+                    .map_err(|e| e.to_string())
+            })
+            .collect::<Result<Vec<_>, String>>()?;
         Ok(Remote {
             runtime,
-            hash_ring: HashRingClient::new(channel.clone()),
-            chat_router: ChatRouterClient::new(channel),
+            channels,
+            next: 0,
             prefix: prefix.to_owned(),
             space,
             configured: HashSet::new(),
@@ -56,7 +61,12 @@ impl Remote {
         if self.space == PositionSpace::U64 && self.configured.insert((svc.clone(), ring.clone())) {
             self.configure(&svc, &ring)?;
         }
-        let (mut h, mut c) = (self.hash_ring.clone(), self.chat_router.clone());
+        let channel = self.channels[self.next % self.channels.len()].clone();
+        self.next += 1;
+        let (mut h, mut c) = (
+            HashRingClient::new(channel.clone()),
+            ChatRouterClient::new(channel),
+        );
         let result = match svc.as_str() {
             "hashring" => self
                 .runtime
@@ -72,7 +82,11 @@ impl Remote {
     fn configure(&mut self, svc: &str, ring: &str) -> Result<(), String> {
         let space = PbSpace::U64 as i32;
         let ring = ring.to_owned();
-        let (mut h, mut c) = (self.hash_ring.clone(), self.chat_router.clone());
+        let channel = self.channels[0].clone();
+        let (mut h, mut c) = (
+            HashRingClient::new(channel.clone()),
+            ChatRouterClient::new(channel),
+        );
         self.runtime.block_on(async move {
             match svc {
                 "hashring" => h

@@ -6,7 +6,8 @@
 //!      (args: the Python method's positional arguments after the timestamp).
 //! Out: `{"result": <the drill's value>}` or `{"error": "<why>"}`.
 //!
-//! Usage: `replay [--position-space drill|u64] [--grpc http://ADDR --ring-prefix P]`.
+//! Usage: `replay [--position-space drill|u64] [--grpc http://ADDR[,http://ADDR…] --ring-prefix P]`.
+//! With several addresses (the nodes of one cluster) calls go to them in turn.
 //! `--position-space u64` puts every ring in the `u64` space. Over gRPC every ring name
 //! gets the prefix (so each run starts from fresh rings) and every timestamp is shifted
 //! by +1, because 0 asks the node for its clock; LRU depends only on timestamp order.
