@@ -280,6 +280,7 @@ impl<S: StateMachine> Driver<S> {
                 }
                 let id = self.next_request;
                 self.next_request += 1;
+                let data = self.machine.prepare(data);
                 match self.node.propose(id.to_be_bytes().to_vec(), data) {
                     Ok(()) => {
                         self.pending.insert(id, reply);

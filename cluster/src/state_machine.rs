@@ -7,6 +7,13 @@ pub trait StateMachine: Send + 'static {
     /// Why `restore` refused a snapshot.
     type Error: std::error::Error + Send + Sync + 'static;
 
+    /// Runs on the leader just before `data` is proposed: the place to decide, once for
+    /// every replica, what `apply` must not compute itself (such as "now"). Default:
+    /// unchanged.
+    fn prepare(&self, data: Vec<u8>) -> Vec<u8> {
+        data
+    }
+
     /// Applies the command in `data` (committed at `index`) and returns its encoded result.
     fn apply(&mut self, index: u64, data: &[u8]) -> Vec<u8>;
 

@@ -22,6 +22,44 @@ pub enum CodecError {
     MissingOp,
     #[error("command has an unknown {0} value {1}")]
     UnknownEnum(&'static str, i32),
+    /// A retried write's sequence number is older than the client's last applied one.
+    #[error("the sequence number is older than this client's last applied one ({last})")]
+    StaleSequence { last: u64 },
+}
+
+/// A retrying client's identity and the sequence number of one write: the state machine
+/// applies each `(client_id, seq)` once and answers a repeat with the first outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    pub client_id: String,
+    pub seq: u64,
+}
+
+/// A log entry: a command and, for deduplicated writes, its session.
+pub fn encode_entry(command: &Command, session: Option<&Session>) -> Vec<u8> {
+    let mut pb = to_proto(command);
+    if let Some(session) = session {
+        pb.client_id = session.client_id.clone();
+        pb.seq = session.seq;
+    }
+    pb.encode_to_vec()
+}
+
+pub fn decode_entry(bytes: &[u8]) -> Result<(Command, Option<Session>), CodecError> {
+    let pb = pb::Command::decode(bytes).map_err(|e| CodecError::Malformed(e.to_string()))?;
+    let session = (!pb.client_id.is_empty()).then(|| Session {
+        client_id: pb.client_id.clone(),
+        seq: pb.seq,
+    });
+    Ok((from_proto(pb)?, session))
+}
+
+/// The answer to a write whose sequence number is older than the client's last one.
+pub fn encode_stale_sequence(last: u64) -> Vec<u8> {
+    pb::Outcome {
+        value: Some(pb::outcome::Value::StaleSequence(last)),
+    }
+    .encode_to_vec()
 }
 
 pub fn encode_outcome(outcome: &Outcome) -> Vec<u8> {
@@ -51,6 +89,7 @@ pub fn decode_outcome(bytes: &[u8]) -> Result<Outcome, CodecError> {
     Ok(match pb.value.ok_or(CodecError::MissingOp)? {
         pb::outcome::Value::Done(done) => Outcome::Done(done),
         pb::outcome::Value::Name(name) => Outcome::Name(name.value),
+        pb::outcome::Value::StaleSequence(last) => return Err(CodecError::StaleSequence { last }),
         pb::outcome::Value::Batch(batch) => Outcome::Batch(
             batch
                 .results
@@ -66,12 +105,11 @@ pub fn decode_outcome(bytes: &[u8]) -> Result<Outcome, CodecError> {
 }
 
 pub fn encode(command: &Command) -> Vec<u8> {
-    to_proto(command).encode_to_vec()
+    encode_entry(command, None)
 }
 
 pub fn decode(bytes: &[u8]) -> Result<Command, CodecError> {
-    let pb = pb::Command::decode(bytes).map_err(|e| CodecError::Malformed(e.to_string()))?;
-    from_proto(pb)
+    decode_entry(bytes).map(|(command, _)| command)
 }
 
 fn space_to_proto(space: PositionSpace) -> i32 {
@@ -172,6 +210,8 @@ fn to_proto(command: &Command) -> pb::Command {
         ring: command.ring.clone(),
         timestamp: command.timestamp,
         op: Some(op),
+        client_id: String::new(),
+        seq: 0,
     }
 }
 
@@ -340,6 +380,8 @@ mod tests {
         let bad_space = pb::Command {
             ring: "r".into(),
             timestamp: 1,
+            client_id: String::new(),
+            seq: 0,
             op: Some(pb::command::Op::HashRing(pb::HashRingOp {
                 op: Some(pb::hash_ring_op::Op::Configure(7)),
             })),
@@ -351,6 +393,8 @@ mod tests {
         let no_inner_op = pb::Command {
             ring: "r".into(),
             timestamp: 1,
+            client_id: String::new(),
+            seq: 0,
             op: Some(pb::command::Op::ChatRouter(pb::ChatRouterOp { op: None })),
         };
         assert_eq!(

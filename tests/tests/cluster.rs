@@ -310,3 +310,155 @@ async fn killing_every_node_mid_stream_loses_no_acknowledged_write() {
     cluster.assert_all_present(&keys).await;
     cluster.assert_digests_converge().await;
 }
+
+fn with_session<T>(message: T, client: &str, seq: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("x-clockwise-client-id", client.parse().unwrap());
+    request
+        .metadata_mut()
+        .insert("x-clockwise-seq", seq.parse().unwrap());
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_write_with_the_same_client_id_and_seq_is_applied_once() {
+    let cluster = TestCluster::start(3);
+    let leader = cluster.leader().await;
+    add_nodes(&cluster).await;
+    let mut client = cluster.hash_ring((leader + 1) % 3); // through a follower
+    for i in 0..6 {
+        store(&mut client, &format!("r{i}")).await.unwrap();
+    }
+    let used = |c: HashRingClient<Channel>, node: String| async move {
+        let mut c = c;
+        let req = hr::GetUsedRequest {
+            ring: RING.into(),
+            timestamp: 1,
+            node_id: node,
+        };
+        c.get_used(req).await.unwrap().into_inner().used
+    };
+    // Find a node holding keys, evict from it with a session, then retry the same write.
+    let mut target = None;
+    for node in ["a", "b", "c"] {
+        if used(client.clone(), node.into()).await > 0 {
+            target = Some(node.to_owned());
+            break;
+        }
+    }
+    let node = target.expect("some node holds keys");
+    let before = used(client.clone(), node.clone()).await;
+    let evict = hr::EvictLruRequest {
+        ring: RING.into(),
+        timestamp: 2,
+        node_id: node.clone(),
+    };
+    let first = client
+        .evict_lru(with_session(evict.clone(), "client-1", "1"))
+        .await
+        .unwrap()
+        .into_inner();
+    let retry = client
+        .evict_lru(with_session(evict.clone(), "client-1", "1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(first.key.is_some());
+    assert_eq!(first, retry, "the retry answers the first outcome");
+    assert_eq!(
+        used(client.clone(), node.clone()).await,
+        before - 1,
+        "applied once"
+    );
+    // Through another node, too: the dedup state is replicated.
+    let mut other = cluster.hash_ring((leader + 2) % 3);
+    let again = other
+        .evict_lru(with_session(evict.clone(), "client-1", "1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again, first);
+    assert_eq!(used(client.clone(), node.clone()).await, before - 1);
+    // An older sequence number is refused; a half session is malformed.
+    client
+        .evict_lru(with_session(evict.clone(), "client-1", "2"))
+        .await
+        .unwrap();
+    let stale = client
+        .evict_lru(with_session(evict.clone(), "client-1", "1"))
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), tonic::Code::FailedPrecondition, "{stale:?}");
+    assert!(
+        stale.message().starts_with("x-clockwise-seq"),
+        "{}",
+        stale.message()
+    );
+    let mut half = tonic::Request::new(evict);
+    half.metadata_mut()
+        .insert("x-clockwise-client-id", "client-1".parse().unwrap());
+    let refused = client.evict_lru(half).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(
+        refused.message().starts_with("x-clockwise-seq"),
+        "{}",
+        refused.message()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_quorum_calls_fail_unavailable_in_time_but_stale_reads_are_served() {
+    let mut cluster = TestCluster::start(3);
+    cluster.leader().await;
+    add_nodes(&cluster).await;
+    // The survivor has applied all three AddNodeWithReplicas before the others die.
+    cluster.assert_digests_converge().await;
+    cluster.kill(1);
+    cluster.kill(2);
+    let mut client = cluster.hash_ring(0);
+    let count = |consistency: &str| {
+        let mut request = tonic::Request::new(hr::GetNodeCountRequest {
+            ring: RING.into(),
+            timestamp: 1,
+        });
+        request
+            .metadata_mut()
+            .insert("x-clockwise-consistency", consistency.parse().unwrap());
+        request
+    };
+    let stale = client
+        .get_node_count(count("stale"))
+        .await
+        .unwrap()
+        .into_inner()
+        .count;
+    assert_eq!(
+        stale, 3,
+        "a stale read answers from the local replica without a quorum"
+    );
+
+    // The node's --request-timeout-ms is 3 s: both calls must give up, not hang.
+    let started = Instant::now();
+    let read = client
+        .get_node_count(count("linearizable"))
+        .await
+        .unwrap_err();
+    assert_eq!(read.code(), tonic::Code::Unavailable, "{read:?}");
+    let write = store(&mut client, "lost").await.unwrap_err();
+    assert_eq!(write.code(), tonic::Code::Unavailable, "{write:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "gave up only after {:?}",
+        started.elapsed()
+    );
+
+    let refused = client.get_node_count(count("eventual")).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(
+        refused.message().starts_with("x-clockwise-consistency"),
+        "{}",
+        refused.message()
+    );
+}

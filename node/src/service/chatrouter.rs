@@ -6,10 +6,11 @@ use clockwise_proto::chatrouter::v1 as pb;
 use clockwise_proto::chatrouter::v1::chat_router_server::ChatRouter;
 use tonic::{Request, Status};
 
-use super::state::{resolve_timestamp, NodeState};
+use super::state::NodeState;
 use super::sync::SyncRunner;
 use super::validate::{self as v, MAX_BATCH_OPERATIONS, MAX_MB, MAX_REPLICAS, MAX_SYNC_ENTRIES};
 use super::{ok, Reply};
+use crate::codec::Session;
 use crate::engine::{
     BatchResult, ChatRouterOp, Command, Op, Outcome, RequestOperation, RequestOperationKind,
 };
@@ -25,24 +26,32 @@ impl ChatRouterService {
     }
 
     /// Applies one mutation as a command, with its timestamp resolved.
-    async fn apply(&self, ring: &str, timestamp: i64, op: ChatRouterOp) -> Result<Outcome, Status> {
+    /// Timestamp 0 stays 0 here: the leader stamps its clock when it proposes.
+    async fn apply(
+        &self,
+        session: Option<Session>,
+        ring: &str,
+        timestamp: i64,
+        op: ChatRouterOp,
+    ) -> Result<Outcome, Status> {
         let command = Command {
             ring: ring.to_owned(),
-            timestamp: resolve_timestamp(timestamp),
+            timestamp,
             op: Op::ChatRouter(op),
         };
-        Ok(self.state.apply(command).await?)
+        Ok(self.state.apply(command, session).await?)
     }
 }
 
 #[tonic::async_trait]
 impl ChatRouter for ChatRouterService {
     async fn add_server(&self, req: Request<pb::AddServerRequest>) -> Reply<pb::AddServerResponse> {
-        let r = req.into_inner();
+        let (session, r) = v::session(req)?;
         let (ring, server) = (v::ring(&r.ring)?, v::id("server_name", &r.server_name)?);
         v::timestamp(r.timestamp)?;
         let done = self
             .apply(
+                session,
                 ring,
                 r.timestamp,
                 ChatRouterOp::AddServer {
@@ -58,11 +67,12 @@ impl ChatRouter for ChatRouterService {
         &self,
         req: Request<pb::RemoveServerRequest>,
     ) -> Reply<pb::RemoveServerResponse> {
-        let r = req.into_inner();
+        let (session, r) = v::session(req)?;
         let (ring, server) = (v::ring(&r.ring)?, v::id("server_name", &r.server_name)?);
         v::timestamp(r.timestamp)?;
         let done = self
             .apply(
+                session,
                 ring,
                 r.timestamp,
                 ChatRouterOp::RemoveServer {
@@ -106,13 +116,14 @@ impl ChatRouter for ChatRouterService {
         &self,
         req: Request<pb::AssignRequestRequest>,
     ) -> Reply<pb::AssignRequestResponse> {
-        let r = req.into_inner();
+        let (session, r) = v::session(req)?;
         let (ring, id) = (v::ring(&r.ring)?, v::id("request_id", &r.request_id)?);
-        let ts = resolve_timestamp(v::timestamp(r.timestamp)?);
+        let ts = v::timestamp(r.timestamp)?;
         let size_mb = v::non_negative("size_mb", r.size_mb, MAX_MB)?;
         v::ttl_ms(r.ttl_ms)?;
         let server_name = self
             .apply(
+                session,
                 ring,
                 ts,
                 ChatRouterOp::AssignRequest {
@@ -172,12 +183,13 @@ impl ChatRouter for ChatRouterService {
         &self,
         req: Request<pb::AddServerWithReplicasRequest>,
     ) -> Reply<pb::AddServerWithReplicasResponse> {
-        let r = req.into_inner();
+        let (session, r) = v::session(req)?;
         let (ring, server) = (v::ring(&r.ring)?, v::id("server_name", &r.server_name)?);
         v::timestamp(r.timestamp)?;
         let replicas = v::non_negative("num_replicas", r.num_replicas, MAX_REPLICAS)?;
         let done = self
             .apply(
+                session,
                 ring,
                 r.timestamp,
                 ChatRouterOp::AddServerWithReplicas {
@@ -208,12 +220,13 @@ impl ChatRouter for ChatRouterService {
         &self,
         req: Request<pb::SetMemoryLimitRequest>,
     ) -> Reply<pb::SetMemoryLimitResponse> {
-        let r = req.into_inner();
+        let (session, r) = v::session(req)?;
         let (ring, server) = (v::ring(&r.ring)?, v::id("server_name", &r.server_name)?);
         v::timestamp(r.timestamp)?;
         let max_mb = v::limit("max_mb", r.max_mb)?;
         let done = self
             .apply(
+                session,
                 ring,
                 r.timestamp,
                 ChatRouterOp::SetMemoryLimit {
@@ -258,11 +271,12 @@ impl ChatRouter for ChatRouterService {
         &self,
         req: Request<pb::EvictOldestSessionRequest>,
     ) -> Reply<pb::EvictOldestSessionResponse> {
-        let r = req.into_inner();
+        let (session, r) = v::session(req)?;
         let (ring, server) = (v::ring(&r.ring)?, v::id("server_name", &r.server_name)?);
         v::timestamp(r.timestamp)?;
         let request_id = self
             .apply(
+                session,
                 ring,
                 r.timestamp,
                 ChatRouterOp::EvictOldestSession {
@@ -278,9 +292,9 @@ impl ChatRouter for ChatRouterService {
         &self,
         req: Request<pb::BatchRequestsRequest>,
     ) -> Reply<pb::BatchRequestsResponse> {
-        let r = req.into_inner();
+        let (session, r) = v::session(req)?;
         let ring = v::ring(&r.ring)?;
-        let ts = resolve_timestamp(v::timestamp(r.timestamp)?);
+        let ts = v::timestamp(r.timestamp)?;
         v::list_len("operations", r.operations.len(), MAX_BATCH_OPERATIONS)?;
         let ops = r
             .operations
@@ -297,7 +311,12 @@ impl ChatRouter for ChatRouterService {
             })
             .collect::<v::Result<Vec<_>>>()?;
         let results = self
-            .apply(ring, ts, ChatRouterOp::BatchRequests { operations: ops })
+            .apply(
+                session,
+                ring,
+                ts,
+                ChatRouterOp::BatchRequests { operations: ops },
+            )
             .await?
             .into_batch();
         let results = results
@@ -375,14 +394,19 @@ impl ChatRouter for ChatRouterService {
         &self,
         req: Request<pb::ConfigureRingRequest>,
     ) -> Reply<pb::ConfigureRingResponse> {
-        let r = req.into_inner();
+        let (session, r) = v::session(req)?;
         let ring = v::ring(&r.ring)?;
         v::timestamp(r.timestamp)?;
         let space = v::position_space(r.position_space)?;
         super::configure(
-            self.apply(ring, r.timestamp, ChatRouterOp::Configure { space })
-                .await?
-                .into_done(),
+            self.apply(
+                session,
+                ring,
+                r.timestamp,
+                ChatRouterOp::Configure { space },
+            )
+            .await?
+            .into_done(),
             ring,
         )?;
         ok(pb::ConfigureRingResponse { ok: true })

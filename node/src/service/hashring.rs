@@ -6,10 +6,11 @@ use clockwise_proto::hashring::v1 as pb;
 use clockwise_proto::hashring::v1::hash_ring_server::HashRing;
 use tonic::{Request, Status};
 
-use super::state::{resolve_timestamp, NodeState};
+use super::state::NodeState;
 use super::sync::SyncRunner;
 use super::validate::{self as v, MAX_BATCH_OPERATIONS, MAX_REPLICAS, MAX_SYNC_ENTRIES};
 use super::{ok, Reply};
+use crate::codec::Session;
 use crate::engine::{
     BatchResult, Command, HashRingOp, KeyOperation, KeyOperationKind, Op, Outcome,
 };
@@ -25,24 +26,32 @@ impl HashRingService {
     }
 
     /// Applies one mutation as a command, with its timestamp resolved.
-    async fn apply(&self, ring: &str, timestamp: i64, op: HashRingOp) -> Result<Outcome, Status> {
+    /// Timestamp 0 stays 0 here: the leader stamps its clock when it proposes.
+    async fn apply(
+        &self,
+        session: Option<Session>,
+        ring: &str,
+        timestamp: i64,
+        op: HashRingOp,
+    ) -> Result<Outcome, Status> {
         let command = Command {
             ring: ring.to_owned(),
-            timestamp: resolve_timestamp(timestamp),
+            timestamp,
             op: Op::HashRing(op),
         };
-        Ok(self.state.apply(command).await?)
+        Ok(self.state.apply(command, session).await?)
     }
 }
 
 #[tonic::async_trait]
 impl HashRing for HashRingService {
     async fn add_node(&self, req: Request<pb::AddNodeRequest>) -> Reply<pb::AddNodeResponse> {
-        let r = req.into_inner();
+        let (session, r) = v::session(req)?;
         let (ring, node) = (v::ring(&r.ring)?, v::id("node_id", &r.node_id)?);
         v::timestamp(r.timestamp)?;
         let done = self
             .apply(
+                session,
                 ring,
                 r.timestamp,
                 HashRingOp::AddNode {
@@ -58,11 +67,12 @@ impl HashRing for HashRingService {
         &self,
         req: Request<pb::RemoveNodeRequest>,
     ) -> Reply<pb::RemoveNodeResponse> {
-        let r = req.into_inner();
+        let (session, r) = v::session(req)?;
         let (ring, node) = (v::ring(&r.ring)?, v::id("node_id", &r.node_id)?);
         v::timestamp(r.timestamp)?;
         let done = self
             .apply(
+                session,
                 ring,
                 r.timestamp,
                 HashRingOp::RemoveNode {
@@ -100,12 +110,13 @@ impl HashRing for HashRingService {
     }
 
     async fn store_key(&self, req: Request<pb::StoreKeyRequest>) -> Reply<pb::StoreKeyResponse> {
-        let r = req.into_inner();
+        let (session, r) = v::session(req)?;
         let (ring, key) = (v::ring(&r.ring)?, v::id("key", &r.key)?);
-        let ts = resolve_timestamp(v::timestamp(r.timestamp)?);
+        let ts = v::timestamp(r.timestamp)?;
         v::ttl_ms(r.ttl_ms)?;
         let node_id = self
             .apply(
+                session,
                 ring,
                 ts,
                 HashRingOp::StoreKey {
@@ -155,12 +166,13 @@ impl HashRing for HashRingService {
         &self,
         req: Request<pb::AddNodeWithReplicasRequest>,
     ) -> Reply<pb::AddNodeWithReplicasResponse> {
-        let r = req.into_inner();
+        let (session, r) = v::session(req)?;
         let (ring, node) = (v::ring(&r.ring)?, v::id("node_id", &r.node_id)?);
         v::timestamp(r.timestamp)?;
         let replicas = v::non_negative("num_replicas", r.num_replicas, MAX_REPLICAS)?;
         let done = self
             .apply(
+                session,
                 ring,
                 r.timestamp,
                 HashRingOp::AddNodeWithReplicas {
@@ -191,12 +203,13 @@ impl HashRing for HashRingService {
         &self,
         req: Request<pb::SetCapacityRequest>,
     ) -> Reply<pb::SetCapacityResponse> {
-        let r = req.into_inner();
+        let (session, r) = v::session(req)?;
         let (ring, node) = (v::ring(&r.ring)?, v::id("node_id", &r.node_id)?);
         v::timestamp(r.timestamp)?;
         let capacity = v::limit("capacity", r.capacity)?;
         let done = self
             .apply(
+                session,
                 ring,
                 r.timestamp,
                 HashRingOp::SetCapacity {
@@ -235,11 +248,12 @@ impl HashRing for HashRingService {
     }
 
     async fn evict_lru(&self, req: Request<pb::EvictLruRequest>) -> Reply<pb::EvictLruResponse> {
-        let r = req.into_inner();
+        let (session, r) = v::session(req)?;
         let (ring, node) = (v::ring(&r.ring)?, v::id("node_id", &r.node_id)?);
         v::timestamp(r.timestamp)?;
         let key = self
             .apply(
+                session,
                 ring,
                 r.timestamp,
                 HashRingOp::EvictLru {
@@ -255,9 +269,9 @@ impl HashRing for HashRingService {
         &self,
         req: Request<pb::BatchOperationsRequest>,
     ) -> Reply<pb::BatchOperationsResponse> {
-        let r = req.into_inner();
+        let (session, r) = v::session(req)?;
         let ring = v::ring(&r.ring)?;
-        let ts = resolve_timestamp(v::timestamp(r.timestamp)?);
+        let ts = v::timestamp(r.timestamp)?;
         v::list_len("operations", r.operations.len(), MAX_BATCH_OPERATIONS)?;
         let ops = r
             .operations
@@ -272,7 +286,12 @@ impl HashRing for HashRingService {
             })
             .collect::<v::Result<Vec<_>>>()?;
         let results = self
-            .apply(ring, ts, HashRingOp::BatchOperations { operations: ops })
+            .apply(
+                session,
+                ring,
+                ts,
+                HashRingOp::BatchOperations { operations: ops },
+            )
             .await?
             .into_batch();
         let results = results
@@ -340,12 +359,12 @@ impl HashRing for HashRingService {
         &self,
         req: Request<pb::ConfigureRingRequest>,
     ) -> Reply<pb::ConfigureRingResponse> {
-        let r = req.into_inner();
+        let (session, r) = v::session(req)?;
         let ring = v::ring(&r.ring)?;
         v::timestamp(r.timestamp)?;
         let space = v::position_space(r.position_space)?;
         super::configure(
-            self.apply(ring, r.timestamp, HashRingOp::Configure { space })
+            self.apply(session, ring, r.timestamp, HashRingOp::Configure { space })
                 .await?
                 .into_done(),
             ring,

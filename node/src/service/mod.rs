@@ -161,7 +161,7 @@ impl BoundNode {
         let (handle, thread) = driver::spawn(
             driver_config,
             store,
-            EngineMachine(engine),
+            EngineMachine::new(engine),
             transport.clone(),
         )?;
         Ok(Replica::new(handle, thread, transport))

@@ -4,39 +4,115 @@
 //! follower forwards it to the leader) and answered with the [`Outcome`] the engine
 //! computed when the command was applied. Reads take the engine's read lock, after a
 //! ReadIndex round unless the caller asked for a stale read. The engine never reads a
-//! clock: timestamp 0 is resolved to this node's clock before the command exists.
+//! clock: timestamp 0 is stamped with the leader's clock when the leader proposes it.
+//! Writes that carry a client id and sequence number apply once however often they are
+//! retried.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, LazyLock, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clockwise_cluster::{Replica, StateMachine};
 
 use super::error::ServiceError;
-use super::validate::Consistency;
-use crate::codec;
+use super::validate::{Consistency, SEQ_METADATA};
+use crate::codec::{self, CodecError, Session};
 use crate::engine::{ChatRouter, Command, Engine, HashRing, Outcome, SnapshotError};
 
 static EMPTY_HASH_RING: LazyLock<HashRing> = LazyLock::new(HashRing::default);
 static EMPTY_CHAT_ROUTER: LazyLock<ChatRouter> = LazyLock::new(ChatRouter::default);
 
-/// The engine as the raft log's state machine.
-pub struct EngineMachine(pub Arc<RwLock<Engine>>);
+/// Most clients whose last write is remembered for deduplication; beyond it the client
+/// that wrote longest ago is forgotten.
+pub const MAX_SESSIONS: usize = 10_000;
+
+/// The engine as the raft log's state machine, with the per-client sessions that make
+/// retried writes apply once.
+pub struct EngineMachine {
+    engine: Arc<RwLock<Engine>>,
+    sessions: Sessions,
+}
+
+impl EngineMachine {
+    pub fn new(engine: Arc<RwLock<Engine>>) -> Self {
+        EngineMachine {
+            engine,
+            sessions: Sessions::default(),
+        }
+    }
+}
+
+/// Per client: the last applied sequence number, its log index and its outcome. Replicated
+/// by construction (it is derived from the log); evicts deterministically by log index.
+#[derive(Default)]
+struct Sessions {
+    by_client: HashMap<String, (u64, u64, Vec<u8>)>,
+    by_index: BTreeMap<u64, String>,
+}
+
+impl Sessions {
+    /// The answer already given to this `(client, seq)`, or the refusal of an old seq.
+    fn replay(&self, session: &Session) -> Option<Vec<u8>> {
+        let (seq, _, outcome) = self.by_client.get(&session.client_id)?;
+        match session.seq.cmp(seq) {
+            std::cmp::Ordering::Equal => Some(outcome.clone()),
+            std::cmp::Ordering::Less => Some(codec::encode_stale_sequence(*seq)),
+            std::cmp::Ordering::Greater => None,
+        }
+    }
+
+    fn record(&mut self, session: Session, index: u64, outcome: Vec<u8>) {
+        if let Some((_, old_index, _)) = self.by_client.get(&session.client_id) {
+            self.by_index.remove(old_index);
+        }
+        self.by_index.insert(index, session.client_id.clone());
+        self.by_client
+            .insert(session.client_id, (session.seq, index, outcome));
+        while self.by_client.len() > MAX_SESSIONS {
+            let Some((_, client)) = self.by_index.pop_first() else {
+                break;
+            };
+            self.by_client.remove(&client);
+        }
+    }
+}
 
 impl StateMachine for EngineMachine {
     type Error = SnapshotError;
 
-    fn apply(&mut self, _index: u64, data: &[u8]) -> Vec<u8> {
+    /// On the leader: a command sent with timestamp 0 gets the leader's clock, once, so
+    /// every replica applies the same time.
+    fn prepare(&self, data: Vec<u8>) -> Vec<u8> {
+        match codec::decode_entry(&data) {
+            Ok((mut command, session)) if command.timestamp == 0 => {
+                command.timestamp = resolve_timestamp(0);
+                codec::encode_entry(&command, session.as_ref())
+            }
+            _ => data,
+        }
+    }
+
+    fn apply(&mut self, index: u64, data: &[u8]) -> Vec<u8> {
         // Every replica decodes the same bytes the same way: a command that does not
         // decode is skipped everywhere, and its proposer gets an empty answer.
-        let Ok(command) = codec::decode(data) else {
+        let Ok((command, session)) = codec::decode_entry(data) else {
             return Vec::new();
         };
-        let mut engine = self.0.write().unwrap_or_else(PoisonError::into_inner);
-        codec::encode_outcome(&engine.apply(&command))
+        if let Some(answer) = session.as_ref().and_then(|s| self.sessions.replay(s)) {
+            return answer;
+        }
+        let outcome = {
+            let mut engine = self.engine.write().unwrap_or_else(PoisonError::into_inner);
+            codec::encode_outcome(&engine.apply(&command))
+        };
+        if let Some(session) = session {
+            self.sessions.record(session, index, outcome.clone());
+        }
+        outcome
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        self.0
+        self.engine
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .snapshot()
@@ -44,7 +120,7 @@ impl StateMachine for EngineMachine {
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), SnapshotError> {
         let engine = Engine::restore(snapshot)?;
-        *self.0.write().unwrap_or_else(PoisonError::into_inner) = engine;
+        *self.engine.write().unwrap_or_else(PoisonError::into_inner) = engine;
         Ok(())
     }
 }
@@ -69,14 +145,23 @@ impl NodeState {
         &self.replica
     }
 
-    /// Replicates one mutation and answers its outcome.
-    pub async fn apply(&self, command: Command) -> Result<Outcome, ServiceError> {
-        let result = self
-            .replica
-            .propose(codec::encode(&command), self.timeout)
-            .await?;
-        codec::decode_outcome(&result).map_err(|e| {
-            ServiceError::Internal(format!("the applied command answered nothing usable: {e}"))
+    /// Replicates one mutation and answers its outcome. With a session, a repeat of the
+    /// same `(client_id, seq)` answers the first outcome without applying again.
+    pub async fn apply(
+        &self,
+        command: Command,
+        session: Option<Session>,
+    ) -> Result<Outcome, ServiceError> {
+        let entry = codec::encode_entry(&command, session.as_ref());
+        let result = self.replica.propose(entry, self.timeout).await?;
+        codec::decode_outcome(&result).map_err(|e| match e {
+            CodecError::StaleSequence { last } => ServiceError::FailedPrecondition(format!(
+                "{SEQ_METADATA}: older than this client's last applied write ({last}); \
+                 its outcome is no longer kept"
+            )),
+            e => {
+                ServiceError::Internal(format!("the applied command answered nothing usable: {e}"))
+            }
         })
     }
 
@@ -136,4 +221,121 @@ pub fn resolve_timestamp(ts: i64) -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(1, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{HashRingOp, Op};
+
+    fn command(timestamp: i64, op: HashRingOp) -> Command {
+        Command {
+            ring: "r".into(),
+            timestamp,
+            op: Op::HashRing(op),
+        }
+    }
+
+    fn session(client: &str, seq: u64) -> Option<Session> {
+        Some(Session {
+            client_id: client.into(),
+            seq,
+        })
+    }
+
+    fn machine() -> (EngineMachine, Arc<RwLock<Engine>>) {
+        let engine = Arc::new(RwLock::new(Engine::new()));
+        (EngineMachine::new(engine.clone()), engine)
+    }
+
+    fn apply(m: &mut EngineMachine, index: u64, c: &Command, s: Option<Session>) -> Vec<u8> {
+        m.apply(index, &codec::encode_entry(c, s.as_ref()))
+    }
+
+    #[test]
+    fn a_repeated_session_write_is_applied_once_and_answered_the_same() {
+        let (mut m, engine) = machine();
+        apply(
+            &mut m,
+            1,
+            &command(
+                1,
+                HashRingOp::AddNode {
+                    node_id: "n".into(),
+                },
+            ),
+            None,
+        );
+        for (i, key) in ["a", "b"].into_iter().enumerate() {
+            apply(
+                &mut m,
+                2 + i as u64,
+                &command(1, HashRingOp::StoreKey { key: key.into() }),
+                None,
+            );
+        }
+        let evict = command(
+            2,
+            HashRingOp::EvictLru {
+                node_id: "n".into(),
+            },
+        );
+        let first = apply(&mut m, 4, &evict, session("c1", 7));
+        let retry = apply(&mut m, 5, &evict, session("c1", 7));
+        assert_eq!(first, retry);
+        assert_eq!(
+            codec::decode_outcome(&first),
+            Ok(Outcome::Name(Some("a".into())))
+        );
+        let used =
+            |e: &Arc<RwLock<Engine>>| e.read().unwrap().hash_ring("r").unwrap().get_used("n");
+        assert_eq!(used(&engine), 1, "the retry evicted nothing more");
+        // A new sequence number applies again; an older one is refused.
+        apply(&mut m, 6, &evict, session("c1", 8));
+        assert_eq!(used(&engine), 0);
+        assert_eq!(
+            codec::decode_outcome(&apply(&mut m, 7, &evict, session("c1", 7))),
+            Err(CodecError::StaleSequence { last: 8 })
+        );
+        // Other clients have their own sequence.
+        let other = apply(&mut m, 8, &evict, session("c2", 1));
+        assert_eq!(codec::decode_outcome(&other), Ok(Outcome::Name(None)));
+    }
+
+    #[test]
+    fn sessions_are_bounded_and_forget_the_oldest_writer() {
+        let (mut m, _) = machine();
+        let add = command(
+            1,
+            HashRingOp::AddNode {
+                node_id: "n".into(),
+            },
+        );
+        for i in 0..=MAX_SESSIONS as u64 {
+            apply(&mut m, i + 1, &add, session(&format!("c{i}"), 1));
+        }
+        assert_eq!(m.sessions.by_client.len(), MAX_SESSIONS);
+        assert!(
+            !m.sessions.by_client.contains_key("c0"),
+            "the oldest writer is forgotten"
+        );
+        assert!(m
+            .sessions
+            .by_client
+            .contains_key(&format!("c{MAX_SESSIONS}")));
+    }
+
+    #[test]
+    fn the_leader_stamps_timestamp_zero_once() {
+        let (m, _) = machine();
+        let zero = codec::encode_entry(
+            &command(0, HashRingOp::StoreKey { key: "k".into() }),
+            session("c", 1).as_ref(),
+        );
+        let (stamped, kept_session) = codec::decode_entry(&m.prepare(zero)).unwrap();
+        assert!(stamped.timestamp > 0);
+        assert_eq!(kept_session, session("c", 1));
+        let fixed = codec::encode(&command(5, HashRingOp::StoreKey { key: "k".into() }));
+        assert_eq!(m.prepare(fixed.clone()), fixed);
+    }
 }

@@ -5,6 +5,7 @@
 use clockwise_proto::common::v1::{PositionSpace as PbSpace, SyncMode};
 
 use super::error::ServiceError;
+use crate::codec::Session;
 use crate::engine::{PositionSpace, DEFAULT_RING};
 
 /// Longest node id, key, server name, request id or ring name, in bytes.
@@ -33,6 +34,54 @@ pub enum Consistency {
     Linearizable,
     /// This node's replica as it is: may lag the leader.
     Stale,
+}
+
+/// gRPC metadata keys that make a write idempotent: a client id (1 to 128 bytes) and a
+/// sequence number (≥ 1) that the client raises for each new write and repeats on retry.
+pub const CLIENT_ID_METADATA: &str = "x-clockwise-client-id";
+pub const SEQ_METADATA: &str = "x-clockwise-seq";
+
+/// A write's session (from its metadata, both keys or neither) and its message.
+pub fn session<T>(request: tonic::Request<T>) -> Result<(Option<Session>, T)> {
+    let text = |key: &str| -> Result<Option<String>> {
+        match request.metadata().get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .to_str()
+                .map(|s| Some(s.to_owned()))
+                .map_err(|_| ServiceError::invalid(key, "must be ASCII text")),
+        }
+    };
+    let session = match (text(CLIENT_ID_METADATA)?, text(SEQ_METADATA)?) {
+        (None, None) => None,
+        (Some(client_id), Some(seq)) => {
+            if client_id.is_empty() || client_id.len() > 128 {
+                return Err(ServiceError::invalid(
+                    CLIENT_ID_METADATA,
+                    "must be 1 to 128 bytes",
+                ));
+            }
+            let seq = seq
+                .parse::<u64>()
+                .ok()
+                .filter(|&s| s >= 1)
+                .ok_or_else(|| ServiceError::invalid(SEQ_METADATA, "must be an integer ≥ 1"))?;
+            Some(Session { client_id, seq })
+        }
+        (Some(_), None) => {
+            return Err(ServiceError::invalid(
+                SEQ_METADATA,
+                format!("is required with {CLIENT_ID_METADATA}"),
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(ServiceError::invalid(
+                CLIENT_ID_METADATA,
+                format!("is required with {SEQ_METADATA}"),
+            ))
+        }
+    };
+    Ok((session, request.into_inner()))
 }
 
 /// A request's consistency (from its metadata) and its message.
