@@ -8,14 +8,14 @@
 //! entries and hard state in one synced batch, then send the messages that needed that
 //! write, advance, apply what the advance committed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message};
+use raft::eraftpb::{ConfChange, ConfChangeType, ConfChangeV2, Entry, EntryType, Message};
 use raft::{RawNode, StateRole};
 use tokio::sync::oneshot;
 
@@ -28,14 +28,24 @@ const READ_EXPIRY: Duration = Duration::from_millis(500);
 /// Delivers raft messages to peers. Must not block: queue and return.
 pub trait Transport: Send + Sync + 'static {
     fn send(&self, messages: Vec<Message>);
+
+    /// A member joined (or moved): send to it at `address` from now on.
+    fn add_peer(&self, _id: u64, _address: &str) {}
+
+    /// A member left.
+    fn remove_peer(&self, _id: u64) {}
 }
 
 #[derive(Debug, Clone)]
 pub struct DriverConfig {
     /// This node's raft id (non-zero).
     pub id: u64,
-    /// The voters of a new cluster; ignored when the log already has a membership.
-    pub initial_voters: Vec<u64>,
+    /// The voters of a new cluster and their addresses; ignored when the log already has
+    /// a membership, and when `join` is set.
+    pub initial_members: BTreeMap<u64, String>,
+    /// Start with no membership and wait for the leader to add this node
+    /// (`AddMember`); the log then teaches it the rest.
+    pub join: bool,
     /// One raft tick.
     pub tick: Duration,
     pub election_ticks: usize,
@@ -48,7 +58,8 @@ impl Default for DriverConfig {
     fn default() -> Self {
         DriverConfig {
             id: 1,
-            initial_voters: vec![1],
+            initial_members: BTreeMap::from([(1, String::new())]),
+            join: false,
             tick: Duration::from_millis(50),
             election_ticks: 10,
             heartbeat_ticks: 2,
@@ -69,6 +80,9 @@ pub enum ProposeError {
     Unknown,
     #[error("the raft driver has stopped")]
     Stopped,
+    /// The change is not possible (e.g. removing a node that is not a member).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// A snapshot of the node's raft state, for status RPCs and tests.
@@ -81,6 +95,10 @@ pub struct RaftStatus {
     pub term: u64,
     pub commit_index: u64,
     pub applied_index: u64,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    /// Every member's address (empty for the in-process tests' members).
+    pub members: BTreeMap<u64, String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -158,6 +176,18 @@ impl RaftHandle {
     }
 }
 
+/// A random number for this run of the driver.
+fn run_nonce() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish()
+}
+
 /// Starts the driver thread for `store` and `machine`.
 pub fn spawn<S: StateMachine>(
     config: DriverConfig,
@@ -165,7 +195,24 @@ pub fn spawn<S: StateMachine>(
     machine: S,
     transport: Arc<dyn Transport>,
 ) -> Result<(RaftHandle, JoinHandle<()>), StoreError> {
-    store.bootstrap(&config.initial_voters)?;
+    if !config.join {
+        store.bootstrap(&config.initial_members)?;
+    }
+    let mut members = store.members()?;
+    if members.is_empty() && !config.join {
+        // A log from before member addresses were stored: take them from the config.
+        members = config.initial_members.clone();
+        store.write(ReadyWrite {
+            members: Some(&members),
+            sync: true,
+            ..ReadyWrite::default()
+        })?;
+    }
+    for (&id, address) in &members {
+        if id != config.id {
+            transport.add_peer(id, address);
+        }
+    }
     let raft_config = raft::Config {
         id: config.id,
         election_tick: config.election_ticks,
@@ -193,6 +240,7 @@ pub fn spawn<S: StateMachine>(
     let alone = store
         .conf_state()?
         .is_some_and(|cs| cs.voters == [config.id] && cs.learners.is_empty());
+    let applied_conf_index = store.conf_index()?;
     let mut driver = Driver {
         node,
         store,
@@ -200,6 +248,9 @@ pub fn spawn<S: StateMachine>(
         transport,
         status,
         pending: HashMap::new(),
+        nonce: run_nonce(),
+        applied_conf_index,
+        members,
         reads: HashMap::new(),
         confirmed_reads: Vec::new(),
         next_request: 1,
@@ -208,11 +259,18 @@ pub fn spawn<S: StateMachine>(
     let thread = std::thread::Builder::new()
         .name(format!("raft-{}", config.id))
         .spawn(move || {
-            if alone {
-                // A group of one needs no election timeout to know who leads.
-                let _ = driver.node.campaign();
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                if alone {
+                    // A group of one needs no election timeout to know who leads.
+                    let _ = driver.node.campaign();
+                }
+                driver.run(inbox)
+            }));
+            if outcome.is_err() {
+                // Fail-stop: a node whose raft driver died must not keep answering.
+                eprintln!("fatal: the raft driver panicked; aborting the node");
+                std::process::abort();
             }
-            driver.run(inbox)
         })
         .map_err(|e| StoreError::Raft(format!("cannot start the raft thread: {e}")))?;
     Ok((handle, thread))
@@ -226,6 +284,13 @@ struct Driver<S> {
     status: Arc<Mutex<RaftStatus>>,
     /// Proposals made here and not applied yet, by request id (in the entry context).
     pending: HashMap<u64, oneshot::Sender<Result<Vec<u8>, ProposeError>>>,
+    /// Random per run: tells this run's requests from any other's (see `context`).
+    nonce: u64,
+    /// The last membership change already reflected in the stored configuration; on
+    /// replay, changes up to it are not applied again.
+    applied_conf_index: u64,
+    /// Every member's address, as applied from the log.
+    members: BTreeMap<u64, String>,
     /// ReadIndex requests by request id, before raft has answered them, with the time
     /// they were asked (raft drops some silently, e.g. at a leader that has not yet
     /// committed in its term: those expire).
@@ -262,9 +327,11 @@ impl<S: StateMachine> Driver<S> {
                 self.expire_reads();
             }
             if let Err(e) = self.on_ready() {
-                // The log cannot be written: stop rather than acknowledge what is not durable.
-                tracing::error!(error = %e, "raft driver stopping: the log cannot be written");
-                break;
+                // The log cannot be written or replayed: a node that cannot persist must
+                // not keep answering (fail-stop).
+                tracing::error!(error = %e, "raft driver failed; aborting the node");
+                eprintln!("fatal: raft driver failed: {e}");
+                std::process::abort();
             }
         }
         self.fail_pending(ProposeError::Stopped);
@@ -281,7 +348,7 @@ impl<S: StateMachine> Driver<S> {
                 let id = self.next_request;
                 self.next_request += 1;
                 let data = self.machine.prepare(data);
-                match self.node.propose(id.to_be_bytes().to_vec(), data) {
+                match self.node.propose(self.context(id), data) {
                     Ok(()) => {
                         self.pending.insert(id, reply);
                     }
@@ -303,7 +370,7 @@ impl<S: StateMachine> Driver<S> {
                 }
                 let id = self.next_request;
                 self.next_request += 1;
-                self.node.read_index(id.to_be_bytes().to_vec());
+                self.node.read_index(self.context(id));
                 self.reads.insert(id, (Instant::now(), reply));
             }
             Event::Step(message) => {
@@ -329,8 +396,10 @@ impl<S: StateMachine> Driver<S> {
             }
         }
         for state in ready.take_read_states() {
-            let id = <[u8; 8]>::try_from(&state.request_ctx[..]).map(u64::from_be_bytes);
-            if let Some((_, reply)) = id.ok().and_then(|id| self.reads.remove(&id)) {
+            if let Some((_, reply)) = self
+                .request_id(&state.request_ctx)
+                .and_then(|id| self.reads.remove(&id))
+            {
                 self.confirmed_reads.push((state.index, reply));
             }
         }
@@ -362,6 +431,24 @@ impl<S: StateMachine> Driver<S> {
         self.answer_reads();
         self.publish_status();
         Ok(())
+    }
+
+    /// A request's context: this run's nonce, then its id. Ids restart with every run
+    /// and differ between nodes, so an entry or read answer is ours only if it carries
+    /// our nonce (another run's or another node's request must never get our reply).
+    fn context(&self, id: u64) -> Vec<u8> {
+        let mut context = Vec::with_capacity(16);
+        context.extend_from_slice(&self.nonce.to_be_bytes());
+        context.extend_from_slice(&id.to_be_bytes());
+        context
+    }
+
+    /// The id of a request this run made, from its context.
+    fn request_id(&self, context: &[u8]) -> Option<u64> {
+        let bytes: [u8; 16] = context.try_into().ok()?;
+        let (nonce, id) = bytes.split_at(8);
+        (u64::from_be_bytes(nonce.try_into().ok()?) == self.nonce)
+            .then(|| u64::from_be_bytes(id.try_into().expect("8 bytes")))
     }
 
     /// Fails ReadIndex requests raft never answered, so callers ask again.
@@ -398,15 +485,25 @@ impl<S: StateMachine> Driver<S> {
                 EntryType::EntryNormal if entry.data.is_empty() => {} // a new leader's no-op
                 EntryType::EntryNormal => {
                     let result = self.machine.apply(entry.index, &entry.data);
-                    let request = <[u8; 8]>::try_from(&entry.context[..]).map(u64::from_be_bytes);
-                    if let Some(reply) = request.ok().and_then(|id| self.pending.remove(&id)) {
+                    if let Some(reply) = self
+                        .request_id(&entry.context)
+                        .and_then(|id| self.pending.remove(&id))
+                    {
                         let _ = reply.send(Ok(result));
                     }
                 }
                 EntryType::EntryConfChange => {
                     let change = ConfChange::parse_from_bytes(&entry.data)
                         .map_err(|_| StoreError::Corrupt("conf change entry"))?;
-                    self.apply_conf_change(&change)?;
+                    self.apply_member_change(entry.index, &change)?;
+                    // Callers read the new membership from the status.
+                    self.publish_status();
+                    if let Some(reply) = self
+                        .request_id(&entry.context)
+                        .and_then(|id| self.pending.remove(&id))
+                    {
+                        let _ = reply.send(Ok(Vec::new()));
+                    }
                 }
                 EntryType::EntryConfChangeV2 => {
                     let change = ConfChangeV2::parse_from_bytes(&entry.data)
@@ -416,6 +513,43 @@ impl<S: StateMachine> Driver<S> {
             }
         }
         Ok(())
+    }
+
+    /// Applies a committed membership change: raft's configuration, the members'
+    /// addresses and the transport, persisted together.
+    fn apply_member_change(&mut self, index: u64, change: &ConfChange) -> Result<(), StoreError> {
+        if index <= self.applied_conf_index {
+            // Replaying the log after a restart: the stored configuration has it already.
+            return Ok(());
+        }
+        let id = change.node_id;
+        match change.get_change_type() {
+            ConfChangeType::AddLearnerNode | ConfChangeType::AddNode => {
+                if !change.context.is_empty() {
+                    let address = String::from_utf8_lossy(&change.context).into_owned();
+                    if id != self.node.raft.id {
+                        self.transport.add_peer(id, &address);
+                    }
+                    self.members.insert(id, address);
+                }
+            }
+            ConfChangeType::RemoveNode => {
+                self.members.remove(&id);
+                self.transport.remove_peer(id);
+            }
+        }
+        let conf_state = self
+            .node
+            .apply_conf_change(change)
+            .map_err(|e| StoreError::Raft(e.to_string()))?;
+        self.applied_conf_index = index;
+        self.store.write(ReadyWrite {
+            conf_state: Some(&conf_state),
+            conf_index: Some(index),
+            members: Some(&self.members),
+            sync: true,
+            ..ReadyWrite::default()
+        })
     }
 
     fn apply_conf_change(
@@ -434,8 +568,13 @@ impl<S: StateMachine> Driver<S> {
     }
 
     fn fail_pending(&mut self, error: ProposeError) {
+        // A proposal already handed to raft may still be committed: its outcome is unknown.
+        let proposal_error = match error {
+            ProposeError::Stopped => ProposeError::Unknown,
+            ref e => e.clone(),
+        };
         for (_, reply) in self.pending.drain() {
-            let _ = reply.send(Err(error.clone()));
+            let _ = reply.send(Err(proposal_error.clone()));
         }
         for (_, (_, reply)) in self.reads.drain() {
             let _ = reply.send(Err(error.clone()));
@@ -447,6 +586,9 @@ impl<S: StateMachine> Driver<S> {
 
     fn publish_status(&self) {
         let raft = &self.node.raft;
+        let mut conf = raft.prs().conf().to_conf_state();
+        conf.voters.sort_unstable();
+        conf.learners.sort_unstable();
         let status = RaftStatus {
             id: raft.id,
             role: match raft.state {
@@ -458,6 +600,9 @@ impl<S: StateMachine> Driver<S> {
             term: raft.term,
             commit_index: raft.raft_log.committed,
             applied_index: raft.raft_log.applied,
+            voters: conf.voters.clone(),
+            learners: conf.learners.clone(),
+            members: self.members.clone(),
         };
         *self.status.lock().unwrap_or_else(PoisonError::into_inner) = status;
     }

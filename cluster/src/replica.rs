@@ -25,6 +25,9 @@ pub enum ReplicaError {
     /// The leader's proposal queue is full.
     #[error("{0}")]
     Busy(String),
+    /// The request cannot succeed as asked (e.g. removing a node that is not a member).
+    #[error("{0}")]
+    Refused(String),
 }
 
 pub struct Replica {
@@ -63,7 +66,15 @@ impl Replica {
     pub async fn propose(&self, data: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, ReplicaError> {
         let deadline = Instant::now() + timeout;
         loop {
-            let leader = match self.handle.propose(data.clone()).await {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let proposed = tokio::time::timeout(remaining, self.handle.propose(data.clone())).await;
+            let Ok(proposed) = proposed else {
+                return Err(ReplicaError::Unavailable(
+                    "no quorum applied the write within the deadline; it may or may not be applied"
+                        .into(),
+                ));
+            };
+            let leader = match proposed {
                 Ok(result) => return Ok(result),
                 Err(ProposeError::NotLeader { leader }) => leader,
                 Err(ProposeError::Busy) => {
@@ -74,6 +85,7 @@ impl Replica {
                 Err(e @ (ProposeError::Unknown | ProposeError::Stopped)) => {
                     return Err(ReplicaError::Unavailable(e.to_string()))
                 }
+                Err(ProposeError::Refused(why)) => return Err(ReplicaError::Refused(why)),
             };
             if let Some(leader) = leader {
                 match self.forward(leader, &data, deadline).await {
@@ -110,6 +122,7 @@ impl Replica {
                 Ok(Err(ProposeError::Stopped)) => {
                     return Err(ReplicaError::Unavailable("the node is stopping".into()))
                 }
+                Ok(Err(ProposeError::Refused(why))) => return Err(ReplicaError::Refused(why)),
                 Err(_) => {
                     return Err(ReplicaError::Unavailable(
                         "no quorum confirmed the read within the deadline".into(),

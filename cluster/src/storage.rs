@@ -6,10 +6,14 @@
 //! so writers share fsyncs. Reads (`raft::Storage`) go to raft-engine's memtable.
 //! Writes block on fsync: call them from a blocking thread, never a tokio worker.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
+use protobuf::Message as _;
+use raft::eraftpb::{
+    ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMetadata,
+};
 use raft::{GetEntriesContext, RaftState, StorageError};
 use raft_engine::{Command, Config, Engine, LogBatch, MessageExt, ReadableSize};
 
@@ -21,6 +25,10 @@ const KEY_CONF_STATE: &[u8] = b"conf_state";
 const KEY_TRUNCATED: &[u8] = b"truncated";
 /// The last applied index, big-endian `u64`.
 const KEY_APPLIED: &[u8] = b"applied";
+/// Every member's gRPC address, as `id=address` lines.
+const KEY_MEMBERS: &[u8] = b"members";
+/// Log index of the last membership change in the stored configuration, big-endian `u64`.
+const KEY_CONF_INDEX: &[u8] = b"conf_index";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -56,6 +64,10 @@ pub struct ReadyWrite<'a> {
     pub entries: &'a [Entry],
     pub hard_state: Option<&'a HardState>,
     pub conf_state: Option<&'a ConfState>,
+    /// Every member's address (replaces the stored set).
+    pub members: Option<&'a BTreeMap<u64, String>>,
+    /// The log index of the membership change `conf_state` reflects.
+    pub conf_index: Option<u64>,
     pub applied: Option<u64>,
     /// fsync before returning (raft's `must_sync`).
     pub sync: bool,
@@ -92,19 +104,70 @@ impl LogStore {
         })
     }
 
-    /// Records the first membership of a new cluster; a log that has one keeps it.
-    /// Answers whether it wrote.
-    pub fn bootstrap(&self, voters: &[u64]) -> Result<bool, StoreError> {
+    /// Records the first membership of a new cluster (voters and their addresses); a log
+    /// that has one keeps it. Answers whether it wrote.
+    ///
+    /// The membership is written as the log's first entries too (one committed
+    /// `AddNode` per voter, term 1, the same on every founding node), so a node that
+    /// joins later learns the founders by replaying the log.
+    pub fn bootstrap(&self, members: &BTreeMap<u64, String>) -> Result<bool, StoreError> {
         if self.conf_state()?.is_some() {
             return Ok(false);
         }
-        let conf_state = ConfState::from((voters.to_vec(), Vec::new()));
+        let voters: Vec<u64> = members.keys().copied().collect();
+        let conf_state = ConfState::from((voters, Vec::new()));
+        let entries = members
+            .iter()
+            .zip(1..)
+            .map(|((&id, address), index)| {
+                let mut change = ConfChange::default();
+                change.set_change_type(ConfChangeType::AddNode);
+                change.node_id = id;
+                change.context = address.clone().into_bytes().into();
+                let mut entry = Entry::default();
+                entry.set_entry_type(EntryType::EntryConfChange);
+                entry.index = index;
+                entry.term = 1;
+                entry.data = change
+                    .write_to_bytes()
+                    .map_err(|_| StoreError::Corrupt("bootstrap membership"))?
+                    .into();
+                Ok(entry)
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let hard_state = HardState {
+            term: 1,
+            commit: entries.len() as u64,
+            ..HardState::default()
+        };
         self.write(ReadyWrite {
+            entries: &entries,
+            hard_state: Some(&hard_state),
             conf_state: Some(&conf_state),
+            conf_index: Some(entries.len() as u64),
+            members: Some(members),
             sync: true,
             ..ReadyWrite::default()
         })?;
         Ok(true)
+    }
+
+    /// Every member's address as last recorded.
+    pub fn members(&self) -> Result<BTreeMap<u64, String>, StoreError> {
+        let Some(bytes) = self.engine.get(GROUP, KEY_MEMBERS) else {
+            return Ok(BTreeMap::new());
+        };
+        let text =
+            String::from_utf8(bytes).map_err(|_| StoreError::Corrupt("members are not UTF-8"))?;
+        text.lines()
+            .map(|line| {
+                let (id, addr) = line
+                    .split_once('=')
+                    .ok_or(StoreError::Corrupt("member line"))?;
+                let id = id.parse().map_err(|_| StoreError::Corrupt("member id"))?;
+                Ok((id, addr.to_owned()))
+            })
+            .collect()
     }
 
     /// Persists one write as a single batch.
@@ -132,6 +195,16 @@ impl LogStore {
         if let Some(conf_state) = write.conf_state {
             batch.put_message(GROUP, KEY_CONF_STATE.to_vec(), conf_state)?;
         }
+        if let Some(members) = write.members {
+            let text: String = members
+                .iter()
+                .map(|(id, addr)| format!("{id}={addr}\n"))
+                .collect();
+            batch.put(GROUP, KEY_MEMBERS.to_vec(), text.into_bytes())?;
+        }
+        if let Some(index) = write.conf_index {
+            batch.put(GROUP, KEY_CONF_INDEX.to_vec(), index.to_be_bytes().to_vec())?;
+        }
         if let Some(applied) = write.applied {
             batch.put(GROUP, KEY_APPLIED.to_vec(), applied.to_be_bytes().to_vec())?;
         }
@@ -158,6 +231,18 @@ impl LogStore {
             Some(bytes) => {
                 Ok(u64::from_be_bytes(bytes.try_into().map_err(|_| {
                     StoreError::Corrupt("applied index is not 8 bytes")
+                })?))
+            }
+        }
+    }
+
+    /// The log index of the last membership change in the stored configuration.
+    pub fn conf_index(&self) -> Result<u64, StoreError> {
+        match self.engine.get(GROUP, KEY_CONF_INDEX) {
+            None => Ok(0),
+            Some(bytes) => {
+                Ok(u64::from_be_bytes(bytes.try_into().map_err(|_| {
+                    StoreError::Corrupt("conf index is not 8 bytes")
                 })?))
             }
         }
@@ -309,6 +394,12 @@ mod tests {
         }
     }
 
+    fn members(ids: &[u64]) -> BTreeMap<u64, String> {
+        ids.iter()
+            .map(|&id| (id, format!("127.0.0.1:{}", 5000 + id)))
+            .collect()
+    }
+
     fn hard_state(term: u64, vote: u64, commit: u64) -> HardState {
         HardState {
             term,
@@ -328,15 +419,23 @@ mod tests {
         );
         assert_eq!(store.term(0).unwrap(), 0);
         assert!(!store.initial_state().unwrap().initialized());
-        assert!(store.bootstrap(&[1, 2, 3]).unwrap());
+        assert!(store.bootstrap(&members(&[1, 2, 3])).unwrap());
         assert!(
-            !store.bootstrap(&[9]).unwrap(),
+            !store.bootstrap(&members(&[9])).unwrap(),
             "an existing membership is kept"
         );
+        let state = store.initial_state().unwrap();
+        assert_eq!(state.conf_state.voters, vec![1, 2, 3]);
+        assert_eq!(store.members().unwrap(), members(&[1, 2, 3]));
+        // The founders are in the log too, committed, for nodes that join later.
         assert_eq!(
-            store.initial_state().unwrap().conf_state.voters,
-            vec![1, 2, 3]
+            (store.last_index().unwrap(), state.hard_state.commit),
+            (3, 3)
         );
+        let first = store
+            .entries(1, 2, None, GetEntriesContext::empty(false))
+            .unwrap();
+        assert_eq!(first[0].get_entry_type(), EntryType::EntryConfChange);
     }
 
     #[test]
@@ -344,7 +443,7 @@ mod tests {
         let dir = TempDir::new("reopen");
         {
             let store = LogStore::open(&dir.log()).unwrap();
-            store.bootstrap(&[1]).unwrap();
+            store.bootstrap(&members(&[1])).unwrap();
             let entries = [entry(1, 1, b"a"), entry(2, 1, b"b"), entry(3, 2, b"c")];
             store
                 .write(ReadyWrite {

@@ -25,6 +25,10 @@ use crate::driver::{ProposeError, RaftHandle, Transport};
 const PEER_QUEUE: usize = 4096;
 /// Most messages in one `Send` call.
 const MAX_BATCH: usize = 256;
+/// Most bytes in one `Send` call (well under the receiving server's decoding limit).
+const MAX_BATCH_BYTES: usize = 2 << 20;
+/// The largest `Send` call the server accepts.
+pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 /// Deadline of one `Send` call.
 const SEND_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -59,6 +63,8 @@ impl GrpcTransport {
             return;
         }
         let (queue, outbox) = mpsc::channel(PEER_QUEUE);
+        // Called from the driver thread too: channels need the runtime's context.
+        let _runtime = self.runtime.enter();
         let endpoint = Endpoint::from_shared(format!("http://{address}"))
             .map(|e| e.connect_timeout(SEND_TIMEOUT).timeout(SEND_TIMEOUT));
         if let Ok(endpoint) = endpoint {
@@ -100,6 +106,14 @@ impl GrpcTransport {
 }
 
 impl Transport for GrpcTransport {
+    fn add_peer(&self, id: u64, address: &str) {
+        GrpcTransport::add_peer(self, id, address);
+    }
+
+    fn remove_peer(&self, id: u64) {
+        GrpcTransport::remove_peer(self, id);
+    }
+
     fn send(&self, messages: Vec<Message>) {
         let peers = self.peers.read().unwrap_or_else(PoisonError::into_inner);
         for message in messages {
@@ -116,14 +130,33 @@ async fn send_loop(
     mut client: RaftTransportClient<Channel>,
     mut outbox: mpsc::Receiver<Message>,
 ) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while outbox.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let messages = batch
-            .drain(..)
-            .filter_map(|m| m.write_to_bytes().ok())
-            .collect();
-        // A failed send loses the batch; raft retransmits what matters.
-        let _ = client.send(pb::RaftMessageBatch { from, messages }).await;
+    let mut queued = Vec::with_capacity(MAX_BATCH);
+    while outbox.recv_many(&mut queued, MAX_BATCH).await > 0 {
+        // One call carries at most MAX_BATCH_BYTES: a message to a lagging peer holds up
+        // to raft's max_size_per_msg of entries, and the server refuses larger calls.
+        let mut messages = Vec::new();
+        let mut bytes = 0;
+        for message in queued.drain(..) {
+            let Ok(encoded) = message.write_to_bytes() else {
+                continue;
+            };
+            if bytes + encoded.len() > MAX_BATCH_BYTES && !messages.is_empty() {
+                let batch = std::mem::take(&mut messages);
+                // A failed send loses the batch; raft retransmits what matters.
+                let _ = client
+                    .send(pb::RaftMessageBatch {
+                        from,
+                        messages: batch,
+                    })
+                    .await;
+                bytes = 0;
+            }
+            bytes += encoded.len();
+            messages.push(encoded);
+        }
+        if !messages.is_empty() {
+            let _ = client.send(pb::RaftMessageBatch { from, messages }).await;
+        }
     }
 }
 
@@ -182,5 +215,6 @@ pub fn propose_status(error: ProposeError) -> Status {
             Status::unavailable("leadership changed; the write may or may not be applied")
         }
         ProposeError::Stopped => Status::unavailable("the node is stopping"),
+        ProposeError::Refused(why) => Status::failed_precondition(why),
     }
 }

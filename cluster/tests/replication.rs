@@ -71,7 +71,7 @@ impl Cluster {
                 let recorder = Recorder::default();
                 let config = DriverConfig {
                     id,
-                    initial_voters: vec![1, 2, 3],
+                    initial_members: (1..=3).map(|id| (id, String::new())).collect(),
                     tick: Duration::from_millis(20),
                     ..DriverConfig::default()
                 };

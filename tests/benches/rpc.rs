@@ -1,6 +1,7 @@
-//! gRPC benchmark of one node over loopback: requests/s and p50/p99 latency of
+//! gRPC benchmark over loopback, one node or a 3-node group (`CLOCKWISE_BENCH_NODES=3`): requests/s and p50/p99 latency of
 //! StoreKey and RouteKey at 1, 16 and 64 concurrent clients, beside tonic's own health
-//! check on the same node as the baseline. Prints a markdown table.
+//! check on the same node(s) as the baseline, and for 3 nodes the time from SIGKILL of
+//! the leader to the next acknowledged write. Prints a markdown table.
 //!
 //! `scripts/bench.sh` runs it against a release build; by hand:
 //! `cargo build --release -p clockwise-node --bin clockwise &&
@@ -12,6 +13,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use clockwise_proto::cluster::v1::cluster_client::ClusterClient;
+use clockwise_proto::cluster::v1::{Role, StatusRequest};
 use clockwise_proto::common::v1::PositionSpace;
 use clockwise_proto::hashring::v1::hash_ring_client::HashRingClient;
 use clockwise_proto::hashring::v1::{
@@ -34,32 +37,123 @@ impl Drop for Node {
     }
 }
 
-fn start_node() -> (Node, String) {
-    let bin = std::env::var("CLOCKWISE_BIN").unwrap_or_else(|_| {
+fn clockwise_bin() -> String {
+    std::env::var("CLOCKWISE_BIN").unwrap_or_else(|_| {
         concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/clockwise").to_owned()
-    });
-    let data = std::env::temp_dir().join(format!("clockwise-rpc-bench-{}", std::process::id()));
-    let mut child = Command::new(&bin)
-        .args(["node", "--listen", "127.0.0.1:0", "--worker-threads"])
-        .arg(node_workers())
-        .arg("--data-dir")
-        .arg(&data)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot start {bin} (build it first, see the module docs): {e}")
-        });
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("piped"))
-        .read_line(&mut line)
-        .expect("node prints its address");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("listening line")
-        .to_owned();
-    (Node(child), format!("http://{addr}"))
+    })
+}
+
+/// Starts `count` nodes (one group) and answers them with their endpoints.
+fn start_nodes(count: usize) -> Vec<(Node, String)> {
+    let bin = clockwise_bin();
+    let addrs: Vec<String> = (0..count)
+        .map(|_| {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+            probe.local_addr().expect("addr").to_string()
+        })
+        .collect();
+    let peers = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{}={a}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    addrs
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| {
+            let data = std::env::temp_dir()
+                .join(format!("clockwise-rpc-bench-{}-{i}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&data);
+            let mut command = Command::new(&bin);
+            command
+                .args(["node", "--listen", addr, "--worker-threads"])
+                .arg(node_workers())
+                .arg("--data-dir")
+                .arg(&data);
+            if count > 1 {
+                command.args(["--id", &(i + 1).to_string(), "--peers", &peers]);
+            }
+            let mut child = command
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!("cannot start {bin} (build it first, see the module docs): {e}")
+                });
+            let mut line = String::new();
+            BufReader::new(child.stdout.take().expect("piped"))
+                .read_line(&mut line)
+                .expect("node prints its address");
+            let addr = line
+                .trim()
+                .strip_prefix("listening on ")
+                .expect("listening line")
+                .to_owned();
+            (Node(child), format!("http://{addr}"))
+        })
+        .collect()
+}
+
+/// The index of the node that leads, waiting (bounded) for an election.
+async fn leader(endpoints: &[String]) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        for (i, endpoint) in endpoints.iter().enumerate() {
+            let Ok(channel) = Channel::from_shared(endpoint.clone())
+                .expect("uri")
+                .connect()
+                .await
+            else {
+                continue;
+            };
+            if let Ok(status) = ClusterClient::new(channel).status(StatusRequest {}).await {
+                if status.into_inner().role == Role::Leader as i32 {
+                    return i;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "no leader elected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Time from SIGKILL of the leader to the first write acknowledged after it, writing
+/// through another node.
+async fn failover(nodes: &mut Vec<(Node, String)>) -> Duration {
+    let endpoints: Vec<String> = nodes.iter().map(|(_, e)| e.clone()).collect();
+    let killed = leader(&endpoints).await;
+    let writer_at = (killed + 1) % nodes.len();
+    let channel = Channel::from_shared(endpoints[writer_at].clone())
+        .expect("uri")
+        .timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .expect("connect");
+    let mut client = HashRingClient::new(channel);
+    let store = |i: u64| StoreKeyRequest {
+        ring: RING.into(),
+        timestamp: 0,
+        key: format!("failover-{i}"),
+        ttl_ms: 0,
+    };
+    client
+        .store_key(store(0))
+        .await
+        .expect("a write before the kill");
+    let killed_at = Instant::now();
+    drop(nodes.remove(killed));
+    let mut i = 1;
+    loop {
+        if client.store_key(store(i)).await.is_ok() {
+            return killed_at.elapsed();
+        }
+        i += 1;
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(30),
+            "no write after the kill"
+        );
+    }
 }
 
 /// The node's tokio worker threads: `CLOCKWISE_BENCH_NODE_WORKERS`, default 1.
@@ -140,21 +234,23 @@ async fn run(channels: &[Channel], op: Op, clients: usize) -> Outcome {
 }
 
 fn main() {
-    let (_node, endpoint) = start_node();
+    let count: usize = std::env::var("CLOCKWISE_BENCH_NODES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    let mut nodes = start_nodes(count);
+    let endpoints: Vec<String> = nodes.iter().map(|(_, e)| e.clone()).collect();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     runtime.block_on(async {
+        leader(&endpoints).await;
+        // Four channels, spread over the nodes: any node answers.
         let mut channels = Vec::new();
-        for _ in 0..4 {
-            channels.push(
-                Channel::from_shared(endpoint.clone())
-                    .expect("uri")
-                    .connect()
-                    .await
-                    .expect("connect"),
-            );
+        for i in 0..4 {
+            let endpoint = endpoints[i % endpoints.len()].clone();
+            channels.push(Channel::from_shared(endpoint).expect("uri").connect().await.expect("connect"));
         }
         let mut setup = HashRingClient::new(channels[0].clone());
         setup
@@ -172,13 +268,10 @@ fn main() {
                 node_id: format!("node-{n:02}"),
                 num_replicas: 100,
             };
-            setup
-                .add_node_with_replicas(req)
-                .await
-                .expect("AddNodeWithReplicas");
+            setup.add_node_with_replicas(req).await.expect("AddNodeWithReplicas");
         }
         println!(
-            "## gRPC, one node over loopback (node: {} worker thread(s); load: 1 thread, 4 channels)\n",
+            "## gRPC over loopback: {count} node(s), every write fsync'd by a majority (node: {} worker thread(s) each; load: 1 thread, 4 channels spread over the nodes)\n",
             node_workers()
         );
         println!("| RPC | clients | requests/s | vs HealthCheck | p50 | p99 |");
@@ -186,8 +279,7 @@ fn main() {
         let mut baseline = [0.0; 3];
         for op in [Op::HealthCheck, Op::StoreKey, Op::RouteKey] {
             for (i, clients) in [1, 16, 64].into_iter().enumerate() {
-                let used = &channels[..clients.min(channels.len())];
-                let o = run(used, op, clients).await;
+                let o = run(&channels, op, clients).await;
                 if let Op::HealthCheck = op {
                     baseline[i] = o.ops_per_sec;
                 }
@@ -199,6 +291,10 @@ fn main() {
                     o.p99.as_secs_f64() * 1e6
                 );
             }
+        }
+        if count >= 3 {
+            let took = failover(&mut nodes).await;
+            println!("\nSIGKILL of the leader to the first acknowledged write through another node: {:.0} ms", took.as_secs_f64() * 1e3);
         }
     });
 }

@@ -38,6 +38,12 @@ impl TestCluster {
         cluster
     }
 
+    fn live(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].is_some())
+            .collect()
+    }
+
     fn start_node(&mut self, i: usize) {
         let peers = self
             .addrs
@@ -105,7 +111,7 @@ impl TestCluster {
 
     /// Every acknowledged key is stored, as seen by a linearizable read on every node.
     async fn assert_all_present(&self, keys: &[String]) {
-        for i in 0..self.nodes.len() {
+        for i in self.live() {
             let mut client = self.hash_ring(i);
             for key in keys {
                 let found = client
@@ -128,7 +134,7 @@ impl TestCluster {
         let deadline = Instant::now() + WAIT;
         loop {
             let mut statuses = Vec::new();
-            for i in 0..self.nodes.len() {
+            for i in self.live() {
                 statuses.push(self.status(i).await.expect("status"));
             }
             let applied: Vec<u64> = statuses.iter().map(|s| s.applied_index).collect();

@@ -22,30 +22,36 @@ impl ClusterService {
     }
 }
 
+impl ClusterService {
+    fn members(&self) -> Vec<pb::Member> {
+        let status = self.state.replica().status();
+        let mut members: Vec<pb::Member> = status
+            .voters
+            .iter()
+            .map(|&id| (id, false))
+            .chain(status.learners.iter().map(|&id| (id, true)))
+            .map(|(id, learner)| pb::Member {
+                id,
+                address: if id == status.id {
+                    self.address.clone()
+                } else {
+                    status.members.get(&id).cloned().unwrap_or_default()
+                },
+                learner,
+            })
+            .collect();
+        members.sort_by_key(|m| m.id);
+        members
+    }
+}
+
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn status(&self, _req: Request<pb::StatusRequest>) -> Reply<pb::StatusResponse> {
-        let replica = self.state.replica();
-        let status = replica.status();
-        let mut members = vec![pb::Member {
-            id: status.id,
-            address: self.address.clone(),
-            learner: false,
-        }];
-        members.extend(
-            replica
-                .transport()
-                .peers()
-                .into_iter()
-                .map(|(id, address)| pb::Member {
-                    id,
-                    address,
-                    learner: false,
-                }),
-        );
-        members.sort_by_key(|m| m.id);
+        let status = self.state.replica().status();
         let role = match status.role {
             Role::Leader => pb::Role::Leader,
+            _ if status.learners.contains(&status.id) => pb::Role::Learner,
             Role::Follower => pb::Role::Follower,
             Role::Candidate => pb::Role::Candidate,
         };
@@ -56,7 +62,7 @@ impl Cluster for ClusterService {
             term: status.term,
             commit_index: status.commit_index,
             applied_index: status.applied_index,
-            members,
+            members: self.members(),
             state_digest: self.state.state_digest(),
         })
     }
@@ -66,7 +72,7 @@ impl Cluster for ClusterService {
         _req: Request<pb::AddMemberRequest>,
     ) -> Reply<pb::AddMemberResponse> {
         Err(Status::unimplemented(
-            "AddMember: membership changes are not built yet; the group is fixed by --peers",
+            "AddMember: membership changes are not available yet; the group is fixed by --peers",
         ))
     }
 
@@ -75,7 +81,7 @@ impl Cluster for ClusterService {
         _req: Request<pb::RemoveMemberRequest>,
     ) -> Reply<pb::RemoveMemberResponse> {
         Err(Status::unimplemented(
-            "RemoveMember: membership changes are not built yet; the group is fixed by --peers",
+            "RemoveMember: membership changes are not available yet; the group is fixed by --peers",
         ))
     }
 
@@ -83,6 +89,6 @@ impl Cluster for ClusterService {
         &self,
         _req: Request<pb::TransferLeaderRequest>,
     ) -> Reply<pb::TransferLeaderResponse> {
-        Err(Status::unimplemented("TransferLeader: not built yet"))
+        Err(Status::unimplemented("TransferLeader: not available yet"))
     }
 }

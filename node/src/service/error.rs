@@ -50,6 +50,7 @@ impl From<clockwise_cluster::ReplicaError> for ServiceError {
         match err {
             clockwise_cluster::ReplicaError::Unavailable(why) => ServiceError::Unavailable(why),
             clockwise_cluster::ReplicaError::Busy(why) => ServiceError::ResourceExhausted(why),
+            clockwise_cluster::ReplicaError::Refused(why) => ServiceError::FailedPrecondition(why),
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod state;
 pub mod sync;
 pub mod validate;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -132,21 +133,23 @@ impl BoundNode {
     /// Starts the raft driver over the log in the data dir.
     async fn start_replica(&self, engine: Arc<RwLock<Engine>>) -> Result<Replica, ServeError> {
         let config = &self.config;
-        let voters: Vec<u64> = if config.peers.is_empty() {
-            vec![config.id]
+        let advertised = self
+            .grpc
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let members: BTreeMap<u64, String> = if config.peers.is_empty() {
+            BTreeMap::from([(config.id, advertised)])
         } else {
-            config.peers.iter().map(|&(id, _)| id).collect()
+            config.peers.iter().cloned().collect()
         };
-        if !voters.contains(&config.id) {
+        if !members.contains_key(&config.id) {
             return Err(ServeError::Config(format!(
                 "--peers does not list this node's --id {}",
                 config.id
             )));
         }
         let transport = GrpcTransport::new(config.id, tokio::runtime::Handle::current());
-        for (id, address) in &config.peers {
-            transport.add_peer(*id, address);
-        }
         let log_dir = config.data_dir.join("raft");
         // Opening replays the log from disk: keep it off the async workers.
         let store = tokio::task::spawn_blocking(move || LogStore::open(&log_dir))
@@ -154,7 +157,8 @@ impl BoundNode {
             .map_err(|e| ServeError::Config(format!("opening the raft log panicked: {e}")))??;
         let driver_config = DriverConfig {
             id: config.id,
-            initial_voters: voters,
+            initial_members: members,
+            join: false,
             tick: config.raft_tick,
             ..DriverConfig::default()
         };
@@ -171,7 +175,8 @@ impl BoundNode {
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServeError> {
         let engine = Arc::new(RwLock::new(Engine::new()));
         let replica = self.start_replica(engine.clone()).await?;
-        let raft_service = RaftTransportServer::new(RaftTransportService::new(replica.handle()));
+        let raft_service = RaftTransportServer::new(RaftTransportService::new(replica.handle()))
+            .max_decoding_message_size(clockwise_cluster::transport::MAX_MESSAGE_BYTES);
         let advertised = self
             .grpc
             .local_addr()

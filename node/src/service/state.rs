@@ -25,6 +25,8 @@ static EMPTY_CHAT_ROUTER: LazyLock<ChatRouter> = LazyLock::new(ChatRouter::defau
 /// Most clients whose last write is remembered for deduplication; beyond it the client
 /// that wrote longest ago is forgotten.
 pub const MAX_SESSIONS: usize = 10_000;
+/// Most bytes of remembered outcomes (a batch's outcome can be large), same eviction.
+pub const MAX_SESSION_BYTES: usize = 64 << 20;
 
 /// The engine as the raft log's state machine, with the per-client sessions that make
 /// retried writes apply once.
@@ -48,6 +50,8 @@ impl EngineMachine {
 struct Sessions {
     by_client: HashMap<String, (u64, u64, Vec<u8>)>,
     by_index: BTreeMap<u64, String>,
+    /// Summed length of the remembered outcomes.
+    bytes: usize,
 }
 
 impl Sessions {
@@ -62,17 +66,21 @@ impl Sessions {
     }
 
     fn record(&mut self, session: Session, index: u64, outcome: Vec<u8>) {
-        if let Some((_, old_index, _)) = self.by_client.get(&session.client_id) {
+        if let Some((_, old_index, old)) = self.by_client.get(&session.client_id) {
             self.by_index.remove(old_index);
+            self.bytes -= old.len();
         }
         self.by_index.insert(index, session.client_id.clone());
+        self.bytes += outcome.len();
         self.by_client
             .insert(session.client_id, (session.seq, index, outcome));
-        while self.by_client.len() > MAX_SESSIONS {
+        while self.by_client.len() > MAX_SESSIONS || self.bytes > MAX_SESSION_BYTES {
             let Some((_, client)) = self.by_index.pop_first() else {
                 break;
             };
-            self.by_client.remove(&client);
+            if let Some((_, _, outcome)) = self.by_client.remove(&client) {
+                self.bytes -= outcome.len();
+            }
         }
     }
 }
