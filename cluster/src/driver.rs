@@ -43,8 +43,8 @@ pub struct DriverConfig {
     /// The voters of a new cluster and their addresses; ignored when the log already has
     /// a membership, and when `join` is set.
     pub initial_members: BTreeMap<u64, String>,
-    /// Start with no membership and wait for the leader to add this node
-    /// (`AddMember`); the log then teaches it the rest.
+    /// Start with no membership and wait for a leader to add this node; the log then
+    /// teaches it the rest. (Nothing adds members yet: membership changes are pending.)
     pub join: bool,
     /// One raft tick.
     pub tick: Duration,
