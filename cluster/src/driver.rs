@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfChangeType, ConfChangeV2, Entry, EntryType, Message};
+use raft::eraftpb::{ConfChange, ConfChangeType, Entry, EntryType, Message};
 use raft::{RawNode, StateRole};
 use tokio::sync::oneshot;
 
@@ -41,11 +41,8 @@ pub struct DriverConfig {
     /// This node's raft id (non-zero).
     pub id: u64,
     /// The voters of a new cluster and their addresses; ignored when the log already has
-    /// a membership, and when `join` is set.
+    /// a membership.
     pub initial_members: BTreeMap<u64, String>,
-    /// Start with no membership and wait for a leader to add this node; the log then
-    /// teaches it the rest. (Nothing adds members yet: membership changes are pending.)
-    pub join: bool,
     /// One raft tick.
     pub tick: Duration,
     pub election_ticks: usize,
@@ -59,7 +56,6 @@ impl Default for DriverConfig {
         DriverConfig {
             id: 1,
             initial_members: BTreeMap::from([(1, String::new())]),
-            join: false,
             tick: Duration::from_millis(50),
             election_ticks: 10,
             heartbeat_ticks: 2,
@@ -195,11 +191,9 @@ pub fn spawn<S: StateMachine>(
     machine: S,
     transport: Arc<dyn Transport>,
 ) -> Result<(RaftHandle, JoinHandle<()>), StoreError> {
-    if !config.join {
-        store.bootstrap(&config.initial_members)?;
-    }
+    store.bootstrap(&config.initial_members)?;
     let mut members = store.members()?;
-    if members.is_empty() && !config.join {
+    if members.is_empty() {
         // A log from before member addresses were stored: take them from the config.
         members = config.initial_members.clone();
         store.write(ReadyWrite {
@@ -403,11 +397,15 @@ impl<S: StateMachine> Driver<S> {
                 self.confirmed_reads.push((state.index, reply));
             }
         }
-        let snapshot =
-            (!ready.snapshot().is_empty()).then(|| ready.snapshot().get_metadata().clone());
+        if !ready.snapshot().is_empty() {
+            // This log never offers a snapshot, so no leader of this cluster sends one,
+            // and installing one here would drop entries the engine never applied.
+            return Err(StoreError::Raft(
+                "received a raft snapshot, which this version cannot install".into(),
+            ));
+        }
         self.apply(ready.take_committed_entries())?;
         self.store.write(ReadyWrite {
-            snapshot: snapshot.as_ref(),
             entries: ready.entries(),
             hard_state: ready.hs(),
             sync: ready.must_sync(),
@@ -505,10 +503,9 @@ impl<S: StateMachine> Driver<S> {
                         let _ = reply.send(Ok(Vec::new()));
                     }
                 }
+                // Only single changes (v1) are ever proposed here.
                 EntryType::EntryConfChangeV2 => {
-                    let change = ConfChangeV2::parse_from_bytes(&entry.data)
-                        .map_err(|_| StoreError::Corrupt("conf change entry"))?;
-                    self.apply_conf_change(&change)?;
+                    return Err(StoreError::Corrupt("unexpected joint membership change"));
                 }
             }
         }
@@ -547,21 +544,6 @@ impl<S: StateMachine> Driver<S> {
             conf_state: Some(&conf_state),
             conf_index: Some(index),
             members: Some(&self.members),
-            sync: true,
-            ..ReadyWrite::default()
-        })
-    }
-
-    fn apply_conf_change(
-        &mut self,
-        change: &impl raft_proto::ConfChangeI,
-    ) -> Result<(), StoreError> {
-        let conf_state = self
-            .node
-            .apply_conf_change(change)
-            .map_err(|e| StoreError::Raft(e.to_string()))?;
-        self.store.write(ReadyWrite {
-            conf_state: Some(&conf_state),
             sync: true,
             ..ReadyWrite::default()
         })

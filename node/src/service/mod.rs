@@ -158,7 +158,6 @@ impl BoundNode {
         let driver_config = DriverConfig {
             id: config.id,
             initial_members: members,
-            join: false,
             tick: config.raft_tick,
             ..DriverConfig::default()
         };
