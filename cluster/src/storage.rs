@@ -226,23 +226,21 @@ impl LogStore {
     }
 
     pub fn applied(&self) -> Result<u64, StoreError> {
-        match self.engine.get(GROUP, KEY_APPLIED) {
-            None => Ok(0),
-            Some(bytes) => {
-                Ok(u64::from_be_bytes(bytes.try_into().map_err(|_| {
-                    StoreError::Corrupt("applied index is not 8 bytes")
-                })?))
-            }
-        }
+        self.read_index(KEY_APPLIED)
     }
 
     /// The log index of the last membership change in the stored configuration.
     pub fn conf_index(&self) -> Result<u64, StoreError> {
-        match self.engine.get(GROUP, KEY_CONF_INDEX) {
+        self.read_index(KEY_CONF_INDEX)
+    }
+
+    /// A big-endian `u64` stored under `key`; 0 when absent.
+    fn read_index(&self, key: &[u8]) -> Result<u64, StoreError> {
+        match self.engine.get(GROUP, key) {
             None => Ok(0),
             Some(bytes) => {
                 Ok(u64::from_be_bytes(bytes.try_into().map_err(|_| {
-                    StoreError::Corrupt("conf index is not 8 bytes")
+                    StoreError::Corrupt("a stored index is not 8 bytes")
                 })?))
             }
         }
