@@ -161,12 +161,13 @@ impl BoundNode {
             tick: config.raft_tick,
             ..DriverConfig::default()
         };
-        let (handle, thread) = driver::spawn(
-            driver_config,
-            store,
-            EngineMachine::new(engine),
-            transport.clone(),
-        )?;
+        // Bootstrapping a new log is a synced write: keep it off the async workers too.
+        let peers = transport.clone();
+        let (handle, thread) = tokio::task::spawn_blocking(move || {
+            driver::spawn(driver_config, store, EngineMachine::new(engine), peers)
+        })
+        .await
+        .map_err(|e| ServeError::Config(format!("starting the raft driver panicked: {e}")))??;
         Ok(Replica::new(handle, thread, transport))
     }
 
