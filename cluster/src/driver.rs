@@ -7,23 +7,37 @@
 //! send the leader's messages, install a snapshot, apply committed entries, persist
 //! entries and hard state in one synced batch, then send the messages that needed that
 //! write, advance, apply what the advance committed.
+//!
+//! Snapshots: after applying, once the log since the last snapshot passes
+//! `snapshot_entries` or `snapshot_bytes` (or raft wanted to send one the stored
+//! snapshot cannot serve), the driver encodes the state machine with the members'
+//! addresses ([`SnapshotData`]), stores it, and compacts the log up to
+//! `log_retain` entries before it. A snapshot from the leader is checked, restored into
+//! the state machine and stored before the log records it. On start, the newest stored
+//! snapshot the log can continue from is restored and only later entries are replayed.
+//!
+//! Membership: one change at a time, validated here on the leader; a new member joins
+//! as a learner and the leader promotes it once its log has caught up.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfChangeType, Entry, EntryType, Message};
-use raft::{RawNode, StateRole};
-use tokio::sync::oneshot;
+use raft::eraftpb::{ConfChange, ConfChangeType, Entry, EntryType, Message, MessageType, Snapshot};
+use raft::{RawNode, SnapshotStatus, StateRole};
+use tokio::sync::{oneshot, watch};
 
+use crate::snapshot::SnapshotData;
 use crate::state_machine::StateMachine;
 use crate::storage::{LogStore, ReadyWrite, StoreError};
 
 /// How long a ReadIndex request may go unanswered by raft before it is failed.
 const READ_EXPIRY: Duration = Duration::from_millis(500);
+/// A learner is promoted once its log is at most this many entries behind the leader's.
+const PROMOTION_LAG: u64 = 64;
 
 /// Delivers raft messages to peers. Must not block: queue and return.
 pub trait Transport: Send + Sync + 'static {
@@ -49,6 +63,13 @@ pub struct DriverConfig {
     pub heartbeat_ticks: usize,
     /// Events (proposals and peer messages) queued before senders are refused.
     pub queue: usize,
+    /// Entries applied since the last snapshot that trigger a new one.
+    pub snapshot_entries: u64,
+    /// Bytes of entries applied since the last snapshot that trigger a new one.
+    pub snapshot_bytes: u64,
+    /// Entries kept in the log before a snapshot's index when compacting, so a follower
+    /// that lags a little catches up from the log rather than a whole snapshot.
+    pub log_retain: u64,
 }
 
 impl Default for DriverConfig {
@@ -60,6 +81,9 @@ impl Default for DriverConfig {
             election_ticks: 10,
             heartbeat_ticks: 2,
             queue: 4096,
+            snapshot_entries: 50_000,
+            snapshot_bytes: 64 << 20,
+            log_retain: 5_000,
         }
     }
 }
@@ -79,6 +103,22 @@ pub enum ProposeError {
     /// The change is not possible (e.g. removing a node that is not a member).
     #[error("{0}")]
     Refused(String),
+    /// Another membership change is still being applied; retrying later may succeed.
+    #[error("{0}")]
+    Conflict(String),
+}
+
+/// A membership change the leader validates and proposes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// A new member at `address`, joining as a learner.
+    AddLearner {
+        id: u64,
+        address: String,
+    },
+    Remove {
+        id: u64,
+    },
 }
 
 /// A snapshot of the node's raft state, for status RPCs and tests.
@@ -95,6 +135,10 @@ pub struct RaftStatus {
     pub learners: Vec<u64>,
     /// Every member's address (empty for the in-process tests' members).
     pub members: BTreeMap<u64, String>,
+    /// Index of the latest snapshot built or installed here (0: none).
+    pub snapshot_index: u64,
+    /// First index still in the log.
+    pub first_index: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -113,6 +157,18 @@ enum Event {
     ReadIndex {
         reply: oneshot::Sender<Result<(), ProposeError>>,
     },
+    ChangeMembership {
+        change: MembershipChange,
+        reply: oneshot::Sender<Result<u64, ProposeError>>,
+    },
+    TransferLeader {
+        target: u64,
+        reply: oneshot::Sender<Result<(), ProposeError>>,
+    },
+    ReportSnapshot {
+        to: u64,
+        delivered: bool,
+    },
     Step(Message),
     Stop,
 }
@@ -121,7 +177,7 @@ enum Event {
 #[derive(Clone)]
 pub struct RaftHandle {
     events: SyncSender<Event>,
-    status: Arc<Mutex<RaftStatus>>,
+    status: watch::Receiver<RaftStatus>,
 }
 
 impl RaftHandle {
@@ -154,16 +210,46 @@ impl RaftHandle {
     }
 
     /// Hands a message from a peer to the driver; dropped when the queue is full (raft
-    /// retransmits).
-    pub fn step(&self, message: Message) {
-        let _ = self.events.try_send(Event::Step(message));
+    /// retransmits). Answers whether it was queued.
+    pub fn step(&self, message: Message) -> bool {
+        self.events.try_send(Event::Step(message)).is_ok()
+    }
+
+    /// Proposes a membership change (leader only); answers the log index it was
+    /// applied at.
+    pub async fn change_membership(&self, change: MembershipChange) -> Result<u64, ProposeError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Event::ChangeMembership { change, reply })?;
+        answer.await.unwrap_or(Err(ProposeError::Stopped))
+    }
+
+    /// Asks the leader to hand leadership to `target`; answers once the transfer has
+    /// started (watch [`RaftHandle::watch_status`] for its end).
+    pub async fn transfer_leader(&self, target: u64) -> Result<(), ProposeError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Event::TransferLeader { target, reply })?;
+        answer.await.unwrap_or(Err(ProposeError::Stopped))
+    }
+
+    /// Tells raft whether a snapshot sent to `to` arrived (it resumes or retries).
+    pub fn report_snapshot(&self, to: u64, delivered: bool) {
+        let _ = self.send(Event::ReportSnapshot { to, delivered });
+    }
+
+    fn send(&self, event: Event) -> Result<(), ProposeError> {
+        self.events.try_send(event).map_err(|e| match e {
+            TrySendError::Full(_) => ProposeError::Busy,
+            TrySendError::Disconnected(_) => ProposeError::Stopped,
+        })
     }
 
     pub fn status(&self) -> RaftStatus {
-        self.status
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.status.borrow().clone()
+    }
+
+    /// The status, notified on every change.
+    pub fn watch_status(&self) -> watch::Receiver<RaftStatus> {
+        self.status.clone()
     }
 
     /// Stops the driver thread (pending proposals answer `Stopped`).
@@ -191,17 +277,13 @@ pub fn spawn<S: StateMachine>(
     machine: S,
     transport: Arc<dyn Transport>,
 ) -> Result<(RaftHandle, JoinHandle<()>), StoreError> {
-    store.bootstrap(&config.initial_members)?;
-    let mut members = store.members()?;
-    if members.is_empty() {
-        // A log from before member addresses were stored: take them from the config.
-        members = config.initial_members.clone();
-        store.write(ReadyWrite {
-            members: Some(&members),
-            sync: true,
-            ..ReadyWrite::default()
-        })?;
+    if !config.initial_members.is_empty() {
+        store.bootstrap(&config.initial_members)?;
     }
+    // Without a membership (a node started to join), raft waits for the leader.
+    let members = store.members()?;
+    let mut machine = machine;
+    let snapshot_index = restore_latest_snapshot(&store, &mut machine)?;
     for (&id, address) in &members {
         if id != config.id {
             transport.add_peer(id, address);
@@ -215,21 +297,22 @@ pub fn spawn<S: StateMachine>(
         max_inflight_msgs: 256,
         check_quorum: true,
         pre_vote: true,
-        // The state machine lives in memory and starts empty: re-apply the whole log.
-        applied: 0,
+        // The state machine lives in memory: it holds the snapshot restored above, and
+        // the log after it is applied again.
+        applied: snapshot_index,
         ..raft::Config::default()
     };
     let logger = slog::Logger::root(slog::Discard, slog::o!());
     let node = RawNode::new(&raft_config, store.clone(), &logger)
         .map_err(|e| StoreError::Raft(e.to_string()))?;
     let (events, inbox) = mpsc::sync_channel(config.queue);
-    let status = Arc::new(Mutex::new(RaftStatus {
+    let (status, status_receiver) = watch::channel(RaftStatus {
         id: config.id,
         ..RaftStatus::default()
-    }));
+    });
     let handle = RaftHandle {
         events,
-        status: status.clone(),
+        status: status_receiver,
     };
     let alone = store
         .conf_state()?
@@ -249,7 +332,14 @@ pub fn spawn<S: StateMachine>(
         confirmed_reads: Vec::new(),
         next_request: 1,
         tick: config.tick,
+        snapshot_entries: config.snapshot_entries.max(1),
+        snapshot_bytes: config.snapshot_bytes.max(1),
+        log_retain: config.log_retain,
+        snapshot_index,
+        bytes_since_snapshot: 0,
+        pending_changes: HashMap::new(),
     };
+    driver.publish_status();
     let thread = std::thread::Builder::new()
         .name(format!("raft-{}", config.id))
         .spawn(move || {
@@ -275,9 +365,11 @@ struct Driver<S> {
     store: LogStore,
     machine: S,
     transport: Arc<dyn Transport>,
-    status: Arc<Mutex<RaftStatus>>,
+    status: watch::Sender<RaftStatus>,
     /// Proposals made here and not applied yet, by request id (in the entry context).
     pending: HashMap<u64, oneshot::Sender<Result<Vec<u8>, ProposeError>>>,
+    /// Membership changes proposed here and not applied yet, by request id.
+    pending_changes: HashMap<u64, oneshot::Sender<Result<u64, ProposeError>>>,
     /// Random per run: tells this run's requests from any other's (see `context`).
     nonce: u64,
     /// The last membership change already reflected in the stored configuration; on
@@ -293,6 +385,44 @@ struct Driver<S> {
     confirmed_reads: Vec<(u64, oneshot::Sender<Result<(), ProposeError>>)>,
     next_request: u64,
     tick: Duration,
+    snapshot_entries: u64,
+    snapshot_bytes: u64,
+    log_retain: u64,
+    /// Index of the latest snapshot built or installed.
+    snapshot_index: u64,
+    /// Bytes of entries applied since that snapshot.
+    bytes_since_snapshot: u64,
+}
+
+/// Restores the newest stored snapshot the log can continue from into `machine`;
+/// answers its index (0: none, the whole log is applied).
+fn restore_latest_snapshot<S: StateMachine>(
+    store: &LogStore,
+    machine: &mut S,
+) -> Result<u64, StoreError> {
+    use raft::Storage as _;
+    let truncated = store
+        .first_index()
+        .map_err(|e| StoreError::Raft(e.to_string()))?
+        - 1;
+    // A snapshot beyond the stored commit index was written just before a crash
+    // interrupted its install or compaction: the log (and an older snapshot) still
+    // hold everything, so it is not used.
+    let commit = store.hard_state()?.commit;
+    let Some(snapshot) = store.latest_snapshot_within(truncated, commit.max(truncated))? else {
+        if truncated > 0 {
+            return Err(StoreError::Corrupt(
+                "the log is compacted but no stored snapshot covers it",
+            ));
+        }
+        return Ok(0);
+    };
+    let data = SnapshotData::decode(&snapshot.data)
+        .map_err(|e| StoreError::Raft(format!("stored snapshot: {e}")))?;
+    machine
+        .restore(&data.state)
+        .map_err(|e| StoreError::Raft(format!("restoring the stored snapshot: {e}")))?;
+    Ok(snapshot.get_metadata().index)
 }
 
 impl<S: StateMachine> Driver<S> {
@@ -319,6 +449,7 @@ impl<S: StateMachine> Driver<S> {
                 self.node.tick();
                 next_tick = Instant::now() + self.tick;
                 self.expire_reads();
+                self.promote_caught_up_learner();
             }
             if let Err(e) = self.on_ready() {
                 // The log cannot be written or replayed: a node that cannot persist must
@@ -367,11 +498,166 @@ impl<S: StateMachine> Driver<S> {
                 self.node.read_index(self.context(id));
                 self.reads.insert(id, (Instant::now(), reply));
             }
+            Event::ChangeMembership { change, reply } => {
+                if let Err(e) = self.propose_membership(change, reply) {
+                    tracing::debug!(error = %e, "membership change refused");
+                }
+            }
+            Event::TransferLeader { target, reply } => {
+                let _ = reply.send(self.transfer_leader(target));
+            }
+            Event::ReportSnapshot { to, delivered } => {
+                let status = if delivered {
+                    SnapshotStatus::Finish
+                } else {
+                    SnapshotStatus::Failure
+                };
+                self.node.report_snapshot(to, status);
+            }
             Event::Step(message) => {
+                if message.get_msg_type() == MessageType::MsgHeartbeat
+                    && message.commit > self.node.raft.raft_log.last_index()
+                {
+                    // The leader saw this node acknowledge entries its log does not
+                    // hold: its data was lost (wiped or restored from an old copy).
+                    // raft-rs would panic; refuse, and say how to recover.
+                    tracing::error!(
+                        commit = message.commit,
+                        last_index = self.node.raft.raft_log.last_index(),
+                        "this node's log lacks entries it acknowledged before (data lost or \
+                         wiped?); remove it with Cluster.RemoveMember and add it back with \
+                         Cluster.AddMember, starting it with --join"
+                    );
+                    return;
+                }
                 // Messages from unknown or stale peers are refused by raft: nothing to do.
                 let _ = self.node.step(message);
             }
             Event::Stop => {}
+        }
+    }
+
+    /// The leader's error for a request only a leader can serve.
+    fn not_leader(&self) -> Option<ProposeError> {
+        let raft = &self.node.raft;
+        (raft.state != StateRole::Leader).then(|| ProposeError::NotLeader {
+            leader: Some(raft.leader_id).filter(|&id| id != 0),
+        })
+    }
+
+    /// Validates a membership change against the current configuration and proposes
+    /// it; `reply` is answered when it is applied (or now, when refused).
+    fn propose_membership(
+        &mut self,
+        change: MembershipChange,
+        reply: oneshot::Sender<Result<u64, ProposeError>>,
+    ) -> Result<(), ProposeError> {
+        let refused = |reply: oneshot::Sender<_>, error: ProposeError| {
+            let _ = reply.send(Err(error.clone()));
+            Err(error)
+        };
+        if let Some(error) = self.not_leader() {
+            return refused(reply, error);
+        }
+        if self.node.raft.has_pending_conf() {
+            return refused(
+                reply,
+                ProposeError::Conflict(
+                    "another membership change is still being applied; retry shortly".into(),
+                ),
+            );
+        }
+        let conf = self.node.raft.prs().conf().to_conf_state();
+        let is_member = |id: u64| conf.voters.contains(&id) || conf.learners.contains(&id);
+        let mut cc = ConfChange::default();
+        match change {
+            MembershipChange::AddLearner { id, address } => {
+                if id == 0 {
+                    return refused(reply, ProposeError::Refused("id: must not be 0".into()));
+                }
+                if is_member(id) {
+                    return refused(
+                        reply,
+                        ProposeError::Refused(format!("id: node {id} is already a member")),
+                    );
+                }
+                cc.set_change_type(ConfChangeType::AddLearnerNode);
+                cc.node_id = id;
+                cc.context = address.into_bytes().into();
+            }
+            MembershipChange::Remove { id } => {
+                if !is_member(id) {
+                    return refused(
+                        reply,
+                        ProposeError::Refused(format!("id: node {id} is not a member")),
+                    );
+                }
+                if id == self.node.raft.id {
+                    return refused(
+                        reply,
+                        ProposeError::Refused(format!(
+                            "id: node {id} leads the group; transfer leadership to another \
+                             member first (TransferLeader)"
+                        )),
+                    );
+                }
+                cc.set_change_type(ConfChangeType::RemoveNode);
+                cc.node_id = id;
+            }
+        }
+        let request = self.next_request;
+        self.next_request += 1;
+        match self.node.propose_conf_change(self.context(request), cc) {
+            Ok(()) => {
+                self.pending_changes.insert(request, reply);
+                Ok(())
+            }
+            Err(e) => refused(reply, ProposeError::Conflict(e.to_string())),
+        }
+    }
+
+    fn transfer_leader(&mut self, target: u64) -> Result<(), ProposeError> {
+        if let Some(error) = self.not_leader() {
+            return Err(error);
+        }
+        if target == self.node.raft.id {
+            return Ok(());
+        }
+        let conf = self.node.raft.prs().conf().to_conf_state();
+        if !conf.voters.contains(&target) {
+            return Err(ProposeError::Refused(format!(
+                "target_id: node {target} is not a voting member"
+            )));
+        }
+        self.node.transfer_leader(target);
+        Ok(())
+    }
+
+    /// On the leader: promotes one learner whose log has caught up to a voter. One
+    /// change at a time: nothing is proposed while another is unapplied (raft would
+    /// turn the proposal into an empty entry).
+    fn promote_caught_up_learner(&mut self) {
+        let raft = &self.node.raft;
+        if raft.state != StateRole::Leader || raft.has_pending_conf() {
+            return;
+        }
+        let last = raft.raft_log.last_index();
+        let conf = raft.prs().conf().to_conf_state();
+        let caught_up = conf.learners.iter().copied().find(|&id| {
+            raft.prs()
+                .get(id)
+                .is_some_and(|pr| pr.recent_active && pr.matched + PROMOTION_LAG >= last)
+        });
+        let Some(id) = caught_up else { return };
+        let mut cc = ConfChange::default();
+        cc.set_change_type(ConfChangeType::AddNode);
+        cc.node_id = id;
+        if let Some(address) = self.members.get(&id) {
+            cc.context = address.clone().into_bytes().into();
+        }
+        // Not ours to answer: an empty context.
+        if let Err(e) = self.node.propose_conf_change(Vec::new(), cc) {
+            tracing::warn!(learner = id, error = %e, "cannot propose the promotion of a learner");
         }
     }
 
@@ -397,20 +683,25 @@ impl<S: StateMachine> Driver<S> {
                 self.confirmed_reads.push((state.index, reply));
             }
         }
-        if !ready.snapshot().is_empty() {
-            // This log never offers a snapshot, so no leader of this cluster sends one,
-            // and installing one here would drop entries the engine never applied.
-            return Err(StoreError::Raft(
-                "received a raft snapshot, which this version cannot install".into(),
-            ));
-        }
+        let installed = if ready.snapshot().is_empty() {
+            None
+        } else {
+            Some(self.install_snapshot(ready.snapshot())?)
+        };
         self.apply(ready.take_committed_entries())?;
         self.store.write(ReadyWrite {
+            snapshot: installed.as_ref().map(Snapshot::get_metadata),
             entries: ready.entries(),
             hard_state: ready.hs(),
+            members: installed.as_ref().map(|_| &self.members),
+            conf_index: installed.as_ref().map(|s| s.get_metadata().index),
             sync: ready.must_sync(),
             ..ReadyWrite::default()
         })?;
+        if let Some(snapshot) = installed {
+            // The log now starts after it: older snapshots are of no use.
+            self.store.prune_snapshots(snapshot.get_metadata().index)?;
+        }
         if !ready.persisted_messages().is_empty() {
             self.transport.send(ready.take_persisted_messages());
         }
@@ -427,7 +718,92 @@ impl<S: StateMachine> Driver<S> {
         self.apply(light.take_committed_entries())?;
         self.node.advance_apply();
         self.answer_reads();
+        self.maybe_snapshot()?;
         self.publish_status();
+        Ok(())
+    }
+
+    /// Installs a snapshot from the leader: checks it, restores the state machine,
+    /// takes its members and stores it (the caller records it in the log).
+    fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<Snapshot, StoreError> {
+        // The transport checked it on arrival; a mismatch here is a bug: stop.
+        let data = SnapshotData::decode(&snapshot.data)
+            .map_err(|e| StoreError::Raft(format!("received snapshot: {e}")))?;
+        self.machine
+            .restore(&data.state)
+            .map_err(|e| StoreError::Raft(format!("restoring the received snapshot: {e}")))?;
+        self.store.save_snapshot(snapshot)?;
+        for (&id, address) in &data.members {
+            if id != self.node.raft.id && self.members.get(&id) != Some(address) {
+                self.transport.add_peer(id, address);
+            }
+        }
+        for &id in self.members.keys() {
+            if !data.members.contains_key(&id) {
+                self.transport.remove_peer(id);
+            }
+        }
+        self.members = data.members;
+        let index = snapshot.get_metadata().index;
+        self.applied_conf_index = index;
+        self.snapshot_index = index;
+        self.bytes_since_snapshot = 0;
+        tracing::info!(index, "installed a snapshot from the leader");
+        Ok(snapshot.clone())
+    }
+
+    /// Builds a snapshot at the applied index and compacts the log when enough was
+    /// applied since the last one, or when raft wants one to send.
+    fn maybe_snapshot(&mut self) -> Result<(), StoreError> {
+        let applied = self.node.raft.raft_log.applied;
+        let wanted = self.store.take_snapshot_wanted();
+        let due = applied - self.snapshot_index.min(applied) >= self.snapshot_entries
+            || self.bytes_since_snapshot >= self.snapshot_bytes;
+        if applied <= self.snapshot_index || !(due || wanted) {
+            return Ok(());
+        }
+        let raft_error = |e: raft::Error| StoreError::Raft(e.to_string());
+        let term = self.node.raft.raft_log.term(applied).map_err(raft_error)?;
+        let data = SnapshotData {
+            members: self.members.clone(),
+            state: self.machine.snapshot(),
+        };
+        let mut snapshot = Snapshot {
+            data: data.encode().into(),
+            ..Snapshot::default()
+        };
+        let meta = snapshot.mut_metadata();
+        meta.index = applied;
+        meta.term = term;
+        meta.set_conf_state(self.node.raft.prs().conf().to_conf_state());
+        self.store.save_snapshot(&snapshot)?;
+        // A restart uses a snapshot only up to the stored commit index: store it (synced)
+        // with the compaction, and only then drop the older snapshot.
+        let hard_state = self.node.raft.hard_state();
+        let compact_to = applied.saturating_sub(self.log_retain);
+        if compact_to >= self.node.raft.raft_log.first_index() {
+            let term = self
+                .node
+                .raft
+                .raft_log
+                .term(compact_to)
+                .map_err(raft_error)?;
+            self.store.compact(compact_to, term, Some(&hard_state))?;
+        } else {
+            self.store.write(ReadyWrite {
+                hard_state: Some(&hard_state),
+                sync: true,
+                ..ReadyWrite::default()
+            })?;
+        }
+        self.store.prune_snapshots(applied)?;
+        self.snapshot_index = applied;
+        self.bytes_since_snapshot = 0;
+        tracing::info!(
+            index = applied,
+            compacted_to = compact_to,
+            "took a snapshot"
+        );
         Ok(())
     }
 
@@ -482,6 +858,7 @@ impl<S: StateMachine> Driver<S> {
             match entry.get_entry_type() {
                 EntryType::EntryNormal if entry.data.is_empty() => {} // a new leader's no-op
                 EntryType::EntryNormal => {
+                    self.bytes_since_snapshot += entry.data.len() as u64;
                     let result = self.machine.apply(entry.index, &entry.data);
                     if let Some(reply) = self
                         .request_id(&entry.context)
@@ -493,14 +870,14 @@ impl<S: StateMachine> Driver<S> {
                 EntryType::EntryConfChange => {
                     let change = ConfChange::parse_from_bytes(&entry.data)
                         .map_err(|_| StoreError::Corrupt("conf change entry"))?;
-                    self.apply_member_change(entry.index, &change)?;
+                    let outcome = self.apply_member_change(entry.index, &change)?;
                     // Callers read the new membership from the status.
                     self.publish_status();
                     if let Some(reply) = self
                         .request_id(&entry.context)
-                        .and_then(|id| self.pending.remove(&id))
+                        .and_then(|id| self.pending_changes.remove(&id))
                     {
-                        let _ = reply.send(Ok(Vec::new()));
+                        let _ = reply.send(outcome.map(|()| entry.index));
                     }
                 }
                 // Only single changes (v1) are ever proposed here.
@@ -513,12 +890,25 @@ impl<S: StateMachine> Driver<S> {
     }
 
     /// Applies a committed membership change: raft's configuration, the members'
-    /// addresses and the transport, persisted together.
-    fn apply_member_change(&mut self, index: u64, change: &ConfChange) -> Result<(), StoreError> {
+    /// addresses and the transport, persisted together. A change raft refuses (the
+    /// same on every replica, as the configuration is) is skipped and answered.
+    fn apply_member_change(
+        &mut self,
+        index: u64,
+        change: &ConfChange,
+    ) -> Result<Result<(), ProposeError>, StoreError> {
         if index <= self.applied_conf_index {
             // Replaying the log after a restart: the stored configuration has it already.
-            return Ok(());
+            return Ok(Ok(()));
         }
+        let conf_state = match self.node.apply_conf_change(change) {
+            Ok(conf_state) => conf_state,
+            Err(e) => {
+                tracing::warn!(error = %e, index, "skipped a membership change raft refused");
+                self.applied_conf_index = index;
+                return Ok(Err(ProposeError::Refused(e.to_string())));
+            }
+        };
         let id = change.node_id;
         match change.get_change_type() {
             ConfChangeType::AddLearnerNode | ConfChangeType::AddNode => {
@@ -535,10 +925,6 @@ impl<S: StateMachine> Driver<S> {
                 self.transport.remove_peer(id);
             }
         }
-        let conf_state = self
-            .node
-            .apply_conf_change(change)
-            .map_err(|e| StoreError::Raft(e.to_string()))?;
         self.applied_conf_index = index;
         self.store.write(ReadyWrite {
             conf_state: Some(&conf_state),
@@ -546,7 +932,8 @@ impl<S: StateMachine> Driver<S> {
             members: Some(&self.members),
             sync: true,
             ..ReadyWrite::default()
-        })
+        })?;
+        Ok(Ok(()))
     }
 
     fn fail_pending(&mut self, error: ProposeError) {
@@ -556,6 +943,9 @@ impl<S: StateMachine> Driver<S> {
             ref e => e.clone(),
         };
         for (_, reply) in self.pending.drain() {
+            let _ = reply.send(Err(proposal_error.clone()));
+        }
+        for (_, reply) in self.pending_changes.drain() {
             let _ = reply.send(Err(proposal_error.clone()));
         }
         for (_, (_, reply)) in self.reads.drain() {
@@ -585,7 +975,13 @@ impl<S: StateMachine> Driver<S> {
             voters: conf.voters.clone(),
             learners: conf.learners.clone(),
             members: self.members.clone(),
+            snapshot_index: self.snapshot_index,
+            first_index: raft.raft_log.first_index(),
         };
-        *self.status.lock().unwrap_or_else(PoisonError::into_inner) = status;
+        self.status.send_if_modified(|current| {
+            let changed = *current != status;
+            *current = status;
+            changed
+        });
     }
 }

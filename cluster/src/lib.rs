@@ -6,22 +6,23 @@
 //! - [`driver`]: the thread that owns `RawNode` and runs the Ready loop; proposals and
 //!   peer messages reach it through one bounded channel, results come back by request id.
 //! - [`replica`]: what a node's service calls: propose from any node (followers forward
-//!   to the leader), linearizable reads, both within a deadline.
+//!   to the leader), linearizable reads and membership changes, within a deadline.
 //! - [`transport`]: raft messages between nodes and forwarded writes, over gRPC.
 //! - [`storage`]: the durable log: raft entries, hard state, membership and the
-//!   truncation point in raft-engine, written in synced batches; implements
-//!   `raft::Storage`.
-//!
-//! Still to come (issue #4): snapshots (built, sent in chunks, installed) and log compaction,
-//! membership RPCs, wiring into the node binary.
+//!   truncation point in raft-engine, written in synced batches, and the latest
+//!   snapshot file; implements `raft::Storage`.
+//! - [`snapshot`]: the snapshot envelope (members, state, SHA-256).
 
 pub mod driver;
 pub mod replica;
+pub mod snapshot;
 pub mod state_machine;
 pub mod storage;
 pub mod transport;
 
-pub use driver::{DriverConfig, ProposeError, RaftHandle, RaftStatus, Role, Transport};
+pub use driver::{
+    DriverConfig, MembershipChange, ProposeError, RaftHandle, RaftStatus, Role, Transport,
+};
 pub use replica::{Replica, ReplicaError};
 pub use state_machine::StateMachine;
 pub use storage::{LogStore, ReadyWrite, StoreError};

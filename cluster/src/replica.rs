@@ -1,16 +1,20 @@
 //! What a node's service uses: propose anywhere (a follower forwards to the leader),
-//! read linearizably (ReadIndex), each within a deadline.
+//! read linearizably (ReadIndex), change the membership, move leadership, each
+//! within a deadline.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use std::future::Future;
+
+use clockwise_proto::raft::v1 as pb;
 use clockwise_proto::raft::v1::raft_transport_client::RaftTransportClient;
 use clockwise_proto::raft::v1::ForwardRequest;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::driver::{ProposeError, RaftHandle, RaftStatus};
+use crate::driver::{MembershipChange, ProposeError, RaftHandle, RaftStatus};
 use crate::transport::{GrpcTransport, LEADER_METADATA};
 
 /// Pause between attempts while no leader is known (an election takes a few ticks).
@@ -56,7 +60,7 @@ impl Replica {
         self.handle.status()
     }
 
-    pub fn transport(&self) -> &GrpcTransport {
+    pub fn transport(&self) -> &Arc<GrpcTransport> {
         &self.transport
     }
 
@@ -64,43 +68,120 @@ impl Replica {
     /// the leader. A follower forwards to the leader; with no leader it retries until
     /// `timeout`.
     pub async fn propose(&self, data: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, ReplicaError> {
+        self.on_leader(
+            timeout,
+            || self.handle.propose(data.clone()),
+            |mut client, remaining| {
+                let mut request = tonic::Request::new(ForwardRequest {
+                    command: data.clone(),
+                    client_id: String::new(),
+                    seq: 0,
+                });
+                request.set_timeout(remaining);
+                async move { Ok(client.forward(request).await?.into_inner().result) }
+            },
+        )
+        .await
+    }
+
+    /// Adds a learner or removes a member (through the leader); answers once the change
+    /// is applied on this node too.
+    pub async fn change_membership(
+        &self,
+        change: MembershipChange,
+        timeout: Duration,
+    ) -> Result<(), ReplicaError> {
         let deadline = Instant::now() + timeout;
-        loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let proposed = tokio::time::timeout(remaining, self.handle.propose(data.clone())).await;
-            let Ok(proposed) = proposed else {
-                return Err(ReplicaError::Unavailable(
-                    "no quorum applied the write within the deadline; it may or may not be applied"
-                        .into(),
-                ));
-            };
-            let leader = match proposed {
-                Ok(result) => return Ok(result),
-                Err(ProposeError::NotLeader { leader }) => leader,
-                Err(ProposeError::Busy) => {
-                    return Err(ReplicaError::Busy(
-                        "the proposal queue is full; retry later".into(),
-                    ))
+        let (kind, id, address) = match &change {
+            MembershipChange::AddLearner { id, address } => {
+                (pb::MembershipChange::AddLearner, *id, address.clone())
+            }
+            MembershipChange::Remove { id } => (pb::MembershipChange::Remove, *id, String::new()),
+        };
+        let index = self
+            .on_leader(
+                timeout,
+                || self.handle.change_membership(change.clone()),
+                |mut client, remaining| {
+                    let mut request = tonic::Request::new(pb::MembershipRequest {
+                        change: kind as i32,
+                        id,
+                        address: address.clone(),
+                    });
+                    request.set_timeout(remaining);
+                    async move {
+                        Ok(client
+                            .change_membership(request)
+                            .await?
+                            .into_inner()
+                            .applied_index)
+                    }
+                },
+            )
+            .await?;
+        self.wait_status(deadline, |status| status.applied_index >= index)
+            .await
+            .map(|_| ())
+            .map_err(|()| {
+                ReplicaError::Unavailable(
+                    "the change is applied on the leader, but not yet on this node".into(),
+                )
+            })
+    }
+
+    /// Moves leadership to `target` and waits until this node sees it lead.
+    pub async fn transfer_leader(
+        &self,
+        target: u64,
+        timeout: Duration,
+    ) -> Result<u64, ReplicaError> {
+        let deadline = Instant::now() + timeout;
+        self.on_leader(
+            timeout,
+            || self.handle.transfer_leader(target),
+            |mut client, remaining| {
+                let mut request = tonic::Request::new(pb::MembershipRequest {
+                    change: pb::MembershipChange::TransferLeader as i32,
+                    id: target,
+                    address: String::new(),
+                });
+                request.set_timeout(remaining);
+                async move { client.change_membership(request).await.map(|_| ()) }
+            },
+        )
+        .await?;
+        self.wait_status(deadline, |status| status.leader_id == target)
+            .await
+            .map(|status| status.leader_id)
+            .map_err(|()| {
+                ReplicaError::Unavailable(format!(
+                    "node {target} did not take over leadership within the deadline"
+                ))
+            })
+    }
+
+    /// Waits until the status satisfies `done`, or `deadline`.
+    async fn wait_status(
+        &self,
+        deadline: Instant,
+        done: impl Fn(&RaftStatus) -> bool,
+    ) -> Result<RaftStatus, ()> {
+        let mut status = self.handle.watch_status();
+        let waited = tokio::time::timeout_at(deadline.into(), async {
+            loop {
+                {
+                    let now = status.borrow_and_update();
+                    if done(&now) {
+                        return Ok(now.clone());
+                    }
                 }
-                Err(e @ (ProposeError::Unknown | ProposeError::Stopped)) => {
-                    return Err(ReplicaError::Unavailable(e.to_string()))
-                }
-                Err(ProposeError::Refused(why)) => return Err(ReplicaError::Refused(why)),
-            };
-            if let Some(leader) = leader {
-                match self.forward(leader, &data, deadline).await {
-                    Ok(result) => return Ok(result),
-                    Err(Forwarded::Refused(e)) => return Err(e),
-                    Err(Forwarded::Retry) => {}
+                if status.changed().await.is_err() {
+                    return Err(());
                 }
             }
-            if Instant::now() + NO_LEADER_RETRY >= deadline {
-                return Err(ReplicaError::Unavailable(
-                    "no leader reachable within the deadline (is a quorum of nodes up?)".into(),
-                ));
-            }
-            tokio::time::sleep(NO_LEADER_RETRY).await;
-        }
+        })
+        .await;
+        waited.unwrap_or(Err(()))
     }
 
     /// Waits until a read of local state is linearizable, within `timeout`.
@@ -110,7 +191,7 @@ impl Replica {
             let remaining = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(remaining, self.handle.read_index()).await {
                 // No leader yet, or one that cannot serve reads yet: ask again shortly.
-                Ok(Err(ProposeError::NotLeader { .. })) => {}
+                Ok(Err(ProposeError::NotLeader { .. } | ProposeError::Conflict(_))) => {}
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(ProposeError::Busy)) => {
                     return Err(ReplicaError::Busy(
@@ -138,37 +219,65 @@ impl Replica {
         }
     }
 
-    async fn forward(
+    /// Runs a request on the leader: `local` when this node leads, `remote` against the
+    /// leader's transport otherwise; retries while no leader is known, the leader moves,
+    /// or a conflicting membership change is being applied, until `timeout`.
+    async fn on_leader<T, Local, LocalFuture, Remote, RemoteFuture>(
         &self,
-        leader: u64,
-        data: &[u8],
-        deadline: Instant,
-    ) -> Result<Vec<u8>, Forwarded> {
-        let Some(mut client) = self.leader_client(leader) else {
-            return Err(Forwarded::Retry);
-        };
-        let mut request = tonic::Request::new(ForwardRequest {
-            command: data.to_vec(),
-            client_id: String::new(),
-            seq: 0,
-        });
-        request.set_timeout(deadline.saturating_duration_since(Instant::now()));
-        match client.forward(request).await {
-            Ok(response) => Ok(response.into_inner().result),
-            Err(status) => match status.code() {
-                tonic::Code::FailedPrecondition
-                    if status.metadata().contains_key(LEADER_METADATA) =>
-                {
-                    Err(Forwarded::Retry)
+        timeout: Duration,
+        local: Local,
+        remote: Remote,
+    ) -> Result<T, ReplicaError>
+    where
+        Local: Fn() -> LocalFuture,
+        LocalFuture: Future<Output = Result<T, ProposeError>>,
+        Remote: Fn(RaftTransportClient<Channel>, Duration) -> RemoteFuture,
+        RemoteFuture: Future<Output = Result<T, tonic::Status>>,
+    {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let Ok(attempt) = tokio::time::timeout(remaining, local()).await else {
+                return Err(ReplicaError::Unavailable(
+                    "no quorum applied the request within the deadline; it may or may not be \
+                     applied"
+                        .into(),
+                ));
+            };
+            match attempt {
+                Ok(result) => return Ok(result),
+                Err(ProposeError::NotLeader {
+                    leader: Some(leader),
+                }) => {
+                    if let Some(client) = self.leader_client(leader) {
+                        let remaining = deadline.saturating_duration_since(Instant::now());
+                        match remote(client, remaining).await {
+                            Ok(result) => return Ok(result),
+                            Err(status) => {
+                                if let Some(error) = forwarded_error(&status) {
+                                    return Err(error);
+                                }
+                            }
+                        }
+                    }
                 }
-                tonic::Code::ResourceExhausted => Err(Forwarded::Refused(ReplicaError::Busy(
-                    status.message().to_owned(),
-                ))),
-                tonic::Code::Unavailable if status.message().contains("may or may not") => Err(
-                    Forwarded::Refused(ReplicaError::Unavailable(status.message().to_owned())),
-                ),
-                _ => Err(Forwarded::Retry),
-            },
+                Err(ProposeError::NotLeader { leader: None } | ProposeError::Conflict(_)) => {}
+                Err(ProposeError::Busy) => {
+                    return Err(ReplicaError::Busy(
+                        "the proposal queue is full; retry later".into(),
+                    ))
+                }
+                Err(e @ (ProposeError::Unknown | ProposeError::Stopped)) => {
+                    return Err(ReplicaError::Unavailable(e.to_string()))
+                }
+                Err(ProposeError::Refused(why)) => return Err(ReplicaError::Refused(why)),
+            }
+            if Instant::now() + NO_LEADER_RETRY >= deadline {
+                return Err(ReplicaError::Unavailable(
+                    "no leader reachable within the deadline (is a quorum of nodes up?)".into(),
+                ));
+            }
+            tokio::time::sleep(NO_LEADER_RETRY).await;
         }
     }
 
@@ -202,8 +311,19 @@ impl Replica {
     }
 }
 
-enum Forwarded {
-    /// Try again (leader moved, unreachable, or not elected yet).
-    Retry,
-    Refused(ReplicaError),
+/// What a refusal from the leader means here: `None` to try again (the leader moved,
+/// is unreachable or busy applying a membership change), or the error to answer.
+fn forwarded_error(status: &tonic::Status) -> Option<ReplicaError> {
+    let message = status.message().to_owned();
+    match status.code() {
+        tonic::Code::FailedPrecondition if status.metadata().contains_key(LEADER_METADATA) => None,
+        tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument => {
+            Some(ReplicaError::Refused(message))
+        }
+        tonic::Code::ResourceExhausted => Some(ReplicaError::Busy(message)),
+        tonic::Code::Unavailable if message.contains("may or may not") => {
+            Some(ReplicaError::Unavailable(message))
+        }
+        _ => None,
+    }
 }

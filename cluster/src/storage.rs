@@ -1,14 +1,24 @@
 //! The durable log: raft entries, hard state, membership, the truncation point and the
-//! applied index of one raft group, in raft-engine.
+//! applied index of one raft group, in raft-engine (`<dir>/log`); and the latest
+//! snapshot, as one fsync'd file (`<dir>/snapshots`).
 //!
 //! Everything one Ready needs persisted goes into one `LogBatch` and one write, synced
 //! when raft says so (`Ready::must_sync`); raft-engine groups concurrent synced writes,
 //! so writers share fsyncs. Reads (`raft::Storage`) go to raft-engine's memtable.
 //! Writes block on fsync: call them from a blocking thread, never a tokio worker.
+//!
+//! A snapshot file is written (to a temporary name, synced, renamed, directory synced)
+//! before the log is compacted up to it, so a crash between the two leaves a longer
+//! log, never a gap. When raft asks for a snapshot to send and the stored one is too
+//! old or predates the follower's membership, the store says "not yet" and raises
+//! [`LogStore::take_snapshot_wanted`] for the driver, which builds a fresh one.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::Arc;
+use std::fs::File;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use protobuf::Message as _;
 use raft::eraftpb::{
@@ -30,10 +40,18 @@ const KEY_MEMBERS: &[u8] = b"members";
 /// Log index of the last membership change in the stored configuration, big-endian `u64`.
 const KEY_CONF_INDEX: &[u8] = b"conf_index";
 
+/// A snapshot file's extension.
+const SNAPSHOT_EXT: &str = "snap";
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot prepare the log directory {path}: {source}")]
     Dir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("snapshot file {path}: {source}")]
+    SnapshotFile {
         path: String,
         source: std::io::Error,
     },
@@ -77,21 +95,31 @@ pub struct ReadyWrite<'a> {
 #[derive(Clone)]
 pub struct LogStore {
     engine: Arc<Engine>,
+    snapshots: Arc<SnapshotFiles>,
+}
+
+/// The latest snapshot, on disk, and what raft last asked of it.
+struct SnapshotFiles {
+    dir: PathBuf,
+    /// The latest snapshot as last read or written, kept once raft asked to send one
+    /// (its data is a shared `Bytes`, so handing it out copies nothing).
+    cached: Mutex<Option<Snapshot>>,
+    /// Raft wanted to send a snapshot that the stored one cannot serve.
+    wanted: AtomicBool,
 }
 
 impl LogStore {
-    /// Opens (or creates) the log in `dir`, replaying what is on disk.
+    /// Opens (or creates) the store in `dir`, replaying the log on disk.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let dir_error = |source| StoreError::Dir {
             path: dir.display().to_string(),
             source,
         };
-        // raft-engine creates only the last path component.
-        if let Some(parent) = dir.parent() {
-            std::fs::create_dir_all(parent).map_err(dir_error)?;
-        }
+        let log_dir = dir.join("log");
+        let snapshot_dir = dir.join("snapshots");
+        std::fs::create_dir_all(&snapshot_dir).map_err(dir_error)?;
         let config = Config {
-            dir: dir
+            dir: log_dir
                 .to_str()
                 .ok_or(StoreError::Corrupt("log path is not UTF-8"))?
                 .to_owned(),
@@ -101,7 +129,114 @@ impl LogStore {
         };
         Ok(LogStore {
             engine: Arc::new(Engine::open(config)?),
+            snapshots: Arc::new(SnapshotFiles {
+                dir: snapshot_dir,
+                cached: Mutex::new(None),
+                wanted: AtomicBool::new(false),
+            }),
         })
+    }
+
+    /// Stores `snapshot` as the latest (synced) and removes older snapshot files.
+    /// The log is not compacted here: see [`LogStore::compact`].
+    pub fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let meta = snapshot.get_metadata();
+        let name = format!("{:020}-{:020}.{SNAPSHOT_EXT}", meta.index, meta.term);
+        let path = self.snapshots.dir.join(&name);
+        let file_error = |source| StoreError::SnapshotFile {
+            path: path.display().to_string(),
+            source,
+        };
+        let bytes = snapshot
+            .write_to_bytes()
+            .map_err(|_| StoreError::Corrupt("snapshot does not encode"))?;
+        let temporary = self.snapshots.dir.join(format!("{name}.tmp"));
+        let mut file = File::create(&temporary).map_err(file_error)?;
+        file.write_all(&bytes).map_err(file_error)?;
+        file.sync_all().map_err(file_error)?;
+        std::fs::rename(&temporary, &path).map_err(file_error)?;
+        File::open(&self.snapshots.dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(file_error)?;
+        *self
+            .snapshots
+            .cached
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+        Ok(())
+    }
+
+    /// The latest stored snapshot, read from disk (its data is not checked here).
+    pub fn latest_snapshot(&self) -> Result<Option<Snapshot>, StoreError> {
+        self.latest_snapshot_within(0, u64::MAX)
+    }
+
+    /// The latest stored snapshot whose index is in `low..=high`.
+    pub fn latest_snapshot_within(
+        &self,
+        low: u64,
+        high: u64,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        let Some((_, path)) = self
+            .snapshot_files()?
+            .into_iter()
+            .rev()
+            .find(|(index, _)| (low..=high).contains(index))
+        else {
+            return Ok(None);
+        };
+        let bytes = std::fs::read(&path).map_err(|source| StoreError::SnapshotFile {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let snapshot = Snapshot::parse_from_bytes(&bytes)
+            .map_err(|_| StoreError::Corrupt("a snapshot file does not decode"))?;
+        Ok(Some(snapshot))
+    }
+
+    /// Removes the snapshot files older than `index` (call once the log no longer
+    /// needs them: after the compaction or install that the newer one covers).
+    pub fn prune_snapshots(&self, index: u64) -> Result<(), StoreError> {
+        for (older, path) in self.snapshot_files()? {
+            if older < index {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        Ok(())
+    }
+
+    /// The snapshot files, oldest first (leftover temporary files are removed).
+    fn snapshot_files(&self) -> Result<Vec<(u64, PathBuf)>, StoreError> {
+        let dir = &self.snapshots.dir;
+        let entries = std::fs::read_dir(dir).map_err(|source| StoreError::SnapshotFile {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let mut files = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "tmp") {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            let index = path
+                .file_stem()
+                .and_then(|stem| stem.to_str())
+                .filter(|_| path.extension().is_some_and(|e| e == SNAPSHOT_EXT))
+                .and_then(|stem| stem.split_once('-'))
+                .and_then(|(index, _)| index.parse::<u64>().ok());
+            if let Some(index) = index {
+                files.push((index, path));
+            }
+        }
+        files.sort_unstable();
+        Ok(files)
+    }
+
+    /// Whether raft asked for a snapshot the stored one could not serve since the
+    /// last call (clears the flag).
+    pub fn take_snapshot_wanted(&self) -> bool {
+        self.snapshots.wanted.swap(false, Ordering::AcqRel)
     }
 
     /// Records the first membership of a new cluster (voters and their addresses); a log
@@ -215,10 +350,19 @@ impl LogStore {
         Ok(())
     }
 
-    /// Drops the entries up to and including `index` (covered by a snapshot at `index`).
-    pub fn compact(&self, index: u64, term: u64) -> Result<(), StoreError> {
+    /// Drops the entries up to and including `index` (covered by a stored snapshot),
+    /// persisting `hard_state` in the same synced write.
+    pub fn compact(
+        &self,
+        index: u64,
+        term: u64,
+        hard_state: Option<&HardState>,
+    ) -> Result<(), StoreError> {
         let truncated = truncation_point(index, term);
         let mut batch = LogBatch::default();
+        if let Some(hard_state) = hard_state {
+            batch.put_message(GROUP, KEY_HARD_STATE.to_vec(), hard_state)?;
+        }
         batch.add_command(GROUP, Command::Compact { index: index + 1 });
         batch.put_message(GROUP, KEY_TRUNCATED.to_vec(), &truncated)?;
         self.engine.write(&mut batch, true)?;
@@ -348,12 +492,33 @@ impl raft::Storage for LogStore {
         }
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // Snapshots of the state machine are produced by the node driver (not built
-        // yet); until then raft is told to retry later, which it does.
-        Err(raft::Error::Store(
-            StorageError::SnapshotTemporarilyUnavailable,
-        ))
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        let mut cached = self
+            .snapshots
+            .cached
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if cached.is_none() {
+            let other = |e: StoreError| raft::Error::Store(StorageError::Other(Box::new(e)));
+            *cached = self.latest_snapshot().map_err(other)?;
+        }
+        let usable = cached.as_ref().filter(|snapshot| {
+            let meta = snapshot.get_metadata();
+            let conf = meta.get_conf_state();
+            meta.index >= request_index
+                && meta.index + 1 >= self.first_index().unwrap_or(u64::MAX)
+                && conf.voters.iter().chain(&conf.learners).any(|&id| id == to)
+        });
+        match usable {
+            Some(snapshot) => Ok(snapshot.clone()),
+            None => {
+                // The driver builds a fresh one; raft asks again on its next probe.
+                self.snapshots.wanted.store(true, Ordering::Release);
+                Err(raft::Error::Store(
+                    StorageError::SnapshotTemporarilyUnavailable,
+                ))
+            }
+        }
     }
 }
 
@@ -516,7 +681,7 @@ mod tests {
                 ..ReadyWrite::default()
             })
             .unwrap();
-        store.compact(3, 1).unwrap();
+        store.compact(3, 1, None).unwrap();
         assert_eq!(
             (store.first_index().unwrap(), store.last_index().unwrap()),
             (4, 5)

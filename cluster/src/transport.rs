@@ -5,21 +5,29 @@
 //! protobuf never meets tonic's prost. Outbound, each peer has a bounded queue and one
 //! task that sends what accumulated as one batch; a full queue or a failed send drops
 //! messages, which raft retransmits. The driver thread only ever enqueues.
+//!
+//! A snapshot message goes on its own `SendSnapshot` stream in 1 MiB chunks, the first
+//! carrying the data's length and SHA-256; the receiver steps it into raft only when
+//! all of it arrived intact, and the sender reports the outcome to its raft (which
+//! retries a failed one). Every batch names the sender's address, so a node that is
+//! just joining can answer a leader it has not heard of yet.
 
 use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use clockwise_proto::raft::v1 as pb;
 use clockwise_proto::raft::v1::raft_transport_client::RaftTransportClient;
 use clockwise_proto::raft::v1::raft_transport_server::RaftTransport;
 use protobuf::Message as _;
-use raft::eraftpb::Message;
+use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
+use tokio_stream::StreamExt as _;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
-use crate::driver::{ProposeError, RaftHandle, Transport};
+use crate::driver::{MembershipChange, ProposeError, RaftHandle, Transport};
+use crate::snapshot::sha256;
 
 /// Messages queued per peer before new ones are dropped.
 const PEER_QUEUE: usize = 4096;
@@ -31,15 +39,31 @@ const MAX_BATCH_BYTES: usize = 2 << 20;
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 /// Deadline of one `Send` call.
 const SEND_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bytes of snapshot data per `SendSnapshot` chunk.
+const SNAPSHOT_CHUNK: usize = 1 << 20;
+/// The largest snapshot a node accepts.
+pub const MAX_SNAPSHOT_BYTES: u64 = 4 << 30;
+/// Deadline of one whole `SendSnapshot` call.
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The gRPC metadata key naming the leader when a node refuses a forwarded write.
 pub const LEADER_METADATA: &str = "x-clockwise-leader";
 
 /// Outbound raft messages, one queue and sender task per peer.
 pub struct GrpcTransport {
-    id: u64,
+    origin: Origin,
     runtime: tokio::runtime::Handle,
     peers: RwLock<HashMap<u64, Peer>>,
+}
+
+/// Who sends: what every outbound call names, and the driver told how snapshot sends
+/// ended.
+#[derive(Clone)]
+struct Origin {
+    id: u64,
+    /// Where peers reach this node.
+    address: String,
+    driver: Arc<OnceLock<RaftHandle>>,
 }
 
 struct Peer {
@@ -48,28 +72,38 @@ struct Peer {
 }
 
 impl GrpcTransport {
-    /// A transport for node `id`; its tasks run on `runtime`.
-    pub fn new(id: u64, runtime: tokio::runtime::Handle) -> Arc<Self> {
+    /// A transport for node `id`, reachable at `address`; its tasks run on `runtime`.
+    pub fn new(id: u64, address: String, runtime: tokio::runtime::Handle) -> Arc<Self> {
         Arc::new(GrpcTransport {
-            id,
+            origin: Origin {
+                id,
+                address,
+                driver: Arc::new(OnceLock::new()),
+            },
             runtime,
             peers: RwLock::new(HashMap::new()),
         })
     }
 
+    /// Connects the transport to its driver once that runs.
+    pub fn set_driver(&self, handle: RaftHandle) {
+        let _ = self.origin.driver.set(handle);
+    }
+
     /// Starts sending to `peer` at `address` (`host:port`); replaces an older address.
     pub fn add_peer(&self, peer: u64, address: &str) {
-        if peer == self.id {
+        if peer == self.origin.id || self.address(peer).as_deref() == Some(address) {
             return;
         }
         let (queue, outbox) = mpsc::channel(PEER_QUEUE);
         // Called from the driver thread too: channels need the runtime's context.
         let _runtime = self.runtime.enter();
         let endpoint = Endpoint::from_shared(format!("http://{address}"))
-            .map(|e| e.connect_timeout(SEND_TIMEOUT).timeout(SEND_TIMEOUT));
+            .map(|e| e.connect_timeout(SEND_TIMEOUT));
         if let Ok(endpoint) = endpoint {
             let client = RaftTransportClient::new(endpoint.connect_lazy());
-            self.runtime.spawn(send_loop(self.id, client, outbox));
+            self.runtime
+                .spawn(send_loop(self.origin.clone(), client, outbox));
         }
         let mut peers = self.peers.write().unwrap_or_else(PoisonError::into_inner);
         peers.insert(
@@ -126,7 +160,7 @@ impl Transport for GrpcTransport {
 }
 
 async fn send_loop(
-    from: u64,
+    origin: Origin,
     mut client: RaftTransportClient<Channel>,
     mut outbox: mpsc::Receiver<Message>,
 ) {
@@ -137,37 +171,97 @@ async fn send_loop(
         let mut messages = Vec::new();
         let mut bytes = 0;
         for message in queued.drain(..) {
+            if message.get_msg_type() == MessageType::MsgSnapshot {
+                // Its own stream, so heartbeats keep flowing meanwhile.
+                tokio::spawn(send_snapshot(origin.clone(), client.clone(), message));
+                continue;
+            }
             let Ok(encoded) = message.write_to_bytes() else {
                 continue;
             };
             if bytes + encoded.len() > MAX_BATCH_BYTES && !messages.is_empty() {
                 let batch = std::mem::take(&mut messages);
-                // A failed send loses the batch; raft retransmits what matters.
-                let _ = client
-                    .send(pb::RaftMessageBatch {
-                        from,
-                        messages: batch,
-                    })
-                    .await;
+                send_batch(&origin, &mut client, batch).await;
                 bytes = 0;
             }
             bytes += encoded.len();
             messages.push(encoded);
         }
         if !messages.is_empty() {
-            let _ = client.send(pb::RaftMessageBatch { from, messages }).await;
+            send_batch(&origin, &mut client, messages).await;
         }
+    }
+}
+
+/// Sends one batch; a failed send loses it, and raft retransmits what matters.
+async fn send_batch(
+    origin: &Origin,
+    client: &mut RaftTransportClient<Channel>,
+    messages: Vec<Vec<u8>>,
+) {
+    let mut request = Request::new(pb::RaftMessageBatch {
+        from: origin.id,
+        messages,
+        from_address: origin.address.clone(),
+    });
+    request.set_timeout(SEND_TIMEOUT);
+    let _ = client.send(request).await;
+}
+
+/// Streams a snapshot message in chunks and tells raft whether it arrived.
+async fn send_snapshot(
+    origin: Origin,
+    mut client: RaftTransportClient<Channel>,
+    mut message: Message,
+) {
+    let to = message.to;
+    let data = message.mut_snapshot().take_data();
+    let header = message.write_to_bytes().unwrap_or_default();
+    let first = pb::SnapshotChunk {
+        from: origin.id,
+        from_address: origin.address.clone(),
+        message: header,
+        data_len: data.len() as u64,
+        data_sha256: sha256(&data).to_vec(),
+        data: Vec::new(),
+    };
+    let pieces = (0..data.len())
+        .step_by(SNAPSHOT_CHUNK)
+        .map(move |at| pb::SnapshotChunk {
+            data: data[at..(at + SNAPSHOT_CHUNK).min(data.len())].to_vec(),
+            ..pb::SnapshotChunk::default()
+        });
+    let mut request = Request::new(tokio_stream::iter(std::iter::once(first).chain(pieces)));
+    request.set_timeout(SNAPSHOT_TIMEOUT);
+    let delivered = match client.send_snapshot(request).await {
+        Ok(_) => true,
+        Err(status) => {
+            tracing::warn!(to, error = %status.message(), "sending a snapshot failed; raft retries");
+            false
+        }
+    };
+    if let Some(driver) = origin.driver.get() {
+        driver.report_snapshot(to, delivered);
     }
 }
 
 /// The server side: peer messages go to the driver; forwarded writes are proposed here.
 pub struct RaftTransportService {
     handle: RaftHandle,
+    transport: Arc<GrpcTransport>,
 }
 
 impl RaftTransportService {
-    pub fn new(handle: RaftHandle) -> Self {
-        RaftTransportService { handle }
+    pub fn new(handle: RaftHandle, transport: Arc<GrpcTransport>) -> Self {
+        RaftTransportService { handle, transport }
+    }
+
+    /// Learns a sender this node has no address for (a joining node hears from the
+    /// leader before it has applied the membership that names it).
+    fn learn_sender(&self, from: u64, address: &str) {
+        if from != 0 && !address.is_empty() && self.transport.address(from).is_none() {
+            self.transport.add_peer(from, address);
+        }
     }
 }
 
@@ -177,13 +271,105 @@ impl RaftTransport for RaftTransportService {
         &self,
         request: Request<pb::RaftMessageBatch>,
     ) -> Result<Response<pb::SendAck>, Status> {
-        for bytes in request.into_inner().messages {
+        let batch = request.into_inner();
+        self.learn_sender(batch.from, &batch.from_address);
+        for bytes in batch.messages {
             let message = Message::parse_from_bytes(&bytes).map_err(|e| {
                 Status::invalid_argument(format!("messages: not a raft message: {e}"))
             })?;
             self.handle.step(message);
         }
         Ok(Response::new(pb::SendAck {}))
+    }
+
+    async fn send_snapshot(
+        &self,
+        request: Request<Streaming<pb::SnapshotChunk>>,
+    ) -> Result<Response<pb::SendAck>, Status> {
+        let mut chunks = request.into_inner();
+        let first = chunks
+            .next()
+            .await
+            .ok_or_else(|| Status::invalid_argument("the snapshot stream is empty"))??;
+        self.learn_sender(first.from, &first.from_address);
+        let mut message = Message::parse_from_bytes(&first.message)
+            .map_err(|e| Status::invalid_argument(format!("message: not a raft message: {e}")))?;
+        if message.get_msg_type() != MessageType::MsgSnapshot {
+            return Err(Status::invalid_argument("message: not a snapshot message"));
+        }
+        if first.data_len > MAX_SNAPSHOT_BYTES {
+            return Err(Status::resource_exhausted(format!(
+                "data_len: {} bytes is over this node's snapshot limit of {MAX_SNAPSHOT_BYTES}",
+                first.data_len
+            )));
+        }
+        let expected = usize::try_from(first.data_len)
+            .map_err(|_| Status::resource_exhausted("data_len: too large for this node"))?;
+        let mut data = Vec::with_capacity(expected);
+        data.extend_from_slice(&first.data);
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk?;
+            if data.len() + chunk.data.len() > expected {
+                return Err(Status::invalid_argument(
+                    "data: more snapshot data than data_len announced",
+                ));
+            }
+            data.extend_from_slice(&chunk.data);
+        }
+        if data.len() != expected {
+            return Err(Status::invalid_argument(format!(
+                "data: the snapshot stream ended after {} of {expected} bytes",
+                data.len()
+            )));
+        }
+        if sha256(&data).as_slice() != first.data_sha256.as_slice() {
+            return Err(Status::data_loss(
+                "data_sha256: the snapshot data does not match its checksum",
+            ));
+        }
+        message.mut_snapshot().data = data.into();
+        if !self.handle.step(message) {
+            return Err(Status::unavailable("the raft queue is full; retry later"));
+        }
+        Ok(Response::new(pb::SendAck {}))
+    }
+
+    async fn change_membership(
+        &self,
+        request: Request<pb::MembershipRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
+        let request = request.into_inner();
+        let change = pb::MembershipChange::try_from(request.change)
+            .unwrap_or(pb::MembershipChange::Unspecified);
+        let applied_index = match change {
+            pb::MembershipChange::AddLearner => self
+                .handle
+                .change_membership(MembershipChange::AddLearner {
+                    id: request.id,
+                    address: request.address,
+                })
+                .await
+                .map_err(propose_status)?,
+            pb::MembershipChange::Remove => self
+                .handle
+                .change_membership(MembershipChange::Remove { id: request.id })
+                .await
+                .map_err(propose_status)?,
+            pb::MembershipChange::TransferLeader => {
+                self.handle
+                    .transfer_leader(request.id)
+                    .await
+                    .map_err(propose_status)?;
+                0
+            }
+            pb::MembershipChange::Unspecified => {
+                return Err(Status::invalid_argument("change: must be set"))
+            }
+        };
+        Ok(Response::new(pb::MembershipResponse {
+            applied_index,
+            leader_id: self.handle.status().leader_id,
+        }))
     }
 
     async fn forward(
@@ -202,11 +388,10 @@ impl RaftTransport for RaftTransportService {
 pub fn propose_status(error: ProposeError) -> Status {
     match error {
         ProposeError::NotLeader { leader } => {
+            // The metadata marks the refusal as "not the leader" (0: none known).
             let mut status = Status::failed_precondition("not the leader");
-            if let Some(leader) = leader {
-                if let Ok(value) = leader.to_string().parse() {
-                    status.metadata_mut().insert(LEADER_METADATA, value);
-                }
+            if let Ok(value) = leader.unwrap_or(0).to_string().parse() {
+                status.metadata_mut().insert(LEADER_METADATA, value);
             }
             status
         }
@@ -216,5 +401,6 @@ pub fn propose_status(error: ProposeError) -> Status {
         }
         ProposeError::Stopped => Status::unavailable("the node is stopping"),
         ProposeError::Refused(why) => Status::failed_precondition(why),
+        ProposeError::Conflict(why) => Status::aborted(why),
     }
 }

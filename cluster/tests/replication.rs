@@ -1,18 +1,22 @@
-//! Three raft drivers in one process over a channel transport, each with a real
-//! fsync'd log in a temp dir: proposals are replicated and applied in the same order
-//! everywhere, survive a full restart, and only the leader accepts them.
+//! Raft drivers in one process over a channel transport, each with a real fsync'd log
+//! in a temp dir: proposals are replicated and applied in the same order everywhere,
+//! survive a full restart, and only the leader accepts them; snapshots compact the log,
+//! bring a wiped node back and restore restarted ones; members join and leave.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use clockwise_cluster::driver::{self, DriverConfig, ProposeError, RaftHandle, Role, Transport};
+use clockwise_cluster::driver::{
+    self, DriverConfig, MembershipChange, ProposeError, RaftHandle, RaftStatus, Role, Transport,
+};
 use clockwise_cluster::{LogStore, StateMachine};
 use raft::eraftpb::Message;
 
-/// Applied entries, shared with the test.
+/// Applied entries, shared with the test. Its snapshot is every entry, so a node that
+/// installed one holds exactly what the others applied.
 #[derive(Clone, Default)]
 struct Recorder(Arc<Mutex<Vec<Vec<u8>>>>);
 
@@ -23,20 +27,33 @@ impl Recorder {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("never")]
-struct Never;
+#[error("malformed recorder snapshot")]
+struct Malformed;
 
 impl StateMachine for Recorder {
-    type Error = Never;
+    type Error = Malformed;
     fn apply(&mut self, index: u64, data: &[u8]) -> Vec<u8> {
         let mut entries = self.0.lock().unwrap();
         entries.push(data.to_vec());
         format!("applied {} at {index}", entries.len()).into_bytes()
     }
     fn snapshot(&self) -> Vec<u8> {
-        self.0.lock().unwrap().concat()
+        let mut out = Vec::new();
+        for entry in self.0.lock().unwrap().iter() {
+            out.extend_from_slice(&(entry.len() as u32).to_be_bytes());
+            out.extend_from_slice(entry);
+        }
+        out
     }
-    fn restore(&mut self, _snapshot: &[u8]) -> Result<(), Never> {
+    fn restore(&mut self, mut snapshot: &[u8]) -> Result<(), Malformed> {
+        let mut entries = Vec::new();
+        while !snapshot.is_empty() {
+            let len = u32::from_be_bytes(snapshot.get(..4).ok_or(Malformed)?.try_into().unwrap());
+            let entry = snapshot.get(4..4 + len as usize).ok_or(Malformed)?;
+            entries.push(entry.to_vec());
+            snapshot = &snapshot[4 + len as usize..];
+        }
+        *self.0.lock().unwrap() = entries;
         Ok(())
     }
 }
@@ -56,45 +73,95 @@ impl Transport for Router {
     }
 }
 
+struct Node {
+    handle: RaftHandle,
+    thread: JoinHandle<()>,
+    recorder: Recorder,
+}
+
 struct Cluster {
     dir: PathBuf,
     router: Arc<Router>,
-    nodes: Vec<(RaftHandle, JoinHandle<()>, Recorder)>,
+    /// By raft id.
+    nodes: BTreeMap<u64, Node>,
+    /// Entries between snapshots (`u64::MAX`: never).
+    snapshot_entries: u64,
 }
 
 impl Cluster {
     fn start(dir: PathBuf) -> Cluster {
-        let router = Arc::new(Router::default());
-        let nodes = (1..=3)
-            .map(|id| {
-                let store = LogStore::open(&dir.join(format!("node-{id}"))).unwrap();
-                let recorder = Recorder::default();
-                let config = DriverConfig {
-                    id,
-                    initial_members: (1..=3).map(|id| (id, String::new())).collect(),
-                    tick: Duration::from_millis(20),
-                    ..DriverConfig::default()
-                };
-                let transport: Arc<dyn Transport> = router.clone();
-                let (handle, thread) =
-                    driver::spawn(config, store, recorder.clone(), transport).unwrap();
-                router.0.write().unwrap().insert(id, handle.clone());
-                (handle, thread, recorder)
-            })
-            .collect();
-        Cluster { dir, router, nodes }
+        Self::start_with_snapshots(dir, u64::MAX)
     }
 
-    /// Waits (bounded) until one node is leader and returns its index.
-    fn leader(&self) -> usize {
+    /// Nodes 1–3, snapshotting every `snapshot_entries` entries.
+    fn start_with_snapshots(dir: PathBuf, snapshot_entries: u64) -> Cluster {
+        let mut cluster = Cluster {
+            dir,
+            router: Arc::new(Router::default()),
+            nodes: BTreeMap::new(),
+            snapshot_entries,
+        };
+        for id in 1..=3 {
+            cluster.start_node(id, true);
+        }
+        cluster
+    }
+
+    /// Starts node `id` on its directory: a founder of the 3-node group, or a node that
+    /// waits to be added.
+    fn start_node(&mut self, id: u64, founder: bool) {
+        let store = LogStore::open(&self.node_dir(id)).unwrap();
+        let recorder = Recorder::default();
+        let config = DriverConfig {
+            id,
+            initial_members: if founder {
+                (1..=3).map(|id| (id, String::new())).collect()
+            } else {
+                BTreeMap::new()
+            },
+            tick: Duration::from_millis(20),
+            snapshot_entries: self.snapshot_entries,
+            log_retain: 5,
+            ..DriverConfig::default()
+        };
+        let transport: Arc<dyn Transport> = self.router.clone();
+        let (handle, thread) = driver::spawn(config, store, recorder.clone(), transport).unwrap();
+        self.router.0.write().unwrap().insert(id, handle.clone());
+        self.nodes.insert(
+            id,
+            Node {
+                handle,
+                thread,
+                recorder,
+            },
+        );
+    }
+
+    fn stop_node(&mut self, id: u64) {
+        self.router.0.write().unwrap().remove(&id);
+        let node = self.nodes.remove(&id).unwrap();
+        node.handle.stop();
+        node.thread.join().unwrap();
+    }
+
+    fn node_dir(&self, id: u64) -> PathBuf {
+        self.dir.join(format!("node-{id}"))
+    }
+
+    fn handle(&self, id: u64) -> RaftHandle {
+        self.nodes[&id].handle.clone()
+    }
+
+    /// Waits (bounded) until one node is leader and returns its id.
+    fn leader(&self) -> u64 {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some(i) = self
+            if let Some((&id, _)) = self
                 .nodes
                 .iter()
-                .position(|(h, _, _)| h.status().role == Role::Leader)
+                .find(|(_, n)| n.handle.status().role == Role::Leader)
             {
-                return i;
+                return id;
             }
             assert!(Instant::now() < deadline, "no leader was elected");
             std::thread::sleep(Duration::from_millis(10));
@@ -104,7 +171,11 @@ impl Cluster {
     /// Waits (bounded) until every node has applied `n` entries.
     fn wait_applied(&self, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while self.nodes.iter().any(|(_, _, r)| r.entries().len() < n) {
+        while self
+            .nodes
+            .values()
+            .any(|node| node.recorder.entries().len() < n)
+        {
             assert!(
                 Instant::now() < deadline,
                 "entries were not applied everywhere"
@@ -113,11 +184,23 @@ impl Cluster {
         }
     }
 
-    fn stop(self) -> PathBuf {
-        self.router.0.write().unwrap().clear();
-        for (handle, thread, _) in self.nodes {
-            handle.stop();
-            thread.join().unwrap();
+    /// Waits (bounded) until node `id`'s status satisfies `done`.
+    fn wait_status(&self, id: u64, what: &str, done: impl Fn(&RaftStatus) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done(&self.nodes[&id].handle.status()) {
+            assert!(
+                Instant::now() < deadline,
+                "node {id}: {what}: {:?}",
+                self.nodes[&id].handle.status()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn stop(mut self) -> PathBuf {
+        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        for id in ids {
+            self.stop_node(id);
         }
         self.dir
     }
@@ -132,7 +215,7 @@ fn temp_dir(name: &str) -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proposals_are_applied_everywhere_in_one_order_and_survive_a_restart() {
     let cluster = Cluster::start(temp_dir("order"));
-    let leader = cluster.nodes[cluster.leader()].0.clone();
+    let leader = cluster.handle(cluster.leader());
     let proposals: Vec<_> = (0..50)
         .map(|i| {
             let leader = leader.clone();
@@ -147,7 +230,11 @@ async fn proposals_are_applied_everywhere_in_one_order_and_survive_a_restart() {
         assert!(String::from_utf8(result).unwrap().starts_with("applied "));
     }
     cluster.wait_applied(50);
-    let applied: Vec<_> = cluster.nodes.iter().map(|(_, _, r)| r.entries()).collect();
+    let applied: Vec<_> = cluster
+        .nodes
+        .values()
+        .map(|n| n.recorder.entries())
+        .collect();
     assert_eq!(applied[0].len(), 50);
     assert!(
         applied.iter().all(|a| a == &applied[0]),
@@ -160,8 +247,8 @@ async fn proposals_are_applied_everywhere_in_one_order_and_survive_a_restart() {
     let cluster = Cluster::start(dir);
     cluster.leader();
     cluster.wait_applied(50);
-    for (_, _, recorder) in &cluster.nodes {
-        assert_eq!(recorder.entries(), before);
+    for node in cluster.nodes.values() {
+        assert_eq!(node.recorder.entries(), before);
     }
     let dir = cluster.stop();
     let _ = std::fs::remove_dir_all(dir);
@@ -170,10 +257,9 @@ async fn proposals_are_applied_everywhere_in_one_order_and_survive_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_refuses_proposals_and_names_the_leader() {
     let cluster = Cluster::start(temp_dir("follower"));
-    let leader = cluster.leader();
-    let leader_id = cluster.nodes[leader].0.status().id;
+    let leader_id = cluster.leader();
     // Wait until a follower knows the leader (heartbeats), then propose to it.
-    let follower = &cluster.nodes[(leader + 1) % 3].0;
+    let follower = cluster.handle(leader_id % 3 + 1);
     let deadline = Instant::now() + Duration::from_secs(20);
     while follower.status().leader_id != leader_id {
         assert!(
@@ -189,6 +275,147 @@ async fn a_follower_refuses_proposals_and_names_the_leader() {
             leader: Some(leader_id)
         }
     );
+    let dir = cluster.stop();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Proposes `n` entries named `prefix-i` one after another through the leader.
+async fn propose_all(leader: &RaftHandle, prefix: &str, n: usize) {
+    for i in 0..n {
+        leader
+            .propose(format!("{prefix}-{i}").into_bytes())
+            .await
+            .expect("the leader applies its proposals");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_compact_the_log_bring_back_a_wiped_node_and_survive_restarts() {
+    let mut cluster = Cluster::start_with_snapshots(temp_dir("snapshots"), 20);
+    let leader_id = cluster.leader();
+    propose_all(&cluster.handle(leader_id), "a", 100).await;
+    cluster.wait_applied(100);
+    let leader = cluster.handle(leader_id).status();
+    assert!(leader.snapshot_index >= 80, "{leader:?}");
+    assert!(
+        leader.first_index > 50,
+        "the log was compacted behind the snapshot: {leader:?}"
+    );
+
+    // A follower loses everything. Restarted as it was, it would hold less than the
+    // leader saw it acknowledge: it must be refused, not crash.
+    let follower = leader_id % 3 + 1;
+    cluster.stop_node(follower);
+    std::fs::remove_dir_all(cluster.node_dir(follower)).unwrap();
+    cluster.start_node(follower, true);
+    propose_all(&cluster.handle(leader_id), "b", 5).await;
+    cluster.wait_status(leader_id, "commits without the wiped node", |s| {
+        s.applied_index >= 109
+    });
+    assert!(cluster.nodes[&follower].recorder.entries().len() < 105);
+
+    // As raft requires, it leaves and joins again as a new learner; the leader no
+    // longer has the entries it needs, so it catches up from a snapshot.
+    cluster.stop_node(follower);
+    std::fs::remove_dir_all(cluster.node_dir(follower)).unwrap();
+    let leader = cluster.handle(leader_id);
+    leader
+        .change_membership(MembershipChange::Remove { id: follower })
+        .await
+        .unwrap();
+    cluster.start_node(follower, false);
+    leader
+        .change_membership(MembershipChange::AddLearner {
+            id: follower,
+            address: String::new(),
+        })
+        .await
+        .unwrap();
+    cluster.wait_status(leader_id, "the wiped node is a voter again", |s| {
+        s.voters == [1, 2, 3]
+    });
+    propose_all(&leader, "c", 5).await;
+    cluster.wait_applied(110);
+    cluster.wait_status(follower, "installed a snapshot", |s| s.snapshot_index > 0);
+    let expected = cluster.nodes[&leader_id].recorder.entries();
+    assert_eq!(cluster.nodes[&follower].recorder.entries(), expected);
+
+    // Restarted nodes restore their latest snapshot and replay only the log after it.
+    let dir = cluster.stop();
+    let cluster = Cluster::start_with_snapshots(dir, 20);
+    for node in cluster.nodes.values() {
+        assert!(
+            node.handle.status().snapshot_index > 0,
+            "restored from a snapshot"
+        );
+    }
+    cluster.wait_applied(110);
+    for node in cluster.nodes.values() {
+        assert_eq!(node.recorder.entries(), expected);
+    }
+    let dir = cluster.stop();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_member_joins_as_a_learner_is_promoted_and_members_leave() {
+    let mut cluster = Cluster::start_with_snapshots(temp_dir("membership"), 20);
+    let leader_id = cluster.leader();
+    let leader = cluster.handle(leader_id);
+    propose_all(&leader, "a", 50).await;
+
+    // Node 4 starts empty and is added; it catches up (from a snapshot: the log is
+    // compacted) and is promoted to voter.
+    cluster.start_node(4, false);
+    let add = MembershipChange::AddLearner {
+        id: 4,
+        address: "node-4".into(),
+    };
+    leader.change_membership(add.clone()).await.unwrap();
+    cluster.wait_status(leader_id, "node 4 promoted", |s| s.voters == [1, 2, 3, 4]);
+    assert_eq!(
+        leader.status().members.get(&4).map(String::as_str),
+        Some("node-4")
+    );
+    propose_all(&leader, "b", 10).await;
+    cluster.wait_applied(60);
+    let expected = cluster.nodes[&leader_id].recorder.entries();
+    assert_eq!(cluster.nodes[&4].recorder.entries(), expected);
+
+    // Refusals: a member twice, a non-member, the leader itself.
+    let refused = |r: Result<u64, ProposeError>| matches!(r, Err(ProposeError::Refused(_)));
+    assert!(refused(leader.change_membership(add).await));
+    assert!(refused(
+        leader
+            .change_membership(MembershipChange::Remove { id: 9 })
+            .await
+    ));
+    assert!(refused(
+        leader
+            .change_membership(MembershipChange::Remove { id: leader_id })
+            .await
+    ));
+
+    // A follower leaves; the rest keep committing.
+    let leaving = leader_id % 3 + 1;
+    leader
+        .change_membership(MembershipChange::Remove { id: leaving })
+        .await
+        .unwrap();
+    let remaining: Vec<u64> = [1, 2, 3, 4]
+        .into_iter()
+        .filter(|&id| id != leaving)
+        .collect();
+    cluster.wait_status(leader_id, "member removed", |s| s.voters == remaining);
+    cluster.stop_node(leaving);
+    propose_all(&leader, "c", 10).await;
+    cluster.wait_applied(70);
+
+    // Leadership moves to the newcomer.
+    leader.transfer_leader(4).await.unwrap();
+    cluster.wait_status(4, "node 4 leads", |s| s.role == Role::Leader);
+    propose_all(&cluster.handle(4), "d", 5).await;
+    cluster.wait_applied(75);
     let dir = cluster.stop();
     let _ = std::fs::remove_dir_all(dir);
 }

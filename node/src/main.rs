@@ -60,7 +60,8 @@ struct NodeArgs {
     #[arg(long, default_value = "127.0.0.1:50051")]
     listen: SocketAddr,
     /// Directory for the node's data: the raft log (fsync'd before a write is
-    /// acknowledged) lives in DIR/raft. A restarted node replays it.
+    /// acknowledged) and the latest snapshot live in DIR/raft. A restarted node restores
+    /// the snapshot and replays the log after it.
     #[arg(long, default_value = "./data")]
     data_dir: PathBuf,
     /// This node's raft id (≥ 1), one of the ids in --peers.
@@ -71,6 +72,15 @@ struct NodeArgs {
     /// restarted node keeps the membership in its log.
     #[arg(long, value_parser = parse_peers, default_value = "")]
     peers: Peers,
+    /// Join an existing cluster instead of founding one: start empty and wait until a
+    /// member's `Cluster.AddMember` (with this node's --id and address) adds it; it
+    /// catches up as a learner and becomes a voter. --peers is ignored.
+    #[arg(long)]
+    join: bool,
+    /// Entries applied between two snapshots; each snapshot compacts the log to a tenth
+    /// of this many entries before it.
+    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..))]
+    snapshot_entries: u64,
     /// How long a write or a linearizable read waits for a quorum before UNAVAILABLE, in ms.
     #[arg(long, default_value_t = 5000)]
     request_timeout_ms: u64,
@@ -140,6 +150,8 @@ async fn run_node(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
         data_dir: args.data_dir.clone(),
         request_timeout: Duration::from_millis(args.request_timeout_ms),
         raft_tick: Duration::from_millis(args.raft_tick_ms),
+        join: args.join,
+        snapshot_entries: args.snapshot_entries,
     };
     let node = BoundNode::bind(args.listen, args.metrics_listen, config).await?;
     let grpc = node.grpc_addr()?;

@@ -1,13 +1,17 @@
-//! `clockwise.cluster.v1.Cluster`: this node's view of the raft group.
+//! `clockwise.cluster.v1.Cluster`: this node's view of the raft group, membership
+//! changes and leadership transfer (through the leader, answered once applied here).
 
 use std::sync::Arc;
 
 use clockwise_cluster::driver::Role;
+use clockwise_cluster::MembershipChange;
 use clockwise_proto::cluster::v1 as pb;
 use clockwise_proto::cluster::v1::cluster_server::Cluster;
-use tonic::{Request, Status};
+use tonic::Request;
 
+use super::error::ServiceError;
 use super::state::NodeState;
+use super::validate;
 use super::{ok, Reply};
 
 pub struct ClusterService {
@@ -64,31 +68,57 @@ impl Cluster for ClusterService {
             applied_index: status.applied_index,
             members: self.members(),
             state_digest: self.state.state_digest(),
+            snapshot_index: status.snapshot_index,
+            first_log_index: status.first_index,
         })
     }
 
     async fn add_member(
         &self,
-        _req: Request<pb::AddMemberRequest>,
+        request: Request<pb::AddMemberRequest>,
     ) -> Reply<pb::AddMemberResponse> {
-        Err(Status::unimplemented(
-            "AddMember: membership changes are not available yet; the group is fixed by --peers",
-        ))
+        let request = request.into_inner();
+        let id = validate::member_id("id", request.id)?;
+        let address = validate::member_address("address", &request.address)?;
+        self.state
+            .replica()
+            .change_membership(
+                MembershipChange::AddLearner { id, address },
+                self.state.timeout(),
+            )
+            .await
+            .map_err(ServiceError::from)?;
+        ok(pb::AddMemberResponse {
+            members: self.members(),
+        })
     }
 
     async fn remove_member(
         &self,
-        _req: Request<pb::RemoveMemberRequest>,
+        request: Request<pb::RemoveMemberRequest>,
     ) -> Reply<pb::RemoveMemberResponse> {
-        Err(Status::unimplemented(
-            "RemoveMember: membership changes are not available yet; the group is fixed by --peers",
-        ))
+        let id = validate::member_id("id", request.into_inner().id)?;
+        self.state
+            .replica()
+            .change_membership(MembershipChange::Remove { id }, self.state.timeout())
+            .await
+            .map_err(ServiceError::from)?;
+        ok(pb::RemoveMemberResponse {
+            members: self.members(),
+        })
     }
 
     async fn transfer_leader(
         &self,
-        _req: Request<pb::TransferLeaderRequest>,
+        request: Request<pb::TransferLeaderRequest>,
     ) -> Reply<pb::TransferLeaderResponse> {
-        Err(Status::unimplemented("TransferLeader: not available yet"))
+        let target = validate::member_id("target_id", request.into_inner().target_id)?;
+        let leader_id = self
+            .state
+            .replica()
+            .transfer_leader(target, self.state.timeout())
+            .await
+            .map_err(ServiceError::from)?;
+        ok(pb::TransferLeaderResponse { leader_id })
     }
 }

@@ -59,6 +59,12 @@ pub struct NodeConfig {
     pub request_timeout: Duration,
     /// One raft tick (elections take 10–20 ticks).
     pub raft_tick: Duration,
+    /// Start without a membership and wait to be added (`Cluster.AddMember`) by the
+    /// leader of an existing cluster; `peers` is ignored.
+    pub join: bool,
+    /// Entries applied between snapshots; the log is compacted to a tenth of it before
+    /// each snapshot.
+    pub snapshot_entries: u64,
 }
 
 impl Default for NodeConfig {
@@ -70,6 +76,8 @@ impl Default for NodeConfig {
             data_dir: PathBuf::from("./data"),
             request_timeout: Duration::from_secs(5),
             raft_tick: Duration::from_millis(50),
+            join: false,
+            snapshot_entries: DriverConfig::default().snapshot_entries,
         }
     }
 }
@@ -138,18 +146,22 @@ impl BoundNode {
             .local_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
-        let members: BTreeMap<u64, String> = if config.peers.is_empty() {
-            BTreeMap::from([(config.id, advertised)])
+        let members: BTreeMap<u64, String> = if config.join {
+            BTreeMap::new()
+        } else if config.peers.is_empty() {
+            BTreeMap::from([(config.id, advertised.clone())])
         } else {
             config.peers.iter().cloned().collect()
         };
-        if !members.contains_key(&config.id) {
+        if !config.join && !members.contains_key(&config.id) {
             return Err(ServeError::Config(format!(
                 "--peers does not list this node's --id {}",
                 config.id
             )));
         }
-        let transport = GrpcTransport::new(config.id, tokio::runtime::Handle::current());
+        let own_address = members.get(&config.id).cloned().unwrap_or(advertised);
+        let transport =
+            GrpcTransport::new(config.id, own_address, tokio::runtime::Handle::current());
         let log_dir = config.data_dir.join("raft");
         // Opening replays the log from disk: keep it off the async workers.
         let store = tokio::task::spawn_blocking(move || LogStore::open(&log_dir))
@@ -159,6 +171,8 @@ impl BoundNode {
             id: config.id,
             initial_members: members,
             tick: config.raft_tick,
+            snapshot_entries: config.snapshot_entries,
+            log_retain: config.snapshot_entries / 10,
             ..DriverConfig::default()
         };
         // Bootstrapping a new log is a synced write: keep it off the async workers too.
@@ -168,6 +182,7 @@ impl BoundNode {
         })
         .await
         .map_err(|e| ServeError::Config(format!("starting the raft driver panicked: {e}")))??;
+        transport.set_driver(handle.clone());
         Ok(Replica::new(handle, thread, transport))
     }
 
@@ -175,8 +190,11 @@ impl BoundNode {
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServeError> {
         let engine = Arc::new(RwLock::new(Engine::new()));
         let replica = self.start_replica(engine.clone()).await?;
-        let raft_service = RaftTransportServer::new(RaftTransportService::new(replica.handle()))
-            .max_decoding_message_size(clockwise_cluster::transport::MAX_MESSAGE_BYTES);
+        let raft_service = RaftTransportServer::new(RaftTransportService::new(
+            replica.handle(),
+            replica.transport().clone(),
+        ))
+        .max_decoding_message_size(clockwise_cluster::transport::MAX_MESSAGE_BYTES);
         let advertised = self
             .grpc
             .local_addr()

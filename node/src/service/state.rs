@@ -85,8 +85,85 @@ impl Sessions {
     }
 }
 
+/// Why a state-machine snapshot was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum MachineSnapshotError {
+    #[error("engine: {0}")]
+    Engine(#[from] SnapshotError),
+    #[error("sessions: {0}")]
+    Sessions(&'static str),
+}
+
+/// Version of the state-machine snapshot: the engine's snapshot, then the sessions.
+const MACHINE_SNAPSHOT_VERSION: u8 = 1;
+
+impl Sessions {
+    /// Appends the sessions in log-index order (deterministic on every replica).
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.by_index.len() as u64).to_be_bytes());
+        for (index, client) in &self.by_index {
+            let (seq, _, outcome) = &self.by_client[client];
+            out.extend_from_slice(&index.to_be_bytes());
+            out.extend_from_slice(&seq.to_be_bytes());
+            out.extend_from_slice(&(client.len() as u64).to_be_bytes());
+            out.extend_from_slice(client.as_bytes());
+            out.extend_from_slice(&(outcome.len() as u64).to_be_bytes());
+            out.extend_from_slice(outcome);
+        }
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, MachineSnapshotError> {
+        let mut reader = Reader(bytes);
+        let mut sessions = Sessions::default();
+        for _ in 0..reader.u64()? {
+            let index = reader.u64()?;
+            let seq = reader.u64()?;
+            let len = usize::try_from(reader.u64()?).map_err(|_| TRUNCATED)?;
+            let client = std::str::from_utf8(reader.take(len)?)
+                .map_err(|_| MachineSnapshotError::Sessions("a client id is not UTF-8"))?
+                .to_owned();
+            let len = usize::try_from(reader.u64()?).map_err(|_| TRUNCATED)?;
+            let outcome = reader.take(len)?.to_vec();
+            sessions.bytes += outcome.len();
+            if sessions.by_index.insert(index, client.clone()).is_some()
+                || sessions
+                    .by_client
+                    .insert(client, (seq, index, outcome))
+                    .is_some()
+            {
+                return Err(MachineSnapshotError::Sessions("a session is listed twice"));
+            }
+        }
+        if !reader.0.is_empty() {
+            return Err(MachineSnapshotError::Sessions("trailing bytes"));
+        }
+        Ok(sessions)
+    }
+}
+
+const TRUNCATED: MachineSnapshotError = MachineSnapshotError::Sessions("truncated");
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], MachineSnapshotError> {
+        if self.0.len() < n {
+            return Err(TRUNCATED);
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn u64(&mut self) -> Result<u64, MachineSnapshotError> {
+        Ok(u64::from_be_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+}
+
 impl StateMachine for EngineMachine {
-    type Error = SnapshotError;
+    type Error = MachineSnapshotError;
 
     /// On the leader: a command sent with timestamp 0 gets the leader's clock, once, so
     /// every replica applies the same time.
@@ -119,16 +196,34 @@ impl StateMachine for EngineMachine {
         outcome
     }
 
+    /// Version byte, the engine's snapshot (length-prefixed), then the sessions, so a
+    /// retry after a snapshot install still applies once.
     fn snapshot(&self) -> Vec<u8> {
-        self.engine
+        let engine = self
+            .engine
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .snapshot()
+            .snapshot();
+        let mut out = Vec::with_capacity(1 + 8 + engine.len() + 8 + self.sessions.bytes);
+        out.push(MACHINE_SNAPSHOT_VERSION);
+        out.extend_from_slice(&(engine.len() as u64).to_be_bytes());
+        out.extend_from_slice(&engine);
+        self.sessions.encode_into(&mut out);
+        out
     }
 
-    fn restore(&mut self, snapshot: &[u8]) -> Result<(), SnapshotError> {
-        let engine = Engine::restore(snapshot)?;
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), MachineSnapshotError> {
+        let mut reader = Reader(snapshot);
+        if reader.take(1)? != [MACHINE_SNAPSHOT_VERSION] {
+            return Err(MachineSnapshotError::Sessions(
+                "unknown state-machine snapshot version",
+            ));
+        }
+        let len = usize::try_from(reader.u64()?).map_err(|_| TRUNCATED)?;
+        let engine = Engine::restore(reader.take(len)?)?;
+        let sessions = Sessions::decode(reader.0)?;
         *self.engine.write().unwrap_or_else(PoisonError::into_inner) = engine;
+        self.sessions = sessions;
         Ok(())
     }
 }
@@ -151,6 +246,11 @@ impl NodeState {
 
     pub fn replica(&self) -> &Replica {
         &self.replica
+    }
+
+    /// How long a replicated call may wait for a quorum.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Replicates one mutation and answers its outcome. With a session, a repeat of the
@@ -331,6 +431,42 @@ mod tests {
             .sessions
             .by_client
             .contains_key(&format!("c{MAX_SESSIONS}")));
+    }
+
+    #[test]
+    fn a_snapshot_carries_the_engine_and_the_sessions() {
+        let (mut m, engine) = machine();
+        let add = command(
+            1,
+            HashRingOp::AddNode {
+                node_id: "n".into(),
+            },
+        );
+        let first = apply(&mut m, 1, &add, session("c1", 3));
+        apply(
+            &mut m,
+            2,
+            &command(2, HashRingOp::StoreKey { key: "k".into() }),
+            session("c2", 9),
+        );
+        let snapshot = m.snapshot();
+
+        let (mut restored, restored_engine) = machine();
+        restored.restore(&snapshot).unwrap();
+        assert_eq!(
+            restored_engine.read().unwrap().state_digest(),
+            engine.read().unwrap().state_digest()
+        );
+        assert_eq!(restored.snapshot(), snapshot, "the encoding is canonical");
+        // A retry after the install answers the first outcome without applying again.
+        assert_eq!(apply(&mut restored, 3, &add, session("c1", 3)), first);
+        assert_eq!(
+            restored_engine.read().unwrap().state_digest(),
+            engine.read().unwrap().state_digest()
+        );
+        for cut in 0..snapshot.len() {
+            assert!(restored.restore(&snapshot[..cut]).is_err(), "cut at {cut}");
+        }
     }
 
     #[test]

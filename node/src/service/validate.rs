@@ -208,6 +208,32 @@ pub fn list_len(field: &str, len: usize, max: usize) -> Result<()> {
 }
 
 /// `ttl_ms`: accepted only as 0 until expiring keys exist.
+/// A raft member id: non-zero.
+pub fn member_id(field: &str, id: u64) -> Result<u64> {
+    if id == 0 {
+        return Err(ServiceError::invalid(
+            field,
+            "must be a non-zero raft node id",
+        ));
+    }
+    Ok(id)
+}
+
+/// A member's address: `host:port`, as peers dial it.
+pub fn member_address(field: &str, address: &str) -> Result<String> {
+    let valid = address
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
+        && !address.contains(['/', ' ', '@']);
+    if !valid {
+        return Err(ServiceError::invalid(
+            field,
+            format!("{address:?} is not a host:port address"),
+        ));
+    }
+    Ok(address.to_owned())
+}
+
 pub fn ttl_ms(value: i64) -> Result<()> {
     match value {
         0 => Ok(()),
