@@ -287,10 +287,9 @@ impl RaftTransport for RaftTransportService {
         request: Request<Streaming<pb::SnapshotChunk>>,
     ) -> Result<Response<pb::SendAck>, Status> {
         let mut chunks = request.into_inner();
-        let first = chunks
-            .next()
-            .await
-            .ok_or_else(|| Status::invalid_argument("the snapshot stream is empty"))??;
+        let first = chunks.next().await.ok_or_else(|| {
+            Status::invalid_argument("message: the snapshot stream is empty (no first chunk)")
+        })??;
         self.learn_sender(first.from, &first.from_address);
         let mut message = Message::parse_from_bytes(&first.message)
             .map_err(|e| Status::invalid_argument(format!("message: not a raft message: {e}")))?;
@@ -307,8 +306,10 @@ impl RaftTransport for RaftTransportService {
             .map_err(|_| Status::resource_exhausted("data_len: too large for this node"))?;
         let mut data = Vec::with_capacity(expected);
         data.extend_from_slice(&first.data);
+        let mut pieces = 1;
         while let Some(chunk) = chunks.next().await {
             let chunk = chunk?;
+            pieces += 1;
             if data.len() + chunk.data.len() > expected {
                 return Err(Status::invalid_argument(
                     "data: more snapshot data than data_len announced",
@@ -327,6 +328,12 @@ impl RaftTransport for RaftTransportService {
                 "data_sha256: the snapshot data does not match its checksum",
             ));
         }
+        tracing::info!(
+            from = first.from,
+            bytes = expected,
+            chunks = pieces,
+            "received a snapshot"
+        );
         message.mut_snapshot().data = data.into();
         if !self.handle.step(message) {
             return Err(Status::unavailable("the raft queue is full; retry later"));

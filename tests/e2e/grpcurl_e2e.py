@@ -649,14 +649,35 @@ def group_reflection(checks, grpcurl_path, node):
         resp, ok = str(e), False
     checks.record("health: grpc.health.v1.Health/Check is SERVING", ok, f"got {resp}")
 
-    for svc, rpc, field in [(HR, "AddNode", "node_id"), (CR, "AddServer", "server_name")]:
-        req = {"ring": f"bad-input-{PID}", "timestamp": 1, field: ""}
+    try:
+        status = g.call(f"{CLUSTER}/Status", {})
+        ok = (status.get("role") == "ROLE_LEADER" and status.get("leaderId") == "1"
+              and [m.get("id") for m in status.get("members", [])] == ["1"]
+              and len(status.get("stateDigest", "")) == 64)
+    except GrpcError as e:
+        status, ok = str(e), False
+    checks.record("cluster: Status of a group of one names itself leader and only member",
+                  ok, f"got {status}")
+    try:
+        moved = g.call(f"{CLUSTER}/TransferLeader", {"target_id": 1})
+        ok = moved == {"leaderId": "1"}
+    except GrpcError as e:
+        moved, ok = str(e), False
+    checks.record("cluster: TransferLeader to the leader itself answers it", ok, f"got {moved}")
+
+    for svc, rpc, field, req in [
+        (HR, "AddNode", "node_id", {"ring": f"bad-input-{PID}", "timestamp": 1, "node_id": ""}),
+        (CR, "AddServer", "server_name",
+         {"ring": f"bad-input-{PID}", "timestamp": 1, "server_name": ""}),
+        (CLUSTER, "AddMember", "address", {"id": 2, "address": "no-port"}),
+        (CLUSTER, "RemoveMember", "id", {"id": 0}),
+    ]:
         rc, out, err = g.run(f"{svc}/{rpc}", data=json.dumps(req))
         text = err + out
         msg = re.search(r"Message: (.*)", text)
         ok = (rc != 0 and "Code: InvalidArgument" in text and msg is not None
               and field in msg.group(1))
-        checks.record(f"bad input: {rpc} with empty {field} is InvalidArgument naming {field}",
+        checks.record(f"bad input: {rpc} with a bad {field} is InvalidArgument naming {field}",
                       ok, f"rc={rc} output: {text.strip()!r}")
 
 

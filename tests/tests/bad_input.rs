@@ -1773,3 +1773,86 @@ async fn chat_router_drill_results_stay_results() {
     assert_eq!(batch.results[1].value, None);
     cr_still_serves(&mut c).await;
 }
+
+// ---------------------------------------------------------------------------------
+// Cluster calls
+// ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn cluster_membership_bad_input_is_refused_with_the_field_named() {
+    use clockwise_proto::cluster::v1 as cl;
+    use clockwise_proto::cluster::v1::cluster_client::ClusterClient;
+
+    let node = NodeProcess::start();
+    let mut c = ClusterClient::new(node.channel().await);
+    let add = |id: u64, address: &str| cl::AddMemberRequest {
+        id,
+        address: address.into(),
+    };
+    assert_invalid_one("AddMember", c.add_member(add(0, "127.0.0.1:1")).await, "id");
+    for address in [
+        "",
+        "nohost",
+        ":80",
+        "h:0",
+        "h:99999",
+        "h:x",
+        "http://h:1",
+        "h 1:2",
+    ] {
+        assert_invalid_one("AddMember", c.add_member(add(2, address)).await, "address");
+    }
+    assert_invalid_one(
+        "RemoveMember",
+        c.remove_member(cl::RemoveMemberRequest { id: 0 }).await,
+        "id",
+    );
+    assert_invalid_one(
+        "TransferLeader",
+        c.transfer_leader(cl::TransferLeaderRequest { target_id: 0 })
+            .await,
+        "target_id",
+    );
+    // Well-formed but impossible: FAILED_PRECONDITION naming the field.
+    let outcomes = [
+        rpc!("AddMember", c.add_member(add(1, "127.0.0.1:1"))),
+        rpc!(
+            "RemoveMember",
+            c.remove_member(cl::RemoveMemberRequest { id: 7 })
+        ),
+        rpc!(
+            "TransferLeader",
+            c.transfer_leader(cl::TransferLeaderRequest { target_id: 7 })
+        ),
+    ];
+    let (rpcs, fields) = (
+        ["AddMember", "RemoveMember", "TransferLeader"],
+        ["id", "id", "target_id"],
+    );
+    for ((outcome, rpc), field) in outcomes.iter().zip(rpcs).zip(fields) {
+        assert_eq!(outcome.0, rpc);
+        assert_refused(
+            std::slice::from_ref(outcome),
+            Code::FailedPrecondition,
+            field,
+        );
+    }
+    // The leader of a group of one cannot remove itself.
+    let own = c
+        .remove_member(cl::RemoveMemberRequest { id: 1 })
+        .await
+        .map(drop);
+    assert_refused(&[("RemoveMember", own)], Code::FailedPrecondition, "id");
+    // Still serving, and still a group of one.
+    let status = served("Status", c.status(cl::StatusRequest {}).await);
+    assert_eq!(status.members.len(), 1);
+    assert_eq!(
+        served(
+            "TransferLeader",
+            c.transfer_leader(cl::TransferLeaderRequest { target_id: 1 })
+                .await
+        )
+        .leader_id,
+        1
+    );
+}

@@ -1,6 +1,8 @@
 //! A three-node cluster of real processes on loopback, each with its own fsync'd log:
 //! writes through any node are visible through every other, and no acknowledged write
-//! is lost when the leader, or every node, is killed with SIGKILL and restarted.
+//! is lost when the leader, or every node, is killed with SIGKILL and restarted. A
+//! wiped follower comes back through a snapshot; members join, leave and take over
+//! leadership while writes continue.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,7 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clockwise_proto::cluster::v1::cluster_client::ClusterClient;
-use clockwise_proto::cluster::v1::{Role, StatusRequest, StatusResponse};
+use clockwise_proto::cluster::v1::{
+    AddMemberRequest, RemoveMemberRequest, Role, StatusRequest, StatusResponse,
+    TransferLeaderRequest,
+};
 use clockwise_proto::hashring::v1 as hr;
 use clockwise_proto::hashring::v1::hash_ring_client::HashRingClient;
 use clockwise_tests::{free_local_addr, unique_temp_dir, NodeProcess};
@@ -17,25 +22,80 @@ use tonic::transport::{Channel, Endpoint};
 const RING: &str = "cluster";
 const WAIT: Duration = Duration::from_secs(30);
 
+/// Node `i` (0-based) has raft id `i + 1`.
 struct TestCluster {
     addrs: Vec<String>,
     dirs: Vec<PathBuf>,
     nodes: Vec<Option<NodeProcess>>,
+    /// How many nodes founded the cluster (the rest joined).
+    founders: usize,
+    /// Extra flags for every node.
+    extra: Vec<String>,
 }
 
 impl TestCluster {
     fn start(size: usize) -> TestCluster {
+        Self::start_with(size, &[])
+    }
+
+    fn start_with(size: usize, extra: &[&str]) -> TestCluster {
         let addrs: Vec<String> = (0..size).map(|_| free_local_addr()).collect();
         let dirs = (0..size).map(|_| unique_temp_dir()).collect();
         let mut cluster = TestCluster {
             addrs,
             dirs,
             nodes: (0..size).map(|_| None).collect(),
+            founders: size,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         for i in 0..size {
             cluster.start_node(i);
         }
         cluster
+    }
+
+    /// A new node (not started): its index.
+    fn new_slot(&mut self) -> usize {
+        self.addrs.push(free_local_addr());
+        self.dirs.push(unique_temp_dir());
+        self.nodes.push(None);
+        self.nodes.len() - 1
+    }
+
+    /// Starts node `i` empty, waiting to be added (`--join`).
+    fn start_joining(&mut self, i: usize) {
+        let id = (i + 1).to_string();
+        let mut args = vec!["--id", &id, "--join", "--raft-tick-ms", "20"];
+        args.extend(self.extra.iter().map(String::as_str));
+        self.nodes[i] = Some(NodeProcess::start_at(&self.addrs[i], &self.dirs[i], &args));
+    }
+
+    /// SIGKILL, and the node's data is gone.
+    fn wipe(&mut self, i: usize) {
+        self.kill(i);
+        std::fs::remove_dir_all(&self.dirs[i]).unwrap();
+        std::fs::create_dir_all(&self.dirs[i]).unwrap();
+    }
+
+    fn cluster_client(&self, i: usize) -> ClusterClient<Channel> {
+        ClusterClient::new(self.channel(i))
+    }
+
+    /// Waits (bounded) until node `i`'s status satisfies `done`.
+    async fn wait_status(&self, i: usize, what: &str, done: impl Fn(&StatusResponse) -> bool) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let status = self.status(i).await;
+            if status.as_ref().is_some_and(&done) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {}: {what}: {status:?}",
+                i + 1
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     fn live(&self) -> Vec<usize> {
@@ -48,6 +108,7 @@ impl TestCluster {
         let peers = self
             .addrs
             .iter()
+            .take(self.founders)
             .enumerate()
             .map(|(j, a)| format!("{}={a}", j + 1))
             .collect::<Vec<_>>()
@@ -63,6 +124,8 @@ impl TestCluster {
             "--request-timeout-ms",
             "3000",
         ];
+        let mut args = args.to_vec();
+        args.extend(self.extra.iter().map(String::as_str));
         self.nodes[i] = Some(NodeProcess::start_at(&self.addrs[i], &self.dirs[i], &args));
     }
 
@@ -466,5 +529,209 @@ async fn without_a_quorum_calls_fail_unavailable_in_time_but_stale_reads_are_ser
         refused.message().starts_with("x-clockwise-consistency"),
         "{}",
         refused.message()
+    );
+}
+
+/// The members of a status as `(id, learner)`.
+fn members(status: &StatusResponse) -> Vec<(u64, bool)> {
+    status.members.iter().map(|m| (m.id, m.learner)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_follower_rejoins_through_a_snapshot_and_converges() {
+    let mut cluster = TestCluster::start_with(3, &["--snapshot-entries", "40"]);
+    let leader = cluster.leader().await;
+    add_nodes(&cluster).await;
+    let mut keys = Vec::new();
+    for i in 0..120 {
+        let key = format!("s{i}");
+        store(&mut cluster.hash_ring(leader), &key).await.unwrap();
+        keys.push(key);
+    }
+    // Enough state (long keys) that the snapshot travels in several 1 MiB chunks.
+    for batch in 0..2 {
+        let operations = (0..2500)
+            .map(|i| hr::KeyOperation {
+                r#type: "store".into(),
+                key: format!("{batch}-{i:04}-{}", "x".repeat(240)),
+            })
+            .collect();
+        let request = hr::BatchOperationsRequest {
+            ring: RING.into(),
+            timestamp: 0,
+            operations,
+        };
+        cluster
+            .hash_ring(leader)
+            .batch_operations(request)
+            .await
+            .unwrap();
+    }
+    for i in 0..40 {
+        let key = format!("u{i}");
+        store(&mut cluster.hash_ring(leader), &key).await.unwrap();
+        keys.push(key);
+    }
+    let status = cluster.status(leader).await.unwrap();
+    assert!(
+        status.snapshot_index > 0 && status.first_log_index > 1,
+        "the leader snapshotted and compacted its log: {status:?}"
+    );
+
+    // The follower's data is lost. Raft forbids it to come back as the member it was
+    // (it would have forgotten entries it acknowledged): it is removed and added again,
+    // through the other follower, and catches up from a snapshot since the leader's log
+    // no longer reaches back to its start.
+    let wiped = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+    let wiped_id = wiped as u64 + 1;
+    cluster.wipe(wiped);
+    let removed = cluster
+        .cluster_client(other)
+        .remove_member(RemoveMemberRequest { id: wiped_id })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(removed.members.iter().all(|m| m.id != wiped_id));
+    cluster.start_joining(wiped);
+    let added = cluster
+        .cluster_client(other)
+        .add_member(AddMemberRequest {
+            id: wiped_id,
+            address: cluster.addrs[wiped].clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(added.members.iter().any(|m| m.id == wiped_id));
+    cluster
+        .wait_status(leader, "the rejoined node is a voter", |s| {
+            members(s) == [(1, false), (2, false), (3, false)]
+        })
+        .await;
+    cluster
+        .wait_status(wiped, "installed a snapshot", |s| s.snapshot_index > 0)
+        .await;
+    for i in 0..10 {
+        let key = format!("t{i}");
+        store(&mut cluster.hash_ring(wiped), &key).await.unwrap();
+        keys.push(key);
+    }
+    cluster.assert_all_present(&keys).await;
+    cluster.assert_digests_converge().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fourth_member_is_added_and_one_removed_while_writes_continue() {
+    let mut cluster = TestCluster::start(3);
+    let leader = cluster.leader().await;
+    add_nodes(&cluster).await;
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_writer(cluster.hash_ring(leader), "m", acked.clone(), stop.clone());
+    wait_acked(&acked, 20).await;
+
+    let fourth = cluster.new_slot();
+    cluster.start_joining(fourth);
+    let added = cluster
+        .cluster_client((leader + 1) % 3)
+        .add_member(AddMemberRequest {
+            id: 4,
+            address: cluster.addrs[fourth].clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        added.members.iter().any(|m| m.id == 4),
+        "{:?}",
+        added.members
+    );
+    cluster
+        .wait_status(leader, "node 4 promoted to voter", |s| {
+            members(s).contains(&(4, false))
+        })
+        .await;
+    cluster
+        .wait_status(fourth, "node 4 sees itself a voter", |s| {
+            s.role == Role::Follower as i32
+        })
+        .await;
+    let before = acked.lock().unwrap().len();
+    wait_acked(&acked, before + 20).await;
+
+    let leaving = (leader + 1) % 3;
+    let left = cluster
+        .cluster_client(leader)
+        .remove_member(RemoveMemberRequest {
+            id: leaving as u64 + 1,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(left.members.len(), 3, "{:?}", left.members);
+    cluster.kill(leaving);
+    let before = acked.lock().unwrap().len();
+    wait_acked(&acked, before + 20).await;
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+
+    let keys = acked.lock().unwrap().clone();
+    cluster.assert_all_present(&keys).await;
+    cluster.assert_digests_converge().await;
+
+    // Leadership moves to the newcomer, asked through a follower.
+    let asked_through = (0..3).find(|&i| i != leader && i != leaving).unwrap();
+    let moved = cluster
+        .cluster_client(asked_through)
+        .transfer_leader(TransferLeaderRequest { target_id: 4 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(moved.leader_id, 4);
+    cluster
+        .wait_status(fourth, "node 4 leads", |s| s.role == Role::Leader as i32)
+        .await;
+    store(&mut cluster.hash_ring(fourth), "after-transfer")
+        .await
+        .unwrap();
+
+    // Refusals name the problem.
+    let mut client = cluster.cluster_client(fourth);
+    let refused = client
+        .remove_member(RemoveMemberRequest { id: 4 })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    assert!(
+        refused.message().contains("transfer leadership"),
+        "{refused:?}"
+    );
+    let refused = client
+        .add_member(AddMemberRequest {
+            id: 4,
+            address: cluster.addrs[fourth].clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    let refused = client
+        .transfer_leader(TransferLeaderRequest {
+            target_id: leaving as u64 + 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
     );
 }

@@ -1,0 +1,207 @@
+//! The peer transport's server refuses malformed input with a status naming the
+//! field, over a real socket, in front of a real (single-node) driver: garbage raft
+//! messages, snapshot streams that are empty, short, long, oversized or fail their
+//! checksum, and membership requests without a change.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clockwise_cluster::driver::{self, DriverConfig};
+use clockwise_cluster::snapshot::sha256;
+use clockwise_cluster::transport::MAX_SNAPSHOT_BYTES;
+use clockwise_cluster::{GrpcTransport, LogStore, RaftTransportService, StateMachine};
+use clockwise_proto::raft::v1 as pb;
+use clockwise_proto::raft::v1::raft_transport_client::RaftTransportClient;
+use clockwise_proto::raft::v1::raft_transport_server::RaftTransportServer;
+use protobuf::Message as _;
+use raft::eraftpb::{Message, MessageType};
+use tonic::transport::Channel;
+use tonic::Code;
+
+struct Nothing;
+
+#[derive(Debug, thiserror::Error)]
+#[error("never")]
+struct Never;
+
+impl StateMachine for Nothing {
+    type Error = Never;
+    fn apply(&mut self, _index: u64, _data: &[u8]) -> Vec<u8> {
+        Vec::new()
+    }
+    fn snapshot(&self) -> Vec<u8> {
+        Vec::new()
+    }
+    fn restore(&mut self, _snapshot: &[u8]) -> Result<(), Never> {
+        Ok(())
+    }
+}
+
+/// One node serving the transport on an ephemeral port; answers a client to it.
+async fn serve(dir: &std::path::Path) -> RaftTransportClient<Channel> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let transport = GrpcTransport::new(1, address.clone(), tokio::runtime::Handle::current());
+    let store = LogStore::open(dir).unwrap();
+    let config = DriverConfig {
+        initial_members: BTreeMap::from([(1, address.clone())]),
+        ..DriverConfig::default()
+    };
+    let peers: Arc<dyn driver::Transport> = transport.clone();
+    let (handle, _thread) = driver::spawn(config, store, Nothing, peers).unwrap();
+    let service = RaftTransportServer::new(RaftTransportService::new(handle, transport));
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .unwrap()
+        .timeout(Duration::from_secs(10))
+        .connect_lazy();
+    RaftTransportClient::new(channel)
+}
+
+fn snapshot_header() -> Vec<u8> {
+    let mut message = Message::default();
+    message.set_msg_type(MessageType::MsgSnapshot);
+    message.from = 2;
+    message.to = 1;
+    message.write_to_bytes().unwrap()
+}
+
+fn first_chunk(data_len: u64, checksum: &[u8], data: &[u8]) -> pb::SnapshotChunk {
+    pb::SnapshotChunk {
+        from: 2,
+        from_address: String::new(),
+        message: snapshot_header(),
+        data_len,
+        data_sha256: checksum.to_vec(),
+        data: data.to_vec(),
+    }
+}
+
+fn piece(data: &[u8]) -> pb::SnapshotChunk {
+    pb::SnapshotChunk {
+        data: data.to_vec(),
+        ..pb::SnapshotChunk::default()
+    }
+}
+
+async fn send_snapshot(
+    client: &mut RaftTransportClient<Channel>,
+    chunks: Vec<pb::SnapshotChunk>,
+) -> Result<(), tonic::Status> {
+    client
+        .send_snapshot(tokio_stream::iter(chunks))
+        .await
+        .map(|_| ())
+}
+
+fn assert_refused(result: Result<(), tonic::Status>, code: Code, field: &str) {
+    let status = result.expect_err("refused");
+    assert_eq!(status.code(), code, "{status:?}");
+    assert!(
+        status.message().starts_with(field),
+        "the refusal names {field}: {}",
+        status.message()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_peer_input_is_refused_with_the_field_named() {
+    let dir = std::env::temp_dir().join(format!("clockwise-transport-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut client = serve(&dir).await;
+
+    let garbage = client
+        .send(pb::RaftMessageBatch {
+            from: 2,
+            messages: vec![vec![0xff; 7]],
+            from_address: String::new(),
+        })
+        .await
+        .map(|_| ());
+    assert_refused(garbage, Code::InvalidArgument, "messages");
+
+    let data = vec![7u8; 2500];
+    let checksum = sha256(&data);
+    // Whole, in three chunks: accepted.
+    send_snapshot(
+        &mut client,
+        vec![
+            first_chunk(2500, &checksum, &data[..1000]),
+            piece(&data[1000..2000]),
+            piece(&data[2000..]),
+        ],
+    )
+    .await
+    .expect("a whole snapshot in chunks is accepted");
+
+    assert_refused(
+        send_snapshot(&mut client, Vec::new()).await,
+        Code::InvalidArgument,
+        "message",
+    );
+    let mut not_snapshot = first_chunk(0, &sha256(&[]), &[]);
+    let mut heartbeat = Message::default();
+    heartbeat.set_msg_type(MessageType::MsgHeartbeat);
+    not_snapshot.message = heartbeat.write_to_bytes().unwrap();
+    assert_refused(
+        send_snapshot(&mut client, vec![not_snapshot]).await,
+        Code::InvalidArgument,
+        "message",
+    );
+    let mut unreadable = first_chunk(0, &sha256(&[]), &[]);
+    unreadable.message = vec![0xff; 5];
+    assert_refused(
+        send_snapshot(&mut client, vec![unreadable]).await,
+        Code::InvalidArgument,
+        "message",
+    );
+    assert_refused(
+        send_snapshot(
+            &mut client,
+            vec![first_chunk(2500, &checksum, &data[..1000])],
+        )
+        .await,
+        Code::InvalidArgument,
+        "data",
+    );
+    assert_refused(
+        send_snapshot(
+            &mut client,
+            vec![
+                first_chunk(1000, &checksum, &data[..1000]),
+                piece(&data[..1]),
+            ],
+        )
+        .await,
+        Code::InvalidArgument,
+        "data",
+    );
+    let mut flipped = data.clone();
+    flipped[1234] ^= 1;
+    assert_refused(
+        send_snapshot(&mut client, vec![first_chunk(2500, &checksum, &flipped)]).await,
+        Code::DataLoss,
+        "data_sha256",
+    );
+    assert_refused(
+        send_snapshot(
+            &mut client,
+            vec![first_chunk(MAX_SNAPSHOT_BYTES + 1, &checksum, &[])],
+        )
+        .await,
+        Code::ResourceExhausted,
+        "data_len",
+    );
+
+    let unspecified = client
+        .change_membership(pb::MembershipRequest::default())
+        .await
+        .map(|_| ());
+    assert_refused(unspecified, Code::InvalidArgument, "change");
+    let _ = std::fs::remove_dir_all(&dir);
+}
