@@ -127,11 +127,18 @@ fn cluster_and_raft_rpcs() {
         ["Status", "AddMember", "RemoveMember", "TransferLeader"]
     );
     let raft = service(&set, "clockwise.raft.v1", "RaftTransport");
-    assert_eq!(rpc_names(raft), ["Send", "Forward"]);
+    assert_eq!(
+        rpc_names(raft),
+        ["Send", "Forward", "SendSnapshot", "ChangeMembership"]
+    );
     let send = &raft.method[0];
     assert_eq!(send.input_type(), ".clockwise.raft.v1.RaftMessageBatch");
     assert_eq!(send.output_type(), ".clockwise.raft.v1.SendAck");
     assert!(!send.client_streaming() && !send.server_streaming());
+    // Snapshots arrive as a client stream of chunks.
+    let snapshot = &raft.method[2];
+    assert_eq!(snapshot.input_type(), ".clockwise.raft.v1.SnapshotChunk");
+    assert!(snapshot.client_streaming() && !snapshot.server_streaming());
 }
 
 /// `<Rpc>Request` / `<Rpc>Response` in the service's own package, and every request
