@@ -1,0 +1,186 @@
+//! The raft group: each node's view of it, membership changes, leader transfer.
+
+use std::time::Instant;
+
+use clockwise_proto::cluster::v1 as pb;
+use clockwise_proto::cluster::v1::cluster_client::ClusterClient;
+
+use crate::client::{CallKind, Client};
+use crate::error::Error;
+
+/// A node's raft role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Leader,
+    Follower,
+    Candidate,
+    /// A member that does not vote yet (catching up after `add_member`).
+    Learner,
+    /// Not reported.
+    Unknown,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Leader => "leader",
+            Role::Follower => "follower",
+            Role::Candidate => "candidate",
+            Role::Learner => "learner",
+            Role::Unknown => "unknown",
+        })
+    }
+}
+
+/// One member of the group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub id: u64,
+    /// `host:port`.
+    pub address: String,
+    /// Not voting yet.
+    pub learner: bool,
+}
+
+/// One node's view of the group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub id: u64,
+    pub role: Role,
+    /// 0 when it knows no leader.
+    pub leader_id: u64,
+    pub term: u64,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub members: Vec<Member>,
+    /// Hex SHA-256 of its applied state: equal on replicas at the same applied index.
+    pub state_digest: String,
+    pub snapshot_index: u64,
+    pub first_log_index: u64,
+}
+
+fn members(members: Vec<pb::Member>) -> Vec<Member> {
+    members
+        .into_iter()
+        .map(|m| Member {
+            id: m.id,
+            address: m.address,
+            learner: m.learner,
+        })
+        .collect()
+}
+
+impl From<pb::StatusResponse> for NodeStatus {
+    fn from(s: pb::StatusResponse) -> Self {
+        NodeStatus {
+            id: s.id,
+            role: match pb::Role::try_from(s.role) {
+                Ok(pb::Role::Leader) => Role::Leader,
+                Ok(pb::Role::Follower) => Role::Follower,
+                Ok(pb::Role::Candidate) => Role::Candidate,
+                Ok(pb::Role::Learner) => Role::Learner,
+                _ => Role::Unknown,
+            },
+            leader_id: s.leader_id,
+            term: s.term,
+            commit_index: s.commit_index,
+            applied_index: s.applied_index,
+            members: members(s.members),
+            state_digest: s.state_digest,
+            snapshot_index: s.snapshot_index,
+            first_log_index: s.first_log_index,
+        }
+    }
+}
+
+/// The group behind a client ([`Client::cluster`]).
+#[derive(Clone)]
+pub struct Cluster {
+    client: Client,
+}
+
+impl Client {
+    /// The raft group: status, membership, leadership.
+    pub fn cluster(&self) -> Cluster {
+        Cluster {
+            client: self.clone(),
+        }
+    }
+}
+
+impl Cluster {
+    /// The status as seen by one node (the leader when known), with retries.
+    pub async fn status(&self) -> Result<NodeStatus, Error> {
+        let status: pb::StatusResponse = self
+            .client
+            .call(
+                CallKind::Read,
+                pb::StatusRequest {},
+                |channel, r| async move { ClusterClient::new(channel).status(r).await },
+            )
+            .await?;
+        Ok(status.into())
+    }
+
+    /// Every known endpoint's own view, each asked once (an unreachable node answers
+    /// its error).
+    pub async fn statuses(&self) -> Vec<(String, Result<NodeStatus, Error>)> {
+        self.client
+            .refresh_leader(Instant::now() + std::time::Duration::from_secs(2))
+            .await;
+        let mut all = Vec::new();
+        for (address, channel) in self.client.channels() {
+            let mut request = tonic::Request::new(pb::StatusRequest {});
+            request.set_timeout(std::time::Duration::from_secs(2));
+            let answer = ClusterClient::new(channel)
+                .status(request)
+                .await
+                .map(|r| NodeStatus::from(r.into_inner()))
+                .map_err(Error::from);
+            all.push((address, answer));
+        }
+        all
+    }
+
+    /// Adds node `id`, reachable at `address`, as a learner; the leader makes it a
+    /// voter once it has caught up. Answers the members. Not retried: on an unknown
+    /// outcome, check [`Cluster::status`].
+    pub async fn add_member(&self, id: u64, address: &str) -> Result<Vec<Member>, Error> {
+        let request = pb::AddMemberRequest {
+            id,
+            address: address.into(),
+        };
+        let response = self
+            .client
+            .call(CallKind::Admin, request, |channel, r| async move {
+                ClusterClient::new(channel).add_member(r).await
+            })
+            .await?;
+        Ok(members(response.members))
+    }
+
+    /// Removes member `id` (not the leader: transfer leadership first). Answers the
+    /// members. Not retried.
+    pub async fn remove_member(&self, id: u64) -> Result<Vec<Member>, Error> {
+        let request = pb::RemoveMemberRequest { id };
+        let response = self
+            .client
+            .call(CallKind::Admin, request, |channel, r| async move {
+                ClusterClient::new(channel).remove_member(r).await
+            })
+            .await?;
+        Ok(members(response.members))
+    }
+
+    /// Hands leadership to voter `target_id`; answers the leader once it took over.
+    pub async fn transfer_leader(&self, target_id: u64) -> Result<u64, Error> {
+        let request = pb::TransferLeaderRequest { target_id };
+        let response = self
+            .client
+            .call(CallKind::Admin, request, |channel, r| async move {
+                ClusterClient::new(channel).transfer_leader(r).await
+            })
+            .await?;
+        Ok(response.leader_id)
+    }
+}

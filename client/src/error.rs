@@ -1,0 +1,146 @@
+//! What a call can fail with, told apart the way a caller must react to it.
+
+use tonic::Code;
+
+/// A failed call.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The request was malformed (`INVALID_ARGUMENT`); the message starts with the field.
+    /// Retrying cannot help.
+    #[error("invalid argument: {message}")]
+    InvalidArgument { message: String },
+    /// The request cannot succeed in the current state (`FAILED_PRECONDITION`), such as
+    /// configuring a ring that is in use or removing a member that does not exist.
+    #[error("failed precondition: {message}")]
+    FailedPrecondition { message: String },
+    /// Every attempt failed with an error worth retrying, or the overall deadline ran
+    /// out between them. `last` is the final attempt's error. A write may or may not have
+    /// been applied; retrying it (the SDK reuses its sequence number within one call)
+    /// is safe.
+    #[error("gave up after {attempts} attempt(s): {last}")]
+    RetryExhausted { attempts: u32, last: Box<Error> },
+    /// Every endpoint's circuit breaker is open: no call was made.
+    #[error("circuit open for every endpoint ({endpoints})")]
+    CircuitOpen { endpoints: String },
+    /// A retriable failure of one attempt: `UNAVAILABLE`, `DEADLINE_EXCEEDED`,
+    /// `RESOURCE_EXHAUSTED`, `ABORTED`, or a connection error. Reported alone only
+    /// when retries are off.
+    #[error("{code:?}: {message}")]
+    Retriable { code: Code, message: String },
+    /// Any other status from a node (`INTERNAL`, `UNIMPLEMENTED`, …).
+    #[error("{code:?}: {message}")]
+    Status { code: Code, message: String },
+    /// The client was configured wrongly (no endpoints, a malformed address).
+    #[error("client configuration: {0}")]
+    Config(String),
+}
+
+impl Error {
+    /// Whether trying the same call again later may succeed.
+    pub fn is_retriable(&self) -> bool {
+        matches!(
+            self,
+            Error::Retriable { .. } | Error::RetryExhausted { .. } | Error::CircuitOpen { .. }
+        )
+    }
+
+    /// The gRPC code behind the error, when there is one (the last attempt's, for
+    /// [`Error::RetryExhausted`]).
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            Error::InvalidArgument { .. } => Some(Code::InvalidArgument),
+            Error::FailedPrecondition { .. } => Some(Code::FailedPrecondition),
+            Error::RetryExhausted { last, .. } => last.code(),
+            Error::CircuitOpen { .. } => Some(Code::Unavailable),
+            Error::Retriable { code, .. } | Error::Status { code, .. } => Some(*code),
+            Error::Config(_) => None,
+        }
+    }
+}
+
+/// Whether a status is worth another attempt: availability problems only.
+pub(crate) fn is_retriable_code(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Aborted
+    )
+}
+
+/// Whether a status counts against the peer's circuit breaker.
+pub(crate) fn counts_against_peer(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted
+    )
+}
+
+impl From<tonic::Status> for Error {
+    fn from(status: tonic::Status) -> Self {
+        let message = status.message().to_owned();
+        match status.code() {
+            Code::InvalidArgument => Error::InvalidArgument { message },
+            Code::FailedPrecondition => Error::FailedPrecondition { message },
+            code if is_retriable_code(code) => Error::Retriable { code, message },
+            // tonic reports a refused or reset connection as `Unknown` with a transport
+            // error as its source: the node is not there, which is retriable.
+            Code::Unknown if is_transport_error(&status) => Error::Retriable {
+                code: Code::Unavailable,
+                message,
+            },
+            code => Error::Status { code, message },
+        }
+    }
+}
+
+fn is_transport_error(status: &tonic::Status) -> bool {
+    use std::error::Error as _;
+    let mut source = status.source();
+    while let Some(error) = source {
+        if error.is::<tonic::transport::Error>() || error.is::<std::io::Error>() {
+            return true;
+        }
+        source = error.source();
+    }
+    status.message().contains("transport error")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_what_the_caller_must_do() {
+        let invalid = Error::from(tonic::Status::invalid_argument("key: must not be empty"));
+        assert!(matches!(invalid, Error::InvalidArgument { .. }));
+        assert!(!invalid.is_retriable());
+        for code in [
+            Code::Unavailable,
+            Code::DeadlineExceeded,
+            Code::ResourceExhausted,
+            Code::Aborted,
+        ] {
+            let e = Error::from(tonic::Status::new(code, "x"));
+            assert!(e.is_retriable(), "{code:?}");
+            assert_eq!(e.code(), Some(code));
+        }
+        for code in [
+            Code::FailedPrecondition,
+            Code::PermissionDenied,
+            Code::Unauthenticated,
+            Code::NotFound,
+            Code::Internal,
+        ] {
+            assert!(
+                !Error::from(tonic::Status::new(code, "x")).is_retriable(),
+                "{code:?}"
+            );
+        }
+        assert!(counts_against_peer(Code::Unavailable));
+        assert!(!counts_against_peer(Code::InvalidArgument));
+        assert!(
+            !counts_against_peer(Code::Aborted),
+            "a conflict is not the peer's fault"
+        );
+    }
+}
