@@ -9,8 +9,11 @@
 //! * [`clockwise_bin`]: the path of the `clockwise` binary (`CLOCKWISE_BIN`, or built
 //!   once per test process with `cargo build -p clockwise-node --bin clockwise`).
 //! * [`workspace_root`]: the Cargo workspace this crate belongs to.
+//! * [`cluster::TestCluster`]: several node processes forming one raft group.
 //! * `tests/bad_input.rs`: malformed input gets `INVALID_ARGUMENT` naming the field;
 //!   drill results (false, None, 0) stay results.
+
+pub mod cluster;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;

@@ -4,229 +4,19 @@
 //! wiped follower comes back through a snapshot; members join, leave and take over
 //! leadership while writes continue.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clockwise_proto::cluster::v1::cluster_client::ClusterClient;
 use clockwise_proto::cluster::v1::{
-    AddMemberRequest, RemoveMemberRequest, Role, StatusRequest, StatusResponse,
-    TransferLeaderRequest,
+    AddMemberRequest, RemoveMemberRequest, Role, StatusResponse, TransferLeaderRequest,
 };
 use clockwise_proto::hashring::v1 as hr;
 use clockwise_proto::hashring::v1::hash_ring_client::HashRingClient;
-use clockwise_tests::{free_local_addr, unique_temp_dir, NodeProcess};
-use tonic::transport::{Channel, Endpoint};
+use clockwise_tests::cluster::{TestCluster, WAIT};
+use tonic::transport::Channel;
 
 const RING: &str = "cluster";
-const WAIT: Duration = Duration::from_secs(30);
-
-/// Node `i` (0-based) has raft id `i + 1`.
-struct TestCluster {
-    addrs: Vec<String>,
-    dirs: Vec<PathBuf>,
-    nodes: Vec<Option<NodeProcess>>,
-    /// How many nodes founded the cluster (the rest joined).
-    founders: usize,
-    /// Extra flags for every node.
-    extra: Vec<String>,
-}
-
-impl TestCluster {
-    fn start(size: usize) -> TestCluster {
-        Self::start_with(size, &[])
-    }
-
-    fn start_with(size: usize, extra: &[&str]) -> TestCluster {
-        let addrs: Vec<String> = (0..size).map(|_| free_local_addr()).collect();
-        let dirs = (0..size).map(|_| unique_temp_dir()).collect();
-        let mut cluster = TestCluster {
-            addrs,
-            dirs,
-            nodes: (0..size).map(|_| None).collect(),
-            founders: size,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        for i in 0..size {
-            cluster.start_node(i);
-        }
-        cluster
-    }
-
-    /// A new node (not started): its index.
-    fn new_slot(&mut self) -> usize {
-        self.addrs.push(free_local_addr());
-        self.dirs.push(unique_temp_dir());
-        self.nodes.push(None);
-        self.nodes.len() - 1
-    }
-
-    /// Starts node `i` empty, waiting to be added (`--join`).
-    fn start_joining(&mut self, i: usize) {
-        let id = (i + 1).to_string();
-        let mut args = vec!["--id", &id, "--join", "--raft-tick-ms", "20"];
-        args.extend(self.extra.iter().map(String::as_str));
-        self.nodes[i] = Some(NodeProcess::start_at(&self.addrs[i], &self.dirs[i], &args));
-    }
-
-    /// SIGKILL, and the node's data is gone.
-    fn wipe(&mut self, i: usize) {
-        self.kill(i);
-        std::fs::remove_dir_all(&self.dirs[i]).unwrap();
-        std::fs::create_dir_all(&self.dirs[i]).unwrap();
-    }
-
-    fn cluster_client(&self, i: usize) -> ClusterClient<Channel> {
-        ClusterClient::new(self.channel(i))
-    }
-
-    /// Waits (bounded) until node `i`'s status satisfies `done`.
-    async fn wait_status(&self, i: usize, what: &str, done: impl Fn(&StatusResponse) -> bool) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let status = self.status(i).await;
-            if status.as_ref().is_some_and(&done) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node {}: {what}: {status:?}",
-                i + 1
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn live(&self) -> Vec<usize> {
-        (0..self.nodes.len())
-            .filter(|&i| self.nodes[i].is_some())
-            .collect()
-    }
-
-    fn start_node(&mut self, i: usize) {
-        let peers = self
-            .addrs
-            .iter()
-            .take(self.founders)
-            .enumerate()
-            .map(|(j, a)| format!("{}={a}", j + 1))
-            .collect::<Vec<_>>()
-            .join(",");
-        let id = (i + 1).to_string();
-        let args = [
-            "--id",
-            &id,
-            "--peers",
-            &peers,
-            "--raft-tick-ms",
-            "20",
-            "--request-timeout-ms",
-            "3000",
-        ];
-        let mut args = args.to_vec();
-        args.extend(self.extra.iter().map(String::as_str));
-        self.nodes[i] = Some(NodeProcess::start_at(&self.addrs[i], &self.dirs[i], &args));
-    }
-
-    /// SIGKILL.
-    fn kill(&mut self, i: usize) {
-        self.nodes[i] = None;
-    }
-
-    fn channel(&self, i: usize) -> Channel {
-        Endpoint::from_shared(format!("http://{}", self.addrs[i]))
-            .expect("endpoint")
-            .timeout(Duration::from_secs(10))
-            .connect_lazy()
-    }
-
-    fn hash_ring(&self, i: usize) -> HashRingClient<Channel> {
-        HashRingClient::new(self.channel(i))
-    }
-
-    async fn status(&self, i: usize) -> Option<StatusResponse> {
-        let mut client = ClusterClient::new(self.channel(i));
-        client
-            .status(StatusRequest {})
-            .await
-            .ok()
-            .map(|r| r.into_inner())
-    }
-
-    /// Waits (bounded) for a node that says it leads, among the live ones.
-    async fn leader(&self) -> usize {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            for i in 0..self.nodes.len() {
-                if self.nodes[i].is_some() {
-                    if let Some(s) = self.status(i).await {
-                        if s.role == Role::Leader as i32 {
-                            return i;
-                        }
-                    }
-                }
-            }
-            assert!(Instant::now() < deadline, "no leader within {WAIT:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Every acknowledged key is stored, as seen by a linearizable read on every node.
-    async fn assert_all_present(&self, keys: &[String]) {
-        for i in self.live() {
-            let mut client = self.hash_ring(i);
-            for key in keys {
-                let found = client
-                    .locate_key(hr::LocateKeyRequest {
-                        ring: RING.into(),
-                        timestamp: 1,
-                        key: key.clone(),
-                    })
-                    .await
-                    .unwrap_or_else(|e| panic!("LocateKey {key} on node {}: {e}", i + 1))
-                    .into_inner()
-                    .found;
-                assert!(found, "acknowledged key {key} is missing on node {}", i + 1);
-            }
-        }
-    }
-
-    /// Waits (bounded) until every node has applied the same index, then compares digests.
-    async fn assert_digests_converge(&self) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let mut statuses = Vec::new();
-            for i in self.live() {
-                statuses.push(self.status(i).await.expect("status"));
-            }
-            let applied: Vec<u64> = statuses.iter().map(|s| s.applied_index).collect();
-            if applied.iter().all(|&a| a == applied[0]) {
-                let digests: Vec<&str> = statuses.iter().map(|s| s.state_digest.as_str()).collect();
-                assert!(
-                    digests.iter().all(|d| *d == digests[0]),
-                    "digests differ at index {}: {digests:?}",
-                    applied[0]
-                );
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "replicas never caught up: {applied:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for TestCluster {
-    fn drop(&mut self) {
-        self.nodes.clear();
-        for dir in &self.dirs {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
 
 async fn store(client: &mut HashRingClient<Channel>, key: &str) -> Result<(), tonic::Status> {
     let req = hr::StoreKeyRequest {
@@ -302,7 +92,7 @@ async fn writes_through_each_node_are_visible_through_every_other() {
         store(&mut cluster.hash_ring(i % 3), &key).await.unwrap();
         keys.push(key);
     }
-    cluster.assert_all_present(&keys).await;
+    cluster.assert_all_present(RING, &keys).await;
     // The same answer everywhere: routing agrees on every node.
     for key in &keys {
         let mut owners = Vec::new();
@@ -352,7 +142,7 @@ async fn killing_the_leader_mid_stream_loses_no_acknowledged_write() {
 
     cluster.start_node(leader);
     let keys = acked.lock().unwrap().clone();
-    cluster.assert_all_present(&keys).await;
+    cluster.assert_all_present(RING, &keys).await;
     cluster.assert_digests_converge().await;
 }
 
@@ -376,7 +166,7 @@ async fn killing_every_node_mid_stream_loses_no_acknowledged_write() {
     }
     cluster.leader().await;
     let keys = acked.lock().unwrap().clone();
-    cluster.assert_all_present(&keys).await;
+    cluster.assert_all_present(RING, &keys).await;
     cluster.assert_digests_converge().await;
 }
 
@@ -617,7 +407,7 @@ async fn a_wiped_follower_rejoins_through_a_snapshot_and_converges() {
         store(&mut cluster.hash_ring(wiped), &key).await.unwrap();
         keys.push(key);
     }
-    cluster.assert_all_present(&keys).await;
+    cluster.assert_all_present(RING, &keys).await;
     cluster.assert_digests_converge().await;
 }
 
@@ -677,7 +467,7 @@ async fn a_fourth_member_is_added_and_one_removed_while_writes_continue() {
     writer.await.unwrap();
 
     let keys = acked.lock().unwrap().clone();
-    cluster.assert_all_present(&keys).await;
+    cluster.assert_all_present(RING, &keys).await;
     cluster.assert_digests_converge().await;
 
     // Leadership moves to the newcomer, asked through a follower.

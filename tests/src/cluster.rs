@@ -1,0 +1,223 @@
+//! A cluster of real `clockwise node` processes on loopback for tests: start, kill
+//! (SIGKILL), wipe, restart, join; wait for a leader or a status; check that every
+//! acknowledged key is present everywhere and that the replicas converge.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clockwise_proto::cluster::v1::cluster_client::ClusterClient;
+use clockwise_proto::cluster::v1::{Role, StatusRequest, StatusResponse};
+use clockwise_proto::hashring::v1 as hr;
+use clockwise_proto::hashring::v1::hash_ring_client::HashRingClient;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::{free_local_addr, unique_temp_dir, NodeProcess};
+
+/// How long a cluster may take to elect, catch up or converge in a test.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// Node `i` (0-based) has raft id `i + 1`.
+pub struct TestCluster {
+    pub addrs: Vec<String>,
+    pub dirs: Vec<PathBuf>,
+    pub nodes: Vec<Option<NodeProcess>>,
+    /// How many nodes founded the cluster (the rest joined).
+    founders: usize,
+    /// Extra flags for every node.
+    extra: Vec<String>,
+}
+
+impl TestCluster {
+    pub fn start(size: usize) -> TestCluster {
+        Self::start_with(size, &[])
+    }
+
+    pub fn start_with(size: usize, extra: &[&str]) -> TestCluster {
+        let addrs: Vec<String> = (0..size).map(|_| free_local_addr()).collect();
+        let dirs = (0..size).map(|_| unique_temp_dir()).collect();
+        let mut cluster = TestCluster {
+            addrs,
+            dirs,
+            nodes: (0..size).map(|_| None).collect(),
+            founders: size,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        for i in 0..size {
+            cluster.start_node(i);
+        }
+        cluster
+    }
+
+    /// A new node (not started): its index.
+    pub fn new_slot(&mut self) -> usize {
+        self.addrs.push(free_local_addr());
+        self.dirs.push(unique_temp_dir());
+        self.nodes.push(None);
+        self.nodes.len() - 1
+    }
+
+    /// Starts node `i` empty, waiting to be added (`--join`).
+    pub fn start_joining(&mut self, i: usize) {
+        let id = (i + 1).to_string();
+        let mut args = vec!["--id", &id, "--join", "--raft-tick-ms", "20"];
+        args.extend(self.extra.iter().map(String::as_str));
+        self.nodes[i] = Some(NodeProcess::start_at(&self.addrs[i], &self.dirs[i], &args));
+    }
+
+    /// SIGKILL, and the node's data is gone.
+    pub fn wipe(&mut self, i: usize) {
+        self.kill(i);
+        std::fs::remove_dir_all(&self.dirs[i]).unwrap();
+        std::fs::create_dir_all(&self.dirs[i]).unwrap();
+    }
+
+    pub fn cluster_client(&self, i: usize) -> ClusterClient<Channel> {
+        ClusterClient::new(self.channel(i))
+    }
+
+    /// Waits (bounded) until node `i`'s status satisfies `done`.
+    pub async fn wait_status(&self, i: usize, what: &str, done: impl Fn(&StatusResponse) -> bool) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let status = self.status(i).await;
+            if status.as_ref().is_some_and(&done) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {}: {what}: {status:?}",
+                i + 1
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn live(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].is_some())
+            .collect()
+    }
+
+    pub fn start_node(&mut self, i: usize) {
+        let peers = self
+            .addrs
+            .iter()
+            .take(self.founders)
+            .enumerate()
+            .map(|(j, a)| format!("{}={a}", j + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let id = (i + 1).to_string();
+        let args = [
+            "--id",
+            &id,
+            "--peers",
+            &peers,
+            "--raft-tick-ms",
+            "20",
+            "--request-timeout-ms",
+            "3000",
+        ];
+        let mut args = args.to_vec();
+        args.extend(self.extra.iter().map(String::as_str));
+        self.nodes[i] = Some(NodeProcess::start_at(&self.addrs[i], &self.dirs[i], &args));
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self, i: usize) {
+        self.nodes[i] = None;
+    }
+
+    pub fn channel(&self, i: usize) -> Channel {
+        Endpoint::from_shared(format!("http://{}", self.addrs[i]))
+            .expect("endpoint")
+            .timeout(Duration::from_secs(10))
+            .connect_lazy()
+    }
+
+    pub fn hash_ring(&self, i: usize) -> HashRingClient<Channel> {
+        HashRingClient::new(self.channel(i))
+    }
+
+    pub async fn status(&self, i: usize) -> Option<StatusResponse> {
+        let mut client = ClusterClient::new(self.channel(i));
+        client
+            .status(StatusRequest {})
+            .await
+            .ok()
+            .map(|r| r.into_inner())
+    }
+
+    /// Waits (bounded) for a node that says it leads, among the live ones.
+    pub async fn leader(&self) -> usize {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            for i in 0..self.nodes.len() {
+                if self.nodes[i].is_some() {
+                    if let Some(s) = self.status(i).await {
+                        if s.role == Role::Leader as i32 {
+                            return i;
+                        }
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader within {WAIT:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Every acknowledged key is stored, as seen by a linearizable read on every node.
+    pub async fn assert_all_present(&self, ring: &str, keys: &[String]) {
+        for i in self.live() {
+            let mut client = self.hash_ring(i);
+            for key in keys {
+                let found = client
+                    .locate_key(hr::LocateKeyRequest {
+                        ring: ring.into(),
+                        timestamp: 1,
+                        key: key.clone(),
+                    })
+                    .await
+                    .unwrap_or_else(|e| panic!("LocateKey {key} on node {}: {e}", i + 1))
+                    .into_inner()
+                    .found;
+                assert!(found, "acknowledged key {key} is missing on node {}", i + 1);
+            }
+        }
+    }
+
+    /// Waits (bounded) until every node has applied the same index, then compares digests.
+    pub async fn assert_digests_converge(&self) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let mut statuses = Vec::new();
+            for i in self.live() {
+                statuses.push(self.status(i).await.expect("status"));
+            }
+            let applied: Vec<u64> = statuses.iter().map(|s| s.applied_index).collect();
+            if applied.iter().all(|&a| a == applied[0]) {
+                let digests: Vec<&str> = statuses.iter().map(|s| s.state_digest.as_str()).collect();
+                assert!(
+                    digests.iter().all(|d| *d == digests[0]),
+                    "digests differ at index {}: {digests:?}",
+                    applied[0]
+                );
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replicas never caught up: {applied:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        self.nodes.clear();
+        for dir in &self.dirs {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
