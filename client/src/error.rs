@@ -82,11 +82,17 @@ impl From<tonic::Status> for Error {
             Code::InvalidArgument => Error::InvalidArgument { message },
             Code::FailedPrecondition => Error::FailedPrecondition { message },
             code if is_retriable_code(code) => Error::Retriable { code, message },
-            // tonic reports a refused or reset connection as `Unknown` with a transport
-            // error as its source: the node is not there, which is retriable.
+            // tonic reports a refused connection as `Unknown` with a transport error as
+            // its source, and a connection that died mid-call (a node killed) as
+            // `Cancelled`: this client never cancels its own calls, so both mean the node
+            // went away, which is retriable.
             Code::Unknown if is_transport_error(&status) => Error::Retriable {
                 code: Code::Unavailable,
                 message,
+            },
+            Code::Cancelled => Error::Retriable {
+                code: Code::Unavailable,
+                message: format!("the connection was lost mid-call ({message})"),
             },
             code => Error::Status { code, message },
         }
@@ -124,6 +130,9 @@ mod tests {
             assert!(e.is_retriable(), "{code:?}");
             assert_eq!(e.code(), Some(code));
         }
+        let lost = Error::from(tonic::Status::cancelled("operation was canceled"));
+        assert!(lost.is_retriable(), "a connection lost mid-call");
+        assert_eq!(lost.code(), Some(Code::Unavailable));
         for code in [
             Code::FailedPrecondition,
             Code::PermissionDenied,
