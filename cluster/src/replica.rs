@@ -311,12 +311,16 @@ impl Replica {
     }
 }
 
-/// What a refusal from the leader means here: `None` to try again (the leader moved,
-/// is unreachable or busy applying a membership change), or the error to answer.
+/// What a failed call to the leader means here: `None` to try again (the request
+/// never reached raft there: "not the leader", a membership conflict, or no connection
+/// was made), or the error to answer. Any other failure may have come after the leader
+/// proposed the request, so its outcome is unknown and it is not sent again.
 fn forwarded_error(status: &tonic::Status) -> Option<ReplicaError> {
     let message = status.message().to_owned();
     match status.code() {
         tonic::Code::FailedPrecondition if status.metadata().contains_key(LEADER_METADATA) => None,
+        tonic::Code::Aborted => None,
+        tonic::Code::Unavailable if never_connected(status) => None,
         tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument => {
             Some(ReplicaError::Refused(message))
         }
@@ -324,6 +328,24 @@ fn forwarded_error(status: &tonic::Status) -> Option<ReplicaError> {
         tonic::Code::Unavailable if message.contains("may or may not") => {
             Some(ReplicaError::Unavailable(message))
         }
-        _ => None,
+        _ => Some(ReplicaError::Unavailable(format!(
+            "the leader did not answer ({:?}: {message}); the request may or may not be applied",
+            status.code()
+        ))),
     }
+}
+
+/// Whether the call failed while connecting, before anything was sent.
+fn never_connected(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    let mut text = status.message().to_ascii_lowercase();
+    while let Some(error) = source {
+        text.push(' ');
+        text.push_str(&error.to_string().to_ascii_lowercase());
+        source = error.source();
+    }
+    // "connection reset" or "closed" may come after the request was sent: not these.
+    ["connect error", "trying to connect", "connection refused", "dns error"]
+        .iter()
+        .any(|sign| text.contains(sign))
 }
