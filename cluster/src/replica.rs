@@ -345,7 +345,12 @@ fn never_connected(status: &tonic::Status) -> bool {
         source = error.source();
     }
     // "connection reset" or "closed" may come after the request was sent: not these.
-    ["connect error", "trying to connect", "connection refused", "dns error"]
-        .iter()
-        .any(|sign| text.contains(sign))
+    [
+        "connect error",
+        "trying to connect",
+        "connection refused",
+        "dns error",
+    ]
+    .iter()
+    .any(|sign| text.contains(sign))
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod cluster_up;
+mod ctl;
 use clockwise_node::service::sync::SyncConfig;
 use clockwise_node::service::{BoundNode, NodeConfig};
 use tracing_subscriber::EnvFilter;
@@ -45,6 +46,10 @@ enum Command {
     /// Local clusters for trying clockwise on one machine.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Call any RPC of a running cluster, e.g. `clockwise ctl hashring add-node node_a`,
+    /// `clockwise ctl chatrouter assign-request r1 --size-mb 30`, `clockwise ctl cluster
+    /// status`. Endpoints from --endpoints or CLOCKWISE_ENDPOINTS; --json for scripts.
+    Ctl(ctl::CtlArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -107,10 +112,15 @@ struct NodeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // A command-line call prints its answer on stdout; only problems go to stderr.
+    let default_level = match cli.command {
+        Command::Ctl(_) => "warn",
+        _ => "info",
+    };
+    init_logging(cli.log_format, default_level);
     let workers = match &cli.command {
         Command::Node(args) => args.worker_threads,
-        Command::Cluster(_) => Some(1),
+        Command::Cluster(_) | Command::Ctl(_) => Some(1),
     };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = workers {
@@ -126,6 +136,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Node(args) => runtime.block_on(run_node(args)),
         Command::Cluster(ClusterCommand::Up(args)) => runtime.block_on(cluster_up::up(args)),
+        Command::Ctl(args) => runtime.block_on(ctl::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -216,8 +227,9 @@ async fn shutdown_signal() {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+fn init_logging(format: LogFormat, default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
