@@ -10,7 +10,8 @@
 #     Python drill reference (shared/reference/ring_reference.py): in process on fixed
 #     seeds in both position spaces, then through the gRPC API of a running node, then
 #     through a 3-node cluster with calls spread over every node;
-#  4. the grpcurl end-to-end test (tests/e2e/grpcurl_e2e.py): reflection, the spec's
+#  4. the client SDK's examples (client/examples) against that 3-node cluster;
+#  5. the grpcurl end-to-end test (tests/e2e/grpcurl_e2e.py): reflection, the spec's
 #     golden traces through grpcurl, L6 proven by the node's counters.
 #
 # Environment: CLOCKWISE_SHARED (default ../shared: the folder with reference/ and spec/),
@@ -50,6 +51,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo build (binaries the scripted tests start)"
 cargo build --locked -p clockwise-node --bin clockwise -p clockwise-tests --bin replay
+cargo build --locked -p clockwise-client --examples
 export CLOCKWISE_BIN=$root/target/debug/clockwise
 replay=$root/target/debug/replay
 
@@ -120,6 +122,11 @@ for i in 1 2 3; do
 done
 run "$py" tests/conformance/ring_diff.py --seed "$first_seed" --calls "${CLOCKWISE_CLUSTER_DIFF_CALLS:-4000}" \
   --no-empty-ids --impl "$replay --grpc $endpoints --ring-prefix cluster-"
+
+step "client SDK examples against the 3-node cluster"
+for example in quickstart session_router; do
+  run env CLOCKWISE_ENDPOINTS="$endpoints" "$root/target/debug/examples/$example"
+done
 kill "${pids[@]}" 2>/dev/null || true
 wait 2>/dev/null || true
 

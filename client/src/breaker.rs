@@ -66,12 +66,17 @@ impl fmt::Display for BreakerState {
 /// What a breaker has seen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BreakerStats {
+    /// The state now.
     pub state: BreakerState,
+    /// Failures since the last success.
     pub consecutive_failures: u32,
+    /// Successes since the last failure.
     pub consecutive_successes: u32,
     /// Calls let through.
     pub calls: u64,
+    /// Calls that failed (counted failures only).
     pub failures: u64,
+    /// Calls that succeeded.
     pub successes: u64,
     /// Calls rejected while open (or half-open with every probe slot taken).
     pub rejected: u64,
@@ -85,6 +90,7 @@ pub struct BreakerStats {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("circuit open for {target}")]
 pub struct CircuitOpen {
+    /// The peer whose breaker is open.
     pub target: String,
 }
 
@@ -115,6 +121,7 @@ impl fmt::Debug for CircuitBreaker {
 }
 
 impl CircuitBreaker {
+    /// A closed breaker for `target`, timed by `clock`.
     pub fn new(target: impl Into<String>, config: BreakerConfig, clock: Arc<dyn Clock>) -> Self {
         let now = clock.now();
         CircuitBreaker {
@@ -182,12 +189,14 @@ impl CircuitBreaker {
         }
     }
 
+    /// The state now (an open breaker past its timeout reads half-open).
     pub fn state(&self) -> BreakerState {
         let mut inner = self.lock();
         self.expire_open(&mut inner);
         inner.state
     }
 
+    /// What the breaker has seen so far.
     pub fn stats(&self) -> BreakerStats {
         let mut inner = self.lock();
         self.expire_open(&mut inner);

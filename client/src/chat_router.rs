@@ -16,12 +16,14 @@ pub struct RequestOperation {
     /// `"assign"`, `"route"` or `"remove"`; any other type answers `None`, as in the
     /// drill.
     pub kind: String,
+    /// The chat request (session) it is about.
     pub request_id: String,
     /// Size in MB (`"assign"` only).
     pub size_mb: i64,
 }
 
 impl RequestOperation {
+    /// Place session `request_id` of `size_mb`.
     pub fn assign(request_id: impl Into<String>, size_mb: i64) -> Self {
         RequestOperation {
             kind: "assign".into(),
@@ -29,9 +31,11 @@ impl RequestOperation {
             size_mb,
         }
     }
+    /// Where `request_id` would go.
     pub fn route(request_id: impl Into<String>) -> Self {
         Self::assign(request_id, 0).with_kind("route")
     }
+    /// Remove session `request_id`.
     pub fn remove(request_id: impl Into<String>) -> Self {
         Self::assign(request_id, 0).with_kind("remove")
     }
@@ -44,8 +48,11 @@ impl RequestOperation {
 /// One session move of [`ChatRouter::replicate_sessions`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transfer {
+    /// Server the sessions leave.
     pub source: String,
+    /// Server they go to.
     pub destination: String,
+    /// MB moved (valid only when the source holds at least that much).
     pub bandwidth_mb: i64,
 }
 

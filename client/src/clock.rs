@@ -28,6 +28,7 @@ pub struct ManualClock {
 }
 
 impl ManualClock {
+    /// A clock standing at the moment it was made.
     pub fn new() -> Self {
         ManualClock {
             start: Instant::now(),

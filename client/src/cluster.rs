@@ -11,8 +11,11 @@ use crate::error::Error;
 /// A node's raft role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
+    /// Leads the term; takes writes.
     Leader,
+    /// A voter following the leader.
     Follower,
+    /// A voter asking for votes.
     Candidate,
     /// A member that does not vote yet (catching up after `add_member`).
     Learner,
@@ -35,6 +38,7 @@ impl std::fmt::Display for Role {
 /// One member of the group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
+    /// Raft id.
     pub id: u64,
     /// `host:port`.
     pub address: String,
@@ -45,17 +49,25 @@ pub struct Member {
 /// One node's view of the group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeStatus {
+    /// The answering node's raft id.
     pub id: u64,
+    /// Its role now.
     pub role: Role,
     /// 0 when it knows no leader.
     pub leader_id: u64,
+    /// Its raft term.
     pub term: u64,
+    /// Highest log index it knows committed.
     pub commit_index: u64,
+    /// Highest log index applied to its state.
     pub applied_index: u64,
+    /// The membership, by id.
     pub members: Vec<Member>,
     /// Hex SHA-256 of its applied state: equal on replicas at the same applied index.
     pub state_digest: String,
+    /// Index of its latest snapshot (0: none).
     pub snapshot_index: u64,
+    /// First index still in its log.
     pub first_log_index: u64,
 }
 

@@ -9,28 +9,52 @@ pub enum Error {
     /// The request was malformed (`INVALID_ARGUMENT`); the message starts with the field.
     /// Retrying cannot help.
     #[error("invalid argument: {message}")]
-    InvalidArgument { message: String },
+    InvalidArgument {
+        /// The node's reason.
+        message: String,
+    },
     /// The request cannot succeed in the current state (`FAILED_PRECONDITION`), such as
     /// configuring a ring that is in use or removing a member that does not exist.
     #[error("failed precondition: {message}")]
-    FailedPrecondition { message: String },
+    FailedPrecondition {
+        /// The node's reason.
+        message: String,
+    },
     /// Every attempt failed with an error worth retrying, or the overall deadline ran
     /// out between them. `last` is the final attempt's error. A write may or may not have
     /// been applied; retrying it (the SDK reuses its sequence number within one call)
     /// is safe.
     #[error("gave up after {attempts} attempt(s): {last}")]
-    RetryExhausted { attempts: u32, last: Box<Error> },
+    RetryExhausted {
+        /// Attempts made.
+        attempts: u32,
+        /// Why the last one failed.
+        last: Box<Error>,
+    },
     /// Every endpoint's circuit breaker is open: no call was made.
     #[error("circuit open for every endpoint ({endpoints})")]
-    CircuitOpen { endpoints: String },
+    CircuitOpen {
+        /// The endpoints, comma-separated.
+        endpoints: String,
+    },
     /// A retriable failure of one attempt: `UNAVAILABLE`, `DEADLINE_EXCEEDED`,
     /// `RESOURCE_EXHAUSTED`, `ABORTED`, or a connection error. Reported alone only
     /// when retries are off.
     #[error("{code:?}: {message}")]
-    Retriable { code: Code, message: String },
+    Retriable {
+        /// The status code (`UNAVAILABLE` for a connection error).
+        code: Code,
+        /// The reason given.
+        message: String,
+    },
     /// Any other status from a node (`INTERNAL`, `UNIMPLEMENTED`, …).
     #[error("{code:?}: {message}")]
-    Status { code: Code, message: String },
+    Status {
+        /// The status code.
+        code: Code,
+        /// The node's reason.
+        message: String,
+    },
     /// The client was configured wrongly (no endpoints, a malformed address).
     #[error("client configuration: {0}")]
     Config(String),

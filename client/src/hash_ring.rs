@@ -16,19 +16,24 @@ pub struct KeyOperation {
     /// `"store"`, `"route"` or `"remove_key"`; any other type answers `None`, as in the
     /// drill.
     pub kind: String,
+    /// The key it is about.
     pub key: String,
 }
 
 impl KeyOperation {
+    /// Store `key`.
     pub fn store(key: impl Into<String>) -> Self {
         Self::new("store", key)
     }
+    /// Where `key` would go.
     pub fn route(key: impl Into<String>) -> Self {
         Self::new("route", key)
     }
+    /// Remove `key`.
     pub fn remove_key(key: impl Into<String>) -> Self {
         Self::new("remove_key", key)
     }
+    /// An operation of any type (unknown types answer `None`).
     pub fn new(kind: impl Into<String>, key: impl Into<String>) -> Self {
         KeyOperation {
             kind: kind.into(),

@@ -31,6 +31,8 @@
 //! - [`clock`]: the breaker's [`Clock`], and a [`ManualClock`] for tests.
 //! - [`Error`]: retriable, exhausted, circuit-open and invalid-argument failures told apart.
 
+#![warn(missing_docs)]
+
 pub mod backoff;
 pub mod breaker;
 mod chat_router;
