@@ -108,10 +108,19 @@ for space in drill u64; do
 done
 
 step "differential conformance through a 3-node cluster, calls spread over every node"
-ports=$("$py" -c 'import socket
-socks = [socket.socket() for _ in range(3)]
-for s in socks: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))')
+# Ports below the kernel's ephemeral range, which outgoing connections may take first.
+ports=$("$py" -c 'import random, socket
+ports = []
+while len(ports) < 3:
+    port, s = random.randrange(20000, 32700), socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+        ports.append(port) if port not in ports else None
+    except OSError:
+        pass
+    finally:
+        s.close()
+print(" ".join(map(str, ports)))')
 read -r -a port <<<"$ports"
 peers="1=127.0.0.1:${port[0]},2=127.0.0.1:${port[1]},3=127.0.0.1:${port[2]}"
 endpoints=""

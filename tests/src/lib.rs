@@ -331,7 +331,23 @@ impl Drop for NodeProcess {
 
 /// A free loopback address (`127.0.0.1:port`) for a node that others must know before
 /// it starts. The port is free when this returns; tests take it right away.
+///
+/// Ports come from below the kernel's ephemeral range (32768–60999 by default): a port
+/// the kernel hands out as `:0` can be taken by any outgoing connection before the node
+/// binds it, and the nodes of these tests open many. Each process walks its own stretch
+/// of 20000–32767 (from its pid), so concurrent test processes rarely meet either.
 pub fn free_local_addr() -> String {
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_700;
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let start = std::process::id().wrapping_mul(2_654_435_761) % SPAN;
+    for _ in 0..SPAN {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed) as u32;
+        let port = LOW + (start + step) % SPAN;
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port as u16)) {
+            return listener.local_addr().expect("local addr").to_string();
+        }
+    }
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().expect("local addr").to_string()
 }
