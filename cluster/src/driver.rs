@@ -169,6 +169,9 @@ enum Event {
         to: u64,
         delivered: bool,
     },
+    TakeSnapshot {
+        reply: oneshot::Sender<Result<Snapshot, ProposeError>>,
+    },
     Step(Message),
     Stop,
 }
@@ -228,6 +231,14 @@ impl RaftHandle {
     pub async fn transfer_leader(&self, target: u64) -> Result<(), ProposeError> {
         let (reply, answer) = oneshot::channel();
         self.send(Event::TransferLeader { target, reply })?;
+        answer.await.unwrap_or(Err(ProposeError::Stopped))
+    }
+
+    /// A snapshot of this node's state as of its applied index (for backups): the
+    /// membership in its metadata, the members' addresses and the state in its data.
+    pub async fn snapshot(&self) -> Result<Snapshot, ProposeError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Event::TakeSnapshot { reply })?;
         answer.await.unwrap_or(Err(ProposeError::Stopped))
     }
 
@@ -514,6 +525,12 @@ impl<S: StateMachine> Driver<S> {
                 };
                 self.node.report_snapshot(to, status);
             }
+            Event::TakeSnapshot { reply } => {
+                let _ = reply
+                    .send(self.current_snapshot().map_err(|e| {
+                        ProposeError::Refused(format!("cannot take a snapshot: {e}"))
+                    }));
+            }
             Event::Step(message) => {
                 if message.get_msg_type() == MessageType::MsgHeartbeat
                     && message.commit > self.node.raft.raft_log.last_index()
@@ -752,18 +769,16 @@ impl<S: StateMachine> Driver<S> {
         Ok(snapshot.clone())
     }
 
-    /// Builds a snapshot at the applied index and compacts the log when enough was
-    /// applied since the last one, or when raft wants one to send.
-    fn maybe_snapshot(&mut self) -> Result<(), StoreError> {
+    /// The state machine, the members' addresses and the membership as of the applied
+    /// index.
+    fn current_snapshot(&self) -> Result<Snapshot, StoreError> {
         let applied = self.node.raft.raft_log.applied;
-        let wanted = self.store.take_snapshot_wanted();
-        let due = applied - self.snapshot_index.min(applied) >= self.snapshot_entries
-            || self.bytes_since_snapshot >= self.snapshot_bytes;
-        if applied <= self.snapshot_index || !(due || wanted) {
-            return Ok(());
-        }
-        let raft_error = |e: raft::Error| StoreError::Raft(e.to_string());
-        let term = self.node.raft.raft_log.term(applied).map_err(raft_error)?;
+        let term = self
+            .node
+            .raft
+            .raft_log
+            .term(applied)
+            .map_err(|e| StoreError::Raft(e.to_string()))?;
         let data = SnapshotData {
             members: self.members.clone(),
             state: self.machine.snapshot(),
@@ -776,6 +791,21 @@ impl<S: StateMachine> Driver<S> {
         meta.index = applied;
         meta.term = term;
         meta.set_conf_state(self.node.raft.prs().conf().to_conf_state());
+        Ok(snapshot)
+    }
+
+    /// Builds a snapshot at the applied index and compacts the log when enough was
+    /// applied since the last one, or when raft wants one to send.
+    fn maybe_snapshot(&mut self) -> Result<(), StoreError> {
+        let applied = self.node.raft.raft_log.applied;
+        let wanted = self.store.take_snapshot_wanted();
+        let due = applied - self.snapshot_index.min(applied) >= self.snapshot_entries
+            || self.bytes_since_snapshot >= self.snapshot_bytes;
+        if applied <= self.snapshot_index || !(due || wanted) {
+            return Ok(());
+        }
+        let raft_error = |e: raft::Error| StoreError::Raft(e.to_string());
+        let snapshot = self.current_snapshot()?;
         self.store.save_snapshot(&snapshot)?;
         // A restart uses a snapshot only up to the stored commit index: store it (synced)
         // with the compaction, and only then drop the older snapshot.

@@ -12,7 +12,9 @@
 //!   truncation point in raft-engine, written in synced batches, and the latest
 //!   snapshot file; implements `raft::Storage`.
 //! - [`snapshot`]: the snapshot envelope (members, state, SHA-256).
+//! - [`backup`]: whole-cluster backup files, and seeding a new cluster from one.
 
+pub mod backup;
 pub mod driver;
 pub mod replica;
 pub mod snapshot;
@@ -23,7 +25,7 @@ pub mod transport;
 pub use driver::{
     DriverConfig, MembershipChange, ProposeError, RaftHandle, RaftStatus, Role, Transport,
 };
-pub use replica::{Replica, ReplicaError};
+pub use replica::{Backup, Replica, ReplicaError};
 pub use state_machine::StateMachine;
 pub use storage::{LogStore, ReadyWrite, StoreError};
 pub use transport::{GrpcTransport, RaftTransportService};

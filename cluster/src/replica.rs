@@ -160,6 +160,29 @@ impl Replica {
             })
     }
 
+    /// A backup of this node's state as of its applied index: the backup file's body
+    /// (see [`crate::backup`]), its index, and the state machine's bytes.
+    pub async fn backup(&self, timeout: Duration) -> Result<Backup, ReplicaError> {
+        let snapshot = tokio::time::timeout(timeout, self.handle.snapshot())
+            .await
+            .map_err(|_| ReplicaError::Unavailable("no snapshot within the deadline".into()))?
+            .map_err(|e| match e {
+                ProposeError::Busy => ReplicaError::Busy(e.to_string()),
+                ProposeError::Refused(why) => ReplicaError::Refused(why),
+                e => ReplicaError::Unavailable(e.to_string()),
+            })?;
+        let meta = snapshot.get_metadata();
+        let state = crate::snapshot::SnapshotData::decode(&snapshot.data)
+            .map_err(|e| ReplicaError::Refused(format!("snapshot: {e}")))?
+            .state;
+        Ok(Backup {
+            index: meta.index,
+            term: meta.term,
+            body: crate::backup::encode_body(&snapshot),
+            state,
+        })
+    }
+
     /// Waits until the status satisfies `done`, or `deadline`.
     async fn wait_status(
         &self,
@@ -309,6 +332,18 @@ impl Replica {
             let _ = thread.join();
         }
     }
+}
+
+/// A node's state for a backup file.
+pub struct Backup {
+    /// The log index the state is as of.
+    pub index: u64,
+    /// The term of that entry.
+    pub term: u64,
+    /// The backup file's body.
+    pub body: Vec<u8>,
+    /// The state machine's own encoding (for its digest).
+    pub state: Vec<u8>,
 }
 
 /// What a failed call to the leader means here: `None` to try again (the request

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod backup;
 mod cluster_up;
 mod ctl;
 use clockwise_node::service::sync::SyncConfig;
@@ -50,6 +51,11 @@ enum Command {
     /// `clockwise ctl chatrouter assign-request r1 --size-mb 30`, `clockwise ctl cluster
     /// status`. Endpoints from --endpoints or CLOCKWISE_ENDPOINTS; --json for scripts.
     Ctl(ctl::CtlArgs),
+    /// Whole-cluster backups: `clockwise backup save FILE` writes a consistent snapshot
+    /// of a node's state; `clockwise backup restore FILE --data-dir DIR` seeds a new
+    /// one-member cluster from it. A corrupt or truncated file is refused.
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -114,13 +120,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // A command-line call prints its answer on stdout; only problems go to stderr.
     let default_level = match cli.command {
-        Command::Ctl(_) => "warn",
+        Command::Ctl(_) | Command::Backup(_) => "warn",
         _ => "info",
     };
     init_logging(cli.log_format, default_level);
     let workers = match &cli.command {
         Command::Node(args) => args.worker_threads,
-        Command::Cluster(_) | Command::Ctl(_) => Some(1),
+        Command::Cluster(_) | Command::Ctl(_) | Command::Backup(_) => Some(1),
     };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = workers {
@@ -137,6 +143,7 @@ fn main() -> ExitCode {
         Command::Node(args) => runtime.block_on(run_node(args)),
         Command::Cluster(ClusterCommand::Up(args)) => runtime.block_on(cluster_up::up(args)),
         Command::Ctl(args) => runtime.block_on(ctl::run(args)),
+        Command::Backup(command) => runtime.block_on(backup::run(command)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

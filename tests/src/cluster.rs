@@ -48,6 +48,18 @@ impl TestCluster {
         cluster
     }
 
+    /// A cluster of nodes started elsewhere (e.g. on a restored data dir); more join
+    /// with [`TestCluster::new_slot`] and [`TestCluster::start_joining`].
+    pub fn adopt(nodes: Vec<NodeProcess>) -> TestCluster {
+        TestCluster {
+            addrs: nodes.iter().map(|n| n.grpc_addr().to_string()).collect(),
+            dirs: nodes.iter().map(|n| n.data_dir().to_path_buf()).collect(),
+            founders: nodes.len(),
+            nodes: nodes.into_iter().map(Some).collect(),
+            extra: Vec::new(),
+        }
+    }
+
     /// A new node (not started): its index.
     pub fn new_slot(&mut self) -> usize {
         self.addrs.push(free_local_addr());

@@ -9,8 +9,10 @@ use clockwise_proto::cluster::v1 as pb;
 use clockwise_proto::cluster::v1::cluster_server::Cluster;
 use tonic::Request;
 
+use sha2::{Digest, Sha256};
+
 use super::error::ServiceError;
-use super::state::NodeState;
+use super::state::{EngineMachine, NodeState};
 use super::validate;
 use super::{ok, Reply};
 
@@ -49,8 +51,45 @@ impl ClusterService {
     }
 }
 
+/// Bytes of body per `Snapshot` chunk.
+const SNAPSHOT_CHUNK: usize = 1 << 20;
+
+type SnapshotStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::SnapshotChunk, tonic::Status>> + Send>>;
+
 #[tonic::async_trait]
 impl Cluster for ClusterService {
+    type SnapshotStream = SnapshotStream;
+
+    async fn snapshot(&self, _req: Request<pb::SnapshotRequest>) -> Reply<SnapshotStream> {
+        let backup = self
+            .state
+            .replica()
+            .backup(self.state.timeout())
+            .await
+            .map_err(ServiceError::from)?;
+        let state_digest = EngineMachine::digest_of_snapshot(&backup.state)
+            .map_err(|e| ServiceError::Internal(format!("snapshot state: {e}")))?;
+        let body = backup.body;
+        let first = pb::SnapshotChunk {
+            index: backup.index,
+            term: backup.term,
+            total_bytes: body.len() as u64,
+            sha256: Sha256::digest(&body).to_vec(),
+            state_digest,
+            data: Vec::new(),
+        };
+        let pieces: Vec<pb::SnapshotChunk> = body
+            .chunks(SNAPSHOT_CHUNK)
+            .map(|piece| pb::SnapshotChunk {
+                data: piece.to_vec(),
+                ..pb::SnapshotChunk::default()
+            })
+            .collect();
+        let chunks = std::iter::once(first).chain(pieces).map(Ok);
+        ok(Box::pin(tokio_stream::iter(chunks)) as SnapshotStream)
+    }
+
     async fn status(&self, _req: Request<pb::StatusRequest>) -> Reply<pb::StatusResponse> {
         let status = self.state.replica().status();
         let role = match status.role {

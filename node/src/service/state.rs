@@ -162,6 +162,20 @@ impl<'a> Reader<'a> {
     }
 }
 
+impl EngineMachine {
+    /// The state digest (as `Cluster.Status` reports it) of a machine snapshot.
+    pub fn digest_of_snapshot(snapshot: &[u8]) -> Result<String, MachineSnapshotError> {
+        let mut reader = Reader(snapshot);
+        if reader.take(1)? != [MACHINE_SNAPSHOT_VERSION] {
+            return Err(MachineSnapshotError::Sessions(
+                "unknown state-machine snapshot version",
+            ));
+        }
+        let len = usize::try_from(reader.u64()?).map_err(|_| TRUNCATED)?;
+        Ok(crate::engine::snapshot::digest(reader.take(len)?))
+    }
+}
+
 impl StateMachine for EngineMachine {
     type Error = MachineSnapshotError;
 
@@ -458,6 +472,10 @@ mod tests {
             engine.read().unwrap().state_digest()
         );
         assert_eq!(restored.snapshot(), snapshot, "the encoding is canonical");
+        assert_eq!(
+            EngineMachine::digest_of_snapshot(&snapshot).unwrap(),
+            engine.read().unwrap().state_digest()
+        );
         // A retry after the install answers the first outcome without applying again.
         assert_eq!(apply(&mut restored, 3, &add, session("c1", 3)), first);
         assert_eq!(

@@ -1,0 +1,181 @@
+//! `clockwise backup save | restore`: a whole-cluster snapshot to a file, and a new
+//! one-member cluster seeded from one (as `etcdctl snapshot save` and
+//! `etcdutl snapshot restore`).
+
+use std::io::{IsTerminal, Write as _};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use clockwise_cluster::backup;
+use clockwise_proto::cluster::v1 as pb;
+use clockwise_proto::cluster::v1::cluster_client::ClusterClient;
+use sha2::{Digest, Sha256};
+use tonic::transport::Endpoint;
+
+#[derive(Subcommand, Debug)]
+pub enum BackupCommand {
+    /// Save a consistent snapshot of a node's state (as of its applied index) to FILE.
+    Save(SaveArgs),
+    /// Seed DIR with the snapshot in FILE as a new one-member cluster; start it with
+    /// `clockwise node --id ID --listen ADDRESS --data-dir DIR`, then grow it with
+    /// AddMember.
+    Restore(RestoreArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SaveArgs {
+    /// Where to write the backup (written to FILE.tmp, synced, then renamed).
+    file: PathBuf,
+    /// Nodes to ask, as host:port, comma-separated; the first that answers serves it.
+    #[arg(
+        long,
+        env = "CLOCKWISE_ENDPOINTS",
+        default_value = "127.0.0.1:50051",
+        value_delimiter = ','
+    )]
+    endpoints: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// A file written by `clockwise backup save`.
+    file: PathBuf,
+    /// The new node's data directory (must not hold a raft log yet).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// The new node's raft id.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    id: u64,
+    /// The address the new node will listen on (its peers reach it there).
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    address: SocketAddr,
+}
+
+pub async fn run(command: BackupCommand) -> Result<(), Box<dyn std::error::Error>> {
+    match command {
+        BackupCommand::Save(args) => save(args).await,
+        // Seeding syncs files: off the async workers.
+        BackupCommand::Restore(args) => {
+            tokio::task::spawn_blocking(move || restore(args).map_err(|e| e.to_string()))
+                .await?
+                .map_err(Into::into)
+        }
+    }
+}
+
+async fn save(args: SaveArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let mut last_error = String::from("no endpoints");
+    for endpoint in &args.endpoints {
+        let address = endpoint.trim().trim_start_matches("http://");
+        match save_from(address, &args.file).await {
+            Ok(()) => return Ok(()),
+            Err(e) => last_error = format!("{address}: {e}"),
+        }
+    }
+    Err(format!("no node gave a snapshot ({last_error})").into())
+}
+
+async fn save_from(address: &str, file: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let channel = Endpoint::from_shared(format!("http://{address}"))?
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await?;
+    let mut client = ClusterClient::new(channel).max_decoding_message_size(16 << 20);
+    let mut stream = client.snapshot(pb::SnapshotRequest {}).await?.into_inner();
+    let first = stream
+        .message()
+        .await?
+        .ok_or("the node ended the snapshot stream before its header")?;
+    let total = usize::try_from(first.total_bytes)?;
+    let progress = Progress::new(total);
+    let mut body = Vec::with_capacity(total);
+    body.extend_from_slice(&first.data);
+    while let Some(chunk) = stream.message().await? {
+        if body.len() + chunk.data.len() > total {
+            return Err("the node sent more than the size it announced".into());
+        }
+        body.extend_from_slice(&chunk.data);
+        progress.show(body.len());
+    }
+    progress.done();
+    if body.len() != total {
+        return Err(format!("the stream ended after {} of {total} bytes", body.len()).into());
+    }
+    if Sha256::digest(&body).as_slice() != first.sha256.as_slice() {
+        return Err("the snapshot does not match its checksum".into());
+    }
+    let contents = backup::encode_file(&body);
+    write_synced(file, &contents)?;
+    println!(
+        "saved snapshot at index {} (term {}, {} bytes, state digest {}) to {}",
+        first.index,
+        first.term,
+        contents.len(),
+        first.state_digest,
+        file.display()
+    );
+    Ok(())
+}
+
+/// Writes `FILE.tmp`, syncs it, renames it to `FILE`.
+fn write_synced(file: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut temporary = file.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
+    let mut out = std::fs::File::create(&temporary)?;
+    out.write_all(contents)?;
+    out.sync_all()?;
+    std::fs::rename(&temporary, file)
+}
+
+fn restore(args: RestoreArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let contents = std::fs::read(&args.file)
+        .map_err(|e| format!("cannot read {}: {e}", args.file.display()))?;
+    let snapshot =
+        backup::decode_file(&contents).map_err(|e| format!("{}: {e}", args.file.display()))?;
+    let address = args.address.to_string();
+    let index = backup::seed(&args.data_dir.join("raft"), &snapshot, args.id, &address)?;
+    println!(
+        "restored the snapshot at index {index} into {} as member {} at {address}; start it with:\n  \
+         clockwise node --id {} --listen {address} --data-dir {}",
+        args.data_dir.display(),
+        args.id,
+        args.id,
+        args.data_dir.display()
+    );
+    Ok(())
+}
+
+/// A progress line on stderr for large snapshots, when stderr is a terminal.
+struct Progress {
+    total: usize,
+    shown: bool,
+}
+
+impl Progress {
+    fn new(total: usize) -> Self {
+        Progress {
+            total,
+            shown: total >= 4 << 20 && std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn show(&self, received: usize) {
+        if self.shown {
+            let percent = received * 100 / self.total.max(1);
+            eprint!(
+                "\rsaving snapshot: {percent:>3}% ({:.1} of {:.1} MB)",
+                received as f64 / 1e6,
+                self.total as f64 / 1e6
+            );
+        }
+    }
+
+    fn done(&self) {
+        if self.shown {
+            eprintln!();
+        }
+    }
+}
