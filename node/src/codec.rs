@@ -68,6 +68,7 @@ pub fn encode_outcome(outcome: &Outcome) -> Vec<u8> {
         Outcome::Name(name) => pb::outcome::Value::Name(pb::Name {
             value: name.clone(),
         }),
+        Outcome::Count(value) => pb::outcome::Value::Count(pb::Count { value: *value }),
         Outcome::Batch(results) => pb::outcome::Value::Batch(pb::BatchOutcome {
             results: results
                 .iter()
@@ -89,6 +90,7 @@ pub fn decode_outcome(bytes: &[u8]) -> Result<Outcome, CodecError> {
     Ok(match pb.value.ok_or(CodecError::MissingOp)? {
         pb::outcome::Value::Done(done) => Outcome::Done(done),
         pb::outcome::Value::Name(name) => Outcome::Name(name.value),
+        pb::outcome::Value::Count(count) => Outcome::Count(count.value),
         pb::outcome::Value::StaleSequence(last) => return Err(CodecError::StaleSequence { last }),
         pb::outcome::Value::Batch(batch) => Outcome::Batch(
             batch
@@ -149,6 +151,20 @@ fn to_proto(command: &Command) -> pb::Command {
                     limit: *capacity,
                 }),
                 HashRingOp::EvictLru { node_id } => H::EvictLru(node_id.clone()),
+                HashRingOp::StoreKeyWithTtl { key, ttl_ms } => H::StoreKeyWithTtl(pb::KeyTtl {
+                    key: key.clone(),
+                    ttl_ms: *ttl_ms,
+                }),
+                HashRingOp::Backup { max_backups } => H::Backup(pb::Backup {
+                    max_backups: *max_backups,
+                }),
+                HashRingOp::Restore { backup_timestamp } => H::Restore(pb::Restore {
+                    backup_timestamp: *backup_timestamp,
+                }),
+                HashRingOp::MergeNodes { from_node, to_node } => H::MergeNodes(pb::Merge {
+                    from: from_node.clone(),
+                    to: to_node.clone(),
+                }),
                 HashRingOp::BatchOperations { operations } => {
                     H::BatchOperations(pb::KeyOperations {
                         operations: operations
@@ -180,6 +196,29 @@ fn to_proto(command: &Command) -> pb::Command {
                 } => C::AssignRequest(pb::Assign {
                     request_id: request_id.clone(),
                     size_mb: *size_mb,
+                    ttl_ms: 0,
+                }),
+                ChatRouterOp::AssignRequestWithTtl {
+                    request_id,
+                    size_mb,
+                    ttl_ms,
+                } => C::AssignRequest(pb::Assign {
+                    request_id: request_id.clone(),
+                    size_mb: *size_mb,
+                    ttl_ms: *ttl_ms,
+                }),
+                ChatRouterOp::Backup { max_backups } => C::Backup(pb::Backup {
+                    max_backups: *max_backups,
+                }),
+                ChatRouterOp::Restore { backup_timestamp } => C::Restore(pb::Restore {
+                    backup_timestamp: *backup_timestamp,
+                }),
+                ChatRouterOp::MergeServers {
+                    from_server,
+                    to_server,
+                } => C::MergeServers(pb::Merge {
+                    from: from_server.clone(),
+                    to: to_server.clone(),
                 }),
                 ChatRouterOp::SetMemoryLimit {
                     server_name,
@@ -231,6 +270,20 @@ fn from_proto(command: pb::Command) -> Result<Command, CodecError> {
                 },
                 H::RemoveNode(node_id) => HashRingOp::RemoveNode { node_id },
                 H::StoreKey(key) => HashRingOp::StoreKey { key },
+                H::StoreKeyWithTtl(k) => HashRingOp::StoreKeyWithTtl {
+                    key: k.key,
+                    ttl_ms: k.ttl_ms,
+                },
+                H::Backup(b) => HashRingOp::Backup {
+                    max_backups: b.max_backups,
+                },
+                H::Restore(r) => HashRingOp::Restore {
+                    backup_timestamp: r.backup_timestamp,
+                },
+                H::MergeNodes(m) => HashRingOp::MergeNodes {
+                    from_node: m.from,
+                    to_node: m.to,
+                },
                 H::SetCapacity(l) => HashRingOp::SetCapacity {
                     node_id: l.name,
                     capacity: l.limit,
@@ -261,9 +314,24 @@ fn from_proto(command: pb::Command) -> Result<Command, CodecError> {
                     num_replicas: r.num_replicas,
                 },
                 C::RemoveServer(server_name) => ChatRouterOp::RemoveServer { server_name },
+                C::AssignRequest(a) if a.ttl_ms != 0 => ChatRouterOp::AssignRequestWithTtl {
+                    request_id: a.request_id,
+                    size_mb: a.size_mb,
+                    ttl_ms: a.ttl_ms,
+                },
                 C::AssignRequest(a) => ChatRouterOp::AssignRequest {
                     request_id: a.request_id,
                     size_mb: a.size_mb,
+                },
+                C::Backup(b) => ChatRouterOp::Backup {
+                    max_backups: b.max_backups,
+                },
+                C::Restore(r) => ChatRouterOp::Restore {
+                    backup_timestamp: r.backup_timestamp,
+                },
+                C::MergeServers(m) => ChatRouterOp::MergeServers {
+                    from_server: m.from,
+                    to_server: m.to,
                 },
                 C::SetMemoryLimit(l) => ChatRouterOp::SetMemoryLimit {
                     server_name: l.name,

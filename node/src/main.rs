@@ -92,6 +92,10 @@ struct NodeArgs {
     /// of this many entries before it.
     #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..))]
     snapshot_entries: u64,
+    /// Backups (HashRing/ChatRouter `Backup`) kept per ring; the oldest saved is dropped
+    /// beyond it. The leader's value applies to a backup it replicates.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    max_backups_per_ring: u32,
     /// How long a write or a linearizable read waits for a quorum before UNAVAILABLE, in ms.
     #[arg(long, default_value_t = 5000)]
     request_timeout_ms: u64,
@@ -170,6 +174,7 @@ async fn run_node(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
         raft_tick: Duration::from_millis(args.raft_tick_ms),
         join: args.join,
         snapshot_entries: args.snapshot_entries,
+        max_backups_per_ring: args.max_backups_per_ring,
     };
     let node = BoundNode::bind(args.listen, args.metrics_listen, config).await?;
     let grpc = node.grpc_addr()?;

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use super::hashring::expiry;
 use super::namespace::{Eviction, Location, Namespace};
 use super::{BatchResult, PositionSpace};
 
@@ -81,13 +82,28 @@ impl ChatRouter {
         request_id: &str,
         size_mb: i64,
     ) -> Option<&str> {
+        self.assign_request_with_ttl(timestamp, request_id, size_mb, 0)
+    }
+
+    /// Assigns a session alive until `timestamp + ttl_ms` (0: forever). Assigning it
+    /// again sets its expiry anew from this call (0 clears it).
+    pub fn assign_request_with_ttl(
+        &mut self,
+        timestamp: i64,
+        request_id: &str,
+        size_mb: i64,
+        ttl_ms: i64,
+    ) -> Option<&str> {
+        self.ns.advance(timestamp);
         let stale = &mut self.stale_sizes;
         let node = self.ns.store(
             request_id,
             timestamp,
             Eviction::UntilFits { incoming: size_mb },
             || stale.remove(request_id).unwrap_or(size_mb),
+            expiry(timestamp, ttl_ms),
         )?;
+        self.ns.purge();
         Some(self.ns.ring.name(node))
     }
 
@@ -106,6 +122,13 @@ impl ChatRouter {
     pub fn top_servers(&self, n: i64) -> Vec<String> {
         self.ns
             .top(n, |idx| saturate(self.ns.placement.load(idx).size))
+    }
+
+    /// `top_servers` as seen at `timestamp` (sessions dead by then do not count).
+    pub fn top_servers_at(&self, timestamp: i64, n: i64) -> Vec<String> {
+        let loads = self.ns.loads_at(timestamp);
+        self.ns
+            .top(n, |idx| loads.get(&idx).map_or(0, |l| saturate(l.1)))
     }
 
     // L3
@@ -136,6 +159,13 @@ impl ChatRouter {
             .map_or(0, |idx| saturate(self.ns.placement.load(idx).size))
     }
 
+    /// MB of live sessions on `server_name` at `timestamp`.
+    pub fn get_memory_used_at(&self, timestamp: i64, server_name: &str) -> i64 {
+        self.ns
+            .node(server_name)
+            .map_or(0, |idx| saturate(self.ns.load_at(idx, timestamp).1))
+    }
+
     pub fn evict_oldest_session(&mut self, server_name: &str) -> Option<String> {
         let idx = self.ns.node(server_name)?;
         self.ns.evict_lru(idx).map(|item| item.key.into())
@@ -147,7 +177,8 @@ impl ChatRouter {
         timestamp: i64,
         operations: &[RequestOperation],
     ) -> Vec<BatchResult> {
-        operations
+        self.ns.advance(timestamp);
+        let results = operations
             .iter()
             .map(|op| match op.kind {
                 RequestOperationKind::Assign => BatchResult::from_node(self.assign_request(
@@ -163,7 +194,9 @@ impl ChatRouter {
                 }
                 RequestOperationKind::Unknown => BatchResult::Empty,
             })
-            .collect()
+            .collect();
+        self.ns.purge();
+        results
     }
 
     // L6
@@ -171,6 +204,7 @@ impl ChatRouter {
     /// `bandwidth_mb`. Nothing here changes state.
     pub fn replicate_validity<'a>(
         &self,
+        timestamp: i64,
         transfers: impl IntoIterator<Item = (&'a str, &'a str, i64)>,
     ) -> Vec<bool> {
         transfers
@@ -178,7 +212,7 @@ impl ChatRouter {
             .map(|(source, destination, bandwidth_mb)| {
                 match (self.ns.node(source), self.ns.node(destination)) {
                     (Some(src), Some(_)) => {
-                        self.ns.placement.load(src).size >= i128::from(bandwidth_mb)
+                        self.ns.load_at(src, timestamp).1 >= i128::from(bandwidth_mb)
                     }
                     _ => false,
                 }
@@ -187,8 +221,37 @@ impl ChatRouter {
     }
 
     // Beyond the drill
+    /// Where `request_id` is placed, as seen at the ring's latest timestamp.
     pub fn locate_request(&self, request_id: &str) -> Option<Location> {
-        self.ns.locate(request_id)
+        self.ns.locate(request_id, self.ns.latest)
+    }
+
+    /// Where `request_id` is placed, as seen at `timestamp`.
+    pub fn locate_request_at(&self, timestamp: i64, request_id: &str) -> Option<Location> {
+        self.ns.locate(request_id, timestamp.max(self.ns.latest))
+    }
+
+    /// Merges `from_server` into `to_server` (see `HashRing::merge_nodes`).
+    pub fn merge_servers(&mut self, timestamp: i64, from_server: &str, to_server: &str) -> bool {
+        self.ns.advance(timestamp);
+        self.ns.merge(from_server, to_server)
+    }
+
+    /// The server `server_name` was merged into, following chains.
+    pub fn get_merged_into(&self, server_name: &str) -> Option<String> {
+        self.ns.merged_into(server_name)
+    }
+
+    /// Saves the ring's state at `timestamp`; answers the live sessions saved.
+    pub fn backup(&mut self, timestamp: i64, max_backups: usize) -> i64 {
+        self.ns.advance(timestamp);
+        self.ns.backup(timestamp, max_backups)
+    }
+
+    /// Restores the latest backup at or before `backup_timestamp`.
+    pub fn restore(&mut self, timestamp: i64, backup_timestamp: i64) -> Option<i64> {
+        self.ns.advance(timestamp);
+        self.ns.restore(timestamp, backup_timestamp)
     }
 }
 

@@ -23,14 +23,48 @@ pub enum Op {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HashRingOp {
-    Configure { space: PositionSpace },
-    AddNode { node_id: String },
-    AddNodeWithReplicas { node_id: String, num_replicas: i64 },
-    RemoveNode { node_id: String },
-    StoreKey { key: String },
-    SetCapacity { node_id: String, capacity: i64 },
-    EvictLru { node_id: String },
-    BatchOperations { operations: Vec<KeyOperation> },
+    Configure {
+        space: PositionSpace,
+    },
+    AddNode {
+        node_id: String,
+    },
+    AddNodeWithReplicas {
+        node_id: String,
+        num_replicas: i64,
+    },
+    RemoveNode {
+        node_id: String,
+    },
+    StoreKey {
+        key: String,
+    },
+    SetCapacity {
+        node_id: String,
+        capacity: i64,
+    },
+    EvictLru {
+        node_id: String,
+    },
+    BatchOperations {
+        operations: Vec<KeyOperation>,
+    },
+    /// A store whose key dies `ttl_ms` after the command's timestamp.
+    StoreKeyWithTtl {
+        key: String,
+        ttl_ms: i64,
+    },
+    /// `max_backups` is the leader's `--max-backups-per-ring`, the same on every replica.
+    Backup {
+        max_backups: u32,
+    },
+    Restore {
+        backup_timestamp: i64,
+    },
+    MergeNodes {
+        from_node: String,
+        to_node: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,6 +96,21 @@ pub enum ChatRouterOp {
     BatchRequests {
         operations: Vec<RequestOperation>,
     },
+    AssignRequestWithTtl {
+        request_id: String,
+        size_mb: i64,
+        ttl_ms: i64,
+    },
+    Backup {
+        max_backups: u32,
+    },
+    Restore {
+        backup_timestamp: i64,
+    },
+    MergeServers {
+        from_server: String,
+        to_server: String,
+    },
 }
 
 /// What applying a command answered: the drill's return value.
@@ -72,6 +121,8 @@ pub enum Outcome {
     /// A node / server id, a key / request id, or the drill's `None`.
     Name(Option<String>),
     Batch(Vec<BatchResult>),
+    /// A backup's key count; a restore's, or `None` when there was nothing to restore.
+    Count(Option<i64>),
 }
 
 impl Outcome {
@@ -90,6 +141,14 @@ impl Outcome {
         }
     }
 
+    pub fn into_count(self) -> Option<i64> {
+        debug_assert!(matches!(self, Outcome::Count(_)), "{self:?}");
+        match self {
+            Outcome::Count(count) => count,
+            _ => None,
+        }
+    }
+
     pub fn into_batch(self) -> Vec<BatchResult> {
         debug_assert!(matches!(self, Outcome::Batch(_)), "{self:?}");
         match self {
@@ -102,12 +161,17 @@ impl Outcome {
 impl Engine {
     /// Applies one command. Deterministic: the same commands in the same order give the
     /// same outcomes and the same state on every replica.
+    ///
+    /// Every command first moves its ring's clock to its timestamp (dropping what is dead
+    /// then) and drops what is dead after it, so expiry depends on command timestamps
+    /// alone.
     pub fn apply(&mut self, command: &Command) -> Outcome {
         let ts = command.timestamp;
         match &command.op {
             Op::HashRing(op) => {
                 let r = self.hash_ring_mut(&command.ring);
-                match op {
+                r.ns.advance(ts);
+                let outcome = match op {
                     HashRingOp::Configure { space } => Outcome::Done(r.configure(*space)),
                     HashRingOp::AddNode { node_id } => Outcome::Done(r.add_node(node_id)),
                     HashRingOp::AddNodeWithReplicas {
@@ -125,11 +189,26 @@ impl Engine {
                     HashRingOp::BatchOperations { operations } => {
                         Outcome::Batch(r.batch_operations(ts, operations))
                     }
-                }
+                    HashRingOp::StoreKeyWithTtl { key, ttl_ms } => {
+                        Outcome::Name(r.store_key_with_ttl(ts, key, *ttl_ms).map(str::to_owned))
+                    }
+                    HashRingOp::Backup { max_backups } => {
+                        Outcome::Count(Some(r.backup(ts, *max_backups as usize)))
+                    }
+                    HashRingOp::Restore { backup_timestamp } => {
+                        Outcome::Count(r.restore(ts, *backup_timestamp))
+                    }
+                    HashRingOp::MergeNodes { from_node, to_node } => {
+                        Outcome::Done(r.merge_nodes(ts, from_node, to_node))
+                    }
+                };
+                r.ns.purge();
+                outcome
             }
             Op::ChatRouter(op) => {
                 let c = self.chat_router_mut(&command.ring);
-                match op {
+                c.ns.advance(ts);
+                let outcome = match op {
                     ChatRouterOp::Configure { space } => Outcome::Done(c.configure(*space)),
                     ChatRouterOp::AddServer { server_name } => {
                         Outcome::Done(c.add_server(server_name))
@@ -158,7 +237,27 @@ impl Engine {
                     ChatRouterOp::BatchRequests { operations } => {
                         Outcome::Batch(c.batch_requests(ts, operations))
                     }
-                }
+                    ChatRouterOp::AssignRequestWithTtl {
+                        request_id,
+                        size_mb,
+                        ttl_ms,
+                    } => Outcome::Name(
+                        c.assign_request_with_ttl(ts, request_id, *size_mb, *ttl_ms)
+                            .map(str::to_owned),
+                    ),
+                    ChatRouterOp::Backup { max_backups } => {
+                        Outcome::Count(Some(c.backup(ts, *max_backups as usize)))
+                    }
+                    ChatRouterOp::Restore { backup_timestamp } => {
+                        Outcome::Count(c.restore(ts, *backup_timestamp))
+                    }
+                    ChatRouterOp::MergeServers {
+                        from_server,
+                        to_server,
+                    } => Outcome::Done(c.merge_servers(ts, from_server, to_server)),
+                };
+                c.ns.purge();
+                outcome
             }
         }
     }

@@ -326,7 +326,7 @@ fn chatrouter_replicate_validity_gates_on_source_bandwidth() {
         ("srv_b", "srv_b", 0),
     ];
     assert_eq!(
-        c.replicate_validity(transfers),
+        c.replicate_validity(0, transfers),
         vec![true, false, true, false, false, true]
     );
 }
@@ -341,7 +341,8 @@ fn locate_reports_node_access_and_size() {
         Some(Location {
             node: "srv_a".into(),
             last_access: 4,
-            size: 30
+            size: 30,
+            expires_at: None,
         })
     );
     assert_eq!(c.locate_request("nope"), None);

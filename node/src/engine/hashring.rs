@@ -1,6 +1,7 @@
 //! The HashRing drill (levels L1–L6): keys counted one each, count-based eviction.
 
 use super::namespace::{Eviction, Location, Namespace};
+use super::placement::NEVER;
 use super::{BatchResult, PositionSpace};
 
 /// A `batch_operations` entry: the drill's `{"type": ..., "key": ...}`.
@@ -67,7 +68,21 @@ impl HashRing {
 
     // L2
     pub fn store_key(&mut self, timestamp: i64, key: &str) -> Option<&str> {
-        let node = self.ns.store(key, timestamp, Eviction::AtMostOne, || 1)?;
+        self.store_key_with_ttl(timestamp, key, 0)
+    }
+
+    /// Stores `key` alive until `timestamp + ttl_ms` (0: forever). Storing a key again
+    /// sets its expiry anew from this call (0 clears it).
+    pub fn store_key_with_ttl(&mut self, timestamp: i64, key: &str, ttl_ms: i64) -> Option<&str> {
+        self.ns.advance(timestamp);
+        let node = self.ns.store(
+            key,
+            timestamp,
+            Eviction::AtMostOne,
+            || 1,
+            expiry(timestamp, ttl_ms),
+        )?;
+        self.ns.purge();
         Some(self.ns.ring.name(node))
     }
 
@@ -86,6 +101,12 @@ impl HashRing {
     pub fn top_loaded(&self, n: i64) -> Vec<String> {
         self.ns
             .top(n, |idx| self.ns.placement.load(idx).count as i64)
+    }
+
+    /// `top_loaded` as seen at `timestamp` (keys dead by then do not count).
+    pub fn top_loaded_at(&self, timestamp: i64, n: i64) -> Vec<String> {
+        let loads = self.ns.loads_at(timestamp);
+        self.ns.top(n, |idx| loads.get(&idx).map_or(0, |l| l.0))
     }
 
     // L3
@@ -115,6 +136,13 @@ impl HashRing {
             .map_or(0, |idx| self.ns.placement.load(idx).count as i64)
     }
 
+    /// Live keys on `node_id` at `timestamp` (`get_load` and `get_used` at a time).
+    pub fn get_used_at(&self, timestamp: i64, node_id: &str) -> i64 {
+        self.ns
+            .node(node_id)
+            .map_or(0, |idx| self.ns.load_at(idx, timestamp).0)
+    }
+
     pub fn evict_lru(&mut self, node_id: &str) -> Option<String> {
         let idx = self.ns.node(node_id)?;
         self.ns.evict_lru(idx).map(|item| item.key.into())
@@ -127,7 +155,8 @@ impl HashRing {
         timestamp: i64,
         operations: &[KeyOperation],
     ) -> Vec<BatchResult> {
-        operations
+        self.ns.advance(timestamp);
+        let results = operations
             .iter()
             .map(|op| match op.kind {
                 KeyOperationKind::Store => {
@@ -139,7 +168,9 @@ impl HashRing {
                 }
                 KeyOperationKind::Unknown => BatchResult::Empty,
             })
-            .collect()
+            .collect();
+        self.ns.purge();
+        results
     }
 
     // L6
@@ -156,7 +187,50 @@ impl HashRing {
     }
 
     // Beyond the drill
+    /// Where `key` is stored, as seen at the ring's latest timestamp.
     pub fn locate_key(&self, key: &str) -> Option<Location> {
-        self.ns.locate(key)
+        self.ns.locate(key, self.ns.latest)
+    }
+
+    /// Where `key` is stored, as seen at `timestamp` (a key dead by then is not).
+    pub fn locate_key_at(&self, timestamp: i64, key: &str) -> Option<Location> {
+        self.ns.locate(key, timestamp.max(self.ns.latest))
+    }
+
+    /// Merges `from_node` into `to_node`: the target takes over its positions, so
+    /// exactly its keys move there (but at positions it shared with a third node, where
+    /// the name tie-break decides); its capacity goes with it; nothing is evicted.
+    /// `false` when either is missing or they are the same.
+    pub fn merge_nodes(&mut self, timestamp: i64, from_node: &str, to_node: &str) -> bool {
+        self.ns.advance(timestamp);
+        self.ns.merge(from_node, to_node)
+    }
+
+    /// The node `node_id` was merged into, following chains; `None` if it was not.
+    pub fn get_merged_into(&self, node_id: &str) -> Option<String> {
+        self.ns.merged_into(node_id)
+    }
+
+    /// Saves the ring's state (nodes, limits, live keys with their remaining TTL, merge
+    /// records) at `timestamp`; keeps at most `max_backups`. Answers the live keys saved.
+    pub fn backup(&mut self, timestamp: i64, max_backups: usize) -> i64 {
+        self.ns.advance(timestamp);
+        self.ns.backup(timestamp, max_backups)
+    }
+
+    /// Restores the latest backup at or before `backup_timestamp` (ties: the first
+    /// saved), expiries counted from `timestamp`; `None` (no change) when there is none.
+    pub fn restore(&mut self, timestamp: i64, backup_timestamp: i64) -> Option<i64> {
+        self.ns.advance(timestamp);
+        self.ns.restore(timestamp, backup_timestamp)
+    }
+}
+
+/// The expiry of an item stored at `timestamp` for `ttl_ms` (0 or less: never).
+pub(crate) fn expiry(timestamp: i64, ttl_ms: i64) -> i64 {
+    if ttl_ms <= 0 {
+        NEVER
+    } else {
+        timestamp.saturating_add(ttl_ms).min(NEVER - 1)
     }
 }

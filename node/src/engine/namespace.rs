@@ -1,7 +1,16 @@
 //! One ring namespace: the ring, its placed items and the per-node limits, with the
 //! drill semantics both facades share (topology changes re-route only the affected
-//! arcs and never evict; stores evict by the facade's policy; LRU victims).
+//! arcs and never evict; stores evict by the facade's policy; LRU victims), and what
+//! goes beyond the drill: expiring items, merges and the ring's backups.
+//!
+//! Expiry is driven by command timestamps only: every command first advances the
+//! ring's latest timestamp and purges what is dead at it, and purges again after
+//! itself, so no item dead at the latest timestamp is ever kept, and a read at a later
+//! time discounts the items that died since (found by expiry, not by a scan).
 
+use std::collections::BTreeMap;
+
+use super::placement::NEVER;
 use super::placement::{Item, Placement, Slot};
 use super::ring::{NodeIdx, Ring, VnodeId};
 use super::PositionSpace;
@@ -25,6 +34,8 @@ pub struct Location {
     pub node: String,
     pub last_access: i64,
     pub size: i64,
+    /// When it dies, if it expires.
+    pub expires_at: Option<i64>,
 }
 
 #[derive(Clone, Debug)]
@@ -34,6 +45,13 @@ pub(crate) struct Namespace {
     pub(crate) placement: Placement,
     /// Per node slot: the capacity / memory limit, `None` = never set (unlimited).
     limits: Vec<Option<i64>>,
+    /// The latest command timestamp seen; nothing dead at it is kept.
+    pub(crate) latest: i64,
+    /// Each merged-away node and the node it was merged into.
+    pub(crate) merged: BTreeMap<Box<str>, Box<str>>,
+    /// Saved backups, oldest first: their timestamp and the ring state (remaining TTLs
+    /// in place of expiries), encoded.
+    pub(crate) backups: Vec<(i64, Vec<u8>)>,
 }
 
 impl Default for Namespace {
@@ -53,6 +71,9 @@ impl Namespace {
             ring: Ring::new(space),
             placement: Placement::default(),
             limits: Vec::new(),
+            latest: 0,
+            merged: BTreeMap::new(),
+            backups: Vec::new(),
         }
     }
 
@@ -60,8 +81,128 @@ impl Namespace {
         if !self.is_empty() {
             return false;
         }
-        *self = Namespace::new(space);
+        self.space = space;
+        self.ring = Ring::new(space);
+        self.placement = Placement::default();
+        self.limits.clear();
         true
+    }
+
+    /// Moves the ring's clock to `timestamp` (never back) and drops what is dead then.
+    pub(crate) fn advance(&mut self, timestamp: i64) {
+        self.latest = self.latest.max(timestamp);
+        self.purge();
+    }
+
+    /// Drops every item dead at the latest timestamp.
+    pub(crate) fn purge(&mut self) {
+        for slot in self.placement.dead_at(self.latest) {
+            self.placement.remove(slot);
+        }
+    }
+
+    /// A node's live `(count, size)` as seen at `timestamp`: items that died after the
+    /// latest timestamp and by `timestamp` are not counted.
+    pub(crate) fn load_at(&self, node: NodeIdx, timestamp: i64) -> (i64, i128) {
+        let load = self.placement.load(node);
+        let (mut count, mut size) = (load.count as i64, load.size);
+        for item in self.placement.dying_between(self.latest, timestamp) {
+            if item.node == node {
+                count -= 1;
+                size -= i128::from(item.size);
+            }
+        }
+        (count, size)
+    }
+
+    /// Every node's live `(count, size)` at `timestamp`, for top-N.
+    pub(crate) fn loads_at(&self, timestamp: i64) -> BTreeMap<NodeIdx, (i64, i128)> {
+        let mut loads: BTreeMap<NodeIdx, (i64, i128)> = self
+            .ring
+            .nodes()
+            .map(|(_, idx)| {
+                let load = self.placement.load(idx);
+                (idx, (load.count as i64, load.size))
+            })
+            .collect();
+        for item in self.placement.dying_between(self.latest, timestamp) {
+            if let Some(load) = loads.get_mut(&item.node) {
+                load.0 -= 1;
+                load.1 -= i128::from(item.size);
+            }
+        }
+        loads
+    }
+
+    /// Merges `from` into `to`: `to` takes over `from`'s positions (and replica count),
+    /// `from`'s limit goes with it, nothing is evicted, and only the keys of the arcs
+    /// that changed owner move. `false` when either is missing or they are the same.
+    pub(crate) fn merge(&mut self, from: &str, to: &str) -> bool {
+        if from == to || self.ring.lookup(from).is_none() || self.ring.lookup(to).is_none() {
+            return false;
+        }
+        let (from_idx, affected) = self.ring.merge(from, to);
+        self.limits[from_idx as usize] = None;
+        let ring = &self.ring;
+        let dropped = self
+            .placement
+            .reroute(&affected, |pos| ring.route_vnode(pos));
+        debug_assert!(dropped.is_empty(), "the merged ring has every position");
+        debug_assert_eq!(self.placement.load(from_idx).count, 0);
+        self.merged.insert(from.into(), to.into());
+        true
+    }
+
+    /// Where `name` was merged into, following later merges of the target; `None` if it
+    /// was not merged (or was added again since).
+    pub(crate) fn merged_into(&self, name: &str) -> Option<String> {
+        let mut target = self.merged.get(name)?;
+        // Records form chains without cycles (adding a node again clears its record);
+        // the bound is a guard.
+        for _ in 0..self.merged.len() {
+            match self.merged.get(target) {
+                Some(next) => target = next,
+                None => break,
+            }
+        }
+        Some(target.to_string())
+    }
+
+    /// Saves the ring's state at `timestamp` (the caller advanced to it), keeping at most
+    /// `max_backups` (the oldest saved goes first). Answers how many keys it holds.
+    pub(crate) fn backup(&mut self, timestamp: i64, max_backups: usize) -> i64 {
+        let state = super::snapshot::ring_state_bytes(self, timestamp);
+        self.backups.push((timestamp, state));
+        let excess = self.backups.len().saturating_sub(max_backups.max(1));
+        self.backups.drain(..excess);
+        self.placement.len() as i64
+    }
+
+    /// Replaces the ring's state with the latest backup saved at or before
+    /// `backup_timestamp` (equal timestamps: the first saved), its items expiring their
+    /// remaining TTL after `timestamp`. `None` (nothing changed) when there is none;
+    /// otherwise how many keys it restored.
+    pub(crate) fn restore(&mut self, timestamp: i64, backup_timestamp: i64) -> Option<i64> {
+        let (_, state) = self
+            .backups
+            .iter()
+            .filter(|(saved, _)| *saved <= backup_timestamp)
+            .fold(
+                None,
+                |best: Option<&(i64, Vec<u8>)>, candidate| match best {
+                    Some(b) if b.0 >= candidate.0 => Some(b),
+                    _ => Some(candidate),
+                },
+            )?;
+        let restored = super::snapshot::ring_state_from(state, timestamp)
+            .expect("a backup this engine encoded decodes");
+        let count = restored.placement.len() as i64;
+        let (latest, backups) = (self.latest, std::mem::take(&mut self.backups));
+        *self = restored;
+        self.latest = latest;
+        self.backups = backups;
+        self.purge();
+        Some(count)
     }
 
     /// `add_node` / `add_server`: one position, the bare name.
@@ -82,6 +223,8 @@ impl Namespace {
         if self.ring.lookup(name).is_some() {
             return false;
         }
+        // A name added again is no longer "merged".
+        self.merged.remove(name);
         // Only keys of the virtual nodes that own the new positions now can move.
         let mut old_owners: Vec<VnodeId> = positions
             .iter()
@@ -153,6 +296,7 @@ impl Namespace {
         ts: i64,
         eviction: Eviction,
         new_size: impl FnOnce() -> i64,
+        expiry: i64,
     ) -> Option<NodeIdx> {
         let pos = self.space.position(key);
         let (node, vnode) = self.ring.route_vnode(pos)?;
@@ -162,10 +306,11 @@ impl Namespace {
             if limit != UNLIMITED {
                 make_room(placement, node, limit, eviction);
             }
-            (pos, (node, vnode), ts, new_size())
+            (pos, (node, vnode), ts, new_size(), expiry)
         });
         if let Some(slot) = stored {
             self.placement.touch(slot, ts);
+            self.placement.set_expiry(slot, expiry);
         }
         Some(node)
     }
@@ -180,12 +325,17 @@ impl Namespace {
         Some(self.placement.remove(slot))
     }
 
-    pub(crate) fn locate(&self, key: &str) -> Option<Location> {
+    /// Where `key` is, as seen at `timestamp` (an item dead by then is not there).
+    pub(crate) fn locate(&self, key: &str, timestamp: i64) -> Option<Location> {
         let item = self.placement.item(self.placement.find(key)?);
+        if item.expiry <= timestamp {
+            return None;
+        }
         Some(Location {
             node: self.ring.name(item.node).to_owned(),
             last_access: item.access,
             size: item.size,
+            expires_at: (item.expiry != NEVER).then_some(item.expiry),
         })
     }
 
@@ -300,6 +450,10 @@ mod tests {
                     2 => {
                         ns.set_limit(&format!("n{}", next(12)), next(400) as i64 - 1);
                     }
+                    3 => {
+                        let (from, to) = (format!("n{}", next(12)), format!("n{}", next(12)));
+                        ns.merge(&from, &to);
+                    }
                     _ => {}
                 }
                 for _ in 0..600 {
@@ -322,7 +476,15 @@ mod tests {
                             }
                         }
                         _ => {
-                            ns.store(&key, ts, eviction, || next(5) as i64);
+                            // Some keys expire; the clock moves with the commands.
+                            let expiry = if next(4) == 0 {
+                                ts + next(3000) as i64
+                            } else {
+                                NEVER
+                            };
+                            ns.advance(ts);
+                            ns.store(&key, ts, eviction, || next(5) as i64, expiry);
+                            ns.purge();
                         }
                     }
                 }

@@ -13,10 +13,12 @@
 //!   and sequential in memory) plus a min-heap for those that arrive out of order.
 //!   Entries are invalidated lazily (an access adds a new entry; the old one is skipped
 //!   when it surfaces), and a node whose entries outnumber twice its items is compacted;
-//! - per node, the key count and the summed size.
+//! - per node, the key count and the summed size;
+//! - the items that expire, by expiry: a command purges the dead ones in order, and a
+//!   read at a later time finds those that died since without scanning the rest.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
@@ -25,6 +27,9 @@ use super::ring::{NodeIdx, VnodeId};
 use super::slab::Slab;
 
 pub(crate) type Slot = u32;
+
+/// The expiry of an item that never expires.
+pub(crate) const NEVER: i64 = i64::MAX;
 
 #[derive(Clone, Debug)]
 pub(crate) struct Item {
@@ -36,6 +41,8 @@ pub(crate) struct Item {
     pub(crate) seq: u64,
     pub(crate) size: i64,
     pub(crate) node: NodeIdx,
+    /// Dead from this timestamp on ([`NEVER`]: never).
+    pub(crate) expiry: i64,
     /// The virtual node that owns the item's position, and the item's place in its list.
     vnode: VnodeId,
     list_pos: u32,
@@ -119,6 +126,8 @@ pub(crate) struct Placement {
     lists: Vec<Vec<Slot>>,
     loads: Vec<NodeLoad>,
     next_seq: u64,
+    /// `(expiry, seq, slot)` of every item that expires.
+    expiring: BTreeSet<(i64, u64, Slot)>,
 }
 
 /// The index's hash of an item, rebuilt from the 32 bits it keeps (the multiplier
@@ -174,7 +183,7 @@ impl Placement {
     pub(crate) fn find_or_insert_with(
         &mut self,
         key: &str,
-        make: impl FnOnce(&mut Self) -> (u64, Owner, i64, i64),
+        make: impl FnOnce(&mut Self) -> (u64, Owner, i64, i64, i64),
     ) -> Option<Slot> {
         let h = self.hash32(key);
         let items = &self.items;
@@ -184,8 +193,8 @@ impl Placement {
         {
             return Some(slot);
         }
-        let (pos, owner, access, size) = make(self);
-        self.insert_hashed(h, key, pos, owner, access, size);
+        let (pos, owner, access, size, expiry) = make(self);
+        self.insert_hashed(h, key, pos, owner, access, size, expiry);
         None
     }
 
@@ -196,11 +205,13 @@ impl Placement {
         owner: Owner,
         access: i64,
         size: i64,
+        expiry: i64,
     ) -> Slot {
         let h = self.hash32(key);
-        self.insert_hashed(h, key, pos, owner, access, size)
+        self.insert_hashed(h, key, pos, owner, access, size, expiry)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn insert_hashed(
         &mut self,
         hash32: u32,
@@ -209,6 +220,7 @@ impl Placement {
         (node, vnode): Owner,
         access: i64,
         size: i64,
+        expiry: i64,
     ) -> Slot {
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -221,11 +233,15 @@ impl Placement {
             seq,
             size,
             node,
+            expiry,
             vnode,
             list_pos,
             hash32,
         });
         list.push(slot);
+        if expiry != NEVER {
+            self.expiring.insert((expiry, seq, slot));
+        }
         let items = &self.items;
         self.index.insert_unique(table_hash(hash32), slot, |&s| {
             table_hash(item_at(items, s).hash32)
@@ -249,9 +265,43 @@ impl Placement {
         self.compact_if_stale(node);
     }
 
+    /// Sets when an item dies ([`NEVER`]: never).
+    pub(crate) fn set_expiry(&mut self, slot: Slot, expiry: i64) {
+        let item = self.items[slot].as_mut().expect("live slot");
+        let (old, seq) = (std::mem::replace(&mut item.expiry, expiry), item.seq);
+        if old != NEVER {
+            self.expiring.remove(&(old, seq, slot));
+        }
+        if expiry != NEVER {
+            self.expiring.insert((expiry, seq, slot));
+        }
+    }
+
+    /// The items dead at `now` (expiry ≤ `now`), earliest expiry first.
+    pub(crate) fn dead_at(&self, now: i64) -> Vec<Slot> {
+        self.expiring
+            .range(..=(now, u64::MAX, Slot::MAX))
+            .map(|&(_, _, slot)| slot)
+            .collect()
+    }
+
+    /// The items that die after `after` and at or before `until`.
+    pub(crate) fn dying_between(&self, after: i64, until: i64) -> Vec<&Item> {
+        if until <= after {
+            return Vec::new();
+        }
+        self.expiring
+            .range((after + 1, 0, 0)..=(until, u64::MAX, Slot::MAX))
+            .map(|&(_, _, slot)| item_at(&self.items, slot))
+            .collect()
+    }
+
     pub(crate) fn remove(&mut self, slot: Slot) -> Item {
         self.unlist(slot);
         let item = self.items.remove(slot).expect("live slot");
+        if item.expiry != NEVER {
+            self.expiring.remove(&(item.expiry, item.seq, slot));
+        }
         self.index
             .find_entry(table_hash(item.hash32), |&s| s == slot)
             .expect("indexed slot")

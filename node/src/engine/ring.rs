@@ -150,6 +150,32 @@ impl Ring {
         Some((idx, info))
     }
 
+    /// Gives `from`'s positions (with their virtual-node ids and its replica count) to
+    /// `to` and drops `from`. Answers `from`'s old index and the virtual nodes whose
+    /// keys may now belong elsewhere: `from`'s, and every other one at a position
+    /// `from` had (the name tie-break there may now go the other way).
+    pub(crate) fn merge(&mut self, from: &str, to: &str) -> (NodeIdx, Vec<VnodeId>) {
+        let from_idx = self.by_name.remove(from).expect("merge of a live node");
+        let to_idx = *self.by_name.get(to).expect("merge into a live node");
+        let info = self.slots[from_idx as usize].take().expect("live node");
+        self.free.push(from_idx);
+        let target = self.slots[to_idx as usize].as_mut().expect("live node");
+        target.replicas = target.replicas.saturating_add(info.replicas);
+        target.positions.extend(&info.positions);
+        target.vnode_ids.extend(&info.vnode_ids);
+        self.rebuild_vnodes();
+        let shared: std::collections::BTreeSet<u64> = info.positions.iter().copied().collect();
+        let mut affected: Vec<VnodeId> = self
+            .vnodes
+            .iter()
+            .filter(|(pos, _, _)| shared.contains(pos))
+            .map(|&(_, _, vnode)| vnode)
+            .collect();
+        affected.sort_unstable();
+        affected.dedup();
+        (from_idx, affected)
+    }
+
     fn alloc_vnode_id(&mut self) -> VnodeId {
         self.free_vnode_ids.pop().unwrap_or_else(|| {
             let id = self.next_vnode_id;

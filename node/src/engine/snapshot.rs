@@ -6,20 +6,24 @@
 //! order matters), loads and LRU indexes (rebuilt on decode).
 //!
 //! Layout, little-endian, strings as `u32` length + UTF-8:
-//! `"CLKW" u16:version` then `u32:count` HashRing namespaces `(name, ring)` and
-//! `u32:count` ChatRouter namespaces `(name, ring, u32:count (key, i64:size)…)`, where a
-//! ring is `u8:space u32:nodes (name, i64:replicas, u32:n u64:pos…, u8:has_limit
-//! [i64:limit])… u64:items (key, i64:access, i64:size)…`.
+//! `"CLKW" u16:version` then `u32:count` HashRing namespaces `(name, ns)` and
+//! `u32:count` ChatRouter namespaces `(name, ns, u32:count (key, i64:size)…)`, where a
+//! namespace is `i64:latest, ring, u32:backups (i64:timestamp, u64:len, ring bytes)…`
+//! and a ring is `u8:space u32:nodes (name, i64:replicas, u32:n u64:pos…, u8:has_limit
+//! [i64:limit])… u64:items (key, i64:access, i64:size, i64:expiry)… u32:merged
+//! (from, to)…`. A backup's ring has each expiry less its timestamp (the remaining TTL;
+//! `i64::MAX` stays "never").
 
 use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
 use super::namespace::Namespace;
+use super::placement::NEVER;
 use super::{ChatRouter, Engine, HashRing, PositionSpace};
 
 const MAGIC: &[u8; 4] = b"CLKW";
-const VERSION: u16 = 1;
+const VERSION: u16 = 2;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SnapshotError {
@@ -65,6 +69,34 @@ pub(crate) fn encode(engine: &Engine) -> Vec<u8> {
 }
 
 fn encode_namespace(w: &mut Writer, ns: &Namespace) {
+    w.i64(ns.latest);
+    encode_ring(w, ns, 0);
+    w.len(ns.backups.len());
+    for (timestamp, state) in &ns.backups {
+        w.i64(*timestamp);
+        w.u64(state.len() as u64);
+        w.0.extend_from_slice(state);
+    }
+}
+
+/// A ring's state for a backup at `base`: expiries become remaining TTLs.
+pub(crate) fn ring_state_bytes(ns: &Namespace, base: i64) -> Vec<u8> {
+    let mut w = Writer(Vec::new());
+    encode_ring(&mut w, ns, base);
+    w.0
+}
+
+/// A ring from a backup, its remaining TTLs counted from `base`.
+pub(crate) fn ring_state_from(bytes: &[u8], base: i64) -> Result<Namespace, SnapshotError> {
+    let mut r = Reader(bytes);
+    let ns = decode_ring(&mut r, base)?;
+    if !r.0.is_empty() {
+        return Err(SnapshotError::TrailingBytes(r.0.len()));
+    }
+    Ok(ns)
+}
+
+fn encode_ring(w: &mut Writer, ns: &Namespace, base: i64) {
     w.u8(ns.space.code());
     w.len(ns.ring.node_count());
     for (name, idx) in ns.ring.nodes() {
@@ -89,6 +121,16 @@ fn encode_namespace(w: &mut Writer, ns: &Namespace) {
         w.str(&item.key);
         w.i64(item.access);
         w.i64(item.size);
+        w.i64(if item.expiry == NEVER {
+            NEVER
+        } else {
+            item.expiry.saturating_sub(base)
+        });
+    }
+    w.len(ns.merged.len());
+    for (from, to) in &ns.merged {
+        w.str(from);
+        w.str(to);
     }
 }
 
@@ -133,6 +175,20 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Engine, SnapshotError> {
 }
 
 fn decode_namespace(r: &mut Reader) -> Result<Namespace, SnapshotError> {
+    let latest = r.i64()?;
+    let mut ns = decode_ring(r, 0)?;
+    ns.latest = latest;
+    for _ in 0..r.u32()? {
+        let timestamp = r.i64()?;
+        let len = usize::try_from(r.u64()?).map_err(|_| SnapshotError::Truncated)?;
+        let state = r.take(len)?.to_vec();
+        ring_state_from(&state, timestamp)?;
+        ns.backups.push((timestamp, state));
+    }
+    Ok(ns)
+}
+
+fn decode_ring(r: &mut Reader, base: i64) -> Result<Namespace, SnapshotError> {
     let space =
         PositionSpace::from_code(r.u8()?).ok_or(SnapshotError::Corrupt("position space"))?;
     let mut ns = Namespace::new(space);
@@ -159,6 +215,10 @@ fn decode_namespace(r: &mut Reader) -> Result<Namespace, SnapshotError> {
         let key = r.string()?;
         let access = r.i64()?;
         let size = r.i64()?;
+        let expiry = match r.i64()? {
+            NEVER => NEVER,
+            relative => relative.saturating_add(base),
+        };
         if ns.placement.find(&key).is_some() {
             return Err(SnapshotError::Corrupt("duplicate key"));
         }
@@ -166,7 +226,12 @@ fn decode_namespace(r: &mut Reader) -> Result<Namespace, SnapshotError> {
         let owner = ns.ring.route_vnode(pos).ok_or(SnapshotError::Corrupt(
             "stored key on a ring without positions",
         ))?;
-        ns.placement.insert(&key, pos, owner, access, size);
+        ns.placement.insert(&key, pos, owner, access, size, expiry);
+    }
+    for _ in 0..r.u32()? {
+        let from = r.string()?;
+        let to = r.string()?;
+        ns.merged.insert(from.into(), to.into());
     }
     Ok(ns)
 }

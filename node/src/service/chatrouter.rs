@@ -6,7 +6,7 @@ use clockwise_proto::chatrouter::v1 as pb;
 use clockwise_proto::chatrouter::v1::chat_router_server::ChatRouter;
 use tonic::{Request, Status};
 
-use super::state::NodeState;
+use super::state::{resolve_timestamp, NodeState};
 use super::sync::SyncRunner;
 use super::validate::{self as v, MAX_BATCH_OPERATIONS, MAX_MB, MAX_REPLICAS, MAX_SYNC_ENTRIES};
 use super::{ok, Reply};
@@ -120,19 +120,20 @@ impl ChatRouter for ChatRouterService {
         let (ring, id) = (v::ring(&r.ring)?, v::id("request_id", &r.request_id)?);
         let ts = v::timestamp(r.timestamp)?;
         let size_mb = v::non_negative("size_mb", r.size_mb, MAX_MB)?;
-        v::ttl_ms(r.ttl_ms)?;
-        let server_name = self
-            .apply(
-                session,
-                ring,
-                ts,
-                ChatRouterOp::AssignRequest {
-                    request_id: id.to_owned(),
-                    size_mb,
-                },
-            )
-            .await?
-            .into_name();
+        let ttl_ms = v::ttl_ms(r.ttl_ms)?;
+        let op = if ttl_ms == 0 {
+            ChatRouterOp::AssignRequest {
+                request_id: id.to_owned(),
+                size_mb,
+            }
+        } else {
+            ChatRouterOp::AssignRequestWithTtl {
+                request_id: id.to_owned(),
+                size_mb,
+                ttl_ms,
+            }
+        };
+        let server_name = self.apply(session, ring, ts, op).await?.into_name();
         ok(pb::AssignRequestResponse { server_name })
     }
 
@@ -156,10 +157,10 @@ impl ChatRouter for ChatRouterService {
     ) -> Reply<pb::GetServerLoadResponse> {
         let (read, r) = v::split(req)?;
         let (ring, server) = (v::ring(&r.ring)?, v::id("server_name", &r.server_name)?);
-        v::timestamp(r.timestamp)?;
+        let at = resolve_timestamp(v::timestamp(r.timestamp)?);
         let load = self
             .state
-            .read_chat_router(ring, read, |c| c.get_server_load(server))
+            .read_chat_router(ring, read, |c| c.get_memory_used_at(at, server))
             .await?;
         ok(pb::GetServerLoadResponse { load })
     }
@@ -170,11 +171,11 @@ impl ChatRouter for ChatRouterService {
     ) -> Reply<pb::TopServersResponse> {
         let (read, r) = v::split(req)?;
         let ring = v::ring(&r.ring)?;
-        v::timestamp(r.timestamp)?;
+        let at = resolve_timestamp(v::timestamp(r.timestamp)?);
         let n = v::non_negative("n", r.n, i64::MAX)?;
         let entries = self
             .state
-            .read_chat_router(ring, read, |c| c.top_servers(n))
+            .read_chat_router(ring, read, |c| c.top_servers_at(at, n))
             .await?;
         ok(pb::TopServersResponse { entries })
     }
@@ -259,10 +260,10 @@ impl ChatRouter for ChatRouterService {
     ) -> Reply<pb::GetMemoryUsedResponse> {
         let (read, r) = v::split(req)?;
         let (ring, server) = (v::ring(&r.ring)?, v::id("server_name", &r.server_name)?);
-        v::timestamp(r.timestamp)?;
+        let at = resolve_timestamp(v::timestamp(r.timestamp)?);
         let used = self
             .state
-            .read_chat_router(ring, read, |c| c.get_memory_used(server))
+            .read_chat_router(ring, read, |c| c.get_memory_used_at(at, server))
             .await?;
         ok(pb::GetMemoryUsedResponse { used })
     }
@@ -340,7 +341,7 @@ impl ChatRouter for ChatRouterService {
     ) -> Reply<pb::ReplicateSessionsResponse> {
         let (read, r) = v::split(req)?;
         let ring = v::ring(&r.ring)?;
-        v::timestamp(r.timestamp)?;
+        let at = resolve_timestamp(v::timestamp(r.timestamp)?);
         v::list_len("transfers", r.transfers.len(), MAX_SYNC_ENTRIES)?;
         let max_concurrent = v::max_concurrent(r.max_concurrent)?;
         let mode = v::sync_mode(r.mode)?;
@@ -357,6 +358,7 @@ impl ChatRouter for ChatRouterService {
             .state
             .read_chat_router(ring, read, |c| {
                 c.replicate_validity(
+                    at,
                     r.transfers
                         .iter()
                         .map(|t| (t.source.as_str(), t.destination.as_str(), t.bandwidth_mb)),
@@ -373,10 +375,10 @@ impl ChatRouter for ChatRouterService {
     ) -> Reply<pb::LocateRequestResponse> {
         let (read, r) = v::split(req)?;
         let (ring, id) = (v::ring(&r.ring)?, v::id("request_id", &r.request_id)?);
-        v::timestamp(r.timestamp)?;
+        let at = resolve_timestamp(v::timestamp(r.timestamp)?);
         let found = self
             .state
-            .read_chat_router(ring, read, |c| c.locate_request(id))
+            .read_chat_router(ring, read, |c| c.locate_request_at(at, id))
             .await?;
         ok(match found {
             Some(loc) => pb::LocateRequestResponse {
@@ -384,7 +386,7 @@ impl ChatRouter for ChatRouterService {
                 server_name: Some(loc.node),
                 last_access: loc.last_access,
                 size: loc.size,
-                expires_at: None,
+                expires_at: loc.expires_at,
             },
             None => pb::LocateRequestResponse::default(),
         })
@@ -410,5 +412,58 @@ impl ChatRouter for ChatRouterService {
             ring,
         )?;
         ok(pb::ConfigureRingResponse { ok: true })
+    }
+
+    async fn backup(&self, req: Request<pb::BackupRequest>) -> Reply<pb::BackupResponse> {
+        let (session, r) = v::session(req)?;
+        let ring = v::ring(&r.ring)?;
+        let ts = v::timestamp(r.timestamp)?;
+        // The leader fills in its --max-backups-per-ring when it proposes.
+        let op = ChatRouterOp::Backup { max_backups: 0 };
+        let count = self.apply(session, ring, ts, op).await?.into_count();
+        ok(pb::BackupResponse {
+            count: count.unwrap_or(0),
+        })
+    }
+
+    async fn restore(&self, req: Request<pb::RestoreRequest>) -> Reply<pb::RestoreResponse> {
+        let (session, r) = v::session(req)?;
+        let ring = v::ring(&r.ring)?;
+        let ts = v::timestamp(r.timestamp)?;
+        let backup_timestamp = v::non_negative("backup_timestamp", r.backup_timestamp, i64::MAX)?;
+        let op = ChatRouterOp::Restore { backup_timestamp };
+        let count = self.apply(session, ring, ts, op).await?.into_count();
+        ok(pb::RestoreResponse { count })
+    }
+
+    async fn merge_servers(
+        &self,
+        req: Request<pb::MergeServersRequest>,
+    ) -> Reply<pb::MergeServersResponse> {
+        let (session, r) = v::session(req)?;
+        let ring = v::ring(&r.ring)?;
+        let from = v::id("from_server", &r.from_server)?;
+        let to = v::id("to_server", &r.to_server)?;
+        let ts = v::timestamp(r.timestamp)?;
+        let op = ChatRouterOp::MergeServers {
+            from_server: from.to_owned(),
+            to_server: to.to_owned(),
+        };
+        let done = self.apply(session, ring, ts, op).await?.into_done();
+        ok(pb::MergeServersResponse { ok: done })
+    }
+
+    async fn get_merged_into(
+        &self,
+        req: Request<pb::GetMergedIntoRequest>,
+    ) -> Reply<pb::GetMergedIntoResponse> {
+        let (read, r) = v::split(req)?;
+        let (ring, server) = (v::ring(&r.ring)?, v::id("server_name", &r.server_name)?);
+        v::timestamp(r.timestamp)?;
+        let server_name = self
+            .state
+            .read_chat_router(ring, read, |c| c.get_merged_into(server))
+            .await?;
+        ok(pb::GetMergedIntoResponse { server_name })
     }
 }

@@ -6,7 +6,7 @@ use clockwise_proto::hashring::v1 as pb;
 use clockwise_proto::hashring::v1::hash_ring_server::HashRing;
 use tonic::{Request, Status};
 
-use super::state::NodeState;
+use super::state::{resolve_timestamp, NodeState};
 use super::sync::SyncRunner;
 use super::validate::{self as v, MAX_BATCH_OPERATIONS, MAX_REPLICAS, MAX_SYNC_ENTRIES};
 use super::{ok, Reply};
@@ -113,18 +113,18 @@ impl HashRing for HashRingService {
         let (session, r) = v::session(req)?;
         let (ring, key) = (v::ring(&r.ring)?, v::id("key", &r.key)?);
         let ts = v::timestamp(r.timestamp)?;
-        v::ttl_ms(r.ttl_ms)?;
-        let node_id = self
-            .apply(
-                session,
-                ring,
-                ts,
-                HashRingOp::StoreKey {
-                    key: key.to_owned(),
-                },
-            )
-            .await?
-            .into_name();
+        let ttl_ms = v::ttl_ms(r.ttl_ms)?;
+        let op = if ttl_ms == 0 {
+            HashRingOp::StoreKey {
+                key: key.to_owned(),
+            }
+        } else {
+            HashRingOp::StoreKeyWithTtl {
+                key: key.to_owned(),
+                ttl_ms,
+            }
+        };
+        let node_id = self.apply(session, ring, ts, op).await?.into_name();
         ok(pb::StoreKeyResponse { node_id })
     }
 
@@ -142,10 +142,10 @@ impl HashRing for HashRingService {
     async fn get_load(&self, req: Request<pb::GetLoadRequest>) -> Reply<pb::GetLoadResponse> {
         let (read, r) = v::split(req)?;
         let (ring, node) = (v::ring(&r.ring)?, v::id("node_id", &r.node_id)?);
-        v::timestamp(r.timestamp)?;
+        let at = resolve_timestamp(v::timestamp(r.timestamp)?);
         let load = self
             .state
-            .read_hash_ring(ring, read, |h| h.get_load(node))
+            .read_hash_ring(ring, read, |h| h.get_used_at(at, node))
             .await?;
         ok(pb::GetLoadResponse { load })
     }
@@ -153,11 +153,11 @@ impl HashRing for HashRingService {
     async fn top_loaded(&self, req: Request<pb::TopLoadedRequest>) -> Reply<pb::TopLoadedResponse> {
         let (read, r) = v::split(req)?;
         let ring = v::ring(&r.ring)?;
-        v::timestamp(r.timestamp)?;
+        let at = resolve_timestamp(v::timestamp(r.timestamp)?);
         let n = v::non_negative("n", r.n, i64::MAX)?;
         let entries = self
             .state
-            .read_hash_ring(ring, read, |h| h.top_loaded(n))
+            .read_hash_ring(ring, read, |h| h.top_loaded_at(at, n))
             .await?;
         ok(pb::TopLoadedResponse { entries })
     }
@@ -239,10 +239,10 @@ impl HashRing for HashRingService {
     async fn get_used(&self, req: Request<pb::GetUsedRequest>) -> Reply<pb::GetUsedResponse> {
         let (read, r) = v::split(req)?;
         let (ring, node) = (v::ring(&r.ring)?, v::id("node_id", &r.node_id)?);
-        v::timestamp(r.timestamp)?;
+        let at = resolve_timestamp(v::timestamp(r.timestamp)?);
         let used = self
             .state
-            .read_hash_ring(ring, read, |h| h.get_used(node))
+            .read_hash_ring(ring, read, |h| h.get_used_at(at, node))
             .await?;
         ok(pb::GetUsedResponse { used })
     }
@@ -338,10 +338,10 @@ impl HashRing for HashRingService {
     async fn locate_key(&self, req: Request<pb::LocateKeyRequest>) -> Reply<pb::LocateKeyResponse> {
         let (read, r) = v::split(req)?;
         let (ring, key) = (v::ring(&r.ring)?, v::id("key", &r.key)?);
-        v::timestamp(r.timestamp)?;
+        let at = resolve_timestamp(v::timestamp(r.timestamp)?);
         let found = self
             .state
-            .read_hash_ring(ring, read, |h| h.locate_key(key))
+            .read_hash_ring(ring, read, |h| h.locate_key_at(at, key))
             .await?;
         ok(match found {
             Some(loc) => pb::LocateKeyResponse {
@@ -349,7 +349,7 @@ impl HashRing for HashRingService {
                 node_id: Some(loc.node),
                 last_access: loc.last_access,
                 size: loc.size,
-                expires_at: None,
+                expires_at: loc.expires_at,
             },
             None => pb::LocateKeyResponse::default(),
         })
@@ -370,5 +370,60 @@ impl HashRing for HashRingService {
             ring,
         )?;
         ok(pb::ConfigureRingResponse { ok: true })
+    }
+
+    async fn backup(&self, req: Request<pb::BackupRequest>) -> Reply<pb::BackupResponse> {
+        let (session, r) = v::session(req)?;
+        let ring = v::ring(&r.ring)?;
+        let ts = v::timestamp(r.timestamp)?;
+        // The leader fills in its --max-backups-per-ring when it proposes.
+        let op = HashRingOp::Backup { max_backups: 0 };
+        let count = self.apply(session, ring, ts, op).await?.into_count();
+        ok(pb::BackupResponse {
+            count: count.unwrap_or(0),
+        })
+    }
+
+    async fn restore(&self, req: Request<pb::RestoreRequest>) -> Reply<pb::RestoreResponse> {
+        let (session, r) = v::session(req)?;
+        let ring = v::ring(&r.ring)?;
+        let ts = v::timestamp(r.timestamp)?;
+        let backup_timestamp = v::non_negative("backup_timestamp", r.backup_timestamp, i64::MAX)?;
+        let op = HashRingOp::Restore { backup_timestamp };
+        let count = self.apply(session, ring, ts, op).await?.into_count();
+        ok(pb::RestoreResponse { count })
+    }
+
+    async fn merge_nodes(
+        &self,
+        req: Request<pb::MergeNodesRequest>,
+    ) -> Reply<pb::MergeNodesResponse> {
+        let (session, r) = v::session(req)?;
+        let ring = v::ring(&r.ring)?;
+        let (from, to) = (
+            v::id("from_node", &r.from_node)?,
+            v::id("to_node", &r.to_node)?,
+        );
+        let ts = v::timestamp(r.timestamp)?;
+        let op = HashRingOp::MergeNodes {
+            from_node: from.to_owned(),
+            to_node: to.to_owned(),
+        };
+        let done = self.apply(session, ring, ts, op).await?.into_done();
+        ok(pb::MergeNodesResponse { ok: done })
+    }
+
+    async fn get_merged_into(
+        &self,
+        req: Request<pb::GetMergedIntoRequest>,
+    ) -> Reply<pb::GetMergedIntoResponse> {
+        let (read, r) = v::split(req)?;
+        let (ring, node) = (v::ring(&r.ring)?, v::id("node_id", &r.node_id)?);
+        v::timestamp(r.timestamp)?;
+        let node_id = self
+            .state
+            .read_hash_ring(ring, read, |h| h.get_merged_into(node))
+            .await?;
+        ok(pb::GetMergedIntoResponse { node_id })
     }
 }

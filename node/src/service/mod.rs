@@ -65,6 +65,8 @@ pub struct NodeConfig {
     /// Entries applied between snapshots; the log is compacted to a tenth of it before
     /// each snapshot.
     pub snapshot_entries: u64,
+    /// Backups kept per ring (the leader's value is written into each backup command).
+    pub max_backups_per_ring: u32,
 }
 
 impl Default for NodeConfig {
@@ -78,6 +80,7 @@ impl Default for NodeConfig {
             raft_tick: Duration::from_millis(50),
             join: false,
             snapshot_entries: DriverConfig::default().snapshot_entries,
+            max_backups_per_ring: state::DEFAULT_MAX_BACKUPS_PER_RING,
         }
     }
 }
@@ -177,8 +180,9 @@ impl BoundNode {
         };
         // Bootstrapping a new log is a synced write: keep it off the async workers too.
         let peers = transport.clone();
+        let machine = EngineMachine::with_max_backups(engine, config.max_backups_per_ring);
         let (handle, thread) = tokio::task::spawn_blocking(move || {
-            driver::spawn(driver_config, store, EngineMachine::new(engine), peers)
+            driver::spawn(driver_config, store, machine, peers)
         })
         .await
         .map_err(|e| ServeError::Config(format!("starting the raft driver panicked: {e}")))??;

@@ -17,7 +17,9 @@ use clockwise_cluster::{Replica, StateMachine};
 use super::error::ServiceError;
 use super::validate::{Consistency, SEQ_METADATA};
 use crate::codec::{self, CodecError, Session};
-use crate::engine::{ChatRouter, Command, Engine, HashRing, Outcome, SnapshotError};
+use crate::engine::{
+    ChatRouter, ChatRouterOp, Command, Engine, HashRing, HashRingOp, Op, Outcome, SnapshotError,
+};
 
 static EMPTY_HASH_RING: LazyLock<HashRing> = LazyLock::new(HashRing::default);
 static EMPTY_CHAT_ROUTER: LazyLock<ChatRouter> = LazyLock::new(ChatRouter::default);
@@ -33,13 +35,24 @@ pub const MAX_SESSION_BYTES: usize = 64 << 20;
 pub struct EngineMachine {
     engine: Arc<RwLock<Engine>>,
     sessions: Sessions,
+    /// This node's `--max-backups-per-ring`: written into a backup command when this
+    /// node leads and proposes it, so every replica keeps the same number.
+    max_backups_per_ring: u32,
 }
+
+/// Backups kept per ring unless `--max-backups-per-ring` says otherwise.
+pub const DEFAULT_MAX_BACKUPS_PER_RING: u32 = 16;
 
 impl EngineMachine {
     pub fn new(engine: Arc<RwLock<Engine>>) -> Self {
+        Self::with_max_backups(engine, DEFAULT_MAX_BACKUPS_PER_RING)
+    }
+
+    pub fn with_max_backups(engine: Arc<RwLock<Engine>>, max_backups_per_ring: u32) -> Self {
         EngineMachine {
             engine,
             sessions: Sessions::default(),
+            max_backups_per_ring: max_backups_per_ring.max(1),
         }
     }
 }
@@ -182,12 +195,26 @@ impl StateMachine for EngineMachine {
     /// On the leader: a command sent with timestamp 0 gets the leader's clock, once, so
     /// every replica applies the same time.
     fn prepare(&self, data: Vec<u8>) -> Vec<u8> {
-        match codec::decode_entry(&data) {
-            Ok((mut command, session)) if command.timestamp == 0 => {
-                command.timestamp = resolve_timestamp(0);
-                codec::encode_entry(&command, session.as_ref())
+        let Ok((mut command, session)) = codec::decode_entry(&data) else {
+            return data;
+        };
+        let mut changed = false;
+        if command.timestamp == 0 {
+            command.timestamp = resolve_timestamp(0);
+            changed = true;
+        }
+        if let Op::HashRing(HashRingOp::Backup { max_backups })
+        | Op::ChatRouter(ChatRouterOp::Backup { max_backups }) = &mut command.op
+        {
+            if *max_backups == 0 {
+                *max_backups = self.max_backups_per_ring;
+                changed = true;
             }
-            _ => data,
+        }
+        if changed {
+            codec::encode_entry(&command, session.as_ref())
+        } else {
+            data
         }
     }
 

@@ -207,7 +207,6 @@ pub fn list_len(field: &str, len: usize, max: usize) -> Result<()> {
     Ok(())
 }
 
-/// `ttl_ms`: accepted only as 0 until expiring keys exist.
 /// A raft member id: non-zero.
 pub fn member_id(field: &str, id: u64) -> Result<u64> {
     if id == 0 {
@@ -234,17 +233,18 @@ pub fn member_address(field: &str, address: &str) -> Result<String> {
     Ok(address.to_owned())
 }
 
-pub fn ttl_ms(value: i64) -> Result<()> {
-    match value {
-        0 => Ok(()),
-        v if v < 0 => Err(ServiceError::invalid(
+/// Longest `ttl_ms` accepted: about 100 years.
+pub const MAX_TTL_MS: i64 = 100 * 365 * 24 * 3600 * 1000;
+
+/// `ttl_ms`: 0 (never expires) up to [`MAX_TTL_MS`].
+pub fn ttl_ms(value: i64) -> Result<i64> {
+    if !(0..=MAX_TTL_MS).contains(&value) {
+        return Err(ServiceError::invalid(
             "ttl_ms",
-            "must be >= 0 (0 = no expiry)",
-        )),
-        _ => Err(ServiceError::Unimplemented(
-            "ttl_ms: expiring keys are not supported by this version yet; send 0".into(),
-        )),
+            format!("must be 0 (no expiry) to {MAX_TTL_MS}"),
+        ));
     }
+    Ok(value)
 }
 
 #[cfg(test)]

@@ -204,7 +204,7 @@ fn chat_router(c: &mut ChatRouter, method: &str, ts: i64, args: &[Value]) -> Res
                     Ok((field(t, "source")?, field(t, "destination")?, bandwidth))
                 })
                 .collect::<Result<Vec<_>, String>>()?;
-            json!(c.replicate_validity(transfers))
+            json!(c.replicate_validity(ts, transfers))
         }
         "locate_request" => {
             json!(c
