@@ -104,3 +104,5 @@ impl Engine {
 
 #[cfg(test)]
 mod golden;
+#[cfg(test)]
+mod lifecycle_tests;
