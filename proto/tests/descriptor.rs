@@ -31,6 +31,10 @@ const HASHRING_RPCS: &[&str] = &[
     "SyncReplicas",
     "LocateKey",
     "ConfigureRing",
+    "Backup",
+    "Restore",
+    "MergeNodes",
+    "GetMergedInto",
 ];
 
 const CHATROUTER_RPCS: &[&str] = &[
@@ -52,6 +56,10 @@ const CHATROUTER_RPCS: &[&str] = &[
     "ReplicateSessions",
     "LocateRequest",
     "ConfigureRing",
+    "Backup",
+    "Restore",
+    "MergeServers",
+    "GetMergedInto",
 ];
 
 fn descriptor_set() -> FileDescriptorSet {

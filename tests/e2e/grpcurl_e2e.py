@@ -71,12 +71,14 @@ HASHRING_RPCS = {
     "AddNode", "RemoveNode", "RouteKey", "GetNodeCount", "StoreKey", "ListNodes", "GetLoad",
     "TopLoaded", "AddNodeWithReplicas", "GetReplicaCount", "SetCapacity", "GetCapacity",
     "GetUsed", "EvictLru", "BatchOperations", "SyncReplicas", "LocateKey", "ConfigureRing",
+    "Backup", "Restore", "MergeNodes", "GetMergedInto",
 }
 CHATROUTER_RPCS = {
     "AddServer", "RemoveServer", "RouteRequest", "GetServerCount", "AssignRequest",
     "ListServers", "GetServerLoad", "TopServers", "AddServerWithReplicas", "GetReplicaCount",
     "SetMemoryLimit", "GetMemoryLimit", "GetMemoryUsed", "EvictOldestSession",
     "BatchRequests", "ReplicateSessions", "LocateRequest", "ConfigureRing",
+    "Backup", "Restore", "MergeServers", "GetMergedInto",
 }
 
 # ---------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ const MAX_SYNC: usize = 1_000;
 const MAX_CONCURRENT: i32 = 1_024;
 const MAX_REPLICAS: i64 = 10_000;
 const MAX_MB: i64 = 1 << 40;
+const MAX_TTL_MS: i64 = 100 * 365 * 24 * 3600 * 1000;
 
 /// Awaits one call and keeps only whether it was served.
 macro_rules! rpc {
@@ -199,6 +200,14 @@ async fn hr_node_rpcs(c: &mut Hr, ring: &str, timestamp: i64, node: &str) -> Vec
             })
         ),
         rpc!(
+            "GetMergedInto",
+            c.get_merged_into(hr::GetMergedIntoRequest {
+                ring: ring.clone(),
+                timestamp,
+                node_id: node_id.clone()
+            })
+        ),
+        rpc!(
             "RemoveNode",
             c.remove_node(hr::RemoveNodeRequest {
                 ring,
@@ -284,6 +293,30 @@ async fn hr_ring_rpcs(c: &mut Hr, ring: &str, timestamp: i64) -> Vec<Outcome> {
             })
         ),
         rpc!(
+            "Backup",
+            c.backup(hr::BackupRequest {
+                ring: ring.clone(),
+                timestamp
+            })
+        ),
+        rpc!(
+            "Restore",
+            c.restore(hr::RestoreRequest {
+                ring: ring.clone(),
+                timestamp,
+                backup_timestamp: 0
+            })
+        ),
+        rpc!(
+            "MergeNodes",
+            c.merge_nodes(hr::MergeNodesRequest {
+                ring: ring.clone(),
+                timestamp,
+                from_node: "n1".into(),
+                to_node: "n2".into()
+            })
+        ),
+        rpc!(
             "SyncReplicas",
             c.sync_replicas(hr::SyncReplicasRequest {
                 ring,
@@ -301,7 +334,7 @@ async fn hr_every_rpc(c: &mut Hr, ring: &str, timestamp: i64) -> Vec<Outcome> {
     let mut all = hr_ring_rpcs(c, ring, timestamp).await;
     all.extend(hr_node_rpcs(c, ring, timestamp, "n1").await);
     all.extend(hr_key_rpcs(c, ring, timestamp, "k1").await);
-    assert_eq!(all.len(), 18, "every HashRing RPC is exercised");
+    assert_eq!(all.len(), 22, "every HashRing RPC is exercised");
     all
 }
 
@@ -433,6 +466,14 @@ async fn cr_server_rpcs(c: &mut Cr, ring: &str, timestamp: i64, server: &str) ->
             })
         ),
         rpc!(
+            "GetMergedInto",
+            c.get_merged_into(cr::GetMergedIntoRequest {
+                ring: ring.clone(),
+                timestamp,
+                server_name: server_name.clone()
+            })
+        ),
+        rpc!(
             "RemoveServer",
             c.remove_server(cr::RemoveServerRequest {
                 ring,
@@ -519,6 +560,30 @@ async fn cr_ring_rpcs(c: &mut Cr, ring: &str, timestamp: i64) -> Vec<Outcome> {
             })
         ),
         rpc!(
+            "Backup",
+            c.backup(cr::BackupRequest {
+                ring: ring.clone(),
+                timestamp
+            })
+        ),
+        rpc!(
+            "Restore",
+            c.restore(cr::RestoreRequest {
+                ring: ring.clone(),
+                timestamp,
+                backup_timestamp: 0
+            })
+        ),
+        rpc!(
+            "MergeServers",
+            c.merge_servers(cr::MergeServersRequest {
+                ring: ring.clone(),
+                timestamp,
+                from_server: "s1".into(),
+                to_server: "s2".into()
+            })
+        ),
+        rpc!(
             "ReplicateSessions",
             c.replicate_sessions(cr::ReplicateSessionsRequest {
                 ring,
@@ -536,7 +601,7 @@ async fn cr_every_rpc(c: &mut Cr, ring: &str, timestamp: i64) -> Vec<Outcome> {
     let mut all = cr_ring_rpcs(c, ring, timestamp).await;
     all.extend(cr_server_rpcs(c, ring, timestamp, "s1").await);
     all.extend(cr_request_rpcs(c, ring, timestamp, "r1").await);
-    assert_eq!(all.len(), 18, "every ChatRouter RPC is exercised");
+    assert_eq!(all.len(), 22, "every ChatRouter RPC is exercised");
     all
 }
 
@@ -976,34 +1041,44 @@ async fn hash_ring_configure_ring_unknown_space_or_used_ring_is_refused() {
 }
 
 #[tokio::test]
-async fn hash_ring_store_key_ttl_ms_negative_is_invalid_and_positive_unimplemented() {
+async fn hash_ring_store_key_ttl_ms_out_of_range_is_invalid_and_positive_expires() {
     let node = NodeProcess::start();
     let mut c = node.hash_ring().await;
-    assert!(hr_add_node(&mut c, "", "a").await);
+    // Explicit timestamps throughout: the ring's clock is the latest command timestamp,
+    // and a timestamp of 0 would move it to the leader's wall clock.
+    let add = hr::AddNodeRequest {
+        ring: String::new(),
+        timestamp: 1,
+        node_id: "a".into(),
+    };
+    assert!(served("AddNode", c.add_node(add).await).ok);
     let store = |key: &str, ttl_ms| hr::StoreKeyRequest {
         ring: String::new(),
         timestamp: 1,
         key: key.into(),
         ttl_ms,
     };
-    for ttl in [-1, i64::MIN] {
+    for ttl in [-1, i64::MIN, MAX_TTL_MS + 1, i64::MAX] {
         assert_invalid_one("StoreKey", c.store_key(store("t", ttl)).await, "ttl_ms");
     }
-    for ttl in [1, 5_000, i64::MAX] {
-        let r = c.store_key(store("t", ttl)).await.map(drop);
-        assert_refused(&[("StoreKey", r)], Code::Unimplemented, "ttl_ms");
-    }
-    let found = served(
-        "LocateKey",
-        c.locate_key(hr::LocateKeyRequest {
-            key: "t".into(),
-            ..Default::default()
-        })
-        .await,
+    let locate = |timestamp| hr::LocateKeyRequest {
+        key: "t".into(),
+        timestamp,
+        ..Default::default()
+    };
+    assert!(
+        !served("LocateKey", c.locate_key(locate(1)).await).found,
+        "a refused StoreKey stored its key"
     );
-    assert!(!found.found, "a refused StoreKey stored its key");
-    let stored = served("StoreKey", c.store_key(store("t", 0)).await);
+    let stored = served("StoreKey", c.store_key(store("t", 5_000)).await);
     assert_eq!(stored.node_id.as_deref(), Some("a"));
+    let found = served("LocateKey", c.locate_key(locate(5_000)).await);
+    assert_eq!((found.found, found.expires_at), (true, Some(5_001)));
+    assert!(
+        !served("LocateKey", c.locate_key(locate(5_001)).await).found,
+        "dead at its expiry"
+    );
+    served("StoreKey", c.store_key(store("t", MAX_TTL_MS)).await);
     hr_still_serves(&mut c).await;
 }
 
@@ -1593,20 +1668,16 @@ async fn chat_router_configure_ring_unknown_space_or_used_ring_is_refused() {
 }
 
 #[tokio::test]
-async fn chat_router_assign_request_ttl_ms_negative_is_invalid_and_positive_unimplemented() {
+async fn chat_router_assign_request_ttl_ms_out_of_range_is_invalid_and_positive_expires() {
     let node = NodeProcess::start();
     let mut c = node.chat_router().await;
     assert!(cr_add_server(&mut c, "", "s").await);
-    for ttl in [-1, i64::MIN] {
+    for ttl in [-1, i64::MIN, MAX_TTL_MS + 1, i64::MAX] {
         assert_invalid_one(
             "AssignRequest",
             c.assign_request(assign("t", 5, ttl)).await,
             "ttl_ms",
         );
-    }
-    for ttl in [1, 5_000, i64::MAX] {
-        let r = c.assign_request(assign("t", 5, ttl)).await.map(drop);
-        assert_refused(&[("AssignRequest", r)], Code::Unimplemented, "ttl_ms");
     }
     let located = cr::LocateRequestRequest {
         request_id: "t".into(),
@@ -1616,7 +1687,7 @@ async fn chat_router_assign_request_ttl_ms_negative_is_invalid_and_positive_unim
         !served("LocateRequest", c.locate_request(located).await).found,
         "a refused AssignRequest stored its request"
     );
-    let r = served("AssignRequest", c.assign_request(assign("t", 5, 0)).await);
+    let r = served("AssignRequest", c.assign_request(assign("t", 5, 10)).await);
     assert_eq!(r.server_name.as_deref(), Some("s"));
     cr_still_serves(&mut c).await;
 }
@@ -1855,4 +1926,76 @@ async fn cluster_membership_bad_input_is_refused_with_the_field_named() {
         .leader_id,
         1
     );
+}
+
+#[tokio::test]
+async fn merges_and_restores_refuse_bad_ids_and_timestamps_naming_the_field() {
+    let node = NodeProcess::start();
+    let mut h = node.hash_ring().await;
+    let merge = |from: &str, to: &str| hr::MergeNodesRequest {
+        ring: String::new(),
+        timestamp: 1,
+        from_node: from.into(),
+        to_node: to.into(),
+    };
+    assert_invalid_one(
+        "MergeNodes",
+        h.merge_nodes(merge("", "b")).await,
+        "from_node",
+    );
+    assert_invalid_one("MergeNodes", h.merge_nodes(merge("a", "")).await, "to_node");
+    assert_invalid_one(
+        "MergeNodes",
+        h.merge_nodes(merge(&long(MAX_ID + 1), "b")).await,
+        "from_node",
+    );
+    let restore = hr::RestoreRequest {
+        ring: String::new(),
+        timestamp: 1,
+        backup_timestamp: -1,
+    };
+    assert_invalid_one("Restore", h.restore(restore).await, "backup_timestamp");
+    // Well-formed but impossible: results, not errors.
+    assert!(!served("MergeNodes", h.merge_nodes(merge("a", "b")).await).ok);
+    let none = hr::RestoreRequest {
+        ring: String::new(),
+        timestamp: 1,
+        backup_timestamp: 5,
+    };
+    assert_eq!(served("Restore", h.restore(none).await).count, None);
+    hr_still_serves(&mut h).await;
+
+    let mut c = node.chat_router().await;
+    let merge = |from: &str, to: &str| cr::MergeServersRequest {
+        ring: String::new(),
+        timestamp: 1,
+        from_server: from.into(),
+        to_server: to.into(),
+    };
+    assert_invalid_one(
+        "MergeServers",
+        c.merge_servers(merge("", "b")).await,
+        "from_server",
+    );
+    assert_invalid_one(
+        "MergeServers",
+        c.merge_servers(merge("a", "")).await,
+        "to_server",
+    );
+    let restore = cr::RestoreRequest {
+        ring: String::new(),
+        timestamp: 1,
+        backup_timestamp: -1,
+    };
+    assert_invalid_one("Restore", c.restore(restore).await, "backup_timestamp");
+    let merged = cr::GetMergedIntoRequest {
+        server_name: String::new(),
+        ..Default::default()
+    };
+    assert_invalid_one(
+        "GetMergedInto",
+        c.get_merged_into(merged).await,
+        "server_name",
+    );
+    cr_still_serves(&mut c).await;
 }
