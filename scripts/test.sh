@@ -8,8 +8,10 @@
 #     start real `clockwise node` processes);
 #  3. the differential conformance test (tests/conformance/ring_diff.py) against the
 #     Python drill reference (shared/reference/ring_reference.py): in process on fixed
-#     seeds in both position spaces, then through the gRPC API of a running node, then
-#     through a 3-node cluster with calls spread over every node;
+#     seeds in both position spaces, then through the gRPC API of a running node; and
+#     with TTLs, backups, restores and merges against tests/conformance/ring_model.py
+#     (the reference plus clockwise's documented additions) in process, then through a
+#     3-node cluster with calls spread over every node;
 #  4. the client SDK's examples (client/examples) against that 3-node cluster;
 #  5. the grpcurl end-to-end test (tests/e2e/grpcurl_e2e.py): reflection, the spec's
 #     golden traces through grpcurl, L6 proven by the node's counters.
@@ -72,6 +74,14 @@ for space in drill u64; do
   done
 done
 
+step "differential conformance beyond the drill: TTLs, backups, merges vs ring_model.py"
+for space in drill u64; do
+  for seed in $seeds; do
+    run "$py" tests/conformance/ring_diff.py --lifecycle --seed "$seed" --calls "$calls" \
+      --position-space "$space" --impl "$replay --position-space $space"
+  done
+done
+
 # Starts `clockwise node` with the given flags in the background and sets started_addr
 # once it serves (the node prints `listening on ADDR` first).
 pids=()
@@ -129,7 +139,8 @@ for i in 1 2 3; do
     --data-dir "$scratch/node-$i" --raft-tick-ms 20 --worker-threads 1
   endpoints="$endpoints${endpoints:+,}http://$started_addr"
 done
-run "$py" tests/conformance/ring_diff.py --seed "$first_seed" --calls "${CLOCKWISE_CLUSTER_DIFF_CALLS:-4000}" \
+run "$py" tests/conformance/ring_diff.py --lifecycle --seed "$first_seed" \
+  --calls "${CLOCKWISE_CLUSTER_DIFF_CALLS:-4000}" \
   --no-empty-ids --impl "$replay --grpc $endpoints --ring-prefix cluster-"
 
 step "client SDK examples against the 3-node cluster"

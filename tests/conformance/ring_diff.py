@@ -192,20 +192,29 @@ PEEK_METHODS = {
 
 
 class ReferenceEngine:
-    def __init__(self, mod: types.ModuleType):
+    def __init__(self, mod: types.ModuleType, lifecycle: bool = False):
         self.mod = mod
         self.instances: dict[tuple[str, str], object] = {}
         self.loop = asyncio.new_event_loop()  # one loop reused for every async method
+        if lifecycle:
+            # The drill reference plus clockwise's TTL, backups and merges
+            # (tests/conformance/ring_model.py).
+            sys.path.insert(0, str(Path(__file__).resolve().parent))
+            import ring_model
+            hash_ring, chat_router = ring_model.build(mod)
+            self.classes = {"hashring": hash_ring, "chatrouter": chat_router}
+        else:
+            self.classes = {svc: getattr(mod, name) for svc, name in SERVICE_CLASSES.items()}
 
     def public_methods(self, svc: str) -> set[str]:
-        cls = getattr(self.mod, SERVICE_CLASSES[svc])
-        return {n for n, v in vars(cls).items() if not n.startswith("_") and callable(v)}
+        return {n for n in dir(self.classes[svc])
+                if not n.startswith("_") and callable(getattr(self.classes[svc], n))}
 
     def _instance(self, svc: str, ring: str):
         key = (svc, ring)
         obj = self.instances.get(key)
         if obj is None:
-            obj = getattr(self.mod, SERVICE_CLASSES[svc])()
+            obj = self.classes[svc]()
             self.instances[key] = obj
         return obj
 
@@ -227,7 +236,7 @@ class ReferenceEngine:
         assert method in PEEK_METHODS[svc], method
         obj = self.instances.get((svc, ring))
         if obj is None:
-            obj = getattr(self.mod, SERVICE_CLASSES[svc])()  # an empty ring, thrown away
+            obj = self.classes[svc]()  # an empty ring, thrown away
         return getattr(obj, method)(0, *args)
 
     def describe(self, svc, ring) -> list[str]:
@@ -409,10 +418,13 @@ CR_UNKNOWN_OPS = ("nope", "store", "remove_key", "Assign", "")
 
 # Topology phases per ring: weight multipliers for (add-kind, remove-kind) methods.
 PHASES = {"grow": (1.5, 0.4), "steady": (0.5, 1.5), "drain": (0.2, 5.0)}
+# Beyond the drill (--lifecycle): TTLs short enough that keys die within a trace.
+TTLS = (1, 1, 2, 3, 5, 10, 30)
 
 
 class TraceGenerator:
-    def __init__(self, rng: random.Random, oracle: ReferenceEngine, empty_ids: bool = True):
+    def __init__(self, rng: random.Random, oracle: ReferenceEngine, empty_ids: bool = True,
+                 lifecycle: bool = False):
         self.rng = rng
         self.oracle = oracle
         self.empty_ids = empty_ids
@@ -460,6 +472,21 @@ class TraceGenerator:
                 "replicate_sessions": (2, None, self.b_replicate_sessions),
             },
         }
+        if lifecycle:
+            self.table["hashring"].update({
+                "store_key_ttl": (12, None, self.b_key_ttl),
+                "backup": (2, None, self.b_none),
+                "restore": (2, None, self.b_restore),
+                "merge_nodes": (2, "remove", self.b_merge),
+                "get_merged_into": (2, None, self.b_pool_node),
+            })
+            self.table["chatrouter"].update({
+                "assign_request_ttl": (12, None, self.b_assign_ttl),
+                "backup": (2, None, self.b_none),
+                "restore": (2, None, self.b_restore),
+                "merge_servers": (2, "remove", self.b_merge),
+                "get_merged_into": (2, None, self.b_pool_node),
+            })
 
     # ---- per-call context ----
     def next_call(self) -> dict:
@@ -586,6 +613,26 @@ class TraceGenerator:
                     size = max(0, limit - used + self.rng.choice((0, 0, 1, -1)))
         return [rid, size]
 
+    def b_pool_node(self):
+        return [self.rng.choice(NODE_POOL)]
+
+    def b_key_ttl(self):
+        return [self.any_key(), self.rng.choice(TTLS)]
+
+    def b_assign_ttl(self):
+        return self.b_assign_request() + [self.rng.choice(TTLS)]
+
+    def b_restore(self):
+        recent = self.recent_ts.get((self.svc, self.ring))
+        if recent and self.rng.random() < 0.7:
+            return [self.rng.choice(recent) + self.rng.choice((0, 0, 1, -1))]
+        return [self.rng.randint(-1, self.clock + 1)]
+
+    def b_merge(self):
+        src = self.target_node(0.85)
+        dst = src if self.rng.random() < 0.05 else self.target_node(0.85)
+        return [src, dst]
+
     def _batch_keys(self):
         """A small per-batch alphabet so keys repeat inside one batch."""
         return self.rng.sample(KEY_POOL, 3)
@@ -690,6 +737,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dump-trace", metavar="FILE", default=None,
                    help="write every request line (the impl's stdin) to FILE")
     p.add_argument("--stats", action="store_true", help="print per-method coverage at the end")
+    p.add_argument("--lifecycle", action="store_true",
+                   help="also TTLs, backups, restores and merges, against the model of "
+                        "tests/conformance/ring_model.py (drill reference + clockwise's "
+                        "documented additions)")
     p.add_argument("--no-empty-ids", action="store_true",
                    help="never generate the empty key / request id (the gRPC API refuses it "
                         "with INVALID_ARGUMENT, as the design requires)")
@@ -736,9 +787,10 @@ def main(argv=None) -> int:
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2 ** 32)
 
     try:
-        oracle = ReferenceEngine(load_reference(space, "oracle"))
+        oracle = ReferenceEngine(load_reference(space, "oracle"), lifecycle=args.lifecycle)
         if args.self_check:
-            impl: Executor = InProcessExecutor(ReferenceEngine(load_reference(space, "second")))
+            impl: Executor = InProcessExecutor(
+                ReferenceEngine(load_reference(space, "second"), lifecycle=args.lifecycle))
         else:
             env = dict(os.environ, CLOCKWISE_POSITION_SPACE=space)
             impl = SubprocessExecutor(impl_cmd, env, args.timeout)
@@ -746,7 +798,8 @@ def main(argv=None) -> int:
         print(f"ring_diff: {e}", file=sys.stderr)
         return 2
 
-    gen = TraceGenerator(random.Random(seed), oracle, empty_ids=not args.no_empty_ids)
+    gen = TraceGenerator(random.Random(seed), oracle, empty_ids=not args.no_empty_ids,
+                         lifecycle=args.lifecycle)
     for svc in SERVICES:  # every public method of the oracle must be generated
         missing = oracle.public_methods(svc) - set(gen.table[svc])
         if missing:

@@ -49,6 +49,13 @@ impl ChatRouter {
         self.ns.space
     }
 
+    /// Moves the ring's clock to `timestamp` (never back), dropping what is dead then.
+    /// [`super::Engine::apply`] does this before and after every command; callers of
+    /// the facade's methods directly do it around their mutations.
+    pub fn tick(&mut self, timestamp: i64) {
+        self.ns.advance(timestamp);
+    }
+
     pub fn configure(&mut self, space: PositionSpace) -> bool {
         self.ns.set_space(space)
     }
@@ -251,7 +258,14 @@ impl ChatRouter {
     /// Restores the latest backup at or before `backup_timestamp`.
     pub fn restore(&mut self, timestamp: i64, backup_timestamp: i64) -> Option<i64> {
         self.ns.advance(timestamp);
-        self.ns.restore(timestamp, backup_timestamp)
+        let count = self.ns.restore(timestamp, backup_timestamp);
+        // A restored session supersedes a stale size kept for its id (even if it has
+        // already expired and goes with the purge below).
+        let ns = &self.ns;
+        self.stale_sizes
+            .retain(|id, _| ns.placement.find(id).is_none());
+        self.ns.purge();
+        count
     }
 }
 

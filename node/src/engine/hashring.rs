@@ -44,6 +44,13 @@ impl HashRing {
         self.ns.space
     }
 
+    /// Moves the ring's clock to `timestamp` (never back), dropping what is dead then.
+    /// [`super::Engine::apply`] does this before and after every command; callers of
+    /// the facade's methods directly do it around their mutations.
+    pub fn tick(&mut self, timestamp: i64) {
+        self.ns.advance(timestamp);
+    }
+
     /// Sets the position space; refused (`false`) once the ring has nodes or keys.
     pub fn configure(&mut self, space: PositionSpace) -> bool {
         self.ns.set_space(space)
@@ -222,7 +229,9 @@ impl HashRing {
     /// saved), expiries counted from `timestamp`; `None` (no change) when there is none.
     pub fn restore(&mut self, timestamp: i64, backup_timestamp: i64) -> Option<i64> {
         self.ns.advance(timestamp);
-        self.ns.restore(timestamp, backup_timestamp)
+        let count = self.ns.restore(timestamp, backup_timestamp);
+        self.ns.purge();
+        count
     }
 }
 

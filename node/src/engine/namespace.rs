@@ -180,7 +180,7 @@ impl Namespace {
 
     /// Replaces the ring's state with the latest backup saved at or before
     /// `backup_timestamp` (equal timestamps: the first saved), its items expiring their
-    /// remaining TTL after `timestamp`. `None` (nothing changed) when there is none;
+    /// remaining TTL after `timestamp`; the caller purges afterwards. `None` (nothing changed) when there is none;
     /// otherwise how many keys it restored.
     pub(crate) fn restore(&mut self, timestamp: i64, backup_timestamp: i64) -> Option<i64> {
         let (_, state) = self
@@ -201,7 +201,8 @@ impl Namespace {
         *self = restored;
         self.latest = latest;
         self.backups = backups;
-        self.purge();
+        // The caller purges: what died before `timestamp` must first supersede state
+        // kept outside the namespace (a ChatRouter's stale sizes).
         Some(count)
     }
 

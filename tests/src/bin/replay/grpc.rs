@@ -344,6 +344,65 @@ async fn hash_ring(
                     .results
             )
         }
+        "store_key_ttl" => json!(
+            client
+                .store_key(hr::StoreKeyRequest {
+                    ring: r,
+                    timestamp,
+                    key: s(0)?,
+                    ttl_ms: n(1)?
+                })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .node_id
+        ),
+        "backup" => json!(
+            client
+                .backup(hr::BackupRequest { ring: r, timestamp })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .count
+        ),
+        "restore" => json!(
+            client
+                .restore(hr::RestoreRequest {
+                    ring: r,
+                    timestamp,
+                    // Backup timestamps are shifted like every other.
+                    backup_timestamp: n(0)? + 1
+                })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .count
+        ),
+        "merge_nodes" => json!(
+            client
+                .merge_nodes(hr::MergeNodesRequest {
+                    ring: r,
+                    timestamp,
+                    from_node: s(0)?,
+                    to_node: s(1)?
+                })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .ok
+        ),
+        "get_merged_into" => json!(
+            client
+                .get_merged_into(hr::GetMergedIntoRequest {
+                    ring: r,
+                    timestamp,
+                    node_id: s(0)?
+                })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .node_id
+        ),
         other => return Err(format!("unknown HashRing method {other:?}")),
     })
 }
@@ -580,6 +639,65 @@ async fn chat_router(
                     .results
             )
         }
+        "assign_request_ttl" => json!(
+            client
+                .assign_request(cr::AssignRequestRequest {
+                    ring: r,
+                    timestamp,
+                    request_id: s(0)?,
+                    size_mb: n(1)?,
+                    ttl_ms: n(2)?
+                })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .server_name
+        ),
+        "backup" => json!(
+            client
+                .backup(cr::BackupRequest { ring: r, timestamp })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .count
+        ),
+        "restore" => json!(
+            client
+                .restore(cr::RestoreRequest {
+                    ring: r,
+                    timestamp,
+                    backup_timestamp: n(0)? + 1
+                })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .count
+        ),
+        "merge_servers" => json!(
+            client
+                .merge_servers(cr::MergeServersRequest {
+                    ring: r,
+                    timestamp,
+                    from_server: s(0)?,
+                    to_server: s(1)?
+                })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .ok
+        ),
+        "get_merged_into" => json!(
+            client
+                .get_merged_into(cr::GetMergedIntoRequest {
+                    ring: r,
+                    timestamp,
+                    server_name: s(0)?
+                })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .server_name
+        ),
         other => return Err(format!("unknown ChatRouter method {other:?}")),
     })
 }

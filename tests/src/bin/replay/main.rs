@@ -109,18 +109,66 @@ fn apply(engine: &mut Engine, space: PositionSpace, call: &Value) -> Result<Valu
             if r.get_node_count() == 0 {
                 r.configure(space);
             }
-            hash_ring(r, method, ts, args)
+            // As a node applies a command: the ring's clock moves first and after.
+            let mutates = HASH_RING_WRITES.contains(&method);
+            if mutates {
+                r.tick(ts);
+            }
+            let result = hash_ring(r, method, ts, args);
+            if mutates {
+                r.tick(ts);
+            }
+            result
         }
         "chatrouter" => {
             let c = engine.chat_router_mut(ring);
             if c.get_server_count() == 0 {
                 c.configure(space);
             }
-            chat_router(c, method, ts, args)
+            let mutates = CHAT_ROUTER_WRITES.contains(&method);
+            if mutates {
+                c.tick(ts);
+            }
+            let result = chat_router(c, method, ts, args);
+            if mutates {
+                c.tick(ts);
+            }
+            result
         }
         other => Err(format!("unknown svc {other:?}")),
     }
 }
+
+/// The methods that are replicated commands on a node.
+const HASH_RING_WRITES: &[&str] = &[
+    "add_node",
+    "remove_node",
+    "store_key",
+    "store_key_ttl",
+    "add_node_with_replicas",
+    "set_capacity",
+    "evict_lru",
+    "batch_operations",
+    "backup",
+    "restore",
+    "merge_nodes",
+];
+const CHAT_ROUTER_WRITES: &[&str] = &[
+    "add_server",
+    "remove_server",
+    "assign_request",
+    "assign_request_ttl",
+    "add_server_with_replicas",
+    "set_memory_limit",
+    "evict_oldest_session",
+    "batch_requests",
+    "backup",
+    "restore",
+    "merge_servers",
+];
+
+/// Backups kept per ring, as a node's default `--max-backups-per-ring`.
+const MAX_BACKUPS: usize = 16;
 
 fn hash_ring(r: &mut HashRing, method: &str, ts: i64, args: &[Value]) -> Result<Value, String> {
     let s = |i: usize| arg_str(args, i);
@@ -131,14 +179,19 @@ fn hash_ring(r: &mut HashRing, method: &str, ts: i64, args: &[Value]) -> Result<
         "route_key" => json!(r.route_key(s(0)?)),
         "get_node_count" => json!(r.get_node_count()),
         "store_key" => json!(r.store_key(ts, s(0)?)),
+        "store_key_ttl" => json!(r.store_key_with_ttl(ts, s(0)?, n(1)?)),
         "list_nodes" => json!(r.list_nodes()),
-        "get_load" => json!(r.get_load(s(0)?)),
-        "top_loaded" => json!(r.top_loaded(n(0)?)),
+        "get_load" => json!(r.get_used_at(ts, s(0)?)),
+        "top_loaded" => json!(r.top_loaded_at(ts, n(0)?)),
         "add_node_with_replicas" => json!(r.add_node_with_replicas(s(0)?, n(1)?)),
         "get_replica_count" => json!(r.get_replica_count(s(0)?)),
         "set_capacity" => json!(r.set_capacity(s(0)?, n(1)?)),
         "get_capacity" => json!(r.get_capacity(s(0)?)),
-        "get_used" => json!(r.get_used(s(0)?)),
+        "get_used" => json!(r.get_used_at(ts, s(0)?)),
+        "backup" => json!(r.backup(ts, MAX_BACKUPS)),
+        "restore" => json!(r.restore(ts, n(0)?)),
+        "merge_nodes" => json!(r.merge_nodes(ts, s(0)?, s(1)?)),
+        "get_merged_into" => json!(r.get_merged_into(s(0)?)),
         "evict_lru" => json!(r.evict_lru(s(0)?)),
         "batch_operations" => {
             let ops = list(args, 0)?
@@ -160,7 +213,9 @@ fn hash_ring(r: &mut HashRing, method: &str, ts: i64, args: &[Value]) -> Result<
                 .collect::<Result<Vec<_>, String>>()?;
             json!(r.sync_validity(pairs))
         }
-        "locate_key" => json!(r.locate_key(s(0)?).map(|l| (l.node, l.last_access, l.size))),
+        "locate_key" => json!(r
+            .locate_key_at(ts, s(0)?)
+            .map(|l| (l.node, l.last_access, l.size))),
         other => return Err(format!("unknown HashRing method {other:?}")),
     })
 }
@@ -174,14 +229,19 @@ fn chat_router(c: &mut ChatRouter, method: &str, ts: i64, args: &[Value]) -> Res
         "route_request" => json!(c.route_request(s(0)?)),
         "get_server_count" => json!(c.get_server_count()),
         "assign_request" => json!(c.assign_request(ts, s(0)?, n(1)?)),
+        "assign_request_ttl" => json!(c.assign_request_with_ttl(ts, s(0)?, n(1)?, n(2)?)),
         "list_servers" => json!(c.list_servers()),
-        "get_server_load" => json!(c.get_server_load(s(0)?)),
-        "top_servers" => json!(c.top_servers(n(0)?)),
+        "get_server_load" => json!(c.get_memory_used_at(ts, s(0)?)),
+        "top_servers" => json!(c.top_servers_at(ts, n(0)?)),
         "add_server_with_replicas" => json!(c.add_server_with_replicas(s(0)?, n(1)?)),
         "get_replica_count" => json!(c.get_replica_count(s(0)?)),
         "set_memory_limit" => json!(c.set_memory_limit(s(0)?, n(1)?)),
         "get_memory_limit" => json!(c.get_memory_limit(s(0)?)),
-        "get_memory_used" => json!(c.get_memory_used(s(0)?)),
+        "get_memory_used" => json!(c.get_memory_used_at(ts, s(0)?)),
+        "backup" => json!(c.backup(ts, MAX_BACKUPS)),
+        "restore" => json!(c.restore(ts, n(0)?)),
+        "merge_servers" => json!(c.merge_servers(ts, s(0)?, s(1)?)),
+        "get_merged_into" => json!(c.get_merged_into(s(0)?)),
         "evict_oldest_session" => json!(c.evict_oldest_session(s(0)?)),
         "batch_requests" => {
             let ops = list(args, 0)?
@@ -208,7 +268,7 @@ fn chat_router(c: &mut ChatRouter, method: &str, ts: i64, args: &[Value]) -> Res
         }
         "locate_request" => {
             json!(c
-                .locate_request(s(0)?)
+                .locate_request_at(ts, s(0)?)
                 .map(|l| (l.node, l.last_access, l.size)))
         }
         other => return Err(format!("unknown ChatRouter method {other:?}")),
