@@ -191,12 +191,23 @@ impl ChatRouter {
         request_id: &str,
         size_mb: i64,
     ) -> Result<Option<String>, Error> {
+        self.assign_request_with_ttl(request_id, size_mb, 0).await
+    }
+
+    /// Places a session alive for `ttl_ms` after the call's timestamp (0: forever).
+    /// Assigning it again sets the expiry anew (0 clears it).
+    pub async fn assign_request_with_ttl(
+        &self,
+        request_id: &str,
+        size_mb: i64,
+        ttl_ms: i64,
+    ) -> Result<Option<String>, Error> {
         let request = pb::AssignRequestRequest {
             ring: self.ring.clone(),
             timestamp: self.timestamp,
             request_id: request_id.into(),
             size_mb,
-            ttl_ms: 0,
+            ttl_ms,
         };
         let response = self
             .call(CallKind::Write, request, |mut c, r| async move {
@@ -435,6 +446,67 @@ impl ChatRouter {
                 size: response.size,
                 expires_at: response.expires_at,
             }))
+    }
+
+    /// Saves the ring's state; answers how many live sessions it holds.
+    pub async fn backup(&self) -> Result<i64, Error> {
+        let request = pb::BackupRequest {
+            ring: self.ring.clone(),
+            timestamp: self.timestamp,
+        };
+        let response = self
+            .call(CallKind::Write, request, |mut c, r| async move {
+                c.backup(r).await
+            })
+            .await?;
+        Ok(response.count)
+    }
+
+    /// Restores the latest backup saved at or before `backup_timestamp`; `None` when none.
+    pub async fn restore(&self, backup_timestamp: i64) -> Result<Option<i64>, Error> {
+        let request = pb::RestoreRequest {
+            ring: self.ring.clone(),
+            timestamp: self.timestamp,
+            backup_timestamp,
+        };
+        let response = self
+            .call(CallKind::Write, request, |mut c, r| async move {
+                c.restore(r).await
+            })
+            .await?;
+        Ok(response.count)
+    }
+
+    /// Merges `from_server` into `to_server`; `false` when either is missing or they are
+    /// the same.
+    pub async fn merge_servers(&self, from_server: &str, to_server: &str) -> Result<bool, Error> {
+        let request = pb::MergeServersRequest {
+            ring: self.ring.clone(),
+            timestamp: self.timestamp,
+            from_server: from_server.into(),
+            to_server: to_server.into(),
+        };
+        let response = self
+            .call(CallKind::Write, request, |mut c, r| async move {
+                c.merge_servers(r).await
+            })
+            .await?;
+        Ok(response.ok)
+    }
+
+    /// Where a merged server went (following later merges); `None` if it was not merged.
+    pub async fn get_merged_into(&self, server_name: &str) -> Result<Option<String>, Error> {
+        let request = pb::GetMergedIntoRequest {
+            ring: self.ring.clone(),
+            timestamp: self.timestamp,
+            server_name: server_name.into(),
+        };
+        let response = self
+            .call(self.read(), request, |mut c, r| async move {
+                c.get_merged_into(r).await
+            })
+            .await?;
+        Ok(response.server_name)
     }
 
     /// Chooses the ring's position space; only while the ring is empty

@@ -172,11 +172,21 @@ impl HashRing {
     /// Stores `key` on the node it routes to (evicting that node's least recently used
     /// key when it is full); answers the node, `None` on an empty ring.
     pub async fn store_key(&self, key: &str) -> Result<Option<String>, Error> {
+        self.store_key_with_ttl(key, 0).await
+    }
+
+    /// Stores `key` alive for `ttl_ms` after the call's timestamp (0: forever); a key is
+    /// dead at its expiry instant. Storing it again sets the expiry anew (0 clears it).
+    pub async fn store_key_with_ttl(
+        &self,
+        key: &str,
+        ttl_ms: i64,
+    ) -> Result<Option<String>, Error> {
         let request = pb::StoreKeyRequest {
             ring: self.ring.clone(),
             timestamp: self.timestamp,
             key: key.into(),
-            ttl_ms: 0,
+            ttl_ms,
         };
         let response = self
             .call(CallKind::Write, request, |mut c, r| async move {
@@ -409,6 +419,70 @@ impl HashRing {
                 size: response.size,
                 expires_at: response.expires_at,
             }))
+    }
+
+    /// Saves the ring's state (nodes, limits, live keys with their remaining TTL, merge
+    /// records); answers how many live keys it holds.
+    pub async fn backup(&self) -> Result<i64, Error> {
+        let request = pb::BackupRequest {
+            ring: self.ring.clone(),
+            timestamp: self.timestamp,
+        };
+        let response = self
+            .call(CallKind::Write, request, |mut c, r| async move {
+                c.backup(r).await
+            })
+            .await?;
+        Ok(response.count)
+    }
+
+    /// Replaces the ring's state with the latest backup saved at or before
+    /// `backup_timestamp`; answers the keys restored, `None` (nothing changed) when no
+    /// backup qualifies.
+    pub async fn restore(&self, backup_timestamp: i64) -> Result<Option<i64>, Error> {
+        let request = pb::RestoreRequest {
+            ring: self.ring.clone(),
+            timestamp: self.timestamp,
+            backup_timestamp,
+        };
+        let response = self
+            .call(CallKind::Write, request, |mut c, r| async move {
+                c.restore(r).await
+            })
+            .await?;
+        Ok(response.count)
+    }
+
+    /// Merges `from_node` into `to_node` (the target takes over its positions, so its
+    /// keys move there); `false` when either is missing or they are the same.
+    pub async fn merge_nodes(&self, from_node: &str, to_node: &str) -> Result<bool, Error> {
+        let request = pb::MergeNodesRequest {
+            ring: self.ring.clone(),
+            timestamp: self.timestamp,
+            from_node: from_node.into(),
+            to_node: to_node.into(),
+        };
+        let response = self
+            .call(CallKind::Write, request, |mut c, r| async move {
+                c.merge_nodes(r).await
+            })
+            .await?;
+        Ok(response.ok)
+    }
+
+    /// Where a merged node went (following later merges); `None` if it was not merged.
+    pub async fn get_merged_into(&self, node_id: &str) -> Result<Option<String>, Error> {
+        let request = pb::GetMergedIntoRequest {
+            ring: self.ring.clone(),
+            timestamp: self.timestamp,
+            node_id: node_id.into(),
+        };
+        let response = self
+            .call(self.read(), request, |mut c, r| async move {
+                c.get_merged_into(r).await
+            })
+            .await?;
+        Ok(response.node_id)
     }
 
     /// Chooses the ring's position space; only while the ring is empty

@@ -107,8 +107,12 @@ enum HashRingCall {
     RouteKey { key: String },
     /// How many nodes the ring has.
     GetNodeCount,
-    /// Store a key on the node it routes to.
-    StoreKey { key: String },
+    /// Store a key on the node it routes to (alive --ttl-ms after the call; 0: forever).
+    StoreKey {
+        key: String,
+        #[arg(long, default_value_t = 0)]
+        ttl_ms: i64,
+    },
     /// Every node.
     ListNodes,
     /// Keys on a node.
@@ -152,6 +156,14 @@ enum HashRingCall {
         #[arg(value_enum)]
         space: Space,
     },
+    /// Save the ring's state; prints the live keys saved.
+    Backup,
+    /// Restore the latest backup saved at or before BACKUP_TIMESTAMP.
+    Restore { backup_timestamp: i64 },
+    /// Merge FROM_NODE into TO_NODE (it takes over FROM_NODE's positions and keys).
+    MergeNodes { from_node: String, to_node: String },
+    /// Where a merged node went.
+    GetMergedInto { node_id: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -169,6 +181,9 @@ enum ChatRouterCall {
         request_id: String,
         #[arg(long)]
         size_mb: i64,
+        /// Alive this long after the call, in ms; 0: forever.
+        #[arg(long, default_value_t = 0)]
+        ttl_ms: i64,
     },
     /// Every server.
     ListServers,
@@ -216,6 +231,17 @@ enum ChatRouterCall {
         #[arg(value_enum)]
         space: Space,
     },
+    /// Save the ring's state; prints the live sessions saved.
+    Backup,
+    /// Restore the latest backup saved at or before BACKUP_TIMESTAMP.
+    Restore { backup_timestamp: i64 },
+    /// Merge FROM_SERVER into TO_SERVER.
+    MergeServers {
+        from_server: String,
+        to_server: String,
+    },
+    /// Where a merged server went.
+    GetMergedInto { server_name: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -234,6 +260,7 @@ enum ClusterCall {
 enum Answer {
     Bool(bool),
     Int(i64),
+    Count(Option<i64>),
     Name(Option<String>),
     Names(Vec<String>),
     Bools(Vec<bool>),
@@ -276,7 +303,9 @@ async fn hash_ring(client: &Client, args: RingArgs, call: HashRingCall) -> Resul
         HashRingCall::RemoveNode { node_id } => Answer::Bool(ring.remove_node(&node_id).await?),
         HashRingCall::RouteKey { key } => Answer::Name(ring.route_key(&key).await?),
         HashRingCall::GetNodeCount => Answer::Int(ring.get_node_count().await?),
-        HashRingCall::StoreKey { key } => Answer::Name(ring.store_key(&key).await?),
+        HashRingCall::StoreKey { key, ttl_ms } => {
+            Answer::Name(ring.store_key_with_ttl(&key, ttl_ms).await?)
+        }
         HashRingCall::ListNodes => Answer::Names(ring.list_nodes().await?),
         HashRingCall::GetLoad { node_id } => Answer::Int(ring.get_load(&node_id).await?),
         HashRingCall::TopLoaded { n } => Answer::Names(ring.top_loaded(n).await?),
@@ -327,6 +356,16 @@ async fn hash_ring(client: &Client, args: RingArgs, call: HashRingCall) -> Resul
             ring.configure_ring(space.into()).await?;
             Answer::Done
         }
+        HashRingCall::Backup => Answer::Int(ring.backup().await?),
+        HashRingCall::Restore { backup_timestamp } => {
+            Answer::Count(ring.restore(backup_timestamp).await?)
+        }
+        HashRingCall::MergeNodes { from_node, to_node } => {
+            Answer::Bool(ring.merge_nodes(&from_node, &to_node).await?)
+        }
+        HashRingCall::GetMergedInto { node_id } => {
+            Answer::Name(ring.get_merged_into(&node_id).await?)
+        }
     })
 }
 
@@ -353,7 +392,11 @@ async fn chat_router(
         ChatRouterCall::AssignRequest {
             request_id,
             size_mb,
-        } => Answer::Name(ring.assign_request(&request_id, size_mb).await?),
+            ttl_ms,
+        } => Answer::Name(
+            ring.assign_request_with_ttl(&request_id, size_mb, ttl_ms)
+                .await?,
+        ),
         ChatRouterCall::ListServers => Answer::Names(ring.list_servers().await?),
         ChatRouterCall::GetServerLoad { server_name } => {
             Answer::Int(ring.get_server_load(&server_name).await?)
@@ -409,6 +452,17 @@ async fn chat_router(
         ChatRouterCall::ConfigureRing { space } => {
             ring.configure_ring(space.into()).await?;
             Answer::Done
+        }
+        ChatRouterCall::Backup => Answer::Int(ring.backup().await?),
+        ChatRouterCall::Restore { backup_timestamp } => {
+            Answer::Count(ring.restore(backup_timestamp).await?)
+        }
+        ChatRouterCall::MergeServers {
+            from_server,
+            to_server,
+        } => Answer::Bool(ring.merge_servers(&from_server, &to_server).await?),
+        ChatRouterCall::GetMergedInto { server_name } => {
+            Answer::Name(ring.get_merged_into(&server_name).await?)
         }
     })
 }
@@ -489,6 +543,7 @@ impl Answer {
         match self {
             Answer::Bool(b) => json!(b),
             Answer::Int(n) => json!(n),
+            Answer::Count(count) => json!(count),
             Answer::Name(name) => json!(name),
             Answer::Names(names) => json!(names),
             Answer::Bools(results) => json!(results),
@@ -534,6 +589,8 @@ impl Answer {
         match self {
             Answer::Bool(b) => format!("{b}\n"),
             Answer::Int(n) => format!("{n}\n"),
+            Answer::Count(Some(n)) => format!("{n}\n"),
+            Answer::Count(None) => none.clone(),
             Answer::Name(Some(name)) => format!("{name}\n"),
             Answer::Name(None) => none,
             Answer::Names(names) if names.is_empty() => none,

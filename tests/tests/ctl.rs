@@ -137,6 +137,30 @@ async fn every_ctl_subcommand_works_against_a_cluster() {
     let (code, _, err) = ctl.run(&hr(&["configure-ring", "u64"]));
     assert_eq!(code, 1);
     assert!(err.contains("failed precondition"), "{err}");
+    // TTLs, backups, restores, merges (explicit timestamps: the ring's clock).
+    let at = |ts: &'static str, args: &[&'static str]| {
+        let mut all = vec!["hashring", "--ring", "ctl-life", "--timestamp", ts];
+        all.extend_from_slice(args);
+        all
+    };
+    assert_eq!(ctl.ok(&at("1", &["add-node", "m1"])), "true\n");
+    assert_eq!(ctl.ok(&at("1", &["add-node", "m2"])), "true\n");
+    ctl.ok(&at("10", &["store-key", "brief", "--ttl-ms", "5"]));
+    ctl.ok(&at("10", &["store-key", "lasting"]));
+    let located = ctl.json(&at("14", &["locate-key", "brief"]));
+    assert_eq!(located["expires_at"], 15);
+    assert_eq!(
+        ctl.ok(&at("15", &["locate-key", "brief"])),
+        "(not stored)\n"
+    );
+    assert_eq!(ctl.ok(&at("20", &["backup"])), "1\n");
+    assert_eq!(ctl.ok(&at("21", &["merge-nodes", "m1", "m2"])), "true\n");
+    assert_eq!(ctl.ok(&at("21", &["get-merged-into", "m1"])), "m2\n");
+    assert_eq!(ctl.ok(&at("22", &["restore", "19"])), "(none)\n");
+    assert_eq!(ctl.json(&at("22", &["restore", "20"])), 1);
+    assert_eq!(ctl.ok(&at("22", &["get-merged-into", "m1"])), "(none)\n");
+    assert_eq!(ctl.ok(&at("22", &["get-node-count"])), "2\n");
+
     assert_eq!(ctl.ok(&hr(&["remove-node", "b"])), "true\n");
 
     // ChatRouter.
@@ -191,6 +215,27 @@ async fn every_ctl_subcommand_works_against_a_cluster() {
         ]),
         "ok\n"
     );
+    let at = |ts: &'static str, args: &[&'static str]| {
+        let mut all = vec!["chatrouter", "--ring", "ctl-life", "--timestamp", ts];
+        all.extend_from_slice(args);
+        all
+    };
+    ctl.ok(&at("1", &["add-server", "g1"]));
+    ctl.ok(&at("1", &["add-server", "g2"]));
+    ctl.ok(&at(
+        "2",
+        &["assign-request", "chat", "--size-mb", "8", "--ttl-ms", "3"],
+    ));
+    assert_eq!(
+        ctl.json(&at("4", &["locate-request", "chat"]))["expires_at"],
+        5
+    );
+    assert_eq!(ctl.ok(&at("4", &["backup"])), "1\n");
+    assert_eq!(ctl.ok(&at("5", &["merge-servers", "g1", "g2"])), "true\n");
+    assert_eq!(ctl.ok(&at("5", &["get-merged-into", "g1"])), "g2\n");
+    assert_eq!(ctl.ok(&at("6", &["restore", "4"])), "1\n");
+    assert_eq!(ctl.ok(&at("6", &["get-server-count"])), "2\n");
+
     assert_eq!(ctl.ok(&cr(&["remove-server", "s2"])), "true\n");
 
     // Refusals: the server's reason, exit 1; a malformed argument, exit 2.
