@@ -268,6 +268,9 @@ impl Placement {
     /// Sets when an item dies ([`NEVER`]: never).
     pub(crate) fn set_expiry(&mut self, slot: Slot, expiry: i64) {
         let item = self.items[slot].as_mut().expect("live slot");
+        if item.expiry == expiry {
+            return;
+        }
         let (old, seq) = (std::mem::replace(&mut item.expiry, expiry), item.seq);
         if old != NEVER {
             self.expiring.remove(&(old, seq, slot));
@@ -279,6 +282,10 @@ impl Placement {
 
     /// The items dead at `now` (expiry ≤ `now`), earliest expiry first.
     pub(crate) fn dead_at(&self, now: i64) -> Vec<Slot> {
+        // The common case first: nothing expires, or nothing yet.
+        if self.expiring.first().is_none_or(|&(expiry, _, _)| expiry > now) {
+            return Vec::new();
+        }
         self.expiring
             .range(..=(now, u64::MAX, Slot::MAX))
             .map(|&(_, _, slot)| slot)
