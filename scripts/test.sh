@@ -74,6 +74,11 @@ for space in drill u64; do
   done
 done
 
+step "the TTL model against the drill's InMemoryDB, where their semantics coincide"
+for seed in $seeds; do
+  run "$py" tests/conformance/ttl_vs_inmemdb.py --seed "$seed"
+done
+
 step "differential conformance beyond the drill: TTLs, backups, merges vs ring_model.py"
 for space in drill u64; do
   for seed in $seeds; do
