@@ -328,15 +328,16 @@ impl Namespace {
 
     /// Where `key` is, as seen at `timestamp` (an item dead by then is not there).
     pub(crate) fn locate(&self, key: &str, timestamp: i64) -> Option<Location> {
-        let item = self.placement.item(self.placement.find(key)?);
-        if item.expiry <= timestamp {
+        let slot = self.placement.find(key)?;
+        let (item, expiry) = (self.placement.item(slot), self.placement.expiry(slot));
+        if expiry <= timestamp {
             return None;
         }
         Some(Location {
             node: self.ring.name(item.node).to_owned(),
             last_access: item.access,
             size: item.size,
-            expires_at: (item.expiry != NEVER).then_some(item.expiry),
+            expires_at: (expiry != NEVER).then_some(expiry),
         })
     }
 

@@ -41,8 +41,6 @@ pub(crate) struct Item {
     pub(crate) seq: u64,
     pub(crate) size: i64,
     pub(crate) node: NodeIdx,
-    /// Dead from this timestamp on ([`NEVER`]: never).
-    pub(crate) expiry: i64,
     /// The virtual node that owns the item's position, and the item's place in its list.
     vnode: VnodeId,
     list_pos: u32,
@@ -128,6 +126,9 @@ pub(crate) struct Placement {
     next_seq: u64,
     /// `(expiry, seq, slot)` of every item that expires.
     expiring: BTreeSet<(i64, u64, Slot)>,
+    /// The expiry of every item that expires, by slot. Kept beside the items rather than
+    /// in them: most items never expire, and a 64-byte item fits a cache line.
+    expiries: hashbrown::HashMap<Slot, i64, foldhash::fast::FixedState>,
 }
 
 /// The index's hash of an item, rebuilt from the 32 bits it keeps (the multiplier
@@ -233,7 +234,6 @@ impl Placement {
             seq,
             size,
             node,
-            expiry,
             vnode,
             list_pos,
             hash32,
@@ -241,6 +241,7 @@ impl Placement {
         list.push(slot);
         if expiry != NEVER {
             self.expiring.insert((expiry, seq, slot));
+            self.expiries.insert(slot, expiry);
         }
         let items = &self.items;
         self.index.insert_unique(table_hash(hash32), slot, |&s| {
@@ -267,17 +268,27 @@ impl Placement {
 
     /// Sets when an item dies ([`NEVER`]: never).
     pub(crate) fn set_expiry(&mut self, slot: Slot, expiry: i64) {
-        let item = self.items[slot].as_mut().expect("live slot");
-        if item.expiry == expiry {
+        let old = self.expiry(slot);
+        if old == expiry {
             return;
         }
-        let (old, seq) = (std::mem::replace(&mut item.expiry, expiry), item.seq);
+        let seq = item_at(&self.items, slot).seq;
         if old != NEVER {
             self.expiring.remove(&(old, seq, slot));
+            self.expiries.remove(&slot);
         }
         if expiry != NEVER {
             self.expiring.insert((expiry, seq, slot));
+            self.expiries.insert(slot, expiry);
         }
+    }
+
+    /// When the item in `slot` dies ([`NEVER`]: never).
+    pub(crate) fn expiry(&self, slot: Slot) -> i64 {
+        if self.expiries.is_empty() {
+            return NEVER;
+        }
+        self.expiries.get(&slot).copied().unwrap_or(NEVER)
     }
 
     /// The items dead at `now` (expiry ≤ `now`), earliest expiry first.
@@ -294,6 +305,9 @@ impl Placement {
 
     /// The items that die after `after` and at or before `until`.
     pub(crate) fn dying_between(&self, after: i64, until: i64) -> Vec<&Item> {
+        if self.expiring.is_empty() {
+            return Vec::new();
+        }
         if until <= after {
             return Vec::new();
         }
@@ -306,8 +320,8 @@ impl Placement {
     pub(crate) fn remove(&mut self, slot: Slot) -> Item {
         self.unlist(slot);
         let item = self.items.remove(slot).expect("live slot");
-        if item.expiry != NEVER {
-            self.expiring.remove(&(item.expiry, item.seq, slot));
+        if let Some(expiry) = self.expiries.remove(&slot) {
+            self.expiring.remove(&(expiry, item.seq, slot));
         }
         self.index
             .find_entry(table_hash(item.hash32), |&s| s == slot)
@@ -399,9 +413,21 @@ impl Placement {
     }
 
     /// Live items in insertion order (the drill's dict order).
+    #[cfg(test)]
     pub(crate) fn in_insertion_order(&self) -> Vec<&Item> {
         let mut items: Vec<&Item> = self.items.iter().collect();
         items.sort_unstable_by_key(|item| item.seq);
+        items
+    }
+
+    /// Live items with their expiry, in insertion order.
+    pub(crate) fn in_insertion_order_with_expiry(&self) -> Vec<(&Item, i64)> {
+        let mut items: Vec<(&Item, i64)> = self
+            .items
+            .iter_slots()
+            .map(|(slot, item)| (item, self.expiry(slot)))
+            .collect();
+        items.sort_unstable_by_key(|(item, _)| item.seq);
         items
     }
 

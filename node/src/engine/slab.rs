@@ -47,8 +47,19 @@ impl Slab {
         item
     }
 
+    #[cfg(test)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Item> + '_ {
         self.chunks.iter().flatten().flatten()
+    }
+
+    /// Every stored item with its slot.
+    pub(crate) fn iter_slots(&self) -> impl Iterator<Item = (Slot, &Item)> + '_ {
+        self.chunks.iter().enumerate().flat_map(|(c, chunk)| {
+            chunk.iter().enumerate().filter_map(move |(i, item)| {
+                let slot = Slot::try_from(c * CHUNK + i).expect("slot fits");
+                item.as_ref().map(|item| (slot, item))
+            })
+        })
     }
 }
 

@@ -115,16 +115,16 @@ fn encode_ring(w: &mut Writer, ns: &Namespace, base: i64) {
             None => w.u8(0),
         }
     }
-    let items = ns.placement.in_insertion_order();
+    let items = ns.placement.in_insertion_order_with_expiry();
     w.u64(items.len() as u64);
-    for item in items {
+    for (item, expiry) in items {
         w.str(&item.key);
         w.i64(item.access);
         w.i64(item.size);
-        w.i64(if item.expiry == NEVER {
+        w.i64(if expiry == NEVER {
             NEVER
         } else {
-            item.expiry.saturating_sub(base)
+            expiry.saturating_sub(base)
         });
     }
     w.len(ns.merged.len());
