@@ -294,7 +294,11 @@ impl Placement {
     /// The items dead at `now` (expiry ≤ `now`), earliest expiry first.
     pub(crate) fn dead_at(&self, now: i64) -> Vec<Slot> {
         // The common case first: nothing expires, or nothing yet.
-        if self.expiring.first().is_none_or(|&(expiry, _, _)| expiry > now) {
+        if self
+            .expiring
+            .first()
+            .is_none_or(|&(expiry, _, _)| expiry > now)
+        {
             return Vec::new();
         }
         self.expiring
