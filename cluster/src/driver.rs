@@ -1,8 +1,9 @@
 //! The one owner of raft-rs's `RawNode`: a dedicated OS thread running the Ready loop.
 //!
-//! Everything else talks to it through one bounded channel of [`Event`]s (proposals,
-//! peer messages) and gets answers on per-request oneshot channels, matched by request
-//! id, never by queue position. The thread may block on fsync (the log's synced
+//! Everything else talks to it through two bounded channels, one of [`Event`]s
+//! (proposals, reads, membership) and one of peer messages, so a flood of proposals
+//! cannot crowd out heartbeats, and gets answers on per-request oneshot channels,
+//! matched by request id, never by queue position. The thread may block on fsync (the log's synced
 //! writes), which is why it is not a tokio task. Order per Ready, as raft-rs documents:
 //! send the leader's messages, install a snapshot, apply committed entries, persist
 //! entries and hard state in one synced batch, then send the messages that needed that
@@ -19,8 +20,8 @@
 //! Membership: one change at a time, validated here on the leader; a new member joins
 //! as a learner and the leader promotes it once its log has caught up.
 
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -61,7 +62,8 @@ pub struct DriverConfig {
     pub tick: Duration,
     pub election_ticks: usize,
     pub heartbeat_ticks: usize,
-    /// Events (proposals and peer messages) queued before senders are refused.
+    /// Requests queued before senders are refused (peer messages have a queue of the same
+    /// size of their own).
     pub queue: usize,
     /// Entries applied since the last snapshot that trigger a new one.
     pub snapshot_entries: u64,
@@ -172,14 +174,16 @@ enum Event {
     TakeSnapshot {
         reply: oneshot::Sender<Result<Snapshot, ProposeError>>,
     },
-    Step(Message),
     Stop,
 }
 
 /// The handle others use; cheap to clone.
 #[derive(Clone)]
 pub struct RaftHandle {
-    events: SyncSender<Event>,
+    events: Sender<Event>,
+    /// Peer messages have their own queue, so a flood of proposals never crowds out the
+    /// heartbeats and votes that keep the group alive.
+    messages: Sender<Message>,
     status: watch::Receiver<RaftStatus>,
 }
 
@@ -215,7 +219,7 @@ impl RaftHandle {
     /// Hands a message from a peer to the driver; dropped when the queue is full (raft
     /// retransmits). Answers whether it was queued.
     pub fn step(&self, message: Message) -> bool {
-        self.events.try_send(Event::Step(message)).is_ok()
+        self.messages.try_send(message).is_ok()
     }
 
     /// Proposes a membership change (leader only); answers the log index it was
@@ -316,13 +320,15 @@ pub fn spawn<S: StateMachine>(
     let logger = slog::Logger::root(slog::Discard, slog::o!());
     let node = RawNode::new(&raft_config, store.clone(), &logger)
         .map_err(|e| StoreError::Raft(e.to_string()))?;
-    let (events, inbox) = mpsc::sync_channel(config.queue);
+    let (events, inbox) = crossbeam_channel::bounded(config.queue);
+    let (messages, message_inbox) = crossbeam_channel::bounded(config.queue);
     let (status, status_receiver) = watch::channel(RaftStatus {
         id: config.id,
         ..RaftStatus::default()
     });
     let handle = RaftHandle {
         events,
+        messages,
         status: status_receiver,
     };
     let alone = store
@@ -359,7 +365,7 @@ pub fn spawn<S: StateMachine>(
                     // A group of one needs no election timeout to know who leads.
                     let _ = driver.node.campaign();
                 }
-                driver.run(inbox)
+                driver.run(inbox, message_inbox)
             }));
             if outcome.is_err() {
                 // Fail-stop: a node whose raft driver died must not keep answering.
@@ -437,24 +443,32 @@ fn restore_latest_snapshot<S: StateMachine>(
 }
 
 impl<S: StateMachine> Driver<S> {
-    fn run(&mut self, inbox: Receiver<Event>) {
+    fn run(&mut self, inbox: Receiver<Event>, messages: Receiver<Message>) {
         let mut next_tick = Instant::now() + self.tick;
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
-            match inbox.recv_timeout(wait) {
-                Ok(Event::Stop) | Err(RecvTimeoutError::Disconnected) => break,
-                Ok(event) => {
-                    self.handle(event);
-                    // Take everything already queued before the next Ready: one fsync
-                    // then covers many proposals.
-                    while let Ok(event) = inbox.try_recv() {
-                        if matches!(event, Event::Stop) {
-                            return self.fail_pending(ProposeError::Stopped);
-                        }
-                        self.handle(event);
+            crossbeam_channel::select! {
+                recv(messages) -> message => {
+                    if let Ok(message) = message {
+                        self.step(message);
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => {}
+                recv(inbox) -> event => match event {
+                    Ok(Event::Stop) | Err(_) => break,
+                    Ok(event) => self.handle(event),
+                },
+                default(wait) => {}
+            }
+            // Take everything already queued before the next Ready (peer messages first):
+            // one fsync then covers many proposals.
+            while let Ok(message) = messages.try_recv() {
+                self.step(message);
+            }
+            while let Ok(event) = inbox.try_recv() {
+                if matches!(event, Event::Stop) {
+                    return self.fail_pending(ProposeError::Stopped);
+                }
+                self.handle(event);
             }
             if Instant::now() >= next_tick {
                 self.node.tick();
@@ -531,27 +545,29 @@ impl<S: StateMachine> Driver<S> {
                         ProposeError::Refused(format!("cannot take a snapshot: {e}"))
                     }));
             }
-            Event::Step(message) => {
-                if message.get_msg_type() == MessageType::MsgHeartbeat
-                    && message.commit > self.node.raft.raft_log.last_index()
-                {
-                    // The leader saw this node acknowledge entries its log does not
-                    // hold: its data was lost (wiped or restored from an old copy).
-                    // raft-rs would panic; refuse, and say how to recover.
-                    tracing::error!(
-                        commit = message.commit,
-                        last_index = self.node.raft.raft_log.last_index(),
-                        "this node's log lacks entries it acknowledged before (data lost or \
-                         wiped?); remove it with Cluster.RemoveMember and add it back with \
-                         Cluster.AddMember, starting it with --join"
-                    );
-                    return;
-                }
-                // Messages from unknown or stale peers are refused by raft: nothing to do.
-                let _ = self.node.step(message);
-            }
             Event::Stop => {}
         }
+    }
+
+    /// Steps a peer's message into raft.
+    fn step(&mut self, message: Message) {
+        if message.get_msg_type() == MessageType::MsgHeartbeat
+            && message.commit > self.node.raft.raft_log.last_index()
+        {
+            // The leader saw this node acknowledge entries its log does not
+            // hold: its data was lost (wiped or restored from an old copy).
+            // raft-rs would panic; refuse, and say how to recover.
+            tracing::error!(
+                commit = message.commit,
+                last_index = self.node.raft.raft_log.last_index(),
+                "this node's log lacks entries it acknowledged before (data lost or \
+                 wiped?); remove it with Cluster.RemoveMember and add it back with \
+                 Cluster.AddMember, starting it with --join"
+            );
+            return;
+        }
+        // Messages from unknown or stale peers are refused by raft: nothing to do.
+        let _ = self.node.step(message);
     }
 
     /// The leader's error for a request only a leader can serve.

@@ -3,8 +3,9 @@
 //!
 //! - [`state_machine`]: what a replicated state must offer (deterministic apply,
 //!   snapshot, restore).
-//! - [`driver`]: the thread that owns `RawNode` and runs the Ready loop; proposals and
-//!   peer messages reach it through one bounded channel, results come back by request id.
+//! - [`driver`]: the thread that owns `RawNode` and runs the Ready loop; requests and
+//!   peer messages reach it through two bounded channels, results come back by request
+//!   id.
 //! - [`replica`]: what a node's service calls: propose from any node (followers forward
 //!   to the leader), linearizable reads and membership changes, within a deadline.
 //! - [`transport`]: raft messages between nodes and forwarded writes, over gRPC.
