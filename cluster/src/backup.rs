@@ -89,9 +89,9 @@ pub fn decode_file(file: &[u8]) -> Result<Snapshot, BackupError> {
 /// one-member cluster: member `id` at `address`. A node started on `dir` with that id
 /// restores the snapshot, elects itself and serves; more members join with `AddMember`.
 pub fn seed(dir: &Path, snapshot: &Snapshot, id: u64, address: &str) -> Result<u64, BackupError> {
-    if dir.join("log").exists()
-        && std::fs::read_dir(dir.join("log")).is_ok_and(|mut d| d.next().is_some())
-    {
+    let non_empty =
+        |sub: &str| std::fs::read_dir(dir.join(sub)).is_ok_and(|mut d| d.next().is_some());
+    if non_empty("log") || non_empty("snapshots") {
         return Err(BackupError::NotEmpty(dir.display().to_string()));
     }
     let mut data = SnapshotData::decode(&snapshot.data)?;

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeType, Entry, EntryType, Message, MessageType, Snapshot};
-use raft::{RawNode, SnapshotStatus, StateRole};
+use raft::{ProgressState, RawNode, SnapshotStatus, StateRole};
 use tokio::sync::{oneshot, watch};
 
 use crate::snapshot::SnapshotData;
@@ -167,10 +167,6 @@ enum Event {
         target: u64,
         reply: oneshot::Sender<Result<(), ProposeError>>,
     },
-    ReportSnapshot {
-        to: u64,
-        delivered: bool,
-    },
     TakeSnapshot {
         reply: oneshot::Sender<Result<Snapshot, ProposeError>>,
     },
@@ -184,6 +180,9 @@ pub struct RaftHandle {
     /// Peer messages have their own queue, so a flood of proposals never crowds out the
     /// heartbeats and votes that keep the group alive.
     messages: Sender<Message>,
+    /// How snapshot sends ended: never dropped (raft waits for each report before it
+    /// sends the follower anything else), and at most one per snapshot sent.
+    reports: Sender<(u64, bool)>,
     status: watch::Receiver<RaftStatus>,
 }
 
@@ -248,7 +247,7 @@ impl RaftHandle {
 
     /// Tells raft whether a snapshot sent to `to` arrived (it resumes or retries).
     pub fn report_snapshot(&self, to: u64, delivered: bool) {
-        let _ = self.send(Event::ReportSnapshot { to, delivered });
+        let _ = self.reports.send((to, delivered));
     }
 
     fn send(&self, event: Event) -> Result<(), ProposeError> {
@@ -322,6 +321,7 @@ pub fn spawn<S: StateMachine>(
         .map_err(|e| StoreError::Raft(e.to_string()))?;
     let (events, inbox) = crossbeam_channel::bounded(config.queue);
     let (messages, message_inbox) = crossbeam_channel::bounded(config.queue);
+    let (reports, report_inbox) = crossbeam_channel::unbounded();
     let (status, status_receiver) = watch::channel(RaftStatus {
         id: config.id,
         ..RaftStatus::default()
@@ -329,6 +329,7 @@ pub fn spawn<S: StateMachine>(
     let handle = RaftHandle {
         events,
         messages,
+        reports,
         status: status_receiver,
     };
     let alone = store
@@ -365,7 +366,7 @@ pub fn spawn<S: StateMachine>(
                     // A group of one needs no election timeout to know who leads.
                     let _ = driver.node.campaign();
                 }
-                driver.run(inbox, message_inbox)
+                driver.run(inbox, message_inbox, report_inbox)
             }));
             if outcome.is_err() {
                 // Fail-stop: a node whose raft driver died must not keep answering.
@@ -426,6 +427,7 @@ fn restore_latest_snapshot<S: StateMachine>(
     // interrupted its install or compaction: the log (and an older snapshot) still
     // hold everything, so it is not used.
     let commit = store.hard_state()?.commit;
+    store.discard_snapshots_after(commit.max(truncated))?;
     let Some(snapshot) = store.latest_snapshot_within(truncated, commit.max(truncated))? else {
         if truncated > 0 {
             return Err(StoreError::Corrupt(
@@ -443,7 +445,12 @@ fn restore_latest_snapshot<S: StateMachine>(
 }
 
 impl<S: StateMachine> Driver<S> {
-    fn run(&mut self, inbox: Receiver<Event>, messages: Receiver<Message>) {
+    fn run(
+        &mut self,
+        inbox: Receiver<Event>,
+        messages: Receiver<Message>,
+        reports: Receiver<(u64, bool)>,
+    ) {
         let mut next_tick = Instant::now() + self.tick;
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
@@ -451,6 +458,11 @@ impl<S: StateMachine> Driver<S> {
                 recv(messages) -> message => {
                     if let Ok(message) = message {
                         self.step(message);
+                    }
+                }
+                recv(reports) -> report => {
+                    if let Ok((to, delivered)) = report {
+                        self.report_snapshot(to, delivered);
                     }
                 }
                 recv(inbox) -> event => match event {
@@ -461,6 +473,9 @@ impl<S: StateMachine> Driver<S> {
             }
             // Take everything already queued before the next Ready (peer messages first):
             // one fsync then covers many proposals.
+            while let Ok((to, delivered)) = reports.try_recv() {
+                self.report_snapshot(to, delivered);
+            }
             while let Ok(message) = messages.try_recv() {
                 self.step(message);
             }
@@ -531,14 +546,6 @@ impl<S: StateMachine> Driver<S> {
             Event::TransferLeader { target, reply } => {
                 let _ = reply.send(self.transfer_leader(target));
             }
-            Event::ReportSnapshot { to, delivered } => {
-                let status = if delivered {
-                    SnapshotStatus::Finish
-                } else {
-                    SnapshotStatus::Failure
-                };
-                self.node.report_snapshot(to, status);
-            }
             Event::TakeSnapshot { reply } => {
                 let _ = reply
                     .send(self.current_snapshot().map_err(|e| {
@@ -547,6 +554,15 @@ impl<S: StateMachine> Driver<S> {
             }
             Event::Stop => {}
         }
+    }
+
+    fn report_snapshot(&mut self, to: u64, delivered: bool) {
+        let status = if delivered {
+            SnapshotStatus::Finish
+        } else {
+            SnapshotStatus::Failure
+        };
+        self.node.report_snapshot(to, status);
     }
 
     /// Steps a peer's message into raft.
@@ -614,6 +630,14 @@ impl<S: StateMachine> Driver<S> {
                         ProposeError::Refused(format!("id: node {id} is already a member")),
                     );
                 }
+                if !valid_address(&address) {
+                    return refused(
+                        reply,
+                        ProposeError::Refused(format!(
+                            "address: {address:?} is not a host:port address"
+                        )),
+                    );
+                }
                 cc.set_change_type(ConfChangeType::AddLearnerNode);
                 cc.node_id = id;
                 cc.context = address.into_bytes().into();
@@ -676,10 +700,18 @@ impl<S: StateMachine> Driver<S> {
         }
         let last = raft.raft_log.last_index();
         let conf = raft.prs().conf().to_conf_state();
+        // Caught up: it has acknowledged the latest membership change (its own
+        // addition at the least, so a learner that never answered, with nothing matched,
+        // is never promoted), it is not waiting for a snapshot, and it trails by at most
+        // PROMOTION_LAG entries.
+        let added_at = self.applied_conf_index;
         let caught_up = conf.learners.iter().copied().find(|&id| {
-            raft.prs()
-                .get(id)
-                .is_some_and(|pr| pr.recent_active && pr.matched + PROMOTION_LAG >= last)
+            raft.prs().get(id).is_some_and(|pr| {
+                pr.recent_active
+                    && pr.state != ProgressState::Snapshot
+                    && pr.matched >= added_at
+                    && pr.matched + PROMOTION_LAG >= last
+            })
         });
         let Some(id) = caught_up else { return };
         let mut cc = ConfChange::default();
@@ -789,6 +821,13 @@ impl<S: StateMachine> Driver<S> {
     /// index.
     fn current_snapshot(&self) -> Result<Snapshot, StoreError> {
         let applied = self.node.raft.raft_log.applied;
+        if applied < self.applied_conf_index {
+            // Still replaying entries the stored membership already reflects: a snapshot
+            // now would pair this state with a later membership.
+            return Err(StoreError::Raft(
+                "the node is still replaying its log; retry shortly".into(),
+            ));
+        }
         let term = self
             .node
             .raft
@@ -814,6 +853,9 @@ impl<S: StateMachine> Driver<S> {
     /// applied since the last one, or when raft wants one to send.
     fn maybe_snapshot(&mut self) -> Result<(), StoreError> {
         let applied = self.node.raft.raft_log.applied;
+        if applied < self.applied_conf_index {
+            return Ok(()); // replaying: see `current_snapshot`
+        }
         let wanted = self.store.take_snapshot_wanted();
         let due = applied - self.snapshot_index.min(applied) >= self.snapshot_entries
             || self.bytes_since_snapshot >= self.snapshot_bytes;
@@ -1030,4 +1072,15 @@ impl<S: StateMachine> Driver<S> {
             changed
         });
     }
+}
+
+/// Whether a member address can be stored and dialled: `host:port`, printable, no spaces
+/// or separators of the stored member list.
+pub fn valid_address(address: &str) -> bool {
+    address
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
+        && address
+            .chars()
+            .all(|c| c.is_ascii_graphic() && !matches!(c, '=' | '/' | '@'))
 }

@@ -366,7 +366,27 @@ impl LogStore {
         batch.add_command(GROUP, Command::Compact { index: index + 1 });
         batch.put_message(GROUP, KEY_TRUNCATED.to_vec(), &truncated)?;
         self.engine.write(&mut batch, true)?;
+        // Compaction only drops the entries from the index; the files go here. (The
+        // groups it names for a forced compaction are this one, compacted regularly.)
+        self.engine.purge_expired_files()?;
         Ok(())
+    }
+
+    /// Removes snapshot files beyond `index` (the stored commit index): written just
+    /// before a crash interrupted their install or compaction, they can never be used,
+    /// and must not be served.
+    pub fn discard_snapshots_after(&self, index: u64) -> Result<(), StoreError> {
+        for (stored, path) in self.snapshot_files()? {
+            if stored > index {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether any snapshot file is stored.
+    pub fn has_snapshots(&self) -> Result<bool, StoreError> {
+        Ok(!self.snapshot_files()?.is_empty())
     }
 
     pub fn applied(&self) -> Result<u64, StoreError> {
@@ -499,8 +519,14 @@ impl raft::Storage for LogStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if cached.is_none() {
-            let other = |e: StoreError| raft::Error::Store(StorageError::Other(Box::new(e)));
-            *cached = self.latest_snapshot().map_err(other)?;
+            // Only a snapshot whose data checks out is ever offered; anything else (an
+            // unreadable or damaged file) makes the driver build a fresh one, instead of
+            // an error raft would treat as fatal.
+            *cached = self
+                .latest_snapshot()
+                .ok()
+                .flatten()
+                .filter(|s| crate::snapshot::SnapshotData::decode(&s.data).is_ok());
         }
         let usable = cached.as_ref().filter(|snapshot| {
             let meta = snapshot.get_metadata();

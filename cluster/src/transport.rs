@@ -151,9 +151,19 @@ impl Transport for GrpcTransport {
     fn send(&self, messages: Vec<Message>) {
         let peers = self.peers.read().unwrap_or_else(PoisonError::into_inner);
         for message in messages {
-            if let Some(peer) = peers.get(&message.to) {
-                // Full: dropped; raft retransmits.
-                let _ = peer.queue.try_send(message);
+            let (to, snapshot) = (
+                message.to,
+                message.get_msg_type() == MessageType::MsgSnapshot,
+            );
+            let queued = peers
+                .get(&to)
+                .is_some_and(|peer| peer.queue.try_send(message).is_ok());
+            // A dropped message is retransmitted by raft, but a dropped snapshot must be
+            // reported, or raft waits for it forever.
+            if !queued && snapshot {
+                if let Some(driver) = self.origin.driver.get() {
+                    driver.report_snapshot(to, false);
+                }
             }
         }
     }
@@ -216,6 +226,17 @@ async fn send_snapshot(
 ) {
     let to = message.to;
     let data = message.mut_snapshot().take_data();
+    if data.len() as u64 > MAX_SNAPSHOT_BYTES {
+        tracing::error!(
+            to,
+            bytes = data.len(),
+            "the snapshot is larger than a node accepts; the follower cannot catch up"
+        );
+        if let Some(driver) = origin.driver.get() {
+            driver.report_snapshot(to, false);
+        }
+        return;
+    }
     let header = message.write_to_bytes().unwrap_or_default();
     let first = pb::SnapshotChunk {
         from: origin.id,
@@ -249,11 +270,17 @@ async fn send_snapshot(
 pub struct RaftTransportService {
     handle: RaftHandle,
     transport: Arc<GrpcTransport>,
+    /// One snapshot is received at a time (each may hold a whole state in memory).
+    receiving: tokio::sync::Semaphore,
 }
 
 impl RaftTransportService {
     pub fn new(handle: RaftHandle, transport: Arc<GrpcTransport>) -> Self {
-        RaftTransportService { handle, transport }
+        RaftTransportService {
+            handle,
+            transport,
+            receiving: tokio::sync::Semaphore::new(1),
+        }
     }
 
     /// Learns a sender this node has no address for (a joining node hears from the
@@ -286,6 +313,10 @@ impl RaftTransport for RaftTransportService {
         &self,
         request: Request<Streaming<pb::SnapshotChunk>>,
     ) -> Result<Response<pb::SendAck>, Status> {
+        let _receiving = self
+            .receiving
+            .try_acquire()
+            .map_err(|_| Status::unavailable("another snapshot is being received; retry"))?;
         let mut chunks = request.into_inner();
         let first = chunks.next().await.ok_or_else(|| {
             Status::invalid_argument("message: the snapshot stream is empty (no first chunk)")
@@ -304,7 +335,8 @@ impl RaftTransport for RaftTransportService {
         }
         let expected = usize::try_from(first.data_len)
             .map_err(|_| Status::resource_exhausted("data_len: too large for this node"))?;
-        let mut data = Vec::with_capacity(expected);
+        // Grows as data arrives: the announced length alone reserves at most 64 MiB.
+        let mut data = Vec::with_capacity(expected.min(64 << 20));
         data.extend_from_slice(&first.data);
         let mut pieces = 1;
         while let Some(chunk) = chunks.next().await {
@@ -327,6 +359,11 @@ impl RaftTransport for RaftTransportService {
             return Err(Status::data_loss(
                 "data_sha256: the snapshot data does not match its checksum",
             ));
+        }
+        // The envelope has a checksum of its own (over what the leader built): a leader
+        // serving a damaged file is refused here, not installed.
+        if let Err(e) = crate::snapshot::SnapshotData::decode(&data) {
+            return Err(Status::data_loss(format!("data: {e}")));
         }
         tracing::info!(
             from = first.from,

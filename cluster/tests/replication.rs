@@ -344,7 +344,7 @@ async fn snapshots_compact_the_log_bring_back_a_wiped_node_and_survive_restarts(
     leader
         .change_membership(MembershipChange::AddLearner {
             id: follower,
-            address: String::new(),
+            address: "node-2:1".into(),
         })
         .await
         .unwrap();
@@ -386,13 +386,13 @@ async fn a_new_member_joins_as_a_learner_is_promoted_and_members_leave() {
     cluster.start_node(4, false);
     let add = MembershipChange::AddLearner {
         id: 4,
-        address: "node-4".into(),
+        address: "node-4:1".into(),
     };
     leader.change_membership(add.clone()).await.unwrap();
     cluster.wait_status(leader_id, "node 4 promoted", |s| s.voters == [1, 2, 3, 4]);
     assert_eq!(
         leader.status().members.get(&4).map(String::as_str),
-        Some("node-4")
+        Some("node-4:1")
     );
     propose_all(&leader, "b", 10).await;
     cluster.wait_applied(60);
@@ -428,11 +428,32 @@ async fn a_new_member_joins_as_a_learner_is_promoted_and_members_leave() {
     propose_all(&leader, "c", 10).await;
     cluster.wait_applied(70);
 
+    // A learner that never answers is never promoted (it would hold the quorum hostage).
+    let leader = cluster.handle(leader_id);
+    leader
+        .change_membership(MembershipChange::AddLearner {
+            id: 5,
+            address: "node-5:1".into(),
+        })
+        .await
+        .unwrap();
+    propose_all(&leader, "e", 20).await;
+    let status = leader.status();
+    assert!(
+        status.learners.contains(&5) && !status.voters.contains(&5),
+        "{status:?}"
+    );
+    leader
+        .change_membership(MembershipChange::Remove { id: 5 })
+        .await
+        .unwrap();
+    cluster.wait_applied(90);
+
     // Leadership moves to the newcomer.
     leader.transfer_leader(4).await.unwrap();
     cluster.wait_status(4, "node 4 leads", |s| s.role == Role::Leader);
     propose_all(&cluster.handle(4), "d", 5).await;
-    cluster.wait_applied(75);
+    cluster.wait_applied(95);
     let dir = cluster.stop();
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clockwise_cluster::driver::{self, DriverConfig};
-use clockwise_cluster::snapshot::sha256;
+use clockwise_cluster::snapshot::{sha256, SnapshotData};
 use clockwise_cluster::transport::MAX_SNAPSHOT_BYTES;
 use clockwise_cluster::{GrpcTransport, LogStore, RaftTransportService, StateMachine};
 use clockwise_proto::raft::v1 as pb;
@@ -125,13 +125,18 @@ async fn malformed_peer_input_is_refused_with_the_field_named() {
         .map(|_| ());
     assert_refused(garbage, Code::InvalidArgument, "messages");
 
-    let data = vec![7u8; 2500];
+    let data = SnapshotData {
+        members: BTreeMap::from([(2, "127.0.0.1:2".to_owned())]),
+        state: vec![7u8; 2500],
+    }
+    .encode();
+    let len = data.len() as u64;
     let checksum = sha256(&data);
     // Whole, in three chunks: accepted.
     send_snapshot(
         &mut client,
         vec![
-            first_chunk(2500, &checksum, &data[..1000]),
+            first_chunk(len, &checksum, &data[..1000]),
             piece(&data[1000..2000]),
             piece(&data[2000..]),
         ],
@@ -163,7 +168,7 @@ async fn malformed_peer_input_is_refused_with_the_field_named() {
     assert_refused(
         send_snapshot(
             &mut client,
-            vec![first_chunk(2500, &checksum, &data[..1000])],
+            vec![first_chunk(len, &checksum, &data[..1000])],
         )
         .await,
         Code::InvalidArgument,
@@ -184,9 +189,19 @@ async fn malformed_peer_input_is_refused_with_the_field_named() {
     let mut flipped = data.clone();
     flipped[1234] ^= 1;
     assert_refused(
-        send_snapshot(&mut client, vec![first_chunk(2500, &checksum, &flipped)]).await,
+        send_snapshot(&mut client, vec![first_chunk(len, &checksum, &flipped)]).await,
         Code::DataLoss,
         "data_sha256",
+    );
+    // Intact in transit but damaged at the source (the envelope's own checksum fails).
+    assert_refused(
+        send_snapshot(
+            &mut client,
+            vec![first_chunk(len, &sha256(&flipped), &flipped)],
+        )
+        .await,
+        Code::DataLoss,
+        "data",
     );
     assert_refused(
         send_snapshot(

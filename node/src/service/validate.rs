@@ -218,13 +218,9 @@ pub fn member_id(field: &str, id: u64) -> Result<u64> {
     Ok(id)
 }
 
-/// A member's address: `host:port`, as peers dial it.
+/// A member's address: `host:port`, as peers dial it (printable, no spaces).
 pub fn member_address(field: &str, address: &str) -> Result<String> {
-    let valid = address
-        .rsplit_once(':')
-        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
-        && !address.contains(['/', ' ', '@']);
-    if !valid {
+    if !clockwise_cluster::driver::valid_address(address) {
         return Err(ServiceError::invalid(
             field,
             format!("{address:?} is not a host:port address"),
