@@ -108,6 +108,9 @@ struct Inner {
     consecutive_successes: u32,
     opened_at: Instant,
     probes_in_flight: u32,
+    /// Bumped at every state change: a permit from an earlier state reports nothing (a
+    /// call let through while closed must not close a half-open breaker).
+    generation: u64,
     stats: BreakerStats,
 }
 
@@ -134,6 +137,7 @@ impl CircuitBreaker {
                 consecutive_successes: 0,
                 opened_at: now,
                 probes_in_flight: 0,
+                generation: 0,
                 stats: BreakerStats {
                     state: BreakerState::Closed,
                     consecutive_failures: 0,
@@ -175,6 +179,7 @@ impl CircuitBreaker {
         Ok(Permit {
             breaker: Some(self.clone()),
             probe,
+            generation: inner.generation,
         })
     }
 
@@ -237,6 +242,7 @@ impl CircuitBreaker {
         }
         let from = inner.state;
         inner.state = to;
+        inner.generation += 1;
         inner.stats.transitions += 1;
         inner.stats.last_change = self.clock.now();
         if to == BreakerState::Open {
@@ -245,8 +251,11 @@ impl CircuitBreaker {
         tracing::info!(target_peer = %self.target, %from, %to, "circuit breaker changed state");
     }
 
-    fn record(&self, outcome: Outcome, probe: bool) {
+    fn record(&self, outcome: Outcome, probe: bool, generation: u64) {
         let mut inner = self.lock();
+        if generation != inner.generation {
+            return; // let through in an earlier state: its outcome says nothing now
+        }
         if probe {
             inner.probes_in_flight = inner.probes_in_flight.saturating_sub(1);
         }
@@ -292,6 +301,7 @@ enum Outcome {
 pub struct Permit {
     breaker: Option<Arc<CircuitBreaker>>,
     probe: bool,
+    generation: u64,
 }
 
 impl Permit {
@@ -308,7 +318,7 @@ impl Permit {
 
     fn finish(&mut self, outcome: Outcome) {
         if let Some(breaker) = self.breaker.take() {
-            breaker.record(outcome, self.probe);
+            breaker.record(outcome, self.probe, self.generation);
         }
     }
 }
@@ -418,6 +428,25 @@ mod tests {
         assert_eq!(b.state(), BreakerState::Open, "the timer restarted");
         clock.advance(Duration::from_secs(1));
         assert_eq!(b.state(), BreakerState::HalfOpen);
+    }
+
+    #[test]
+    fn a_call_let_through_before_a_state_change_reports_nothing_after_it() {
+        let (b, clock) = breaker(config());
+        let late = b.acquire().unwrap(); // while closed
+        fail(&b, 3);
+        clock.advance(Duration::from_secs(10));
+        let probe = b.acquire().unwrap(); // half-open: the one probe
+        late.success();
+        assert_eq!(
+            b.state(),
+            BreakerState::HalfOpen,
+            "the late success counts for nothing"
+        );
+        assert!(b.acquire().is_err(), "the probe slot is still taken");
+        probe.success();
+        b.acquire().unwrap().success();
+        assert_eq!(b.state(), BreakerState::Closed);
     }
 
     #[test]

@@ -114,8 +114,12 @@ impl ClientBuilder {
             ));
         }
         let client_id = match self.client_id {
-            Some(id) if id.is_empty() || id.len() > 100 => {
-                return Err(Error::Config("client_id: 1 to 100 bytes".into()))
+            Some(id)
+                if id.is_empty() || id.len() > 100 || !id.bytes().all(|b| b.is_ascii_graphic()) =>
+            {
+                return Err(Error::Config(
+                    "client_id: 1 to 100 visible ASCII characters".into(),
+                ))
             }
             Some(id) => id,
             None => format!("sdk-{:016x}", entropy()),
@@ -299,7 +303,7 @@ impl Inner {
             .find_map(|peer| Some((peer.clone(), peer.breaker.acquire().ok()?)))
     }
 
-    fn take_lane(&self) -> (u32, u64) {
+    pub(crate) fn take_lane(&self) -> (u32, u64) {
         let mut lanes = self.lanes.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(lane) = lanes.free.pop() {
             return lane;
@@ -308,11 +312,38 @@ impl Inner {
         (lanes.count, 1)
     }
 
-    fn return_lane(&self, lane: (u32, u64)) {
+    pub(crate) fn return_lane(&self, lane: (u32, u64)) {
         let mut lanes = self.lanes.lock().unwrap_or_else(PoisonError::into_inner);
         lanes.free.push(lane);
     }
 }
+
+/// A write's session lane, given back (with its next sequence number) when dropped.
+struct LaneGuard {
+    inner: Arc<Inner>,
+    lane: u32,
+    seq: u64,
+}
+
+impl LaneGuard {
+    fn take(inner: &Arc<Inner>) -> Self {
+        let (lane, seq) = inner.take_lane();
+        LaneGuard {
+            inner: inner.clone(),
+            lane,
+            seq,
+        }
+    }
+}
+
+impl Drop for LaneGuard {
+    fn drop(&mut self) {
+        self.inner.return_lane((self.lane, self.seq + 1));
+    }
+}
+
+/// Below this much time left, no new attempt is started.
+const MIN_ATTEMPT: Duration = Duration::from_millis(5);
 
 impl Client {
     /// Starts configuring a client.
@@ -428,14 +459,13 @@ impl Client {
         F: Fn(Channel, tonic::Request<Req>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
     {
-        let lane = (kind == CallKind::Write).then(|| self.inner.take_lane());
-        let session = lane.map(|(lane, seq)| (format!("{}/{lane}", self.inner.client_id), seq));
-        let result = self.attempts(kind, session, &message, rpc).await;
-        if let Some((lane, seq)) = lane {
-            // Whatever happened, this sequence number is spent.
-            self.inner.return_lane((lane, seq + 1));
-        }
-        result
+        let lane = (kind == CallKind::Write).then(|| LaneGuard::take(&self.inner));
+        let session = lane
+            .as_ref()
+            .map(|l| (format!("{}/{}", self.inner.client_id, l.lane), l.seq));
+        // The lane goes back when the call ends, however it ends (the caller may drop
+        // this future): its sequence number is spent either way.
+        self.attempts(kind, session, &message, rpc).await
     }
 
     async fn attempts<Req, Resp, F, Fut>(
@@ -460,7 +490,20 @@ impl Client {
         let mut backoff = Backoff::from_entropy(inner.retry.clone());
         let mut attempts = 0;
         let mut avoid: Option<String> = None;
+        let mut last: Option<Error> = None;
         loop {
+            if deadline.saturating_duration_since(Instant::now()) < MIN_ATTEMPT {
+                return Err(match last {
+                    Some(last) => Error::RetryExhausted {
+                        attempts,
+                        last: Box::new(last),
+                    },
+                    None => Error::Retriable {
+                        code: tonic::Code::DeadlineExceeded,
+                        message: "the call's deadline is too short for an attempt".into(),
+                    },
+                });
+            }
             let Some((peer, permit)) = inner.pick(kind, avoid.as_deref()) else {
                 let endpoints = inner
                     .peers()
@@ -487,6 +530,7 @@ impl Client {
                 stale: kind == CallKind::StaleRead,
             };
             let request = attempt.request(message.clone());
+            let cut_short = attempt.timeout < inner.attempt_timeout;
             let outcome = tokio::time::timeout(attempt.timeout, rpc(attempt.channel, request))
                 .await
                 .unwrap_or_else(|_| {
@@ -503,7 +547,10 @@ impl Client {
             };
             let error = Error::from(status);
             let code = error.code().unwrap_or(tonic::Code::Unknown);
-            if counts_against_peer(code) {
+            // An attempt the call's own deadline cut short says little about the peer.
+            let peer_at_fault =
+                counts_against_peer(code) && !(cut_short && code == tonic::Code::DeadlineExceeded);
+            if peer_at_fault {
                 permit.failure();
             } else {
                 drop(permit);
@@ -517,17 +564,18 @@ impl Client {
             }
             avoid = Some(peer.address.clone());
             let delay = backoff.delay(attempts);
-            if attempts >= max_attempts || Instant::now() + delay >= deadline {
+            if attempts >= max_attempts || Instant::now() + delay + MIN_ATTEMPT >= deadline {
                 return Err(Error::RetryExhausted {
                     attempts,
                     last: Box::new(error),
                 });
             }
-            let refresh = Instant::now()
-                + delay
-                    .max(Duration::from_millis(200))
-                    .min(deadline.saturating_duration_since(Instant::now()));
+            // Learning the leader may take the backoff's time, or a little more, but
+            // never the time the next attempt needs.
+            let refresh = (Instant::now() + delay.max(Duration::from_millis(200)))
+                .min(deadline.checked_sub(MIN_ATTEMPT).unwrap_or(deadline));
             tokio::join!(tokio::time::sleep(delay), self.refresh_leader(refresh));
+            last = Some(error);
         }
     }
 }

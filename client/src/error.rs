@@ -22,8 +22,10 @@ pub enum Error {
     },
     /// Every attempt failed with an error worth retrying, or the overall deadline ran
     /// out between them. `last` is the final attempt's error. A write may or may not have
-    /// been applied; retrying it (the SDK reuses its sequence number within one call)
-    /// is safe.
+    /// been applied: within the call every attempt carried the same sequence number, so
+    /// it was applied at most once, but calling again is a new write (a store refreshes
+    /// the key again, a backup saves another copy); check the state first where that
+    /// matters.
     #[error("gave up after {attempts} attempt(s): {last}")]
     RetryExhausted {
         /// Attempts made.

@@ -9,8 +9,9 @@ ChatRouterModel)``: subclasses that keep every drill method of the reference and
   ``timestamp < expiry``. Every mutating call first moves the ring's clock to
   ``max(latest, ts)`` and drops what is dead then, and drops what is dead after itself;
   reads at ``ts`` leave out what is dead at ``ts``. Storing again sets the expiry anew
-  from that call (no TTL clears it).
-* ``backup(ts)`` -> live keys saved (with their remaining TTL ``expiry - ts``), at most 16
+  from that call (no TTL clears it); a store already dead by the ring's clock takes no
+  room (evicts nothing) and removes the key if it was stored.
+* ``backup(ts)`` -> live keys saved (with their remaining TTL ``expiry - max(ts, clock)``), at most 16
   kept (oldest saved dropped); ``restore(ts, backup_ts)`` -> keys restored, or ``None``
   when no backup is at or before ``backup_ts``; the latest wins, equal timestamps: the
   first saved; expiry becomes ``ts + remaining``; the whole ring state is replaced
@@ -54,6 +55,10 @@ def build(mod):
         def _alive(self, item, ts):
             e = self.expiry.get(item)
             return e is None or e > ts
+
+        def _dead_on_arrival(self, ts, ttl):
+            """A store whose TTL has run out by the ring's clock takes no room at all."""
+            return ttl > 0 and ts + ttl <= self.latest
 
         def _set_expiry(self, item, ts, ttl):
             if ttl > 0:
@@ -107,7 +112,9 @@ def build(mod):
                     "items": list(items.items()),
                     "access": {i: self._access()[i] for i in items},
                     "sizes": self._sizes_of(items),
-                    "remaining": {i: e - ts for i, e in self.expiry.items() if i in items},
+                    # as of the ring's clock: an older backup sees the ring as of it
+                    "remaining": {i: e - max(ts, self.latest)
+                                  for i, e in self.expiry.items() if i in items},
                     "merged": dict(self.merged),
                 }
                 self.backups.append((ts, state))
@@ -190,6 +197,10 @@ def build(mod):
 
         def store_key_ttl(self, ts, key, ttl_ms):
             def run():
+                if self._dead_on_arrival(ts, ttl_ms):
+                    if key in self.keys:
+                        self._drop(key)
+                    return self._route(key)
                 node = mod.HashRing.store_key(self, ts, key)
                 if node is not None:
                     self._set_expiry(key, ts, ttl_ms)
@@ -284,6 +295,10 @@ def build(mod):
 
         def assign_request_ttl(self, ts, request_id, size_mb, ttl_ms):
             def run():
+                if self._dead_on_arrival(ts, ttl_ms):
+                    if request_id in self.requests:
+                        self._drop(request_id)
+                    return self._route(request_id)
                 server = mod.ChatRouter.assign_request(self, ts, request_id, size_mb)
                 if server is not None:
                     self._set_expiry(request_id, ts, ttl_ms)

@@ -713,7 +713,9 @@ async fn hash_ring_over_long_ring_name_is_invalid_argument_on_every_rpc() {
 async fn hash_ring_negative_timestamp_is_invalid_argument_on_every_rpc() {
     let node = NodeProcess::start();
     let mut c = node.hash_ring().await;
-    for ts in [-1, i64::MIN] {
+    // Negative, or so far ahead of the node's clock (microseconds, say) that it would
+    // freeze the ring's clock in the future.
+    for ts in [-1, i64::MIN, i64::MAX, 1_000_000 * 1_800_000_000_000] {
         assert_invalid(&hr_every_rpc(&mut c, "neg", ts).await, "timestamp");
     }
     // Nothing was applied by the refused writes: the ring is still empty, so it can

@@ -382,3 +382,43 @@ fn everything_beyond_the_drill_survives_a_snapshot() {
         "the backup came through the snapshot"
     );
 }
+
+#[test]
+fn a_store_already_dead_by_the_rings_clock_takes_no_room() {
+    let mut e = Engine::new();
+    add(&mut e, "n");
+    hr(
+        &mut e,
+        0,
+        HashRingOp::SetCapacity {
+            node_id: "n".into(),
+            capacity: 1,
+        },
+    );
+    store(&mut e, 100, "a", 0);
+    // At 50 with 10 ms to live it is dead by the ring's clock (100): it evicts nothing.
+    assert_eq!(store(&mut e, 50, "b", 10).as_deref(), Some("n"));
+    let r = ring(&e);
+    assert!(r.locate_key("a").is_some(), "the live key was not evicted");
+    assert_eq!(r.locate_key("b"), None);
+    // Refreshing a stored key with a TTL already run out removes it.
+    store(&mut e, 60, "a", 5);
+    assert_eq!(ring(&e).locate_key("a"), None);
+}
+
+#[test]
+fn a_backup_at_an_older_timestamp_counts_remaining_ttl_from_the_rings_clock() {
+    let mut e = Engine::new();
+    add(&mut e, "n");
+    store(&mut e, 100, "k", 50); // expires at 150
+    hr(&mut e, 20, HashRingOp::Backup { max_backups: 16 }); // an old timestamp
+    hr(
+        &mut e,
+        200,
+        HashRingOp::Restore {
+            backup_timestamp: 20,
+        },
+    );
+    // 50 ms remained at the clock (100), not 130 at the backup's timestamp.
+    assert_eq!(ring(&e).locate_key("k").unwrap().expires_at, Some(250));
+}

@@ -171,7 +171,9 @@ impl Namespace {
     /// Saves the ring's state at `timestamp` (the caller advanced to it), keeping at most
     /// `max_backups` (the oldest saved goes first). Answers how many keys it holds.
     pub(crate) fn backup(&mut self, timestamp: i64, max_backups: usize) -> i64 {
-        let state = super::snapshot::ring_state_bytes(self, timestamp);
+        // Remaining TTLs as of the ring's clock: a backup at an older timestamp sees the
+        // ring as of the clock, and must not lengthen anyone's life.
+        let state = super::snapshot::ring_state_bytes(self, timestamp.max(self.latest));
         self.backups.push((timestamp, state));
         let excess = self.backups.len().saturating_sub(max_backups.max(1));
         self.backups.drain(..excess);
@@ -301,6 +303,15 @@ impl Namespace {
     ) -> Option<NodeIdx> {
         let pos = self.space.position(key);
         let (node, vnode) = self.ring.route_vnode(pos)?;
+        if expiry <= self.latest {
+            // Dead on arrival (a timestamp older than the ring's clock, a TTL already
+            // run out): it takes no room, so it evicts nothing, and a stored key it
+            // refreshes dies now.
+            if let Some(slot) = self.placement.find(key) {
+                self.placement.remove(slot);
+            }
+            return Some(node);
+        }
         let limit = self.limit(node);
         // Every stored key sits on its routed node, so "already here" is "stored".
         let stored = self.placement.find_or_insert_with(key, |placement| {

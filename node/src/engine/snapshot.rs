@@ -217,7 +217,8 @@ fn decode_ring(r: &mut Reader, base: i64) -> Result<Namespace, SnapshotError> {
         let size = r.i64()?;
         let expiry = match r.i64()? {
             NEVER => NEVER,
-            relative => relative.saturating_add(base),
+            // Never "never" by saturation: a key that expires keeps expiring.
+            relative => relative.saturating_add(base).min(NEVER - 1),
         };
         if ns.placement.find(&key).is_some() {
             return Err(SnapshotError::Corrupt("duplicate key"));

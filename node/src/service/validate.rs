@@ -132,11 +132,25 @@ fn bounded_id<'a>(field: &str, value: &'a str) -> Result<&'a str> {
 }
 
 /// A caller timestamp in ms: 0 means "now" (stamped by the node), negative is refused.
+/// How far ahead of this node's clock a timestamp may be. A ring's clock never goes
+/// back, so one far-future write would make every later TTL dead on arrival.
+pub const MAX_CLOCK_AHEAD_MS: i64 = 24 * 3600 * 1000;
+
 pub fn timestamp(ts: i64) -> Result<i64> {
     if ts < 0 {
         return Err(ServiceError::invalid(
             "timestamp",
             "must be >= 0 (0 means the node's clock)",
+        ));
+    }
+    let now = super::state::resolve_timestamp(0);
+    if ts > now.saturating_add(MAX_CLOCK_AHEAD_MS) {
+        return Err(ServiceError::invalid(
+            "timestamp",
+            format!(
+                "{ts} is more than a day ahead of this node's clock ({now} ms since the Unix \
+                 epoch); timestamps are milliseconds"
+            ),
         ));
     }
     Ok(ts)
