@@ -191,12 +191,7 @@ impl RaftHandle {
     /// result. Only the leader accepts proposals.
     pub async fn propose(&self, data: Vec<u8>) -> Result<Vec<u8>, ProposeError> {
         let (reply, answer) = oneshot::channel();
-        self.events
-            .try_send(Event::Propose { data, reply })
-            .map_err(|e| match e {
-                TrySendError::Full(_) => ProposeError::Busy,
-                TrySendError::Disconnected(_) => ProposeError::Stopped,
-            })?;
+        self.send(Event::Propose { data, reply })?;
         answer.await.unwrap_or(Err(ProposeError::Stopped))
     }
 
@@ -206,12 +201,7 @@ impl RaftHandle {
     /// the wait: a new leader answers only once it has committed in its term.
     pub async fn read_index(&self) -> Result<(), ProposeError> {
         let (reply, answer) = oneshot::channel();
-        self.events
-            .try_send(Event::ReadIndex { reply })
-            .map_err(|e| match e {
-                TrySendError::Full(_) => ProposeError::Busy,
-                TrySendError::Disconnected(_) => ProposeError::Stopped,
-            })?;
+        self.send(Event::ReadIndex { reply })?;
         answer.await.unwrap_or(Err(ProposeError::Stopped))
     }
 

@@ -384,11 +384,6 @@ impl LogStore {
         Ok(())
     }
 
-    /// Whether any snapshot file is stored.
-    pub fn has_snapshots(&self) -> Result<bool, StoreError> {
-        Ok(!self.snapshot_files()?.is_empty())
-    }
-
     pub fn applied(&self) -> Result<u64, StoreError> {
         self.read_index(KEY_APPLIED)
     }
