@@ -652,7 +652,12 @@ def group_reflection(checks, grpcurl_path, node):
     checks.record("health: grpc.health.v1.Health/Check is SERVING", ok, f"got {resp}")
 
     try:
+        # A group of one elects itself right after start: wait (bounded) for it.
+        deadline = time.monotonic() + 10
         status = g.call(f"{CLUSTER}/Status", {})
+        while status.get("role") != "ROLE_LEADER" and time.monotonic() < deadline:
+            time.sleep(0.05)
+            status = g.call(f"{CLUSTER}/Status", {})
         ok = (status.get("role") == "ROLE_LEADER" and status.get("leaderId") == "1"
               and [m.get("id") for m in status.get("members", [])] == ["1"]
               and len(status.get("stateDigest", "")) == 64)
