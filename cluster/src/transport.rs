@@ -126,17 +126,6 @@ impl GrpcTransport {
         let peers = self.peers.read().unwrap_or_else(PoisonError::into_inner);
         peers.get(&peer).map(|p| p.address.clone())
     }
-
-    /// Every known peer and its address.
-    pub fn peers(&self) -> Vec<(u64, String)> {
-        let peers = self.peers.read().unwrap_or_else(PoisonError::into_inner);
-        let mut list: Vec<_> = peers
-            .iter()
-            .map(|(&id, p)| (id, p.address.clone()))
-            .collect();
-        list.sort_unstable();
-        list
-    }
 }
 
 impl Transport for GrpcTransport {

@@ -1,7 +1,7 @@
 //! The HashRing drill (levels L1–L6): keys counted one each, count-based eviction.
 
 use super::namespace::{Eviction, Location, Namespace};
-use super::placement::NEVER;
+use super::placement::expiry;
 use super::{BatchResult, PositionSpace};
 
 /// A `batch_operations` entry: the drill's `{"type": ..., "key": ...}`.
@@ -232,14 +232,5 @@ impl HashRing {
         let count = self.ns.restore(timestamp, backup_timestamp);
         self.ns.purge();
         count
-    }
-}
-
-/// The expiry of an item stored at `timestamp` for `ttl_ms` (0 or less: never).
-pub(crate) fn expiry(timestamp: i64, ttl_ms: i64) -> i64 {
-    if ttl_ms <= 0 {
-        NEVER
-    } else {
-        timestamp.saturating_add(ttl_ms).min(NEVER - 1)
     }
 }

@@ -31,6 +31,15 @@ pub(crate) type Slot = u32;
 /// The expiry of an item that never expires.
 pub(crate) const NEVER: i64 = i64::MAX;
 
+/// The expiry of an item stored at `timestamp` for `ttl_ms` (0 or less: never).
+pub(crate) fn expiry(timestamp: i64, ttl_ms: i64) -> i64 {
+    if ttl_ms <= 0 {
+        NEVER
+    } else {
+        timestamp.saturating_add(ttl_ms).min(NEVER - 1)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct Item {
     pub(crate) key: Box<str>,
