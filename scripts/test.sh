@@ -14,7 +14,10 @@
 #     3-node cluster with calls spread over every node;
 #  4. the client SDK's examples (client/examples) against that 3-node cluster;
 #  5. the grpcurl end-to-end test (tests/e2e/grpcurl_e2e.py): reflection, the spec's
-#     golden traces through grpcurl, L6 proven by the node's counters.
+#     golden traces through grpcurl, L6 proven by the node's counters;
+#  6. the chaos suite (scripts/chaos.sh): 5 nodes under a seeded schedule of faults for
+#     CLOCKWISE_CHAOS_SECONDS (default 120) with seed CLOCKWISE_CHAOS_SEED (default 1),
+#     checked for linearizability, lost writes and replica convergence.
 #
 # Environment: CLOCKWISE_SHARED (default ../shared: the folder with reference/ and spec/),
 # CLOCKWISE_DIFF_SEEDS (default "1 2 3"), CLOCKWISE_DIFF_CALLS (default 20000),
@@ -52,7 +55,7 @@ step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo build (binaries the scripted tests start)"
-cargo build --locked -p clockwise-node --bin clockwise -p clockwise-tests --bin replay
+cargo build --locked -p clockwise-node --bin clockwise -p clockwise-tests --bin replay --bin chaos
 cargo build --locked -p clockwise-client --examples
 export CLOCKWISE_BIN=$root/target/debug/clockwise
 replay=$root/target/debug/replay
@@ -157,6 +160,10 @@ wait 2>/dev/null || true
 
 step "grpcurl end to end"
 run "$py" tests/e2e/grpcurl_e2e.py --grpcurl "$root/.venv/bin/grpcurl" --clockwise "$CLOCKWISE_BIN"
+
+step "chaos: 5 nodes under faults, linearizability, lost writes, replica digests"
+run env CLOCKWISE_PROFILE=debug scripts/chaos.sh --seed "${CLOCKWISE_CHAOS_SEED:-1}" \
+  --duration "${CLOCKWISE_CHAOS_SECONDS:-120}" --nodes 5
 
 echo
 echo "scripted suites: $passed passed, $failed failed"

@@ -10,10 +10,16 @@
 //!   once per test process with `cargo build -p clockwise-node --bin clockwise`).
 //! * [`workspace_root`]: the Cargo workspace this crate belongs to.
 //! * [`cluster::TestCluster`]: several node processes forming one raft group.
+//! * [`proxy::Network`]: a TCP proxy in front of each node that holds, delays or cuts
+//!   the traffic of chosen links (the chaos suite's network faults).
+//! * [`linearizability`]: a Wing–Gong–Lowe checker over any sequential model.
+//! * `src/bin/chaos`: the chaos suite (`scripts/chaos.sh`).
 //! * `tests/bad_input.rs`: malformed input gets `INVALID_ARGUMENT` naming the field;
 //!   drill results (false, None, 0) stay results.
 
 pub mod cluster;
+pub mod linearizability;
+pub mod proxy;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
