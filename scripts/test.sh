@@ -17,7 +17,8 @@
 #     golden traces through grpcurl, L6 proven by the node's counters;
 #  6. the chaos suite (scripts/chaos.sh): 5 nodes under a seeded schedule of faults for
 #     CLOCKWISE_CHAOS_SECONDS (default 120) with seed CLOCKWISE_CHAOS_SEED (default 1),
-#     checked for linearizability, lost writes and replica convergence.
+#     checked for linearizability, lost writes and replica convergence; and 20 s with
+#     stale reads, which the checker must fail.
 #
 # Environment: CLOCKWISE_SHARED (default ../shared: the folder with reference/ and spec/),
 # CLOCKWISE_DIFF_SEEDS (default "1 2 3"), CLOCKWISE_DIFF_CALLS (default 20000),
@@ -164,6 +165,19 @@ run "$py" tests/e2e/grpcurl_e2e.py --grpcurl "$root/.venv/bin/grpcurl" --clockwi
 step "chaos: 5 nodes under faults, linearizability, lost writes, replica digests"
 run env CLOCKWISE_PROFILE=debug scripts/chaos.sh --seed "${CLOCKWISE_CHAOS_SEED:-1}" \
   --duration "${CLOCKWISE_CHAOS_SECONDS:-120}" --nodes 5
+
+step "chaos with stale reads: the checker must report violations (exit 1)"
+stale_log=$(mktemp -p "$scratch")
+status=0
+CLOCKWISE_PROFILE=debug scripts/chaos.sh --seed 2 --duration 20 --stale-reads >"$stale_log" 2>&1 || status=$?
+if [ "$status" -eq 1 ] && grep -q "verdict: FAIL" "$stale_log"; then
+  grep "linearizability per key" "$stale_log"
+  passed=$((passed + 1))
+else
+  echo "expected the checker to fail the run with exit status 1, got $status:" >&2
+  tail -30 "$stale_log" >&2
+  failed=$((failed + 1))
+fi
 
 echo
 echo "scripted suites: $passed passed, $failed failed"

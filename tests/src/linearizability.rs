@@ -299,8 +299,11 @@ impl Search {
         budget: u64,
     ) -> Verdict {
         let mut pending_returns = history.iter().filter(|op| op.ret.is_some()).count();
-        let mut linearized = vec![0u64; history.len().div_ceil(64)];
-        let mut seen: HashSet<(Vec<u64>, M::State)> = HashSet::new();
+        // The linearized set is kept as a Zobrist hash (XOR of a random 128-bit value
+        // per operation): O(1) to update and 16 bytes per cache entry where a bitset
+        // would take n/8 bytes; two sets collide with probability 2^-128.
+        let mut linearized = 0u128;
+        let mut seen: HashSet<(u128, M::State)> = HashSet::new();
         let mut stack: Vec<(usize, M::State)> = Vec::new();
         let mut entry = self.next[HEAD];
         let mut steps = 0u64;
@@ -317,9 +320,8 @@ impl Search {
             if is_call {
                 let output = history[op].ret.as_ref().map(|(_, output)| output);
                 if let Some(after) = model.step(&state, &history[op].input, output) {
-                    let mut with_op = linearized.clone();
-                    with_op[op / 64] |= 1 << (op % 64);
-                    if seen.insert((with_op.clone(), after.clone())) {
+                    let with_op = linearized ^ zobrist(op);
+                    if seen.insert((with_op, after.clone())) {
                         stack.push((op, std::mem::replace(&mut state, after)));
                         linearized = with_op;
                         if history[op].ret.is_some() {
@@ -337,7 +339,7 @@ impl Search {
                     return Verdict::Violation;
                 };
                 state = before;
-                linearized[op / 64] &= !(1 << (op % 64));
+                linearized ^= zobrist(op);
                 if history[op].ret.is_some() {
                     pending_returns += 1;
                 }
@@ -346,6 +348,20 @@ impl Search {
             }
         }
     }
+}
+
+/// Operation `op`'s random 128-bit key (SplitMix64 of its index, twice).
+fn zobrist(op: usize) -> u128 {
+    let mix = |mut z: u64| {
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let seed = (op as u64)
+        .wrapping_mul(2)
+        .wrapping_add(1)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (u128::from(mix(seed)) << 64) | u128::from(mix(seed ^ 0xD1B5_4A32_D192_ED03))
 }
 
 #[cfg(test)]

@@ -5,9 +5,10 @@
 //! when the run itself could not be made.
 //!
 //! Usage: `chaos [--seed N] [--duration S] [--nodes N] [--clients N] [--keys N]
-//! [--stale-reads]` (`scripts/chaos.sh` builds and runs it). `--stale-reads` makes the
+//! [--stale-reads] [--history FILE]` (`scripts/chaos.sh` builds and runs it). `--stale-reads` makes the
 //! clients read from any node without a quorum: a run that must fail, to show the
-//! checker catches stale reads.
+//! checker catches stale reads. `--history` writes every call as a JSON line (a failed
+//! run writes it to the temp dir regardless).
 //!
 //! * `nodes`: the node processes behind their proxies; kill, pause, wipe; health.
 //! * `faults`: the schedule and each fault.
@@ -25,7 +26,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clockwise_tests::linearizability::Verdict;
 
@@ -36,7 +37,7 @@ use crate::rng::Rng;
 use crate::workload::{client_loop, Answer, Call, History, Outcome, Record, RING, RING_NODES};
 
 const USAGE: &str =
-    "usage: chaos [--seed N] [--duration SECONDS] [--nodes N] [--clients N] [--keys N]";
+    "usage: chaos [--seed N] [--duration SECONDS] [--nodes N] [--clients N] [--keys N] [--stale-reads] [--history FILE]";
 
 /// Search steps allowed per key before the checker gives up (inconclusive).
 const CHECK_BUDGET: u64 = 20_000_000;
@@ -50,6 +51,8 @@ struct Options {
     /// Read with `stale_reads()`: the checker must then find violations (a check of
     /// the checker).
     stale_reads: bool,
+    /// Where to write every recorded call (JSON lines); a failed run writes it anyway.
+    history: Option<std::path::PathBuf>,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -62,6 +65,7 @@ fn parse_options() -> Result<Options, String> {
         clients: 6,
         keys: 12,
         stale_reads: false,
+        history: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -75,6 +79,10 @@ fn parse_options() -> Result<Options, String> {
         let value = args
             .next()
             .ok_or(format!("{flag} needs a value\n{USAGE}"))?;
+        if flag == "--history" {
+            options.history = Some(value.into());
+            continue;
+        }
         let number: u64 = value
             .parse()
             .map_err(|_| format!("{flag}: {value:?} is not a non-negative integer"))?;
@@ -167,7 +175,7 @@ async fn run(options: Options) -> Result<bool, String> {
             stop.clone(),
         )));
     }
-    let started = Instant::now();
+    let started = history.started();
     let (faults, stuck) = run_schedule(
         &mut cluster,
         &admin,
@@ -216,8 +224,25 @@ async fn run(options: Options) -> Result<bool, String> {
     print_faults(&faults);
     print_operations(&records, options.clients);
     let (gap, gap_at) = longest_gap(&records, options.clients, workload_end);
-    println!("longest time without a successful call: {gap:.2} s (from {gap_at:.1} s)");
+    let during = faults
+        .iter()
+        .rev()
+        .find(|f| f.at <= gap_at + 0.5)
+        .map_or("before any fault".to_owned(), |f| {
+            format!("after {}: {}", f.fault.name(), f.what)
+        });
+    println!("longest time without a successful call: {gap:.2} s (from {gap_at:.1} s, {during})");
     let passed = print_verdicts(&options, &reports, &lost, stuck, healthy.err(), converged);
+    let keep = options.history.clone().or_else(|| {
+        (!passed)
+            .then(|| std::env::temp_dir().join(format!("clockwise-chaos-{}.jsonl", options.seed)))
+    });
+    if let Some(path) = keep {
+        match workload::write_history(&path, &records) {
+            Ok(()) => println!("history: {}", path.display()),
+            Err(e) => eprintln!("cannot write the history to {}: {e}", path.display()),
+        }
+    }
     Ok(passed)
 }
 

@@ -136,12 +136,14 @@ impl ChaosCluster {
         }
     }
 
-    /// A client of the whole cluster (through the proxies) with patient retries.
+    /// A client of the whole cluster (through the proxies) with patient retries. An
+    /// attempt gives up after 1 s (a stopped leader holds a call until then), the call
+    /// after 15 s.
     pub async fn client(&self) -> Result<Client, String> {
         Client::builder()
             .endpoints(self.proxies.iter().cloned())
             .timeout(Duration::from_secs(15))
-            .attempt_timeout(Duration::from_secs(2))
+            .attempt_timeout(Duration::from_secs(1))
             .retry(RetryPolicy {
                 max_attempts: 40,
                 initial_delay: Duration::from_millis(20),

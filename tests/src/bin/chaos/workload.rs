@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use clockwise_client::{BatchResult, Client, Error, KeyOperation};
+use serde_json::{json, Value};
 
 use crate::rng::Rng;
 
@@ -95,6 +96,11 @@ impl History {
             next_ts: Arc::new(AtomicI64::new(first_ts)),
             stale_reads,
         }
+    }
+
+    /// When the run started: every time in the history counts from it.
+    pub fn started(&self) -> Instant {
+        self.started
     }
 
     pub fn now(&self) -> u64 {
@@ -199,4 +205,38 @@ pub async fn client_loop(
         };
         history.run(who, &client, what).await;
     }
+}
+
+/// Writes `records` as JSON lines: client, call and return times (ns since the start),
+/// the call and its outcome.
+pub fn write_history(path: &std::path::Path, records: &[Record]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for r in records {
+        let what = match &r.what {
+            Call::Store { key, ts } => json!({"store": key, "ts": ts}),
+            Call::Batch { ops, ts } => json!({
+                "batch": ops.iter().map(|(store, key)| json!({"op": if *store { "store" } else { "remove_key" }, "key": key})).collect::<Vec<_>>(),
+                "ts": ts,
+            }),
+            Call::Locate { key } => json!({"locate": key}),
+        };
+        let outcome = match &r.outcome {
+            Outcome::Ok(Answer::Stored(node)) => json!({"ok": node}),
+            Outcome::Ok(Answer::Batch(results)) => json!({"ok": results.iter().map(|r| match r {
+                Some(BatchResult::Placed(node)) => json!(node),
+                Some(BatchResult::Removed(found)) => json!(found),
+                None => Value::Null,
+            }).collect::<Vec<_>>()}),
+            Outcome::Ok(Answer::Located(at)) => {
+                json!({"ok": at.as_ref().map(|(node, ts)| json!({"node": node, "last_access": ts}))})
+            }
+            Outcome::Unknown(why) => json!({"unknown": why}),
+            Outcome::Failed(why) => json!({"failed": why}),
+        };
+        let line = json!({"client": r.client, "call_ns": r.call, "ret_ns": r.ret, "call": what, "outcome": outcome});
+        writeln!(out, "{line}")?;
+    }
+    out.flush()?;
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()
 }
