@@ -4,9 +4,11 @@
 # connection resets, leader transfers, member removal, wiped followers) while SDK
 # clients write and read; then a per-key linearizability check, a lost-write check and
 # a replica digest comparison. Exits non-zero on a violation, printing the seed.
+# docs/chaos.md explains the faults, the checks and the output.
 #
 # Usage: scripts/chaos.sh [--seed N] [--duration S] [--nodes N] [--clients N] [--keys N]
-#                         [--stale-reads]
+#                         [--faults kill,pause,partition,delay,cut,transfer,readd,wipe]
+#                         [--history FILE] [--stale-reads]
 # Defaults: a seed from the clock, 60 s of faults, 5 nodes, 6 clients, 12 keys.
 # CLOCKWISE_PROFILE=debug uses the debug build (what scripts/test.sh already built).
 set -euo pipefail

@@ -33,6 +33,44 @@ impl Fault {
         Fault::Wipe,
     ];
 
+    /// The name `--faults` takes.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Fault::Kill => "kill",
+            Fault::Pause => "pause",
+            Fault::Partition => "partition",
+            Fault::Delay => "delay",
+            Fault::Cut => "cut",
+            Fault::TransferLeader => "transfer",
+            Fault::RemoveAndReadd => "readd",
+            Fault::Wipe => "wipe",
+        }
+    }
+
+    /// `--faults`: a comma-separated list of [`Fault::flag`] names.
+    pub fn parse_list(text: &str) -> Result<Vec<Fault>, String> {
+        let mut faults = Vec::new();
+        for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let fault = Fault::ALL
+                .into_iter()
+                .find(|f| f.flag() == name)
+                .ok_or_else(|| {
+                    let known: Vec<&str> = Fault::ALL.iter().map(|f| f.flag()).collect();
+                    format!(
+                        "--faults: unknown fault {name:?} (known: {})",
+                        known.join(", ")
+                    )
+                })?;
+            if !faults.contains(&fault) {
+                faults.push(fault);
+            }
+        }
+        if faults.is_empty() {
+            return Err("--faults: name at least one fault".to_owned());
+        }
+        Ok(faults)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Fault::Kill => "kill -9, restart",
@@ -60,11 +98,12 @@ pub struct FaultEvent {
 /// How long the cluster may take to recover from one fault.
 pub const RECOVERY: Duration = Duration::from_secs(60);
 
-/// Injects faults until `until`; answers what it did, and an error if the cluster did
-/// not recover from one (which ends the schedule).
+/// Injects faults drawn from `kinds` until `until`; answers what it did, and an error
+/// if the cluster did not recover from one (which ends the schedule).
 pub async fn run_schedule(
     cluster: &mut ChaosCluster,
     admin: &Client,
+    kinds: &[Fault],
     rng: &mut Rng,
     started: Instant,
     until: Instant,
@@ -84,7 +123,7 @@ pub async fn run_schedule(
         if Instant::now() >= until {
             break;
         }
-        let fault = Fault::ALL[rng.below(Fault::ALL.len())];
+        let fault = kinds[rng.below(kinds.len())];
         let at = started.elapsed().as_secs_f64();
         let (what, error) = inject(cluster, admin, rng, fault, leader).await;
         events.push(FaultEvent {

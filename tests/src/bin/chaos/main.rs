@@ -5,10 +5,11 @@
 //! when the run itself could not be made.
 //!
 //! Usage: `chaos [--seed N] [--duration S] [--nodes N] [--clients N] [--keys N]
-//! [--stale-reads] [--history FILE]` (`scripts/chaos.sh` builds and runs it). `--stale-reads` makes the
+//! [--stale-reads] [--history FILE] [--faults LIST]` (`scripts/chaos.sh` builds and
+//! runs it). `--stale-reads` makes the
 //! clients read from any node without a quorum: a run that must fail, to show the
 //! checker catches stale reads. `--history` writes every call as a JSON line (a failed
-//! run writes it to the temp dir regardless).
+//! run writes it to the temp dir regardless). `--faults` draws only the named kinds.
 //!
 //! * `nodes`: the node processes behind their proxies; kill, pause, wipe; health.
 //! * `faults`: the schedule and each fault.
@@ -37,7 +38,7 @@ use crate::rng::Rng;
 use crate::workload::{client_loop, Answer, Call, History, Outcome, Record, RING, RING_NODES};
 
 const USAGE: &str =
-    "usage: chaos [--seed N] [--duration SECONDS] [--nodes N] [--clients N] [--keys N] [--stale-reads] [--history FILE]";
+    "usage: chaos [--seed N] [--duration SECONDS] [--nodes N] [--clients N] [--keys N] [--stale-reads] [--history FILE] [--faults kill,pause,partition,delay,cut,transfer,readd,wipe]";
 
 /// Search steps allowed per key before the checker gives up (inconclusive).
 const CHECK_BUDGET: u64 = 20_000_000;
@@ -53,6 +54,8 @@ struct Options {
     stale_reads: bool,
     /// Where to write every recorded call (JSON lines); a failed run writes it anyway.
     history: Option<std::path::PathBuf>,
+    /// The kinds of fault drawn from.
+    faults: Vec<Fault>,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -66,6 +69,7 @@ fn parse_options() -> Result<Options, String> {
         keys: 12,
         stale_reads: false,
         history: None,
+        faults: Fault::ALL.to_vec(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -81,6 +85,10 @@ fn parse_options() -> Result<Options, String> {
             .ok_or(format!("{flag} needs a value\n{USAGE}"))?;
         if flag == "--history" {
             options.history = Some(value.into());
+            continue;
+        }
+        if flag == "--faults" {
+            options.faults = Fault::parse_list(&value)?;
             continue;
         }
         let number: u64 = value
@@ -130,9 +138,15 @@ fn main() -> ExitCode {
 }
 
 async fn run(options: Options) -> Result<bool, String> {
+    let kinds: Vec<&str> = options.faults.iter().map(|f| f.flag()).collect();
     println!(
-        "chaos: seed {}, {} nodes, {} clients, {} keys, {:?} of faults",
-        options.seed, options.nodes, options.clients, options.keys, options.duration
+        "chaos: seed {}, {} nodes, {} clients, {} keys, {:?} of faults ({})",
+        options.seed,
+        options.nodes,
+        options.clients,
+        options.keys,
+        options.duration,
+        kinds.join(",")
     );
     let mut cluster = ChaosCluster::start(options.nodes).await?;
     let admin = cluster.client().await?;
@@ -179,6 +193,7 @@ async fn run(options: Options) -> Result<bool, String> {
     let (faults, stuck) = run_schedule(
         &mut cluster,
         &admin,
+        &options.faults,
         &mut rng,
         started,
         started + options.duration,
