@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use clockwise_proto::cluster::v1 as pb;
 use clockwise_proto::cluster::v1::cluster_client::ClusterClient;
-use tonic::metadata::MetadataValue;
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::backoff::{entropy, Backoff, RetryPolicy};
@@ -27,6 +27,10 @@ use crate::{ChatRouter, HashRing};
 const CLIENT_ID_METADATA: &str = "x-clockwise-client-id";
 const SEQ_METADATA: &str = "x-clockwise-seq";
 const CONSISTENCY_METADATA: &str = "x-clockwise-consistency";
+const AUTHORIZATION_METADATA: &str = "authorization";
+/// A node's rate-limit hint (`RESOURCE_EXHAUSTED`), and the longest one believed.
+const RETRY_AFTER_METADATA: &str = "retry-after-ms";
+const MAX_RETRY_AFTER_MS: u64 = 10_000;
 
 /// Configures and builds a [`Client`].
 pub struct ClientBuilder {
@@ -37,6 +41,7 @@ pub struct ClientBuilder {
     breaker: BreakerConfig,
     clock: Arc<dyn Clock>,
     client_id: Option<String>,
+    token: Option<String>,
 }
 
 impl Default for ClientBuilder {
@@ -49,6 +54,7 @@ impl Default for ClientBuilder {
             breaker: BreakerConfig::default(),
             clock: Arc::new(SystemClock),
             client_id: None,
+            token: None,
         }
     }
 }
@@ -102,6 +108,13 @@ impl ClientBuilder {
         self
     }
 
+    /// The bearer token sent with every call, for nodes started with
+    /// `--auth-token-file` (its role decides what the client may call).
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
     /// Checks the configuration and asks the cluster who leads (an unreachable cluster
     /// is not an error here: calls retry until their deadline).
     pub async fn build(self) -> Result<Client, Error> {
@@ -124,6 +137,15 @@ impl ClientBuilder {
             Some(id) => id,
             None => format!("sdk-{:016x}", entropy()),
         };
+        let token = match self.token {
+            Some(token) => Some(
+                MetadataValue::try_from(format!("Bearer {token}"))
+                    .ok()
+                    .filter(|_| !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic()))
+                    .ok_or_else(|| Error::Config("token: visible ASCII characters only".into()))?,
+            ),
+            None => None,
+        };
         let inner = Inner {
             peers: RwLock::new(Vec::new()),
             leader: AtomicU64::new(0),
@@ -134,6 +156,7 @@ impl ClientBuilder {
             breaker: self.breaker,
             clock: self.clock,
             client_id,
+            token,
             lanes: Mutex::new(Lanes::default()),
         };
         for endpoint in &self.endpoints {
@@ -169,6 +192,8 @@ struct Inner {
     breaker: BreakerConfig,
     clock: Arc<dyn Clock>,
     client_id: String,
+    /// `Bearer TOKEN`, sent with every call.
+    token: Option<MetadataValue<Ascii>>,
     lanes: Mutex<Lanes>,
 }
 
@@ -213,6 +238,7 @@ pub(crate) struct Attempt {
     timeout: Duration,
     session: Option<(String, u64)>,
     stale: bool,
+    token: Option<MetadataValue<Ascii>>,
 }
 
 impl Attempt {
@@ -228,6 +254,9 @@ impl Attempt {
         }
         if self.stale {
             metadata.insert(CONSISTENCY_METADATA, MetadataValue::from_static("stale"));
+        }
+        if let Some(token) = &self.token {
+            metadata.insert(AUTHORIZATION_METADATA, token.clone());
         }
         request
     }
@@ -408,6 +437,17 @@ impl Client {
 
     /// Asks the cluster who leads and where its members are; learns new members.
     /// Best effort within `deadline`.
+    /// A request carrying the client's token, if it has one.
+    pub(crate) fn authorized<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(token) = &self.inner.token {
+            request
+                .metadata_mut()
+                .insert(AUTHORIZATION_METADATA, token.clone());
+        }
+        request
+    }
+
     pub(crate) async fn refresh_leader(&self, deadline: Instant) {
         for peer in self.inner.peers() {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -417,7 +457,7 @@ impl Client {
             if !peer.breaker.allows() {
                 continue;
             }
-            let mut request = tonic::Request::new(pb::StatusRequest {});
+            let mut request = self.authorized(pb::StatusRequest {});
             request.set_timeout(remaining.min(Duration::from_secs(1)));
             let mut cluster = ClusterClient::new(peer.channel.clone());
             let Ok(Ok(status)) = tokio::time::timeout(remaining, cluster.status(request)).await
@@ -528,6 +568,7 @@ impl Client {
                 timeout: inner.attempt_timeout.min(remaining),
                 session: session.clone(),
                 stale: kind == CallKind::StaleRead,
+                token: inner.token.clone(),
             };
             let request = attempt.request(message.clone());
             let cut_short = attempt.timeout < inner.attempt_timeout;
@@ -545,6 +586,13 @@ impl Client {
                 }
                 Err(status) => status,
             };
+            // A node that refused for its rate limit says when to come back.
+            let come_back = status
+                .metadata()
+                .get(RETRY_AFTER_METADATA)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(|ms| Duration::from_millis(ms.min(MAX_RETRY_AFTER_MS)));
             let error = Error::from(status);
             let code = error.code().unwrap_or(tonic::Code::Unknown);
             // An attempt the call's own deadline cut short says little about the peer.
@@ -563,7 +611,7 @@ impl Client {
                 inner.leader.store(0, Ordering::Release);
             }
             avoid = Some(peer.address.clone());
-            let delay = backoff.delay(attempts);
+            let delay = backoff.delay(attempts).max(come_back.unwrap_or_default());
             if attempts >= max_attempts || Instant::now() + delay + MIN_ATTEMPT >= deadline {
                 return Err(Error::RetryExhausted {
                     attempts,

@@ -142,7 +142,7 @@ impl Cluster {
             .await;
         let mut all = Vec::new();
         for (address, channel) in self.client.channels() {
-            let mut request = tonic::Request::new(pb::StatusRequest {});
+            let mut request = self.client.authorized(pb::StatusRequest {});
             request.set_timeout(std::time::Duration::from_secs(2));
             let answer = ClusterClient::new(channel)
                 .status(request)

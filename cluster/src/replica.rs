@@ -10,12 +10,11 @@ use std::time::{Duration, Instant};
 use std::future::Future;
 
 use clockwise_proto::raft::v1 as pb;
-use clockwise_proto::raft::v1::raft_transport_client::RaftTransportClient;
 use clockwise_proto::raft::v1::ForwardRequest;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 use crate::driver::{MembershipChange, ProposeError, RaftHandle, RaftStatus};
-use crate::transport::{GrpcTransport, LEADER_METADATA};
+use crate::transport::{peer_client, GrpcTransport, PeerClient, LEADER_METADATA};
 
 /// Pause between attempts while no leader is known (an election takes a few ticks).
 const NO_LEADER_RETRY: Duration = Duration::from_millis(20);
@@ -38,7 +37,7 @@ pub struct Replica {
     handle: RaftHandle,
     transport: Arc<GrpcTransport>,
     thread: Mutex<Option<JoinHandle<()>>>,
-    leaders: Mutex<HashMap<u64, RaftTransportClient<Channel>>>,
+    leaders: Mutex<HashMap<u64, PeerClient>>,
 }
 
 impl Replica {
@@ -254,7 +253,7 @@ impl Replica {
     where
         Local: Fn() -> LocalFuture,
         LocalFuture: Future<Output = Result<T, ProposeError>>,
-        Remote: Fn(RaftTransportClient<Channel>, Duration) -> RemoteFuture,
+        Remote: Fn(PeerClient, Duration) -> RemoteFuture,
         RemoteFuture: Future<Output = Result<T, tonic::Status>>,
     {
         let deadline = Instant::now() + timeout;
@@ -304,17 +303,16 @@ impl Replica {
         }
     }
 
-    fn leader_client(&self, leader: u64) -> Option<RaftTransportClient<Channel>> {
+    fn leader_client(&self, leader: u64) -> Option<PeerClient> {
         let mut clients = self.leaders.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(client) = clients.get(&leader) {
             return Some(client.clone());
         }
         let address = self.transport.address(leader)?;
         let endpoint = Endpoint::from_shared(format!("http://{address}")).ok()?;
-        let client = RaftTransportClient::new(
-            endpoint
-                .connect_timeout(Duration::from_secs(1))
-                .connect_lazy(),
+        let client = peer_client(
+            endpoint.connect_timeout(Duration::from_secs(1)),
+            self.transport.auth(),
         );
         clients.insert(leader, client.clone());
         Some(client)

@@ -23,6 +23,7 @@ use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt as _;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -49,11 +50,51 @@ const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(300);
 /// The gRPC metadata key naming the leader when a node refuses a forwarded write.
 pub const LEADER_METADATA: &str = "x-clockwise-leader";
 
+/// What a node presents to its peers: the bearer token of the `peer` role when the
+/// cluster requires tokens.
+#[derive(Clone, Default)]
+pub struct PeerAuth(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl PeerAuth {
+    /// `None`: peers require no token. A token that is not valid header text is
+    /// refused here (the token file's rules already exclude it).
+    pub fn new(token: Option<&str>) -> Result<PeerAuth, String> {
+        token
+            .map(|t| {
+                format!("Bearer {t}")
+                    .parse()
+                    .map_err(|_| "the peer token is not valid header text".to_owned())
+            })
+            .transpose()
+            .map(PeerAuth)
+    }
+}
+
+impl tonic::service::Interceptor for PeerAuth {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(token) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", token.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A client of a peer's raft transport, presenting this node's [`PeerAuth`].
+pub type PeerClient = RaftTransportClient<InterceptedService<Channel, PeerAuth>>;
+
+/// A client of the peer at `endpoint`.
+pub fn peer_client(endpoint: Endpoint, auth: &PeerAuth) -> PeerClient {
+    RaftTransportClient::with_interceptor(endpoint.connect_lazy(), auth.clone())
+}
+
 /// Outbound raft messages, one queue and sender task per peer.
 pub struct GrpcTransport {
     origin: Origin,
     runtime: tokio::runtime::Handle,
     peers: RwLock<HashMap<u64, Peer>>,
+    auth: PeerAuth,
 }
 
 /// Who sends: what every outbound call names, and the driver told how snapshot sends
@@ -72,8 +113,14 @@ struct Peer {
 }
 
 impl GrpcTransport {
-    /// A transport for node `id`, reachable at `address`; its tasks run on `runtime`.
-    pub fn new(id: u64, address: String, runtime: tokio::runtime::Handle) -> Arc<Self> {
+    /// A transport for node `id`, reachable at `address`; its tasks run on `runtime`;
+    /// its calls present `auth`.
+    pub fn new(
+        id: u64,
+        address: String,
+        runtime: tokio::runtime::Handle,
+        auth: PeerAuth,
+    ) -> Arc<Self> {
         Arc::new(GrpcTransport {
             origin: Origin {
                 id,
@@ -82,7 +129,13 @@ impl GrpcTransport {
             },
             runtime,
             peers: RwLock::new(HashMap::new()),
+            auth,
         })
+    }
+
+    /// What this node presents to its peers.
+    pub fn auth(&self) -> &PeerAuth {
+        &self.auth
     }
 
     /// Connects the transport to its driver once that runs.
@@ -101,7 +154,7 @@ impl GrpcTransport {
         let endpoint = Endpoint::from_shared(format!("http://{address}"))
             .map(|e| e.connect_timeout(SEND_TIMEOUT));
         if let Ok(endpoint) = endpoint {
-            let client = RaftTransportClient::new(endpoint.connect_lazy());
+            let client = peer_client(endpoint, &self.auth);
             self.runtime
                 .spawn(send_loop(self.origin.clone(), client, outbox));
         }
@@ -158,11 +211,7 @@ impl Transport for GrpcTransport {
     }
 }
 
-async fn send_loop(
-    origin: Origin,
-    mut client: RaftTransportClient<Channel>,
-    mut outbox: mpsc::Receiver<Message>,
-) {
+async fn send_loop(origin: Origin, mut client: PeerClient, mut outbox: mpsc::Receiver<Message>) {
     let mut queued = Vec::with_capacity(MAX_BATCH);
     while outbox.recv_many(&mut queued, MAX_BATCH).await > 0 {
         // One call carries at most MAX_BATCH_BYTES: a message to a lagging peer holds up
@@ -193,11 +242,7 @@ async fn send_loop(
 }
 
 /// Sends one batch; a failed send loses it, and raft retransmits what matters.
-async fn send_batch(
-    origin: &Origin,
-    client: &mut RaftTransportClient<Channel>,
-    messages: Vec<Vec<u8>>,
-) {
+async fn send_batch(origin: &Origin, client: &mut PeerClient, messages: Vec<Vec<u8>>) {
     let mut request = Request::new(pb::RaftMessageBatch {
         from: origin.id,
         messages,
@@ -208,11 +253,7 @@ async fn send_batch(
 }
 
 /// Streams a snapshot message in chunks and tells raft whether it arrived.
-async fn send_snapshot(
-    origin: Origin,
-    mut client: RaftTransportClient<Channel>,
-    mut message: Message,
-) {
+async fn send_snapshot(origin: Origin, mut client: PeerClient, mut message: Message) {
     let to = message.to;
     let data = message.mut_snapshot().take_data();
     if data.len() as u64 > MAX_SNAPSHOT_BYTES {

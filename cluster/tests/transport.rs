@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clockwise_cluster::driver::{self, DriverConfig};
 use clockwise_cluster::snapshot::{sha256, SnapshotData};
-use clockwise_cluster::transport::MAX_SNAPSHOT_BYTES;
+use clockwise_cluster::transport::{PeerAuth, MAX_SNAPSHOT_BYTES};
 use clockwise_cluster::{GrpcTransport, LogStore, RaftTransportService, StateMachine};
 use clockwise_proto::raft::v1 as pb;
 use clockwise_proto::raft::v1::raft_transport_client::RaftTransportClient;
@@ -42,7 +42,12 @@ impl StateMachine for Nothing {
 async fn serve(dir: &std::path::Path) -> RaftTransportClient<Channel> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
-    let transport = GrpcTransport::new(1, address.clone(), tokio::runtime::Handle::current());
+    let transport = GrpcTransport::new(
+        1,
+        address.clone(),
+        tokio::runtime::Handle::current(),
+        PeerAuth::default(),
+    );
     let store = LogStore::open(dir).unwrap();
     let config = DriverConfig {
         initial_members: BTreeMap::from([(1, address.clone())]),

@@ -36,6 +36,8 @@ pub struct SaveArgs {
         value_delimiter = ','
     )]
     endpoints: Vec<String>,
+    #[command(flatten)]
+    token: crate::ctl::TokenArgs,
 }
 
 #[derive(Args, Debug)]
@@ -67,9 +69,10 @@ pub async fn run(command: BackupCommand) -> Result<(), Box<dyn std::error::Error
 
 async fn save(args: SaveArgs) -> Result<(), Box<dyn std::error::Error>> {
     let mut last_error = String::from("no endpoints");
+    let token = args.token.token()?;
     for endpoint in &args.endpoints {
         let address = endpoint.trim().trim_start_matches("http://");
-        match save_from(address, &args.file).await {
+        match save_from(address, &args.file, token.as_deref()).await {
             Ok(()) => return Ok(()),
             Err(e) => last_error = format!("{address}: {e}"),
         }
@@ -77,13 +80,23 @@ async fn save(args: SaveArgs) -> Result<(), Box<dyn std::error::Error>> {
     Err(format!("no node gave a snapshot ({last_error})").into())
 }
 
-async fn save_from(address: &str, file: &Path) -> Result<(), Box<dyn std::error::Error>> {
+async fn save_from(
+    address: &str,
+    file: &Path,
+    token: Option<&str>,
+) -> Result<(), Box<dyn std::error::Error>> {
     let channel = Endpoint::from_shared(format!("http://{address}"))?
         .connect_timeout(Duration::from_secs(5))
         .connect()
         .await?;
     let mut client = ClusterClient::new(channel).max_decoding_message_size(16 << 20);
-    let mut stream = client.snapshot(pb::SnapshotRequest {}).await?.into_inner();
+    let mut request = tonic::Request::new(pb::SnapshotRequest {});
+    if let Some(token) = token {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse()?);
+    }
+    let mut stream = client.snapshot(request).await?.into_inner();
     let first = stream
         .message()
         .await?

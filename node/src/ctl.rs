@@ -21,6 +21,8 @@ pub struct CtlArgs {
         value_delimiter = ','
     )]
     endpoints: Vec<String>,
+    #[command(flatten)]
+    pub token: TokenArgs,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -272,14 +274,42 @@ enum Answer {
     Leader(u64),
 }
 
+/// The bearer token of a command that calls nodes started with `--auth-token-file`.
+#[derive(Args, Debug, Clone)]
+pub struct TokenArgs {
+    /// A file holding the token (its first word); else $CLOCKWISE_TOKEN, else none.
+    /// (A file keeps the token out of the process list.)
+    #[arg(long, env = "CLOCKWISE_TOKEN_FILE", global = true)]
+    token_file: Option<std::path::PathBuf>,
+}
+
+impl TokenArgs {
+    pub fn token(&self) -> Result<Option<String>, String> {
+        if let Some(path) = &self.token_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("--token-file {}: {e}", path.display()))?;
+            return text
+                .split_whitespace()
+                .next()
+                .map(|t| Some(t.to_owned()))
+                .ok_or_else(|| format!("--token-file {}: the file is empty", path.display()));
+        }
+        Ok(std::env::var("CLOCKWISE_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty()))
+    }
+}
+
 /// Runs one `clockwise ctl` command.
 pub async fn run(args: CtlArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let client = Client::builder()
+    let mut builder = Client::builder()
         .endpoints(args.endpoints.iter().map(|e| e.trim().to_owned()))
         .timeout(Duration::from_millis(args.timeout_ms))
-        .attempt_timeout(Duration::from_millis(args.timeout_ms.min(5_000)))
-        .build()
-        .await?;
+        .attempt_timeout(Duration::from_millis(args.timeout_ms.min(5_000)));
+    if let Some(token) = args.token.token()? {
+        builder = builder.token(token);
+    }
+    let client = builder.build().await?;
     let answer = match args.command {
         CtlCommand::Hashring { ring, call } => hash_ring(&client, ring, call).await?,
         CtlCommand::Chatrouter { ring, call } => chat_router(&client, ring, call).await?,

@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -11,6 +12,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod backup;
 mod cluster_up;
 mod ctl;
+use clockwise_node::service::auth::Tokens;
+use clockwise_node::service::limits::Limits;
 use clockwise_node::service::sync::SyncConfig;
 use clockwise_node::service::{BoundNode, NodeConfig};
 use tracing_subscriber::EnvFilter;
@@ -118,6 +121,28 @@ struct NodeArgs {
     /// generator share the machine's cores.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     worker_threads: Option<u16>,
+    /// Require a bearer token on every call: a file of `TOKEN ROLE` lines, roles
+    /// reader, writer, admin (membership, backups, restores, merges) and peer (what
+    /// nodes present to each other; every node needs one). See docs/security.md.
+    #[arg(long)]
+    auth_token_file: Option<PathBuf>,
+    /// Allow listening on an address other than loopback without TLS (which clockwise
+    /// does not have yet): anyone who can reach the port can call, or read tokens.
+    #[arg(long)]
+    insecure: bool,
+    /// Largest request message a client service accepts, in bytes.
+    #[arg(long, default_value_t = 4 << 20, value_parser = clap::value_parser!(u64).range(1024..=(64 << 20)))]
+    max_message_bytes: u64,
+    /// Concurrent calls (HTTP/2 streams) allowed on one connection.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    max_concurrent_streams: u32,
+    /// Calls per second one client may make (token bucket per token, client id or
+    /// connection); 0: no limit. Refusals are RESOURCE_EXHAUSTED with retry-after-ms.
+    #[arg(long, default_value_t = 0)]
+    client_rate: u32,
+    /// Calls a client may make at once above --client-rate (default: twice the rate).
+    #[arg(long)]
+    client_burst: Option<u32>,
 }
 
 fn main() -> ExitCode {
@@ -175,7 +200,27 @@ async fn run_node(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
         join: args.join,
         snapshot_entries: args.snapshot_entries,
         max_backups_per_ring: args.max_backups_per_ring,
+        tokens: match &args.auth_token_file {
+            Some(path) => Some(Arc::new(Tokens::load(path)?)),
+            None => None,
+        },
+        limits: Limits {
+            max_message_bytes: usize::try_from(args.max_message_bytes)?,
+            max_concurrent_streams: args.max_concurrent_streams,
+            client_rate: args.client_rate,
+            client_burst: args
+                .client_burst
+                .unwrap_or(args.client_rate.saturating_mul(2)),
+        },
     };
+    if !args.listen.ip().is_loopback() && !args.insecure {
+        return Err(format!(
+            "--listen {} is not a loopback address and clockwise has no TLS yet: calls and \
+             tokens would cross the network in clear text. Pass --insecure to accept that.",
+            args.listen
+        )
+        .into());
+    }
     let node = BoundNode::bind(args.listen, args.metrics_listen, config).await?;
     let grpc = node.grpc_addr()?;
     // One machine-readable line on stdout for scripts; logs go to stderr.

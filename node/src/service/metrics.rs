@@ -34,9 +34,28 @@ struct RpcStats {
 pub struct Metrics {
     rpcs: RwLock<BTreeMap<String, Arc<RpcStats>>>,
     pub sync: Arc<SyncCounters>,
+    /// Calls refused by the auth layer: no or unknown token / a role too weak.
+    unauthenticated: AtomicU64,
+    permission_denied: AtomicU64,
+    /// Calls refused by a client's rate limit.
+    rate_limited: AtomicU64,
 }
 
 impl Metrics {
+    /// Counts a call the auth layer refused with `code`.
+    pub fn refused_auth(&self, code: tonic::Code) {
+        let counter = match code {
+            tonic::Code::PermissionDenied => &self.permission_denied,
+            _ => &self.unauthenticated,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a call refused by its client's rate limit.
+    pub fn rate_limited(&self) {
+        self.rate_limited.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn stats(&self, method: &str) -> Arc<RpcStats> {
         if let Some(stats) = self
             .rpcs
@@ -136,6 +155,24 @@ impl Metrics {
                 "counter",
                 "Sync RPCs refused because the sync bulkhead was full.",
                 sync.rejected.load(Ordering::Relaxed) as i64,
+            ),
+            (
+                "clockwise_auth_unauthenticated_total",
+                "counter",
+                "Calls refused for a missing, malformed or unknown token.",
+                self.unauthenticated.load(Ordering::Relaxed) as i64,
+            ),
+            (
+                "clockwise_auth_permission_denied_total",
+                "counter",
+                "Calls refused because the token's role may not call the method.",
+                self.permission_denied.load(Ordering::Relaxed) as i64,
+            ),
+            (
+                "clockwise_rate_limited_total",
+                "counter",
+                "Calls refused by the caller's rate limit (RESOURCE_EXHAUSTED).",
+                self.rate_limited.load(Ordering::Relaxed) as i64,
             ),
         ];
         for (name, kind, help, value) in gauges {

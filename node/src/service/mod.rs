@@ -7,13 +7,17 @@
 //! - [`state`]: the engine fed by the raft log; replicated writes, linearizable or
 //!   stale reads; timestamp-0 stamping.
 //! - [`cluster`]: `clockwise.cluster.v1.Cluster`, this node's view of the raft group.
+//! - [`auth`]: bearer tokens and roles, checked in one layer before any handler.
+//! - [`limits`]: every limit on callers in one place; the per-client rate limit layer.
 //! - [`sync`]: L6 simulated calls, per-call semaphores, the node-wide bulkhead.
 //! - [`metrics`]: per-RPC counters and latency, sync counters, `/metrics`.
 
+pub mod auth;
 pub mod chatrouter;
 pub mod cluster;
 pub mod error;
 pub mod hashring;
+pub mod limits;
 pub mod metrics;
 pub mod state;
 pub mod sync;
@@ -27,6 +31,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use clockwise_cluster::driver::{self, DriverConfig};
+use clockwise_cluster::transport::PeerAuth;
 use clockwise_cluster::{GrpcTransport, LogStore, RaftTransportService, Replica};
 use clockwise_proto::cluster::v1::cluster_server::ClusterServer;
 use clockwise_proto::raft::v1::raft_transport_server::RaftTransportServer;
@@ -39,7 +44,9 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
 use crate::engine::Engine;
+use auth::{AuthLayer, Tokens};
 pub use error::ServiceError;
+use limits::{Limits, RateLimitLayer, RateLimiter};
 use metrics::{Metrics, MetricsLayer};
 use state::{EngineMachine, NodeState};
 use sync::{SyncConfig, SyncRunner};
@@ -67,6 +74,10 @@ pub struct NodeConfig {
     pub snapshot_entries: u64,
     /// Backups kept per ring (the leader's value is written into each backup command).
     pub max_backups_per_ring: u32,
+    /// The bearer tokens this node accepts; `None`: no authentication.
+    pub tokens: Option<Arc<Tokens>>,
+    /// Message sizes, streams per connection, per-client rates.
+    pub limits: Limits,
 }
 
 impl Default for NodeConfig {
@@ -81,6 +92,8 @@ impl Default for NodeConfig {
             join: false,
             snapshot_entries: DriverConfig::default().snapshot_entries,
             max_backups_per_ring: state::DEFAULT_MAX_BACKUPS_PER_RING,
+            tokens: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -163,8 +176,21 @@ impl BoundNode {
             )));
         }
         let own_address = members.get(&config.id).cloned().unwrap_or(advertised);
-        let transport =
-            GrpcTransport::new(config.id, own_address, tokio::runtime::Handle::current());
+        let peer_token = match &config.tokens {
+            Some(tokens) => Some(tokens.peer_token().ok_or_else(|| {
+                ServeError::Config(
+                    "the token file has no `peer` token: nodes need one to reach each other".into(),
+                )
+            })?),
+            None => None,
+        };
+        let auth = PeerAuth::new(peer_token).map_err(ServeError::Config)?;
+        let transport = GrpcTransport::new(
+            config.id,
+            own_address,
+            tokio::runtime::Handle::current(),
+            auth,
+        );
         let log_dir = config.data_dir.join("raft");
         // Opening replays the log from disk: keep it off the async workers.
         let store = tokio::task::spawn_blocking(move || LogStore::open(&log_dir))
@@ -236,23 +262,40 @@ impl BoundNode {
                 .with_service_name("grpc.health.v1.Health")
         };
 
+        let limits = &self.config.limits;
+        let max_message = limits.max_message_bytes;
+        let access = (
+            AuthLayer {
+                tokens: self.config.tokens.clone(),
+                metrics: metrics.clone(),
+            },
+            RateLimitLayer {
+                limiter: RateLimiter::new(limits.client_rate, limits.client_burst).map(Arc::new),
+                metrics: metrics.clone(),
+            },
+        );
+        // Outermost first: every call is counted, then authenticated, then rate limited
+        // by the identity it proved.
         let result = Server::builder()
+            .max_concurrent_streams(limits.max_concurrent_streams)
             .layer(MetricsLayer(metrics))
+            .layer(access.0)
+            .layer(access.1)
             .add_service(health_service)
             .add_service(reflection().build_v1()?)
             .add_service(reflection().build_v1alpha()?)
-            .add_service(HashRingServer::new(hashring::HashRingService::new(
-                state.clone(),
-                sync.clone(),
-            )))
-            .add_service(ChatRouterServer::new(chatrouter::ChatRouterService::new(
-                state.clone(),
-                sync,
-            )))
-            .add_service(ClusterServer::new(cluster::ClusterService::new(
-                state.clone(),
-                advertised,
-            )))
+            .add_service(
+                HashRingServer::new(hashring::HashRingService::new(state.clone(), sync.clone()))
+                    .max_decoding_message_size(max_message),
+            )
+            .add_service(
+                ChatRouterServer::new(chatrouter::ChatRouterService::new(state.clone(), sync))
+                    .max_decoding_message_size(max_message),
+            )
+            .add_service(
+                ClusterServer::new(cluster::ClusterService::new(state.clone(), advertised))
+                    .max_decoding_message_size(max_message),
+            )
             .add_service(raft_service)
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(self.grpc).with_nodelay(Some(true)),
