@@ -130,7 +130,7 @@ step "differential conformance through a 3-node cluster, calls spread over every
 # Ports below the kernel's ephemeral range, which outgoing connections may take first.
 ports=$("$py" -c 'import random, socket
 ports = []
-while len(ports) < 3:
+while len(ports) < 6:
     port, s = random.randrange(20000, 32700), socket.socket()
     try:
         s.bind(("127.0.0.1", port))
@@ -141,10 +141,13 @@ while len(ports) < 3:
         s.close()
 print(" ".join(map(str, ports)))')
 read -r -a port <<<"$ports"
-peers="1=127.0.0.1:${port[0]},2=127.0.0.1:${port[1]},3=127.0.0.1:${port[2]}"
+# Clients on the first three ports, each node's raft transport on the next three.
+peers="1=127.0.0.1:${port[0]}/127.0.0.1:${port[3]},2=127.0.0.1:${port[1]}/127.0.0.1:${port[4]}"
+peers="$peers,3=127.0.0.1:${port[2]}/127.0.0.1:${port[5]}"
 endpoints=""
 for i in 1 2 3; do
   start_node --id "$i" --peers "$peers" --listen "127.0.0.1:${port[$((i - 1))]}" \
+    --peer-listen "127.0.0.1:${port[$((i + 2))]}" \
     --data-dir "$scratch/node-$i" --raft-tick-ms 20 --worker-threads 1
   endpoints="$endpoints${endpoints:+,}http://$started_addr"
 done

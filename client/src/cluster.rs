@@ -40,10 +40,12 @@ impl std::fmt::Display for Role {
 pub struct Member {
     /// Raft id.
     pub id: u64,
-    /// `host:port`.
+    /// `host:port` clients call.
     pub address: String,
     /// Not voting yet.
     pub learner: bool,
+    /// `host:port` of its raft transport (peers only).
+    pub peer_address: String,
 }
 
 /// One node's view of the group.
@@ -78,6 +80,7 @@ fn members(members: Vec<pb::Member>) -> Vec<Member> {
             id: m.id,
             address: m.address,
             learner: m.learner,
+            peer_address: m.peer_address,
         })
         .collect()
 }
@@ -154,13 +157,20 @@ impl Cluster {
         all
     }
 
-    /// Adds node `id`, reachable at `address`, as a learner; the leader makes it a
-    /// voter once it has caught up. Answers the members. Not retried: on an unknown
-    /// outcome, check [`Cluster::status`].
-    pub async fn add_member(&self, id: u64, address: &str) -> Result<Vec<Member>, Error> {
+    /// Adds node `id`, which clients reach at `address` and peers at `peer_address`
+    /// (its `--listen` and `--peer-listen`), as a learner; the leader makes it a voter
+    /// once it has caught up. Answers the members. Not retried: on an unknown outcome,
+    /// check [`Cluster::status`].
+    pub async fn add_member(
+        &self,
+        id: u64,
+        address: &str,
+        peer_address: &str,
+    ) -> Result<Vec<Member>, Error> {
         let request = pb::AddMemberRequest {
             id,
             address: address.into(),
+            peer_address: peer_address.into(),
         };
         let response = self
             .client

@@ -31,6 +31,7 @@ use raft::eraftpb::{ConfChange, ConfChangeType, Entry, EntryType, Message, Messa
 use raft::{ProgressState, RawNode, SnapshotStatus, StateRole};
 use tokio::sync::{oneshot, watch};
 
+use crate::member::MemberAddress;
 use crate::snapshot::SnapshotData;
 use crate::state_machine::StateMachine;
 use crate::storage::{LogStore, ReadyWrite, StoreError};
@@ -1064,13 +1065,8 @@ impl<S: StateMachine> Driver<S> {
     }
 }
 
-/// Whether a member address can be stored and dialled: `host:port`, printable, no spaces
-/// or separators of the stored member list.
+/// Whether a member address (the stored form of [`MemberAddress`]) can be stored and
+/// dialled.
 pub fn valid_address(address: &str) -> bool {
-    address
-        .rsplit_once(':')
-        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
-        && address
-            .chars()
-            .all(|c| c.is_ascii_graphic() && !matches!(c, '=' | '/' | '@'))
+    MemberAddress::decode(address).is_valid()
 }

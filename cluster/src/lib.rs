@@ -8,6 +8,7 @@
 //!   id.
 //! - [`replica`]: what a node's service calls: propose from any node (followers forward
 //!   to the leader), linearizable reads and membership changes, within a deadline.
+//! - [`member`]: a member's client and peer addresses, and their stored form.
 //! - [`transport`]: raft messages between nodes and forwarded writes, over gRPC.
 //! - [`storage`]: the durable log: raft entries, hard state, membership and the
 //!   truncation point in raft-engine, written in synced batches, and the latest
@@ -17,6 +18,7 @@
 
 pub mod backup;
 pub mod driver;
+pub mod member;
 pub mod replica;
 pub mod snapshot;
 pub mod state_machine;
@@ -26,6 +28,7 @@ pub mod transport;
 pub use driver::{
     DriverConfig, MembershipChange, ProposeError, RaftHandle, RaftStatus, Role, Transport,
 };
+pub use member::MemberAddress;
 pub use replica::{Backup, Replica, ReplicaError};
 pub use state_machine::StateMachine;
 pub use storage::{LogStore, ReadyWrite, StoreError};

@@ -28,6 +28,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::driver::{MembershipChange, ProposeError, RaftHandle, Transport};
+use crate::member::MemberAddress;
 use crate::snapshot::sha256;
 
 /// Messages queued per peer before new ones are dropped.
@@ -143,8 +144,11 @@ impl GrpcTransport {
         let _ = self.origin.driver.set(handle);
     }
 
-    /// Starts sending to `peer` at `address` (`host:port`); replaces an older address.
+    /// Starts sending to `peer` at `address` (a member's stored address: its peer
+    /// part is dialled); replaces an older address.
     pub fn add_peer(&self, peer: u64, address: &str) {
+        let dialled = MemberAddress::decode(address).peer;
+        let address = dialled.as_str();
         if peer == self.origin.id || self.address(peer).as_deref() == Some(address) {
             return;
         }
@@ -174,7 +178,7 @@ impl GrpcTransport {
         peers.remove(&peer);
     }
 
-    /// The address of `peer`, if known.
+    /// Where `peer`'s raft transport is, if known.
     pub fn address(&self, peer: u64) -> Option<String> {
         let peers = self.peers.read().unwrap_or_else(PoisonError::into_inner);
         peers.get(&peer).map(|p| p.address.clone())

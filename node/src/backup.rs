@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use clockwise_cluster::backup;
+use clockwise_cluster::{backup, MemberAddress};
 use clockwise_proto::cluster::v1 as pb;
 use clockwise_proto::cluster::v1::cluster_client::ClusterClient;
 use sha2::{Digest, Sha256};
@@ -50,9 +50,13 @@ pub struct RestoreArgs {
     /// The new node's raft id.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     id: u64,
-    /// The address the new node will listen on (its peers reach it there).
+    /// The address the new node will serve clients on (its --listen).
     #[arg(long, default_value = "127.0.0.1:50051")]
     address: SocketAddr,
+    /// The address of its raft transport (its --peer-listen; default: --address's port
+    /// + 100, as the node's own default).
+    #[arg(long)]
+    peer_address: Option<SocketAddr>,
 }
 
 pub async fn run(command: BackupCommand) -> Result<(), Box<dyn std::error::Error>> {
@@ -149,10 +153,25 @@ fn restore(args: RestoreArgs) -> Result<(), Box<dyn std::error::Error + Send + S
     let snapshot =
         backup::decode_file(&contents).map_err(|e| format!("{}: {e}", args.file.display()))?;
     let address = args.address.to_string();
-    let index = backup::seed(&args.data_dir.join("raft"), &snapshot, args.id, &address)?;
+    let peer = args
+        .peer_address
+        .unwrap_or_else(|| {
+            let mut peer = args.address;
+            peer.set_port(peer.port().saturating_add(100));
+            peer
+        })
+        .to_string();
+    let member = MemberAddress::new(address.clone(), peer.clone());
+    let index = backup::seed(
+        &args.data_dir.join("raft"),
+        &snapshot,
+        args.id,
+        &member.encode(),
+    )?;
     println!(
-        "restored the snapshot at index {index} into {} as member {} at {address}; start it with:\n  \
-         clockwise node --id {} --listen {address} --data-dir {}",
+        "restored the snapshot at index {index} into {} as member {} at {address} (peers: \
+         {peer}); start it with:\n  \
+         clockwise node --id {} --listen {address} --peer-listen {peer} --data-dir {}",
         args.data_dir.display(),
         args.id,
         args.id,

@@ -1,8 +1,8 @@
 //! `clockwise cluster up`: a local cluster of `clockwise node` processes on embedded
 //! defaults, for trying clockwise on one machine.
 //!
-//! Node i (1-based) listens on 127.0.0.1:(base port + i - 1) with its data in
-//! DATA_DIR/node-i, so a second `cluster up` over the same directory restarts the same
+//! Node i (1-based) serves clients on 127.0.0.1:(base port + i - 1) and its peers on
+//! that port + 100 (the default --peer-listen), with its data in DATA_DIR/node-i, so a second `cluster up` over the same directory restarts the same
 //! cluster with its data. Ctrl-C or SIGTERM stops every node cleanly.
 
 use std::path::PathBuf;
@@ -36,10 +36,20 @@ pub async fn up(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
                 .ok_or("--base-port leaves no room for every node")
         })
         .collect::<Result<_, _>>()?;
+    let peer_addrs: Vec<String> = (0..count)
+        .map(|i| {
+            args.base_port
+                .checked_add(i)
+                .and_then(|port| port.checked_add(100))
+                .map(|port| format!("127.0.0.1:{port}"))
+                .ok_or("--base-port leaves no room for every node's peer port")
+        })
+        .collect::<Result<_, _>>()?;
     let peers = addrs
         .iter()
+        .zip(&peer_addrs)
         .enumerate()
-        .map(|(i, a)| format!("{}={a}", i + 1))
+        .map(|(i, (a, p))| format!("{}={a}/{p}", i + 1))
         .collect::<Vec<_>>()
         .join(",");
     let mut children: Vec<Child> = Vec::new();
@@ -52,6 +62,8 @@ pub async fn up(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
                 &(i + 1).to_string(),
                 "--listen",
                 addr,
+                "--peer-listen",
+                &peer_addrs[i],
                 "--peers",
                 &peers,
             ])

@@ -251,7 +251,12 @@ enum ClusterCall {
     /// Every endpoint's view of the group (endpoints learned from the cluster too).
     Status,
     /// Add a node (started with --join) as a learner; it becomes a voter once caught up.
-    AddMember { id: u64, address: String },
+    /// ADDRESS and PEER_ADDRESS are its --listen and --peer-listen.
+    AddMember {
+        id: u64,
+        address: String,
+        peer_address: String,
+    },
     /// Remove a member (not the leader).
     RemoveMember { id: u64 },
     /// Hand leadership to a voter.
@@ -507,9 +512,11 @@ async fn cluster(client: &Client, call: ClusterCall) -> Result<Answer, Error> {
             });
             Answer::Statuses(statuses)
         }
-        ClusterCall::AddMember { id, address } => {
-            Answer::Members(cluster.add_member(id, &address).await?)
-        }
+        ClusterCall::AddMember {
+            id,
+            address,
+            peer_address,
+        } => Answer::Members(cluster.add_member(id, &address, &peer_address).await?),
         ClusterCall::RemoveMember { id } => Answer::Members(cluster.remove_member(id).await?),
         ClusterCall::TransferLeader { id } => Answer::Leader(cluster.transfer_leader(id).await?),
     })
@@ -565,7 +572,7 @@ fn batch_json(result: &Option<BatchResult>) -> Value {
 }
 
 fn member_json(m: &Member) -> Value {
-    json!({ "id": m.id, "address": m.address, "learner": m.learner })
+    json!({ "id": m.id, "address": m.address, "peer_address": m.peer_address, "learner": m.learner })
 }
 
 impl Answer {
@@ -676,11 +683,17 @@ fn table(rows: Vec<Vec<String>>) -> String {
 }
 
 fn members_table(members: &[Member]) -> String {
-    let mut rows = vec![vec!["ID".into(), "ADDRESS".into(), "VOTER".into()]];
+    let mut rows = vec![vec![
+        "ID".into(),
+        "ADDRESS".into(),
+        "PEER ADDRESS".into(),
+        "VOTER".into(),
+    ]];
     rows.extend(members.iter().map(|m| {
         vec![
             m.id.to_string(),
             m.address.clone(),
+            m.peer_address.clone(),
             if m.learner { "no (learner)" } else { "yes" }.into(),
         ]
     }));

@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod backup;
 mod cluster_up;
 mod ctl;
+use clockwise_cluster::MemberAddress;
 use clockwise_node::service::auth::Tokens;
 use clockwise_node::service::limits::Limits;
 use clockwise_node::service::sync::SyncConfig;
@@ -70,9 +71,14 @@ enum ClusterCommand {
 
 #[derive(clap::Args, Debug)]
 struct NodeArgs {
-    /// Address for gRPC (port 0 picks a free port; the chosen address is printed).
+    /// Address for clients' gRPC (port 0 picks a free port; the chosen address is
+    /// printed as `listening on ADDR`).
     #[arg(long, default_value = "127.0.0.1:50051")]
     listen: SocketAddr,
+    /// Address for the raft transport, which only peers call (printed as `peers on
+    /// ADDR`). Default: --listen's host with its port + 100 (port 0 when --listen's is 0).
+    #[arg(long)]
+    peer_listen: Option<SocketAddr>,
     /// Directory for the node's data: the raft log (fsync'd before a write is
     /// acknowledged) and the latest snapshot live in DIR/raft. A restarted node restores
     /// the snapshot and replays the log after it.
@@ -81,9 +87,10 @@ struct NodeArgs {
     /// This node's raft id (≥ 1), one of the ids in --peers.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     id: u64,
-    /// Every member of a new cluster, this node included: `1=127.0.0.1:50051,2=…`.
-    /// Without it the node is a group of one. Only read when the log is new; a
-    /// restarted node keeps the membership in its log.
+    /// Every member of a new cluster, this node included, as `ID=CLIENT/PEER` (its
+    /// --listen and --peer-listen): `1=127.0.0.1:50051/127.0.0.1:50151,2=…`. Without it
+    /// the node is a group of one. Only read when the log is new; a restarted node
+    /// keeps the membership in its log.
     #[arg(long, value_parser = parse_peers, default_value = "")]
     peers: Peers,
     /// Join an existing cluster instead of founding one: start empty and wait until a
@@ -221,10 +228,25 @@ async fn run_node(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
         )
         .into());
     }
-    let node = BoundNode::bind(args.listen, args.metrics_listen, config).await?;
+    let peer_listen = args.peer_listen.unwrap_or_else(|| {
+        let mut peer = args.listen;
+        if peer.port() != 0 {
+            peer.set_port(peer.port().saturating_add(100));
+        }
+        peer
+    });
+    if !peer_listen.ip().is_loopback() && !args.insecure {
+        return Err(format!(
+            "--peer-listen {peer_listen} is not a loopback address and clockwise has no TLS \
+             yet. Pass --insecure to accept that."
+        )
+        .into());
+    }
+    let node = BoundNode::bind(args.listen, peer_listen, args.metrics_listen, config).await?;
     let grpc = node.grpc_addr()?;
-    // One machine-readable line on stdout for scripts; logs go to stderr.
+    // Machine-readable lines on stdout for scripts; logs go to stderr.
     println!("listening on {grpc}");
+    println!("peers on {}", node.peer_addr()?);
     if let Some(addr) = node.metrics_addr() {
         let addr = addr?;
         println!("metrics on http://{addr}/metrics");
@@ -235,30 +257,35 @@ async fn run_node(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// `--peers`: `id=host:port` pairs.
+/// `--peers`: `id=client/peer` entries.
 #[derive(Clone, Debug, Default)]
-struct Peers(Vec<(u64, String)>);
+struct Peers(Vec<(u64, MemberAddress)>);
 
 fn parse_peers(text: &str) -> Result<Peers, String> {
     let mut peers = Vec::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (id, address) = part
+        let (id, addresses) = part
             .split_once('=')
-            .ok_or_else(|| format!("{part:?} is not id=host:port"))?;
+            .ok_or_else(|| format!("{part:?} is not ID=CLIENT/PEER"))?;
         let id: u64 = id
             .parse()
             .ok()
             .filter(|&id| id >= 1)
             .ok_or_else(|| format!("{id:?} is not a raft id (an integer ≥ 1)"))?;
-        if address.parse::<SocketAddr>().is_err() {
-            return Err(format!(
-                "{address:?} is not host:port (an IP address and a port)"
-            ));
+        let (client, peer) = addresses.split_once('/').ok_or_else(|| {
+            format!("{addresses:?}: give both addresses, CLIENT/PEER (--listen/--peer-listen)")
+        })?;
+        for address in [client, peer] {
+            if address.parse::<SocketAddr>().is_err() {
+                return Err(format!(
+                    "{address:?} is not host:port (an IP address and a port)"
+                ));
+            }
         }
-        if peers.iter().any(|&(known, _)| known == id) {
+        if peers.iter().any(|(known, _)| *known == id) {
             return Err(format!("id {id} is listed twice"));
         }
-        peers.push((id, address.to_owned()));
+        peers.push((id, MemberAddress::new(client, peer)));
     }
     Ok(Peers(peers))
 }

@@ -46,16 +46,17 @@ fn clockwise_bin() -> String {
 /// Starts `count` nodes (one group) and answers them with their endpoints.
 fn start_nodes(count: usize) -> Vec<(Node, String)> {
     let bin = clockwise_bin();
-    let addrs: Vec<String> = (0..count)
-        .map(|_| {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-            probe.local_addr().expect("addr").to_string()
-        })
-        .collect();
+    let free = || {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        probe.local_addr().expect("addr").to_string()
+    };
+    let addrs: Vec<String> = (0..count).map(|_| free()).collect();
+    let peer_addrs: Vec<String> = (0..count).map(|_| free()).collect();
     let peers = addrs
         .iter()
+        .zip(&peer_addrs)
         .enumerate()
-        .map(|(i, a)| format!("{}={a}", i + 1))
+        .map(|(i, (a, p))| format!("{}={a}/{p}", i + 1))
         .collect::<Vec<_>>()
         .join(",");
     addrs
@@ -67,7 +68,8 @@ fn start_nodes(count: usize) -> Vec<(Node, String)> {
             let _ = std::fs::remove_dir_all(&data);
             let mut command = Command::new(&bin);
             command
-                .args(["node", "--listen", addr, "--worker-threads"])
+                .args(["node", "--listen", addr, "--peer-listen", &peer_addrs[i]])
+                .arg("--worker-threads")
                 .arg(node_workers())
                 .arg("--data-dir")
                 .arg(&data);

@@ -18,7 +18,10 @@ pub const WAIT: Duration = Duration::from_secs(30);
 
 /// Node `i` (0-based) has raft id `i + 1`.
 pub struct TestCluster {
+    /// Where clients call each node.
     pub addrs: Vec<String>,
+    /// Where each node's peers reach its raft transport.
+    pub peer_addrs: Vec<String>,
     pub dirs: Vec<PathBuf>,
     pub nodes: Vec<Option<NodeProcess>>,
     /// How many nodes founded the cluster (the rest joined).
@@ -34,9 +37,11 @@ impl TestCluster {
 
     pub fn start_with(size: usize, extra: &[&str]) -> TestCluster {
         let addrs: Vec<String> = (0..size).map(|_| free_local_addr()).collect();
+        let peer_addrs: Vec<String> = (0..size).map(|_| free_local_addr()).collect();
         let dirs = (0..size).map(|_| unique_temp_dir()).collect();
         let mut cluster = TestCluster {
             addrs,
+            peer_addrs,
             dirs,
             nodes: (0..size).map(|_| None).collect(),
             founders: size,
@@ -53,6 +58,7 @@ impl TestCluster {
     pub fn adopt(nodes: Vec<NodeProcess>) -> TestCluster {
         TestCluster {
             addrs: nodes.iter().map(|n| n.grpc_addr().to_string()).collect(),
+            peer_addrs: nodes.iter().map(|n| n.peer_addr().to_string()).collect(),
             dirs: nodes.iter().map(|n| n.data_dir().to_path_buf()).collect(),
             founders: nodes.len(),
             nodes: nodes.into_iter().map(Some).collect(),
@@ -63,6 +69,7 @@ impl TestCluster {
     /// A new node (not started): its index.
     pub fn new_slot(&mut self) -> usize {
         self.addrs.push(free_local_addr());
+        self.peer_addrs.push(free_local_addr());
         self.dirs.push(unique_temp_dir());
         self.nodes.push(None);
         self.nodes.len() - 1
@@ -71,7 +78,15 @@ impl TestCluster {
     /// Starts node `i` empty, waiting to be added (`--join`).
     pub fn start_joining(&mut self, i: usize) {
         let id = (i + 1).to_string();
-        let mut args = vec!["--id", &id, "--join", "--raft-tick-ms", "20"];
+        let mut args = vec![
+            "--id",
+            &id,
+            "--join",
+            "--peer-listen",
+            &self.peer_addrs[i],
+            "--raft-tick-ms",
+            "20",
+        ];
         args.extend(self.extra.iter().map(String::as_str));
         self.nodes[i] = Some(NodeProcess::start_at(&self.addrs[i], &self.dirs[i], &args));
     }
@@ -114,15 +129,18 @@ impl TestCluster {
         let peers = self
             .addrs
             .iter()
+            .zip(&self.peer_addrs)
             .take(self.founders)
             .enumerate()
-            .map(|(j, a)| format!("{}={a}", j + 1))
+            .map(|(j, (a, p))| format!("{}={a}/{p}", j + 1))
             .collect::<Vec<_>>()
             .join(",");
         let id = (i + 1).to_string();
         let args = [
             "--id",
             &id,
+            "--peer-listen",
+            &self.peer_addrs[i],
             "--peers",
             &peers,
             "--raft-tick-ms",

@@ -4,7 +4,8 @@
 //! # Module map
 //!
 //! * [`NodeProcess`]: one `clockwise node` child process on `127.0.0.1:0` with its own
-//!   temporary `--data-dir`; waits for its `listening on` / `metrics on` stdout lines,
+//!   temporary `--data-dir`; waits for its `listening on` / `peers on` / `metrics on`
+//!   stdout lines,
 //!   hands out gRPC clients, and kills the child and removes the directory on drop.
 //! * [`clockwise_bin`]: the path of the `clockwise` binary (`CLOCKWISE_BIN`, or built
 //!   once per test process with `cargo build -p clockwise-node --bin clockwise`).
@@ -117,6 +118,7 @@ fn build_clockwise() -> PathBuf {
 pub struct NodeProcess {
     child: Child,
     grpc: SocketAddr,
+    peer: SocketAddr,
     metrics: SocketAddr,
     data_dir: PathBuf,
     /// Whether dropping the node removes its data directory.
@@ -194,15 +196,16 @@ impl NodeProcess {
         let mut node = NodeProcess {
             child,
             grpc: SocketAddr::from(([0, 0, 0, 0], 0)),
+            peer: SocketAddr::from(([0, 0, 0, 0], 0)),
             metrics: SocketAddr::from(([0, 0, 0, 0], 0)),
             data_dir,
             owns_data_dir,
             stderr,
             stderr_thread: Some(stderr_thread),
         };
-        let (mut grpc, mut metrics) = (None, None);
+        let (mut grpc, mut peer, mut metrics) = (None, None, None);
         let deadline = Instant::now() + STARTUP_TIMEOUT;
-        while grpc.is_none() || metrics.is_none() {
+        while grpc.is_none() || peer.is_none() || metrics.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = match lines_rx.recv_timeout(left) {
                 Ok(line) => line,
@@ -216,12 +219,15 @@ impl NodeProcess {
             };
             if let Some(addr) = line.strip_prefix("listening on ") {
                 grpc = Some(node.parse_addr(addr.trim(), &line));
+            } else if let Some(addr) = line.strip_prefix("peers on ") {
+                peer = Some(node.parse_addr(addr.trim(), &line));
             } else if let Some(rest) = line.strip_prefix("metrics on http://") {
                 let addr = rest.trim().trim_end_matches("/metrics");
                 metrics = Some(node.parse_addr(addr, &line));
             }
         }
         node.grpc = grpc.expect("loop ends with both addresses");
+        node.peer = peer.expect("loop ends with every address");
         node.metrics = metrics.expect("loop ends with both addresses");
         node
     }
@@ -229,6 +235,11 @@ impl NodeProcess {
     /// The gRPC address the node listens on.
     pub fn grpc_addr(&self) -> SocketAddr {
         self.grpc
+    }
+
+    /// The address of its raft transport (peers only).
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
     }
 
     /// `http://ADDR` of the gRPC listener.

@@ -105,6 +105,7 @@ async fn a_snapshot_saved_under_writes_restores_into_a_new_cluster_with_its_dige
 
     // Restored into a fresh directory and started: the digest recorded at the index.
     let address = free_local_addr();
+    let peer_address = free_local_addr();
     let restored_dir = dir.join("restored");
     let (code, out, err) = clockwise(&[
         "backup",
@@ -116,13 +117,22 @@ async fn a_snapshot_saved_under_writes_restores_into_a_new_cluster_with_its_dige
         "1",
         "--address",
         &address,
+        "--peer-address",
+        &peer_address,
     ]);
     assert_eq!(code, 0, "backup restore: {err}");
     assert!(out.contains(&format!("index {index}")), "{out}");
     let mut restored = TestCluster::adopt(vec![NodeProcess::start_at(
         &address,
         &restored_dir,
-        &["--id", "1", "--raft-tick-ms", "20"],
+        &[
+            "--id",
+            "1",
+            "--peer-listen",
+            &peer_address,
+            "--raft-tick-ms",
+            "20",
+        ],
     )]);
     restored
         .wait_status(0, "the restored node leads, at the snapshot's state", |s| {
@@ -146,7 +156,7 @@ async fn a_snapshot_saved_under_writes_restores_into_a_new_cluster_with_its_dige
     restored.start_joining(second);
     restored_client
         .cluster()
-        .add_member(2, &restored.addrs[second])
+        .add_member(2, &restored.addrs[second], &restored.peer_addrs[second])
         .await
         .unwrap();
     restored

@@ -1858,12 +1858,14 @@ async fn cluster_membership_bad_input_is_refused_with_the_field_named() {
 
     let node = NodeProcess::start();
     let mut c = ClusterClient::new(node.channel().await);
-    let add = |id: u64, address: &str| cl::AddMemberRequest {
+    let add = |id: u64, address: &str, peer_address: &str| cl::AddMemberRequest {
         id,
         address: address.into(),
+        peer_address: peer_address.into(),
     };
-    assert_invalid_one("AddMember", c.add_member(add(0, "127.0.0.1:1")).await, "id");
-    for address in [
+    let ok = "127.0.0.1:1";
+    assert_invalid_one("AddMember", c.add_member(add(0, ok, ok)).await, "id");
+    for bad in [
         "",
         "nohost",
         ":80",
@@ -1872,8 +1874,14 @@ async fn cluster_membership_bad_input_is_refused_with_the_field_named() {
         "h:x",
         "http://h:1",
         "h 1:2",
+        "h:1|h:2",
     ] {
-        assert_invalid_one("AddMember", c.add_member(add(2, address)).await, "address");
+        assert_invalid_one("AddMember", c.add_member(add(2, bad, ok)).await, "address");
+        assert_invalid_one(
+            "AddMember",
+            c.add_member(add(2, ok, bad)).await,
+            "peer_address",
+        );
     }
     assert_invalid_one(
         "RemoveMember",
@@ -1888,7 +1896,7 @@ async fn cluster_membership_bad_input_is_refused_with_the_field_named() {
     );
     // Well-formed but impossible: FAILED_PRECONDITION naming the field.
     let outcomes = [
-        rpc!("AddMember", c.add_member(add(1, "127.0.0.1:1"))),
+        rpc!("AddMember", c.add_member(add(1, ok, ok))),
         rpc!(
             "RemoveMember",
             c.remove_member(cl::RemoveMemberRequest { id: 7 })

@@ -389,6 +389,7 @@ async fn a_wiped_follower_rejoins_through_a_snapshot_and_converges() {
         .add_member(AddMemberRequest {
             id: wiped_id,
             address: cluster.addrs[wiped].clone(),
+            peer_address: cluster.peer_addrs[wiped].clone(),
         })
         .await
         .unwrap()
@@ -428,6 +429,7 @@ async fn a_fourth_member_is_added_and_one_removed_while_writes_continue() {
         .add_member(AddMemberRequest {
             id: 4,
             address: cluster.addrs[fourth].clone(),
+            peer_address: cluster.peer_addrs[fourth].clone(),
         })
         .await
         .unwrap()
@@ -505,6 +507,7 @@ async fn a_fourth_member_is_added_and_one_removed_while_writes_continue() {
         .add_member(AddMemberRequest {
             id: 4,
             address: cluster.addrs[fourth].clone(),
+            peer_address: cluster.peer_addrs[fourth].clone(),
         })
         .await
         .unwrap_err();

@@ -285,6 +285,7 @@ async fn every_ctl_subcommand_works_against_a_cluster() {
         "add-member",
         "4",
         &address,
+        &cluster.peer_addrs[fourth],
     ]);
     assert!(added.contains(&address), "{added}");
     cluster

@@ -102,13 +102,29 @@ async fn each_role_reaches_only_its_calls_and_no_refusal_echoes_a_token() {
         .unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
     ring.backup(with_token(backup, Some(ADMIN))).await.unwrap();
-    // The raft transport is the peers': an admin token cannot speak raft.
-    let mut raft = clockwise_proto::raft::v1::raft_transport_client::RaftTransportClient::new(
-        node.channel().await,
-    );
-    let batch = clockwise_proto::raft::v1::RaftMessageBatch::default();
-    let raft_refused = raft.send(with_token(batch, Some(ADMIN))).await.unwrap_err();
+    // The raft transport is not on the client port at all, whatever the token…
+    let raft_client = clockwise_proto::raft::v1::raft_transport_client::RaftTransportClient::new;
+    let batch = clockwise_proto::raft::v1::RaftMessageBatch::default;
+    let mut on_client_port = raft_client(node.channel().await);
+    let absent = on_client_port
+        .send(with_token(batch(), Some(PEER)))
+        .await
+        .unwrap_err();
+    assert_eq!(absent.code(), Code::Unimplemented, "{absent:?}");
+    // …and on its own port it is the peers': an admin token cannot speak raft.
+    let peer_port = Endpoint::from_shared(format!("http://{}", node.peer_addr()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut raft = raft_client(peer_port);
+    let raft_refused = raft
+        .send(with_token(batch(), Some(ADMIN)))
+        .await
+        .unwrap_err();
     assert_eq!(raft_refused.code(), Code::PermissionDenied);
+    let no_token = raft.send(with_token(batch(), None)).await.unwrap_err();
+    assert_eq!(no_token.code(), Code::Unauthenticated);
     // Health stays open.
     let mut health = tonic_health::pb::health_client::HealthClient::new(node.channel().await);
     health

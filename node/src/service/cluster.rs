@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use clockwise_cluster::driver::Role;
-use clockwise_cluster::MembershipChange;
+use clockwise_cluster::{MemberAddress, MembershipChange};
 use clockwise_proto::cluster::v1 as pb;
 use clockwise_proto::cluster::v1::cluster_server::Cluster;
 use tonic::Request;
@@ -18,12 +18,12 @@ use super::{ok, Reply};
 
 pub struct ClusterService {
     state: Arc<NodeState>,
-    /// This node's own advertised address.
-    address: String,
+    /// Where this node serves clients and peers (as bound: port 0 resolved).
+    address: MemberAddress,
 }
 
 impl ClusterService {
-    pub fn new(state: Arc<NodeState>, address: String) -> Self {
+    pub fn new(state: Arc<NodeState>, address: MemberAddress) -> Self {
         ClusterService { state, address }
     }
 }
@@ -36,14 +36,22 @@ impl ClusterService {
             .iter()
             .map(|&id| (id, false))
             .chain(status.learners.iter().map(|&id| (id, true)))
-            .map(|(id, learner)| pb::Member {
-                id,
-                address: if id == status.id {
+            .map(|(id, learner)| {
+                let address = if id == status.id {
                     self.address.clone()
                 } else {
-                    status.members.get(&id).cloned().unwrap_or_default()
-                },
-                learner,
+                    status
+                        .members
+                        .get(&id)
+                        .map(|stored| MemberAddress::decode(stored))
+                        .unwrap_or_else(|| MemberAddress::new("", ""))
+                };
+                pb::Member {
+                    id,
+                    address: address.client,
+                    learner,
+                    peer_address: address.peer,
+                }
             })
             .collect();
         members.sort_by_key(|m| m.id);
@@ -118,7 +126,11 @@ impl Cluster for ClusterService {
     ) -> Reply<pb::AddMemberResponse> {
         let request = request.into_inner();
         let id = validate::member_id("id", request.id)?;
-        let address = validate::member_address("address", &request.address)?;
+        let address = MemberAddress::new(
+            validate::member_address("address", &request.address)?,
+            validate::member_address("peer_address", &request.peer_address)?,
+        )
+        .encode();
         self.state
             .replica()
             .change_membership(

@@ -32,12 +32,14 @@ use std::time::Duration;
 
 use clockwise_cluster::driver::{self, DriverConfig};
 use clockwise_cluster::transport::PeerAuth;
+use clockwise_cluster::MemberAddress;
 use clockwise_cluster::{GrpcTransport, LogStore, RaftTransportService, Replica};
 use clockwise_proto::cluster::v1::cluster_server::ClusterServer;
 use clockwise_proto::raft::v1::raft_transport_server::RaftTransportServer;
 
 use clockwise_proto::chatrouter::v1::chat_router_server::ChatRouterServer;
 use clockwise_proto::hashring::v1::hash_ring_server::HashRingServer;
+use futures::FutureExt as _;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
@@ -57,9 +59,9 @@ pub struct NodeConfig {
     pub sync: SyncConfig,
     /// This node's raft id.
     pub id: u64,
-    /// Every member of a new cluster, this node included, with its gRPC address.
-    /// Empty: a group of one.
-    pub peers: Vec<(u64, String)>,
+    /// Every member of a new cluster, this node included, with its client and peer
+    /// addresses. Empty: a group of one.
+    pub peers: Vec<(u64, MemberAddress)>,
     /// Holds the raft log (`raft/`).
     pub data_dir: PathBuf,
     /// How long a write or a linearizable read may wait for a quorum.
@@ -119,6 +121,8 @@ pub enum ServeError {
 /// A bound but not yet serving node: the addresses are known before it runs.
 pub struct BoundNode {
     grpc: TcpListener,
+    /// The raft transport's own listener: no client ever reaches raft.
+    peer: TcpListener,
     metrics_listener: Option<TcpListener>,
     config: NodeConfig,
 }
@@ -126,6 +130,7 @@ pub struct BoundNode {
 impl BoundNode {
     pub async fn bind(
         grpc: SocketAddr,
+        peer: SocketAddr,
         metrics: Option<SocketAddr>,
         config: NodeConfig,
     ) -> Result<Self, ServeError> {
@@ -135,12 +140,14 @@ impl BoundNode {
                 .map_err(|source| ServeError::Bind { addr, source })
         };
         let grpc = bind(grpc).await?;
+        let peer = bind(peer).await?;
         let metrics_listener = match metrics {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
         Ok(BoundNode {
             grpc,
+            peer,
             metrics_listener,
             config,
         })
@@ -150,6 +157,17 @@ impl BoundNode {
         self.grpc.local_addr()
     }
 
+    pub fn peer_addr(&self) -> std::io::Result<SocketAddr> {
+        self.peer.local_addr()
+    }
+
+    /// Where this node is, as bound (port 0 resolved).
+    fn bound_address(&self) -> MemberAddress {
+        let text =
+            |addr: std::io::Result<SocketAddr>| addr.map(|a| a.to_string()).unwrap_or_default();
+        MemberAddress::new(text(self.grpc.local_addr()), text(self.peer.local_addr()))
+    }
+
     pub fn metrics_addr(&self) -> Option<std::io::Result<SocketAddr>> {
         self.metrics_listener.as_ref().map(TcpListener::local_addr)
     }
@@ -157,17 +175,17 @@ impl BoundNode {
     /// Starts the raft driver over the log in the data dir.
     async fn start_replica(&self, engine: Arc<RwLock<Engine>>) -> Result<Replica, ServeError> {
         let config = &self.config;
-        let advertised = self
-            .grpc
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
+        let bound = self.bound_address();
         let members: BTreeMap<u64, String> = if config.join {
             BTreeMap::new()
         } else if config.peers.is_empty() {
-            BTreeMap::from([(config.id, advertised.clone())])
+            BTreeMap::from([(config.id, bound.encode())])
         } else {
-            config.peers.iter().cloned().collect()
+            config
+                .peers
+                .iter()
+                .map(|(id, address)| (*id, address.encode()))
+                .collect()
         };
         if !config.join && !members.contains_key(&config.id) {
             return Err(ServeError::Config(format!(
@@ -175,7 +193,10 @@ impl BoundNode {
                 config.id
             )));
         }
-        let own_address = members.get(&config.id).cloned().unwrap_or(advertised);
+        // What peers are told to answer to: this node's raft transport.
+        let own_peer_address = members
+            .get(&config.id)
+            .map_or(bound.peer, |stored| MemberAddress::decode(stored).peer);
         let peer_token = match &config.tokens {
             Some(tokens) => Some(tokens.peer_token().ok_or_else(|| {
                 ServeError::Config(
@@ -187,7 +208,7 @@ impl BoundNode {
         let auth = PeerAuth::new(peer_token).map_err(ServeError::Config)?;
         let transport = GrpcTransport::new(
             config.id,
-            own_address,
+            own_peer_address,
             tokio::runtime::Handle::current(),
             auth,
         );
@@ -225,11 +246,7 @@ impl BoundNode {
             replica.transport().clone(),
         ))
         .max_decoding_message_size(clockwise_cluster::transport::MAX_MESSAGE_BYTES);
-        let advertised = self
-            .grpc
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
+        let advertised = self.bound_address();
         let state = Arc::new(NodeState::new(engine, replica, self.config.request_timeout));
         let metrics = Arc::new(Metrics::default());
         let sync = Arc::new(SyncRunner::new(
@@ -274,12 +291,14 @@ impl BoundNode {
                 metrics: metrics.clone(),
             },
         );
+        // Both servers stop when `shutdown` resolves, and drain their calls.
+        let shutdown = shutdown.shared();
         // Outermost first: every call is counted, then authenticated, then rate limited
         // by the identity it proved.
-        let result = Server::builder()
+        let clients = Server::builder()
             .max_concurrent_streams(limits.max_concurrent_streams)
-            .layer(MetricsLayer(metrics))
-            .layer(access.0)
+            .layer(MetricsLayer(metrics.clone()))
+            .layer(access.0.clone())
             .layer(access.1)
             .add_service(health_service)
             .add_service(reflection().build_v1()?)
@@ -296,12 +315,21 @@ impl BoundNode {
                 ClusterServer::new(cluster::ClusterService::new(state.clone(), advertised))
                     .max_decoding_message_size(max_message),
             )
-            .add_service(raft_service)
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(self.grpc).with_nodelay(Some(true)),
+                shutdown.clone(),
+            );
+        // Peers only: raft messages, snapshots, forwarded writes and membership changes.
+        let peers = Server::builder()
+            .layer(MetricsLayer(metrics))
+            .layer(access.0)
+            .add_service(raft_service)
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(self.peer).with_nodelay(Some(true)),
                 shutdown,
-            )
-            .await;
+            );
+        let (clients, peers) = tokio::join!(clients, peers);
+        let result = clients.and(peers);
         if let Some(task) = metrics_task {
             task.abort();
         }

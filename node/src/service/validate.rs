@@ -234,7 +234,7 @@ pub fn member_id(field: &str, id: u64) -> Result<u64> {
 
 /// A member's address: `host:port`, as peers dial it (printable, no spaces).
 pub fn member_address(field: &str, address: &str) -> Result<String> {
-    if !clockwise_cluster::driver::valid_address(address) {
+    if !clockwise_cluster::member::valid_host_port(address) {
         return Err(ServiceError::invalid(
             field,
             format!("{address:?} is not a host:port address"),

@@ -299,7 +299,11 @@ async fn add(cluster: &ChaosCluster, admin: &Client, node: usize) -> Result<(), 
     let id = node as u64 + 1;
     let mut last = String::new();
     for _ in 0..MEMBERSHIP_ATTEMPTS {
-        match admin.cluster().add_member(id, &cluster.proxies[node]).await {
+        let added = admin
+            .cluster()
+            .add_member(id, &cluster.listen[node], &cluster.proxies[node])
+            .await;
+        match added {
             Ok(_) => return Ok(()),
             Err(e) => last = e.to_string(),
         }

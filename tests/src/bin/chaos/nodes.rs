@@ -1,6 +1,7 @@
-//! The cluster under test: real `clockwise node` processes, each behind its proxy
-//! (peers and clients reach a node only through it), with the process-level faults:
-//! kill -9 and restart, SIGSTOP / SIGCONT, wiping a node's data.
+//! The cluster under test: real `clockwise node` processes, each peer port behind its
+//! proxy (peers reach a node's raft transport only through it; clients call the node
+//! directly), with the process-level faults: kill -9 and restart, SIGSTOP / SIGCONT,
+//! wiping a node's data.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -24,9 +25,12 @@ const NODE_FLAGS: [&str; 8] = [
 
 pub struct ChaosCluster {
     pub network: Network,
-    /// Where each node listens (only its proxy connects there).
-    listen: Vec<String>,
-    /// Where everyone reaches each node: its proxy. These are the members' addresses.
+    /// Where clients call each node.
+    pub listen: Vec<String>,
+    /// Where each node's raft transport listens (only its proxy connects there).
+    peer_listen: Vec<String>,
+    /// Where peers reach each node's raft transport: its proxy (the members' peer
+    /// addresses).
     pub proxies: Vec<String>,
     dirs: Vec<PathBuf>,
     nodes: Vec<Option<NodeProcess>>,
@@ -37,8 +41,9 @@ impl ChaosCluster {
     pub async fn start(size: usize) -> Result<ChaosCluster, String> {
         let network = Network::new();
         let listen: Vec<String> = (0..size).map(|_| free_local_addr()).collect();
+        let peer_listen: Vec<String> = (0..size).map(|_| free_local_addr()).collect();
         let mut proxies = Vec::new();
-        for (i, upstream) in listen.iter().enumerate() {
+        for (i, upstream) in peer_listen.iter().enumerate() {
             let proxy = network
                 .add_proxy(i, &free_local_addr(), upstream)
                 .await
@@ -48,6 +53,7 @@ impl ChaosCluster {
         let mut cluster = ChaosCluster {
             network,
             listen,
+            peer_listen,
             proxies,
             dirs: (0..size).map(|_| unique_temp_dir()).collect(),
             nodes: (0..size).map(|_| None).collect(),
@@ -71,14 +77,15 @@ impl ChaosCluster {
     /// that has a log) or empty, waiting to be added (`--join`).
     pub fn start_node(&mut self, i: usize, join: bool) {
         let peers = self
-            .proxies
+            .listen
             .iter()
+            .zip(&self.proxies)
             .enumerate()
-            .map(|(j, a)| format!("{}={a}", j + 1))
+            .map(|(j, (client, proxy))| format!("{}={client}/{proxy}", j + 1))
             .collect::<Vec<_>>()
             .join(",");
         let id = (i + 1).to_string();
-        let mut args = vec!["--id", &id];
+        let mut args = vec!["--id", &id, "--peer-listen", &self.peer_listen[i]];
         if join {
             args.push("--join");
         } else {
@@ -136,12 +143,12 @@ impl ChaosCluster {
         }
     }
 
-    /// A client of the whole cluster (through the proxies) with patient retries. An
+    /// A client of the whole cluster with patient retries. An
     /// attempt gives up after 1 s (a stopped leader holds a call until then), the call
     /// after 15 s.
     pub async fn client(&self) -> Result<Client, String> {
         Client::builder()
-            .endpoints(self.proxies.iter().cloned())
+            .endpoints(self.listen.iter().cloned())
             .timeout(Duration::from_secs(15))
             .attempt_timeout(Duration::from_secs(1))
             .retry(RetryPolicy {
@@ -154,7 +161,7 @@ impl ChaosCluster {
             .map_err(|e| format!("client: {e}"))
     }
 
-    /// Each node's status, asked through its proxy.
+    /// Each node's status.
     pub async fn statuses(&self, client: &Client) -> Vec<Option<NodeStatus>> {
         let mut statuses = vec![None; self.size()];
         for (endpoint, status) in client.cluster().statuses().await {
@@ -167,7 +174,7 @@ impl ChaosCluster {
 
     fn index_of(&self, endpoint: &str) -> Option<usize> {
         let address = endpoint.trim_start_matches("http://");
-        self.proxies.iter().position(|p| p == address)
+        self.listen.iter().position(|a| a == address)
     }
 
     /// Waits (up to `within`) until every node runs, agrees on one leader, and that
