@@ -475,16 +475,19 @@ class Node:
         try:
             first = self._read_line(10)
             second = self._read_line(5)
+            third = self._read_line(5)
         except SetupError:
             self.stop()
             raise
         m1 = re.fullmatch(r"listening on (\S+)", first)
-        m2 = re.fullmatch(r"metrics on (http://\S+/metrics)", second)
-        if not m1 or not m2:
+        m2 = re.fullmatch(r"peers on (\S+)", second)
+        m3 = re.fullmatch(r"metrics on (http://\S+/metrics)", third)
+        if not m1 or not m2 or not m3:
             self.stop()
-            raise SetupError(f"node {name}: unexpected stdout lines {first!r}, {second!r}")
+            raise SetupError(f"node {name}: unexpected stdout lines {first!r}, {second!r}, {third!r}")
         self.addr = m1.group(1)
-        self.metrics_url = m2.group(1)
+        self.peer_addr = m2.group(1)
+        self.metrics_url = m3.group(1)
 
     def _read_line(self, timeout):
         sel = selectors.DefaultSelector()
@@ -658,13 +661,16 @@ def group_reflection(checks, grpcurl_path, node):
         while status.get("role") != "ROLE_LEADER" and time.monotonic() < deadline:
             time.sleep(0.05)
             status = g.call(f"{CLUSTER}/Status", {})
+        members = status.get("members", [])
         ok = (status.get("role") == "ROLE_LEADER" and status.get("leaderId") == "1"
-              and [m.get("id") for m in status.get("members", [])] == ["1"]
+              and [m.get("id") for m in members] == ["1"]
+              and [(m.get("address"), m.get("peerAddress")) for m in members]
+              == [(node.addr, node.peer_addr)]
               and len(status.get("stateDigest", "")) == 64)
     except GrpcError as e:
         status, ok = str(e), False
-    checks.record("cluster: Status of a group of one names itself leader and only member",
-                  ok, f"got {status}")
+    checks.record("cluster: Status of a group of one names itself leader and only member, "
+                  "with its client and peer addresses", ok, f"got {status}")
     try:
         moved = g.call(f"{CLUSTER}/TransferLeader", {"target_id": 1})
         ok = moved == {"leaderId": "1"}
@@ -677,6 +683,8 @@ def group_reflection(checks, grpcurl_path, node):
         (CR, "AddServer", "server_name",
          {"ring": f"bad-input-{PID}", "timestamp": 1, "server_name": ""}),
         (CLUSTER, "AddMember", "address", {"id": 2, "address": "no-port"}),
+        (CLUSTER, "AddMember", "peer_address",
+         {"id": 2, "address": "127.0.0.1:1", "peer_address": "no-port"}),
         (CLUSTER, "RemoveMember", "id", {"id": 0}),
     ]:
         rc, out, err = g.run(f"{svc}/{rpc}", data=json.dumps(req))
