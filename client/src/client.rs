@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use clockwise_proto::cluster::v1 as pb;
 use clockwise_proto::cluster::v1::cluster_client::ClusterClient;
 use tonic::metadata::{Ascii, MetadataValue};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::backoff::{entropy, Backoff, RetryPolicy};
 use crate::breaker::{BreakerConfig, CircuitBreaker, Permit};
@@ -42,6 +42,40 @@ pub struct ClientBuilder {
     clock: Arc<dyn Clock>,
     client_id: Option<String>,
     token: Option<String>,
+    tls: Option<Tls>,
+}
+
+/// TLS towards nodes whose client port speaks it (`clockwise node --cert`): the CA the
+/// nodes' certificates chain to, and the client's own certificate for nodes that
+/// require one (`--trusted-ca`).
+#[derive(Clone)]
+pub struct Tls {
+    ca_pem: Vec<u8>,
+    identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Tls {
+    /// Trust nodes whose certificate chains to the CA in `ca_pem` (PEM).
+    pub fn new(ca_pem: impl Into<Vec<u8>>) -> Self {
+        Tls {
+            ca_pem: ca_pem.into(),
+            identity: None,
+        }
+    }
+
+    /// Present this certificate and private key (PEM) to the nodes.
+    pub fn identity(mut self, cert_pem: impl Into<Vec<u8>>, key_pem: impl Into<Vec<u8>>) -> Self {
+        self.identity = Some((cert_pem.into(), key_pem.into()));
+        self
+    }
+
+    fn config(&self) -> ClientTlsConfig {
+        let config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&self.ca_pem));
+        match &self.identity {
+            Some((cert, key)) => config.identity(Identity::from_pem(cert, key)),
+            None => config,
+        }
+    }
 }
 
 impl Default for ClientBuilder {
@@ -55,6 +89,7 @@ impl Default for ClientBuilder {
             clock: Arc::new(SystemClock),
             client_id: None,
             token: None,
+            tls: None,
         }
     }
 }
@@ -115,6 +150,12 @@ impl ClientBuilder {
         self
     }
 
+    /// Speak TLS to every node (endpoints become `https://`).
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Checks the configuration and asks the cluster who leads (an unreachable cluster
     /// is not an error here: calls retry until their deadline).
     pub async fn build(self) -> Result<Client, Error> {
@@ -157,6 +198,7 @@ impl ClientBuilder {
             clock: self.clock,
             client_id,
             token,
+            tls: self.tls.as_ref().map(Tls::config),
             lanes: Mutex::new(Lanes::default()),
         };
         for endpoint in &self.endpoints {
@@ -194,6 +236,7 @@ struct Inner {
     client_id: String,
     /// `Bearer TOKEN`, sent with every call.
     token: Option<MetadataValue<Ascii>>,
+    tls: Option<ClientTlsConfig>,
     lanes: Mutex<Lanes>,
 }
 
@@ -262,10 +305,12 @@ impl Attempt {
     }
 }
 
-/// `host:port` from `host:port` or `http://host:port`.
+/// `host:port` from `host:port`, `http://host:port` or `https://host:port` (whether
+/// TLS is spoken is the builder's [`ClientBuilder::tls`]).
 fn normalize(endpoint: &str) -> Option<String> {
     let address = endpoint
         .strip_prefix("http://")
+        .or_else(|| endpoint.strip_prefix("https://"))
         .unwrap_or(endpoint)
         .trim_end_matches('/');
     let (host, port) = address.rsplit_once(':')?;
@@ -286,10 +331,16 @@ impl Inner {
         if let Some(peer) = peers.iter().find(|p| p.address == address) {
             return Ok(peer.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| Error::Config(format!("endpoints: {address:?}: {e}")))?
-            .connect_timeout(self.attempt_timeout.min(Duration::from_secs(2)))
-            .tcp_nodelay(true);
+        let bad =
+            |e: tonic::transport::Error| Error::Config(format!("endpoints: {address:?}: {e}"));
+        let endpoint = match &self.tls {
+            Some(tls) => Endpoint::from_shared(format!("https://{address}"))
+                .and_then(|e| e.tls_config(tls.clone()))
+                .map_err(bad)?,
+            None => Endpoint::from_shared(format!("http://{address}")).map_err(bad)?,
+        }
+        .connect_timeout(self.attempt_timeout.min(Duration::from_secs(2)))
+        .tcp_nodelay(true);
         let peer = Arc::new(Peer {
             address: address.to_owned(),
             channel: endpoint.connect_lazy(),
@@ -639,7 +690,8 @@ mod tests {
             Some("127.0.0.1:50051")
         );
         assert_eq!(normalize("http://node-1:7/").as_deref(), Some("node-1:7"));
-        for bad in ["", "node", ":80", "h:0", "h:x", "https://h:1", "h:1/path"] {
+        assert_eq!(normalize("https://node-1:7").as_deref(), Some("node-1:7"));
+        for bad in ["", "node", ":80", "h:0", "h:x", "ftp://h:1", "h:1/path"] {
             assert_eq!(normalize(bad), None, "{bad}");
         }
     }

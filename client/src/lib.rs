@@ -46,7 +46,7 @@ mod types;
 pub use backoff::{Backoff, RetryPolicy};
 pub use breaker::{BreakerConfig, BreakerState, BreakerStats, CircuitBreaker, CircuitOpen};
 pub use chat_router::{ChatRouter, RequestOperation, Transfer};
-pub use client::{Client, ClientBuilder};
+pub use client::{Client, ClientBuilder, Tls};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use clockwise_proto::common::v1::{PositionSpace, SyncMode};
 pub use cluster::{Cluster, Member, NodeStatus, Role};

@@ -11,10 +11,9 @@ use std::future::Future;
 
 use clockwise_proto::raft::v1 as pb;
 use clockwise_proto::raft::v1::ForwardRequest;
-use tonic::transport::Endpoint;
 
 use crate::driver::{MembershipChange, ProposeError, RaftHandle, RaftStatus};
-use crate::transport::{peer_client, GrpcTransport, PeerClient, LEADER_METADATA};
+use crate::transport::{GrpcTransport, PeerClient, LEADER_METADATA};
 
 /// Pause between attempts while no leader is known (an election takes a few ticks).
 const NO_LEADER_RETRY: Duration = Duration::from_millis(20);
@@ -309,11 +308,9 @@ impl Replica {
             return Some(client.clone());
         }
         let address = self.transport.address(leader)?;
-        let endpoint = Endpoint::from_shared(format!("http://{address}")).ok()?;
-        let client = peer_client(
-            endpoint.connect_timeout(Duration::from_secs(1)),
-            self.transport.auth(),
-        );
+        let access = self.transport.access();
+        let endpoint = access.endpoint(&address).ok()?;
+        let client = access.client(endpoint.connect_timeout(Duration::from_secs(1)));
         clients.insert(leader, client.clone());
         Some(client)
     }

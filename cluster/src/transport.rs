@@ -24,7 +24,7 @@ use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt as _;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::driver::{MembershipChange, ProposeError, RaftHandle, Transport};
@@ -51,8 +51,33 @@ const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(300);
 /// The gRPC metadata key naming the leader when a node refuses a forwarded write.
 pub const LEADER_METADATA: &str = "x-clockwise-leader";
 
-/// What a node presents to its peers: the bearer token of the `peer` role when the
-/// cluster requires tokens.
+/// How a node reaches its peers: mutual TLS when configured (its peer certificate,
+/// and the peer CA their certificates must chain to), and the bearer token of the
+/// `peer` role when the cluster requires tokens.
+#[derive(Clone, Default)]
+pub struct PeerAccess {
+    pub auth: PeerAuth,
+    pub tls: Option<ClientTlsConfig>,
+}
+
+impl PeerAccess {
+    /// The endpoint of the peer whose raft transport is at `address` (`host:port`).
+    pub fn endpoint(&self, address: &str) -> Result<Endpoint, tonic::transport::Error> {
+        match &self.tls {
+            Some(tls) => {
+                Endpoint::from_shared(format!("https://{address}"))?.tls_config(tls.clone())
+            }
+            None => Endpoint::from_shared(format!("http://{address}")),
+        }
+    }
+
+    /// A client of the peer at `endpoint`, presenting this node's token.
+    pub fn client(&self, endpoint: Endpoint) -> PeerClient {
+        RaftTransportClient::with_interceptor(endpoint.connect_lazy(), self.auth.clone())
+    }
+}
+
+/// The token a node presents to its peers (the `peer` role's).
 #[derive(Clone, Default)]
 pub struct PeerAuth(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
 
@@ -85,17 +110,12 @@ impl tonic::service::Interceptor for PeerAuth {
 /// A client of a peer's raft transport, presenting this node's [`PeerAuth`].
 pub type PeerClient = RaftTransportClient<InterceptedService<Channel, PeerAuth>>;
 
-/// A client of the peer at `endpoint`.
-pub fn peer_client(endpoint: Endpoint, auth: &PeerAuth) -> PeerClient {
-    RaftTransportClient::with_interceptor(endpoint.connect_lazy(), auth.clone())
-}
-
 /// Outbound raft messages, one queue and sender task per peer.
 pub struct GrpcTransport {
     origin: Origin,
     runtime: tokio::runtime::Handle,
     peers: RwLock<HashMap<u64, Peer>>,
-    auth: PeerAuth,
+    access: PeerAccess,
 }
 
 /// Who sends: what every outbound call names, and the driver told how snapshot sends
@@ -115,12 +135,12 @@ struct Peer {
 
 impl GrpcTransport {
     /// A transport for node `id`, reachable at `address`; its tasks run on `runtime`;
-    /// its calls present `auth`.
+    /// it reaches peers as `access` says.
     pub fn new(
         id: u64,
         address: String,
         runtime: tokio::runtime::Handle,
-        auth: PeerAuth,
+        access: PeerAccess,
     ) -> Arc<Self> {
         Arc::new(GrpcTransport {
             origin: Origin {
@@ -130,13 +150,13 @@ impl GrpcTransport {
             },
             runtime,
             peers: RwLock::new(HashMap::new()),
-            auth,
+            access,
         })
     }
 
-    /// What this node presents to its peers.
-    pub fn auth(&self) -> &PeerAuth {
-        &self.auth
+    /// How this node reaches its peers.
+    pub fn access(&self) -> &PeerAccess {
+        &self.access
     }
 
     /// Connects the transport to its driver once that runs.
@@ -155,10 +175,12 @@ impl GrpcTransport {
         let (queue, outbox) = mpsc::channel(PEER_QUEUE);
         // Called from the driver thread too: channels need the runtime's context.
         let _runtime = self.runtime.enter();
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        let endpoint = self
+            .access
+            .endpoint(address)
             .map(|e| e.connect_timeout(SEND_TIMEOUT));
         if let Ok(endpoint) = endpoint {
-            let client = peer_client(endpoint, &self.auth);
+            let client = self.access.client(endpoint);
             self.runtime
                 .spawn(send_loop(self.origin.clone(), client, outbox));
         }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clockwise_cluster::driver::{self, DriverConfig};
 use clockwise_cluster::snapshot::{sha256, SnapshotData};
-use clockwise_cluster::transport::{PeerAuth, MAX_SNAPSHOT_BYTES};
+use clockwise_cluster::transport::{PeerAccess, MAX_SNAPSHOT_BYTES};
 use clockwise_cluster::{GrpcTransport, LogStore, RaftTransportService, StateMachine};
 use clockwise_proto::raft::v1 as pb;
 use clockwise_proto::raft::v1::raft_transport_client::RaftTransportClient;
@@ -46,7 +46,7 @@ async fn serve(dir: &std::path::Path) -> RaftTransportClient<Channel> {
         1,
         address.clone(),
         tokio::runtime::Handle::current(),
-        PeerAuth::default(),
+        PeerAccess::default(),
     );
     let store = LogStore::open(dir).unwrap();
     let config = DriverConfig {

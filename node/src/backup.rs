@@ -38,6 +38,8 @@ pub struct SaveArgs {
     endpoints: Vec<String>,
     #[command(flatten)]
     token: crate::ctl::TokenArgs,
+    #[command(flatten)]
+    tls: crate::ctl::TlsArgs,
 }
 
 #[derive(Args, Debug)]
@@ -76,7 +78,8 @@ async fn save(args: SaveArgs) -> Result<(), Box<dyn std::error::Error>> {
     let token = args.token.token()?;
     for endpoint in &args.endpoints {
         let address = endpoint.trim().trim_start_matches("http://");
-        match save_from(address, &args.file, token.as_deref()).await {
+        let endpoint = args.tls.endpoint(address)?;
+        match save_from(endpoint, &args.file, token.as_deref()).await {
             Ok(()) => return Ok(()),
             Err(e) => last_error = format!("{address}: {e}"),
         }
@@ -85,11 +88,11 @@ async fn save(args: SaveArgs) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn save_from(
-    address: &str,
+    endpoint: Endpoint,
     file: &Path,
     token: Option<&str>,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let channel = Endpoint::from_shared(format!("http://{address}"))?
+    let channel = endpoint
         .connect_timeout(Duration::from_secs(5))
         .connect()
         .await?;

@@ -23,6 +23,8 @@ pub struct CtlArgs {
     endpoints: Vec<String>,
     #[command(flatten)]
     pub token: TokenArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -305,6 +307,76 @@ impl TokenArgs {
     }
 }
 
+/// TLS towards nodes started with `--cert` (and `--trusted-ca`).
+#[derive(Args, Debug, Clone)]
+pub struct TlsArgs {
+    // Ids of their own: subcommands have positional `key`s.
+    /// Speak TLS, trusting nodes whose certificate chains to this CA (PEM).
+    #[arg(
+        long = "cacert",
+        id = "tls_cacert",
+        env = "CLOCKWISE_CACERT",
+        global = true
+    )]
+    cacert: Option<std::path::PathBuf>,
+    /// A client certificate (PEM) for nodes that require one.
+    #[arg(
+        long = "cert",
+        id = "tls_cert",
+        env = "CLOCKWISE_CERT",
+        global = true,
+        requires_all = ["tls_cacert", "tls_key"]
+    )]
+    cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --cert.
+    #[arg(
+        long = "key",
+        id = "tls_key",
+        env = "CLOCKWISE_KEY",
+        global = true,
+        requires = "tls_cert"
+    )]
+    key: Option<std::path::PathBuf>,
+}
+
+impl TlsArgs {
+    /// An endpoint of the node at `address`: TLS when --cacert is given.
+    pub fn endpoint(&self, address: &str) -> Result<tonic::transport::Endpoint, String> {
+        use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+        let read = |flag: &str, path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| format!("{flag} {}: {e}", path.display()))
+        };
+        let Some(ca) = &self.cacert else {
+            return Endpoint::from_shared(format!("http://{address}")).map_err(|e| e.to_string());
+        };
+        let mut config =
+            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("--cacert", ca)?));
+        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
+            config = config.identity(Identity::from_pem(
+                read("--cert", cert)?,
+                read("--key", key)?,
+            ));
+        }
+        Endpoint::from_shared(format!("https://{address}"))
+            .and_then(|e| e.tls_config(config))
+            .map_err(|e| e.to_string())
+    }
+
+    pub fn tls(&self) -> Result<Option<clockwise_client::Tls>, String> {
+        let read = |flag: &str, path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| format!("{flag} {}: {e}", path.display()))
+        };
+        let Some(ca) = &self.cacert else {
+            return Ok(None);
+        };
+        let tls = clockwise_client::Tls::new(read("--cacert", ca)?);
+        Ok(Some(match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => tls.identity(read("--cert", cert)?, read("--key", key)?),
+            _ => tls,
+        }))
+    }
+}
+
 /// Runs one `clockwise ctl` command.
 pub async fn run(args: CtlArgs) -> Result<(), Box<dyn std::error::Error>> {
     let mut builder = Client::builder()
@@ -313,6 +385,9 @@ pub async fn run(args: CtlArgs) -> Result<(), Box<dyn std::error::Error>> {
         .attempt_timeout(Duration::from_millis(args.timeout_ms.min(5_000)));
     if let Some(token) = args.token.token()? {
         builder = builder.token(token);
+    }
+    if let Some(tls) = args.tls.tls()? {
+        builder = builder.tls(tls);
     }
     let client = builder.build().await?;
     let answer = match args.command {

@@ -16,6 +16,7 @@ use clockwise_cluster::MemberAddress;
 use clockwise_node::service::auth::Tokens;
 use clockwise_node::service::limits::Limits;
 use clockwise_node::service::sync::SyncConfig;
+use clockwise_node::service::tls::{NodeTls, TlsFiles};
 use clockwise_node::service::{BoundNode, NodeConfig};
 use tracing_subscriber::EnvFilter;
 
@@ -133,10 +134,29 @@ struct NodeArgs {
     /// nodes present to each other; every node needs one). See docs/security.md.
     #[arg(long)]
     auth_token_file: Option<PathBuf>,
-    /// Allow listening on an address other than loopback without TLS (which clockwise
-    /// does not have yet): anyone who can reach the port can call, or read tokens.
+    /// Allow listening on an address other than loopback without TLS on that port:
+    /// anyone on the network can then read calls and tokens.
     #[arg(long)]
     insecure: bool,
+    /// The client port's TLS certificate (PEM); with --key, the port speaks only TLS.
+    #[arg(long, requires = "key")]
+    cert: Option<PathBuf>,
+    /// The private key (PEM) of --cert.
+    #[arg(long, requires = "cert")]
+    key: Option<PathBuf>,
+    /// Require clients to present a certificate chaining to this CA (PEM).
+    #[arg(long, requires = "cert")]
+    trusted_ca: Option<PathBuf>,
+    /// This node's certificate (PEM) on the peer port, served and presented to peers;
+    /// with --peer-key and --peer-trusted-ca the peer port speaks only mutual TLS.
+    #[arg(long, requires_all = ["peer_key", "peer_trusted_ca"])]
+    peer_cert: Option<PathBuf>,
+    /// The private key (PEM) of --peer-cert.
+    #[arg(long, requires = "peer_cert")]
+    peer_key: Option<PathBuf>,
+    /// The CA (PEM) every peer's certificate must chain to.
+    #[arg(long, requires = "peer_cert")]
+    peer_trusted_ca: Option<PathBuf>,
     /// Largest request message a client service accepts, in bytes.
     #[arg(long, default_value_t = 4 << 20, value_parser = clap::value_parser!(u64).range(1024..=(64 << 20)))]
     max_message_bytes: u64,
@@ -211,6 +231,26 @@ async fn run_node(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
             Some(path) => Some(Arc::new(Tokens::load(path)?)),
             None => None,
         },
+        tls: NodeTls::load(
+            args.cert
+                .as_ref()
+                .zip(args.key.as_ref())
+                .map(|(cert, key)| TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    trusted_ca: args.trusted_ca.clone(),
+                })
+                .as_ref(),
+            args.peer_cert
+                .as_ref()
+                .zip(args.peer_key.as_ref())
+                .map(|(cert, key)| TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    trusted_ca: args.peer_trusted_ca.clone(),
+                })
+                .as_ref(),
+        )?,
         limits: Limits {
             max_message_bytes: usize::try_from(args.max_message_bytes)?,
             max_concurrent_streams: args.max_concurrent_streams,
@@ -220,10 +260,11 @@ async fn run_node(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
                 .unwrap_or(args.client_rate.saturating_mul(2)),
         },
     };
-    if !args.listen.ip().is_loopback() && !args.insecure {
+    if !args.listen.ip().is_loopback() && args.cert.is_none() && !args.insecure {
         return Err(format!(
-            "--listen {} is not a loopback address and clockwise has no TLS yet: calls and \
-             tokens would cross the network in clear text. Pass --insecure to accept that.",
+            "--listen {} is not a loopback address and the client port has no TLS (--cert, \
+             --key): calls and tokens would cross the network in clear text. Pass \
+             --insecure to accept that.",
             args.listen
         )
         .into());
@@ -235,10 +276,11 @@ async fn run_node(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
         peer
     });
-    if !peer_listen.ip().is_loopback() && !args.insecure {
+    if !peer_listen.ip().is_loopback() && args.peer_cert.is_none() && !args.insecure {
         return Err(format!(
-            "--peer-listen {peer_listen} is not a loopback address and clockwise has no TLS \
-             yet. Pass --insecure to accept that."
+            "--peer-listen {peer_listen} is not a loopback address and the peer port has no \
+             mutual TLS (--peer-cert, --peer-key, --peer-trusted-ca): anyone on the network \
+             could speak raft. Pass --insecure to accept that."
         )
         .into());
     }

@@ -14,10 +14,13 @@
 //! * [`proxy::Network`]: a TCP proxy in front of each node that holds, delays or cuts
 //!   the traffic of chosen links (the chaos suite's network faults).
 //! * [`linearizability`]: a Wing–Gong–Lowe checker over any sequential model.
+//! * [`certs`]: a throwaway CA and certificates for the TLS tests (`mint-certs` writes
+//!   a set to try TLS by hand).
 //! * `src/bin/chaos`: the chaos suite (`scripts/chaos.sh`).
 //! * `tests/bad_input.rs`: malformed input gets `INVALID_ARGUMENT` naming the field;
 //!   drill results (false, None, 0) stay results.
 
+pub mod certs;
 pub mod cluster;
 pub mod linearizability;
 pub mod proxy;

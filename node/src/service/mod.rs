@@ -9,6 +9,7 @@
 //! - [`cluster`]: `clockwise.cluster.v1.Cluster`, this node's view of the raft group.
 //! - [`auth`]: bearer tokens and roles, checked in one layer before any handler.
 //! - [`limits`]: every limit on callers in one place; the per-client rate limit layer.
+//! - [`tls`]: TLS on the client port, mutual TLS on the peer port.
 //! - [`sync`]: L6 simulated calls, per-call semaphores, the node-wide bulkhead.
 //! - [`metrics`]: per-RPC counters and latency, sync counters, `/metrics`.
 
@@ -21,6 +22,7 @@ pub mod limits;
 pub mod metrics;
 pub mod state;
 pub mod sync;
+pub mod tls;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -31,7 +33,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use clockwise_cluster::driver::{self, DriverConfig};
-use clockwise_cluster::transport::PeerAuth;
+use clockwise_cluster::transport::{PeerAccess, PeerAuth};
 use clockwise_cluster::MemberAddress;
 use clockwise_cluster::{GrpcTransport, LogStore, RaftTransportService, Replica};
 use clockwise_proto::cluster::v1::cluster_server::ClusterServer;
@@ -52,6 +54,7 @@ use limits::{Limits, RateLimitLayer, RateLimiter};
 use metrics::{Metrics, MetricsLayer};
 use state::{EngineMachine, NodeState};
 use sync::{SyncConfig, SyncRunner};
+use tls::NodeTls;
 
 /// What `clockwise node` serves with.
 #[derive(Debug, Clone)]
@@ -80,6 +83,8 @@ pub struct NodeConfig {
     pub tokens: Option<Arc<Tokens>>,
     /// Message sizes, streams per connection, per-client rates.
     pub limits: Limits,
+    /// TLS of the client port and mutual TLS of the peer port (none: plain TCP).
+    pub tls: NodeTls,
 }
 
 impl Default for NodeConfig {
@@ -96,6 +101,7 @@ impl Default for NodeConfig {
             max_backups_per_ring: state::DEFAULT_MAX_BACKUPS_PER_RING,
             tokens: None,
             limits: Limits::default(),
+            tls: NodeTls::default(),
         }
     }
 }
@@ -205,12 +211,15 @@ impl BoundNode {
             })?),
             None => None,
         };
-        let auth = PeerAuth::new(peer_token).map_err(ServeError::Config)?;
+        let access = PeerAccess {
+            auth: PeerAuth::new(peer_token).map_err(ServeError::Config)?,
+            tls: config.tls.peer.as_ref().map(|(_, dial)| dial.clone()),
+        };
         let transport = GrpcTransport::new(
             config.id,
             own_peer_address,
             tokio::runtime::Handle::current(),
-            auth,
+            access,
         );
         let log_dir = config.data_dir.join("raft");
         // Opening replays the log from disk: keep it off the async workers.
@@ -295,7 +304,22 @@ impl BoundNode {
         let shutdown = shutdown.shared();
         // Outermost first: every call is counted, then authenticated, then rate limited
         // by the identity it proved.
-        let clients = Server::builder()
+        let tls_error = |port: &'static str| {
+            move |e: tonic::transport::Error| {
+                ServeError::Config(format!("the {port} port's TLS certificate or key: {e}"))
+            }
+        };
+        let mut clients = Server::builder();
+        if let Some(tls) = &self.config.tls.client {
+            clients = clients
+                .tls_config(tls.clone())
+                .map_err(tls_error("client"))?;
+        }
+        let mut peers = Server::builder();
+        if let Some((tls, _)) = &self.config.tls.peer {
+            peers = peers.tls_config(tls.clone()).map_err(tls_error("peer"))?;
+        }
+        let clients = clients
             .max_concurrent_streams(limits.max_concurrent_streams)
             .layer(MetricsLayer(metrics.clone()))
             .layer(access.0.clone())
@@ -320,7 +344,7 @@ impl BoundNode {
                 shutdown.clone(),
             );
         // Peers only: raft messages, snapshots, forwarded writes and membership changes.
-        let peers = Server::builder()
+        let peers = peers
             .layer(MetricsLayer(metrics))
             .layer(access.0)
             .add_service(raft_service)
