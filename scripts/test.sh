@@ -14,7 +14,8 @@
 #     3-node cluster with calls spread over every node;
 #  4. the client SDK's examples (client/examples) against that 3-node cluster;
 #  5. the grpcurl end-to-end test (tests/e2e/grpcurl_e2e.py): reflection, the spec's
-#     golden traces through grpcurl, L6 proven by the node's counters;
+#     golden traces through grpcurl, L6 proven by the node's counters, grpcurl over TLS
+#     with a client certificate (throwaway certificates from the mint-certs binary);
 #  6. the chaos suite (scripts/chaos.sh): 5 nodes under a seeded schedule of faults for
 #     CLOCKWISE_CHAOS_SECONDS (default 120) with seed CLOCKWISE_CHAOS_SEED (default 1),
 #     checked for linearizability, lost writes and replica convergence; and 20 s with
@@ -56,7 +57,8 @@ step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo build (binaries the scripted tests start)"
-cargo build --locked -p clockwise-node --bin clockwise -p clockwise-tests --bin replay --bin chaos
+cargo build --locked -p clockwise-node --bin clockwise -p clockwise-tests --bin replay --bin chaos \
+  --bin mint-certs
 cargo build --locked -p clockwise-client --examples
 export CLOCKWISE_BIN=$root/target/debug/clockwise
 replay=$root/target/debug/replay

@@ -428,13 +428,16 @@ class GrpcError(Exception):
 
 
 class Grpcurl:
-    def __init__(self, path, addr):
+    def __init__(self, path, addr, tls=None):
         self.path = path
         self.addr = addr
+        # grpcurl's TLS flags (-cacert, -cert, -key), or None for plain text.
+        self.tls = tls
 
     def run(self, *args, data=None):
         """Runs grpcurl; returns (exit status, stdout, stderr)."""
-        cmd = [self.path, "-plaintext", "-max-time", str(GRPCURL_TIMEOUT_S)]
+        transport = self.tls if self.tls is not None else ["-plaintext"]
+        cmd = [self.path, *transport, "-max-time", str(GRPCURL_TIMEOUT_S)]
         if data is not None:
             cmd += ["-d", "@"]
         cmd += [self.addr, *args]
@@ -463,13 +466,13 @@ LIVE_NODES = []
 
 
 class Node:
-    def __init__(self, binary, name):
+    def __init__(self, binary, name, extra=()):
         self.name = name
         self.dir = tempfile.mkdtemp(prefix=f"clockwise-e2e-{name}-")
         self.stderr = open(os.path.join(self.dir, "stderr.log"), "wb")
         self.proc = subprocess.Popen(
             [binary, "node", "--listen", "127.0.0.1:0", "--data-dir", os.path.join(self.dir, "data"),
-             "--metrics-listen", "127.0.0.1:0", "--sync-delay-ms", "10"],
+             "--metrics-listen", "127.0.0.1:0", "--sync-delay-ms", "10", *extra],
             stdout=subprocess.PIPE, stderr=self.stderr, stdin=subprocess.DEVNULL)
         LIVE_NODES.append(self)
         try:
@@ -557,9 +560,9 @@ def stop_all_nodes():
 atexit.register(stop_all_nodes)
 
 
-def with_node(checks, binary, name, body, sig=signal.SIGTERM):
+def with_node(checks, binary, name, body, sig=signal.SIGTERM, extra=()):
     """Starts a node, runs body(node), stops it with `sig` and checks the clean exit."""
-    node = Node(binary, name)
+    node = Node(binary, name, extra)
     try:
         body(node)
     except Exception as e:  # noqa: BLE001 - a crash of a group is a failed check, not a stop
@@ -903,18 +906,59 @@ def load_oracle():
     return mod
 
 
+# ---------------------------------------------------------------------------------------
+# Group 4: grpcurl over TLS, with a client certificate
+# ---------------------------------------------------------------------------------------
+def mint_certs(mint_bin):
+    """Throwaway certificates (tests' mint-certs): {name: path}."""
+    out_dir = tempfile.mkdtemp(prefix="clockwise-e2e-certs-")
+    p = subprocess.run([mint_bin, out_dir], capture_output=True, text=True, timeout=60)
+    if p.returncode != 0:
+        raise SetupError(f"mint-certs failed: {p.stderr}")
+    names = ["clients-ca", "node", "node-key", "client", "client-key"]
+    return {n: os.path.join(out_dir, f"{n}.pem") for n in names}
+
+
+def node_tls_flags(certs):
+    return ["--cert", certs["node"], "--key", certs["node-key"], "--trusted-ca", certs["clients-ca"]]
+
+
+def group_tls(checks, grpcurl_path, certs, node):
+    ca = ["-cacert", certs["clients-ca"]]
+    full = ca + ["-cert", certs["client"], "-key", certs["client-key"]]
+    g = Grpcurl(grpcurl_path, node.addr, tls=full)
+    rc, out, err = g.run("list")
+    checks.record("tls: grpcurl -cacert -cert -key lists the services", rc == 0 and HR in out,
+                  f"rc={rc} {err.strip()!r}")
+    ring = f"tls-{PID}"
+    try:
+        g.call(f"{HR}/AddNode", {"ring": ring, "timestamp": 1, "node_id": "node_a"})
+        stored = g.call(f"{HR}/StoreKey", {"ring": ring, "timestamp": 2, "key": "key1"})
+        ok = stored.get("nodeId") == "node_a"
+    except GrpcError as e:
+        stored, ok = str(e), False
+    checks.record("tls: calls over TLS are served", ok, f"got {stored}")
+    for label, tls in [("plain text", None), ("TLS without a client certificate", ca)]:
+        rc, out, err = Grpcurl(grpcurl_path, node.addr, tls=tls).run(f"{HR}/GetNodeCount",
+                                                                    data=json.dumps({"ring": ring}))
+        checks.record(f"tls: {label} is refused", rc != 0, f"rc={rc} out={out!r}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--grpcurl", default=str(REPO / ".venv" / "bin" / "grpcurl"),
                     help="grpcurl executable (default: <repo>/.venv/bin/grpcurl)")
     ap.add_argument("--clockwise", default=str(REPO / "target" / "debug" / "clockwise"),
                     help="clockwise binary (default: <repo>/target/debug/clockwise)")
+    ap.add_argument("--mint-certs", default=str(REPO / "target" / "debug" / "mint-certs"),
+                    help="the tests' certificate minter (default: <repo>/target/debug/mint-certs)")
     args = ap.parse_args()
 
     checks = Checks()
     started = time.monotonic()
     try:
-        for what, path in [("grpcurl", args.grpcurl), ("clockwise", args.clockwise)]:
+        for what, path in [("grpcurl", args.grpcurl), ("clockwise", args.clockwise),
+                           ("mint-certs", args.mint_certs)]:
             if not (os.path.isfile(path) and os.access(path, os.X_OK)):
                 raise SetupError(f"--{what} {path} is not an executable file")
         oracle = load_oracle()
@@ -926,6 +970,9 @@ def main():
                   lambda n: group_l6_max2(checks, args.grpcurl, oracle, n))
         with_node(checks, args.clockwise, "l6-max3",
                   lambda n: group_l6_max3(checks, args.grpcurl, oracle, n))
+        certs = mint_certs(args.mint_certs)
+        with_node(checks, args.clockwise, "tls",
+                  lambda n: group_tls(checks, args.grpcurl, certs, n), extra=node_tls_flags(certs))
     except SetupError as e:
         print(f"error: {e}", file=sys.stderr)
         print(f"grpcurl_e2e: {checks.passed} passed, {checks.failed + 1} failed")
