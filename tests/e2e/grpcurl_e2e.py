@@ -24,6 +24,9 @@ proto files at hand) and the plain-HTTP ``/metrics`` page. One node is started p
    fresh node 3) and ``clockwise_sync_calls_in_flight`` is back to 0 after each call.
    Both SyncReplicas and ReplicateSessions (with its bandwidth gate).
 4. bad input: an empty node id / server name is INVALID_ARGUMENT naming the field.
+5. TLS: a node with ``--cert``/``--key``/``--trusted-ca`` (throwaway certificates from the
+   tests' ``mint-certs``) answers grpcurl's ``-cacert -cert -key`` calls and refuses plain
+   text and TLS without a client certificate.
 Each node must also stop cleanly (exit status 0) on SIGTERM (the golden group's on SIGINT).
 
 Running
