@@ -22,6 +22,10 @@ pub enum CodecError {
     MissingOp,
     #[error("command has an unknown {0} value {1}")]
     UnknownEnum(&'static str, i32),
+    /// A value no client could have sent (the service refuses it): such an entry is
+    /// skipped by every replica instead of being applied.
+    #[error("command has {0} = {1}, beyond what the service accepts")]
+    OutOfRange(&'static str, i64),
     /// A retried write's sequence number is older than the client's last applied one.
     #[error("the sequence number is older than this client's last applied one ({last})")]
     StaleSequence { last: u64 },
@@ -118,6 +122,14 @@ fn space_to_proto(space: PositionSpace) -> i32 {
     match space {
         PositionSpace::Drill => PbSpace::Drill as i32,
         PositionSpace::U64 => PbSpace::U64 as i32,
+    }
+}
+
+fn replicas(n: i64) -> Result<i64, CodecError> {
+    if (0..=crate::engine::MAX_REPLICAS).contains(&n) {
+        Ok(n)
+    } else {
+        Err(CodecError::OutOfRange("num_replicas", n))
     }
 }
 
@@ -266,7 +278,7 @@ fn from_proto(command: pb::Command) -> Result<Command, CodecError> {
                 H::AddNode(node_id) => HashRingOp::AddNode { node_id },
                 H::AddNodeWithReplicas(r) => HashRingOp::AddNodeWithReplicas {
                     node_id: r.name,
-                    num_replicas: r.num_replicas,
+                    num_replicas: replicas(r.num_replicas)?,
                 },
                 H::RemoveNode(node_id) => HashRingOp::RemoveNode { node_id },
                 H::StoreKey(key) => HashRingOp::StoreKey { key },
@@ -311,7 +323,7 @@ fn from_proto(command: pb::Command) -> Result<Command, CodecError> {
                 C::AddServer(server_name) => ChatRouterOp::AddServer { server_name },
                 C::AddServerWithReplicas(r) => ChatRouterOp::AddServerWithReplicas {
                     server_name: r.name,
-                    num_replicas: r.num_replicas,
+                    num_replicas: replicas(r.num_replicas)?,
                 },
                 C::RemoveServer(server_name) => ChatRouterOp::RemoveServer { server_name },
                 C::AssignRequest(a) if a.ttl_ms != 0 => ChatRouterOp::AssignRequestWithTtl {
@@ -406,6 +418,42 @@ mod tests {
     use super::*;
     use crate::engine::command::sample_log;
     use crate::engine::Engine;
+
+    fn hex(text: &str) -> Vec<u8> {
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/command_decoder.rs): an entry asking for 2^40
+    /// virtual nodes made every replica try to allocate 8 TiB when applying it.
+    #[test]
+    fn an_entry_beyond_the_replica_limit_does_not_decode() {
+        let huge = hex("0a017210011a0c1a0a0a017810808080808020");
+        assert_eq!(
+            decode_entry(&huge).map(|_| ()),
+            Err(CodecError::OutOfRange("num_replicas", 1 << 40))
+        );
+        let at_limit = Command {
+            ring: "r".into(),
+            timestamp: 1,
+            op: crate::engine::Op::HashRing(crate::engine::HashRingOp::AddNodeWithReplicas {
+                node_id: "x".into(),
+                num_replicas: crate::engine::MAX_REPLICAS,
+            }),
+        };
+        assert_eq!(decode(&encode(&at_limit)), Ok(at_limit.clone()));
+        let mut beyond = at_limit;
+        if let crate::engine::Op::HashRing(crate::engine::HashRingOp::AddNodeWithReplicas {
+            num_replicas,
+            ..
+        }) = &mut beyond.op
+        {
+            *num_replicas = crate::engine::MAX_REPLICAS + 1;
+        }
+        assert!(decode(&encode(&beyond)).is_err());
+    }
 
     #[test]
     fn every_command_kind_survives_the_round_trip() {

@@ -422,3 +422,46 @@ fn a_backup_at_an_older_timestamp_counts_remaining_ttl_from_the_rings_clock() {
     // 50 ms remained at the clock (100), not 130 at the backup's timestamp.
     assert_eq!(ring(&e).locate_key("k").unwrap().expires_at, Some(250));
 }
+
+/// Found by fuzzing (fuzz/fuzz_targets/engine_ops.rs): at a ring clock of `i64::MAX`, a
+/// key that never expires was stored but could not be found.
+#[test]
+fn a_key_without_ttl_is_alive_even_at_the_last_timestamp() {
+    let mut e = Engine::new();
+    add(&mut e, "n");
+    assert_eq!(store(&mut e, i64::MAX, "k", 0).as_deref(), Some("n"));
+    let found = ring(&e).locate_key_at(i64::MAX, "k");
+    assert_eq!(
+        found.map(|l| (l.node, l.expires_at)),
+        Some(("n".to_owned(), None))
+    );
+    assert_eq!(ring(&e).get_used_at(i64::MAX, "n"), 1);
+}
+
+/// Found by fuzzing (fuzz/fuzz_targets/snapshot_decoder.rs): a snapshot naming a drill
+/// position of 100 or more made the restore index past the routing table.
+#[test]
+fn a_snapshot_with_a_position_outside_the_space_is_refused_not_a_panic() {
+    let hex = "434c4b57020001000000010000007200000000000000000002000000010000006101000000000000\
+               000100000000000000000000000001000000620100000000000000010000006400000000000000\
+               000000000000000000000000000000000000000000";
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    let refused = Engine::restore(&bytes).map(|_| ()).unwrap_err();
+    assert!(refused.to_string().contains("position"), "{refused}");
+    // The same ring with the position in range restores.
+    let mut fixed = bytes.clone();
+    // Node `b`: its name, 1 replica (i64), 1 position (u32), the position 100 (u64),
+    // all little-endian.
+    let node_b = [b'b', 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 100];
+    let at = fixed
+        .windows(node_b.len())
+        .position(|w| w == node_b)
+        .expect("node b and its position")
+        + node_b.len()
+        - 1;
+    fixed[at] = 99;
+    assert!(Engine::restore(&fixed).is_ok());
+}

@@ -35,6 +35,11 @@ pub use snapshot::SnapshotError;
 /// The namespace used when a request names none.
 pub const DEFAULT_RING: &str = "default";
 
+/// Most virtual nodes per node. The service refuses more; the log codec refuses a
+/// command with more, so no entry (forwarded or forged) makes every replica allocate
+/// without bound.
+pub const MAX_REPLICAS: i64 = 10_000;
+
 /// One entry of a batch result: the drill's `str`, `bool` or `None`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BatchResult {

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use super::placement::NEVER;
+use super::placement::{dead_by, NEVER};
 use super::placement::{Item, Placement, Slot};
 use super::ring::{NodeIdx, Ring, VnodeId};
 use super::PositionSpace;
@@ -303,7 +303,7 @@ impl Namespace {
     ) -> Option<NodeIdx> {
         let pos = self.space.position(key);
         let (node, vnode) = self.ring.route_vnode(pos)?;
-        if expiry <= self.latest {
+        if dead_by(expiry, self.latest) {
             // Dead on arrival (a timestamp older than the ring's clock, a TTL already
             // run out): it takes no room, so it evicts nothing, and a stored key it
             // refreshes dies now.
@@ -341,7 +341,7 @@ impl Namespace {
     pub(crate) fn locate(&self, key: &str, timestamp: i64) -> Option<Location> {
         let slot = self.placement.find(key)?;
         let (item, expiry) = (self.placement.item(slot), self.placement.expiry(slot));
-        if expiry <= timestamp {
+        if dead_by(expiry, timestamp) {
             return None;
         }
         Some(Location {

@@ -31,6 +31,12 @@ pub(crate) type Slot = u32;
 /// The expiry of an item that never expires.
 pub(crate) const NEVER: i64 = i64::MAX;
 
+/// Whether an item with `expiry` is dead at `timestamp` (one that never expires is alive
+/// even at `i64::MAX`).
+pub(crate) fn dead_by(expiry: i64, timestamp: i64) -> bool {
+    expiry != NEVER && expiry <= timestamp
+}
+
 /// The expiry of an item stored at `timestamp` for `ttl_ms` (0 or less: never).
 pub(crate) fn expiry(timestamp: i64, ttl_ms: i64) -> i64 {
     if ttl_ms <= 0 {

@@ -35,6 +35,14 @@ impl PositionSpace {
         self.position(&format!("{node}_{i}"))
     }
 
+    /// Whether `position` can be one of this space's (a snapshot is checked with it).
+    pub(crate) fn holds(self, position: u64) -> bool {
+        match self {
+            PositionSpace::Drill => position < 100,
+            PositionSpace::U64 => true,
+        }
+    }
+
     pub(crate) fn code(self) -> u8 {
         match self {
             PositionSpace::Drill => 0,

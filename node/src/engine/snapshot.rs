@@ -198,7 +198,13 @@ fn decode_ring(r: &mut Reader, base: i64) -> Result<Namespace, SnapshotError> {
         let count = r.u32()? as usize;
         let mut positions = Vec::with_capacity(count.min(r.0.len() / 8));
         for _ in 0..count {
-            positions.push(r.u64()?);
+            let position = r.u64()?;
+            if !space.holds(position) {
+                return Err(SnapshotError::Corrupt(
+                    "a position outside the ring's space",
+                ));
+            }
+            positions.push(position);
         }
         if !ns.add(&name, replicas, positions) {
             return Err(SnapshotError::Corrupt("duplicate node"));

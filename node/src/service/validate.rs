@@ -16,8 +16,8 @@ pub const MAX_BATCH_OPERATIONS: usize = 10_000;
 pub const MAX_SYNC_ENTRIES: usize = 1_000;
 /// Largest `max_concurrent` of a sync call.
 pub const MAX_CONCURRENT_CAP: i32 = 1_024;
-/// Most virtual nodes per node.
-pub const MAX_REPLICAS: i64 = 10_000;
+/// Most virtual nodes per node (the engine's limit).
+pub use crate::engine::MAX_REPLICAS;
 /// Largest `size_mb`, `bandwidth_mb`, `capacity` or `max_mb` (2^40 MB).
 pub const MAX_MB: i64 = 1 << 40;
 
