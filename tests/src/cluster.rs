@@ -243,6 +243,27 @@ impl TestCluster {
     }
 }
 
+/// Waits (bounded) until `nodes` nodes answer `client`'s status calls with one applied
+/// index (for clusters the test reaches only through the SDK, e.g. over TLS or tokens).
+pub async fn wait_applied_everywhere(client: &clockwise_client::Client, nodes: usize) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let statuses = client.cluster().statuses().await;
+        let applied: Vec<u64> = statuses
+            .iter()
+            .filter_map(|(_, s)| s.as_ref().ok().map(|s| s.applied_index))
+            .collect();
+        if applied.len() == nodes && applied.iter().all(|&a| a == applied[0]) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas did not catch up: {statuses:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 impl Drop for TestCluster {
     fn drop(&mut self) {
         self.nodes.clear();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use clockwise_client::{Client, Error, RetryPolicy};
 use clockwise_proto::hashring::v1 as hr;
 use clockwise_proto::hashring::v1::hash_ring_client::HashRingClient;
-use clockwise_tests::cluster::TestCluster;
+use clockwise_tests::cluster::{wait_applied_everywhere, TestCluster};
 use clockwise_tests::{clockwise_bin, unique_temp_dir, NodeProcess};
 use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
@@ -189,22 +189,7 @@ async fn a_cluster_with_tokens_replicates_with_its_peer_token() {
         ring.store_key(&format!("k{i}")).await.unwrap();
     }
     // Every node applies them: raft between the nodes gets through the auth layer.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let statuses = client.cluster().statuses().await;
-        let applied: Vec<u64> = statuses
-            .iter()
-            .filter_map(|(_, s)| s.as_ref().ok().map(|s| s.applied_index))
-            .collect();
-        if applied.len() == 3 && applied.iter().all(|&a| a == applied[0]) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "replicas did not catch up: {statuses:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_applied_everywhere(&client, 3).await;
     for address in &cluster.addrs {
         let one = Client::builder()
             .endpoints([address.clone()])

@@ -4,13 +4,13 @@
 //! another CA signed cannot speak raft; TLS on both ports lifts the loopback rule.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clockwise_client::{Client, RetryPolicy, Tls};
 use clockwise_proto::raft::v1::raft_transport_client::RaftTransportClient;
 use clockwise_proto::raft::v1::RaftMessageBatch;
 use clockwise_tests::certs::{Issued, TestCa};
-use clockwise_tests::cluster::TestCluster;
+use clockwise_tests::cluster::{wait_applied_everywhere, TestCluster};
 use clockwise_tests::{unique_temp_dir, NodeProcess};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
@@ -95,22 +95,7 @@ async fn a_cluster_over_mutual_tls_serves_only_holders_of_its_certificates() {
         ring.store_key(&format!("k{i}")).await.unwrap();
     }
     // Every replica applies them: raft between the nodes runs over mutual TLS.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let statuses = client.cluster().statuses().await;
-        let applied: Vec<u64> = statuses
-            .iter()
-            .filter_map(|(_, s)| s.as_ref().ok().map(|s| s.applied_index))
-            .collect();
-        if applied.len() == 3 && applied.iter().all(|&a| a == applied[0]) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "replicas did not catch up: {statuses:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_applied_everywhere(&client, 3).await;
 
     // ctl (and backup save, which shares its flags) speaks TLS with --cacert/--cert/--key.
     let ctl = |tls: bool| {

@@ -15,14 +15,12 @@
 //! nothing about how much of a wrong token matched.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use sha2::{Digest, Sha256};
 
+use super::gate::Gate;
 use super::metrics::Metrics;
 
 /// What a token may do.
@@ -259,56 +257,21 @@ pub fn check(tokens: &Tokens, path: &str, headers: &http::HeaderMap) -> Result<(
     }
 }
 
-/// The layer: with no tokens configured, every call passes.
+/// The authentication gate: with no tokens configured, every call passes.
 #[derive(Clone)]
-pub struct AuthLayer {
+pub struct Auth {
     pub tokens: Option<Arc<Tokens>>,
     pub metrics: Arc<Metrics>,
 }
 
-impl<S> tower::Layer<S> for AuthLayer {
-    type Service = AuthService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        AuthService {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct AuthService<S> {
-    inner: S,
-    layer: AuthLayer,
-}
-
-impl<S, B, R> tower::Service<http::Request<B>> for AuthService<S>
-where
-    S: tower::Service<http::Request<B>, Response = http::Response<R>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    B: Send + 'static,
-    R: Default + Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        if let Some(tokens) = &self.layer.tokens {
-            if let Err(status) = check(tokens, req.uri().path(), req.headers()) {
-                self.layer.metrics.refused_auth(status.code());
-                return Box::pin(std::future::ready(Ok(status.into_http())));
-            }
-        }
-        // The clone that was made ready is the one to call.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(async move { inner.call(req).await })
+impl Gate for Auth {
+    fn check<B>(&self, request: &http::Request<B>) -> Result<(), tonic::Status> {
+        let Some(tokens) = &self.tokens else {
+            return Ok(());
+        };
+        check(tokens, request.uri().path(), request.headers()).inspect_err(|status| {
+            self.metrics.refused_auth(status.code());
+        })
     }
 }
 

@@ -19,15 +19,13 @@
 //! The health, reflection and raft transport services are never rate limited.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use tonic::transport::server::TcpConnectInfo;
 
+use super::gate::Gate;
 use super::metrics::Metrics;
 
 /// The metadata key of a rate-limit refusal's hint.
@@ -144,65 +142,34 @@ fn exempt(path: &str) -> bool {
     .any(|prefix| path.starts_with(prefix))
 }
 
-/// The rate-limit layer: with no limiter, every call passes.
+/// The rate-limit gate: with no limiter, every call passes.
 #[derive(Clone)]
-pub struct RateLimitLayer {
+pub struct RateLimit {
     pub limiter: Option<Arc<RateLimiter>>,
     pub metrics: Arc<Metrics>,
 }
 
-impl<S> tower::Layer<S> for RateLimitLayer {
-    type Service = RateLimitService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        RateLimitService {
-            inner,
-            layer: self.clone(),
+impl Gate for RateLimit {
+    fn check<B>(&self, request: &http::Request<B>) -> Result<(), tonic::Status> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        if exempt(request.uri().path()) {
+            return Ok(());
         }
-    }
-}
-
-#[derive(Clone)]
-pub struct RateLimitService<S> {
-    inner: S,
-    layer: RateLimitLayer,
-}
-
-impl<S, B, R> tower::Service<http::Request<B>> for RateLimitService<S>
-where
-    S: tower::Service<http::Request<B>, Response = http::Response<R>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    B: Send + 'static,
-    R: Default + Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        if let Some(limiter) = &self.layer.limiter {
-            if !exempt(req.uri().path()) {
-                if let Err(wait) = limiter.take(&client_key(&req), Instant::now()) {
-                    self.layer.metrics.rate_limited();
-                    let millis = wait.as_millis().max(1);
-                    let mut status = tonic::Status::resource_exhausted(format!(
-                        "rate limit: at most {} calls per second per client; retry after {millis} ms",
-                        limiter.rate
-                    ));
-                    if let Ok(value) = millis.to_string().parse() {
-                        status.metadata_mut().insert(RETRY_AFTER_METADATA, value);
-                    }
-                    return Box::pin(std::future::ready(Ok(status.into_http())));
-                }
-            }
+        let Err(wait) = limiter.take(&client_key(request), Instant::now()) else {
+            return Ok(());
+        };
+        self.metrics.rate_limited();
+        let millis = wait.as_millis().max(1);
+        let mut status = tonic::Status::resource_exhausted(format!(
+            "rate limit: at most {} calls per second per client; retry after {millis} ms",
+            limiter.rate
+        ));
+        if let Ok(value) = millis.to_string().parse() {
+            status.metadata_mut().insert(RETRY_AFTER_METADATA, value);
         }
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(async move { inner.call(req).await })
+        Err(status)
     }
 }
 

@@ -7,6 +7,7 @@
 //! - [`state`]: the engine fed by the raft log; replicated writes, linearizable or
 //!   stale reads; timestamp-0 stamping.
 //! - [`cluster`]: `clockwise.cluster.v1.Cluster`, this node's view of the raft group.
+//! - [`gate`]: the layer that answers a call itself when a check refuses it.
 //! - [`auth`]: bearer tokens and roles, checked in one layer before any handler.
 //! - [`limits`]: every limit on callers in one place; the per-client rate limit layer.
 //! - [`tls`]: TLS on the client port, mutual TLS on the peer port.
@@ -17,6 +18,7 @@ pub mod auth;
 pub mod chatrouter;
 pub mod cluster;
 pub mod error;
+pub mod gate;
 pub mod hashring;
 pub mod limits;
 pub mod metrics;
@@ -48,9 +50,10 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
 use crate::engine::Engine;
-use auth::{AuthLayer, Tokens};
+use auth::{Auth, Tokens};
 pub use error::ServiceError;
-use limits::{Limits, RateLimitLayer, RateLimiter};
+use gate::GateLayer;
+use limits::{Limits, RateLimit, RateLimiter};
 use metrics::{Metrics, MetricsLayer};
 use state::{EngineMachine, NodeState};
 use sync::{SyncConfig, SyncRunner};
@@ -291,14 +294,14 @@ impl BoundNode {
         let limits = &self.config.limits;
         let max_message = limits.max_message_bytes;
         let access = (
-            AuthLayer {
+            GateLayer(Auth {
                 tokens: self.config.tokens.clone(),
                 metrics: metrics.clone(),
-            },
-            RateLimitLayer {
+            }),
+            GateLayer(RateLimit {
                 limiter: RateLimiter::new(limits.client_rate, limits.client_burst).map(Arc::new),
                 metrics: metrics.clone(),
-            },
+            }),
         );
         // Both servers stop when `shutdown` resolves, and drain their calls.
         let shutdown = shutdown.shared();
