@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use clockwise_cluster::{backup, MemberAddress};
+use clockwise_node::service::default_peer_listen;
 use clockwise_proto::cluster::v1 as pb;
 use clockwise_proto::cluster::v1::cluster_client::ClusterClient;
 use sha2::{Digest, Sha256};
@@ -158,11 +159,7 @@ fn restore(args: RestoreArgs) -> Result<(), Box<dyn std::error::Error + Send + S
     let address = args.address.to_string();
     let peer = args
         .peer_address
-        .unwrap_or_else(|| {
-            let mut peer = args.address;
-            peer.set_port(peer.port().saturating_add(100));
-            peer
-        })
+        .unwrap_or_else(|| default_peer_listen(args.address))
         .to_string();
     let member = MemberAddress::new(address.clone(), peer.clone());
     let index = backup::seed(

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use clockwise_node::service::PEER_PORT_OFFSET;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -40,7 +41,7 @@ pub async fn up(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         .map(|i| {
             args.base_port
                 .checked_add(i)
-                .and_then(|port| port.checked_add(100))
+                .and_then(|port| port.checked_add(PEER_PORT_OFFSET))
                 .map(|port| format!("127.0.0.1:{port}"))
                 .ok_or("--base-port leaves no room for every node's peer port")
         })

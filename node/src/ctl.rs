@@ -343,18 +343,15 @@ impl TlsArgs {
     /// An endpoint of the node at `address`: TLS when --cacert is given.
     pub fn endpoint(&self, address: &str) -> Result<tonic::transport::Endpoint, String> {
         use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
-        let read = |flag: &str, path: &std::path::Path| {
-            std::fs::read(path).map_err(|e| format!("{flag} {}: {e}", path.display()))
-        };
         let Some(ca) = &self.cacert else {
             return Endpoint::from_shared(format!("http://{address}")).map_err(|e| e.to_string());
         };
         let mut config =
-            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("--cacert", ca)?));
+            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read_pem("--cacert", ca)?));
         if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
             config = config.identity(Identity::from_pem(
-                read("--cert", cert)?,
-                read("--key", key)?,
+                read_pem("--cert", cert)?,
+                read_pem("--key", key)?,
             ));
         }
         Endpoint::from_shared(format!("https://{address}"))
@@ -363,18 +360,22 @@ impl TlsArgs {
     }
 
     pub fn tls(&self) -> Result<Option<clockwise_client::Tls>, String> {
-        let read = |flag: &str, path: &std::path::Path| {
-            std::fs::read(path).map_err(|e| format!("{flag} {}: {e}", path.display()))
-        };
         let Some(ca) = &self.cacert else {
             return Ok(None);
         };
-        let tls = clockwise_client::Tls::new(read("--cacert", ca)?);
+        let tls = clockwise_client::Tls::new(read_pem("--cacert", ca)?);
         Ok(Some(match (&self.cert, &self.key) {
-            (Some(cert), Some(key)) => tls.identity(read("--cert", cert)?, read("--key", key)?),
+            (Some(cert), Some(key)) => {
+                tls.identity(read_pem("--cert", cert)?, read_pem("--key", key)?)
+            }
             _ => tls,
         }))
     }
+}
+
+/// A PEM file named by `flag`.
+fn read_pem(flag: &str, path: &std::path::Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{flag} {}: {e}", path.display()))
 }
 
 /// Runs one `clockwise ctl` command.

@@ -17,7 +17,7 @@ use clockwise_node::service::auth::Tokens;
 use clockwise_node::service::limits::Limits;
 use clockwise_node::service::sync::SyncConfig;
 use clockwise_node::service::tls::{NodeTls, TlsFiles};
-use clockwise_node::service::{BoundNode, NodeConfig};
+use clockwise_node::service::{default_peer_listen, BoundNode, NodeConfig};
 use tracing_subscriber::EnvFilter;
 
 /// clockwise: consistent-hash placement as a service (HashRing and ChatRouter over gRPC).
@@ -269,13 +269,9 @@ async fn run_node(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
         )
         .into());
     }
-    let peer_listen = args.peer_listen.unwrap_or_else(|| {
-        let mut peer = args.listen;
-        if peer.port() != 0 {
-            peer.set_port(peer.port().saturating_add(100));
-        }
-        peer
-    });
+    let peer_listen = args
+        .peer_listen
+        .unwrap_or_else(|| default_peer_listen(args.listen));
     if !peer_listen.ip().is_loopback() && args.peer_cert.is_none() && !args.insecure {
         return Err(format!(
             "--peer-listen {peer_listen} is not a loopback address and the peer port has no \

@@ -59,6 +59,19 @@ use state::{EngineMachine, NodeState};
 use sync::{SyncConfig, SyncRunner};
 use tls::NodeTls;
 
+/// How far above its client port a node's peer port is by default.
+pub const PEER_PORT_OFFSET: u16 = 100;
+
+/// The default `--peer-listen` for a node listening on `listen`: the same host, the
+/// client port + [`PEER_PORT_OFFSET`] (port 0 stays 0: any free port).
+pub fn default_peer_listen(listen: SocketAddr) -> SocketAddr {
+    let mut peer = listen;
+    if peer.port() != 0 {
+        peer.set_port(peer.port().saturating_add(PEER_PORT_OFFSET));
+    }
+    peer
+}
+
 /// What `clockwise node` serves with.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
