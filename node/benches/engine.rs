@@ -15,7 +15,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
-use clockwise_node::engine::{ChatRouter, HashRing, PositionSpace};
+use clockwise_node::engine::{ChatRouter, HashRing, KeyOperation, KeyOperationKind, PositionSpace};
 
 /// Counts live heap bytes, to measure memory per stored key.
 struct CountingAlloc;
@@ -46,6 +46,8 @@ static ALLOC: CountingAlloc = CountingAlloc;
 const NODES: usize = 64;
 const REPLICAS: i64 = 100;
 const RUNS: usize = 5;
+/// Operations per call in the batched columns (`route_keys`, `batch_operations`).
+const BATCH: usize = 64;
 
 fn node_name(i: usize) -> String {
     format!("node-{i:02}")
@@ -101,16 +103,35 @@ fn mops(rate: f64) -> String {
 struct Row {
     keys: usize,
     cells: Vec<String>,
+    batched: Vec<String>,
+}
+
+/// `batch_operations` calls of `BATCH` stores each.
+fn store_batches(keys: &[String]) -> Vec<Vec<KeyOperation>> {
+    keys.chunks(BATCH)
+        .map(|chunk| {
+            chunk
+                .iter()
+                .map(|key| KeyOperation {
+                    kind: KeyOperationKind::Store,
+                    key: key.clone(),
+                })
+                .collect()
+        })
+        .collect()
 }
 
 fn bench_size(keys: usize) -> Row {
     let names: Vec<String> = (0..keys).map(key_name).collect();
-    let probe: Vec<&str> = {
+    // The probes are copies laid out in probe order, as requests arrive: a request's key
+    // is in cache when it is routed or stored, the stored copy of it is not.
+    let probe_keys: Vec<String> = {
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
         (0..1_000_000)
-            .map(|_| names[rng.below(keys)].as_str())
+            .map(|_| names[rng.below(keys)].clone())
             .collect()
     };
+    let probe: Vec<&str> = probe_keys.iter().map(String::as_str).collect();
 
     // Fill: store every key once into an empty (64-node) ring; memory measured here.
     let mut ring = ring_with_nodes();
@@ -130,6 +151,11 @@ fn bench_size(keys: usize) -> Row {
             black_box(ring.route_key(key));
         }
     });
+    let route_batched_rate = rate(probe.len(), || {
+        for chunk in probe.chunks(BATCH) {
+            black_box(ring.route_keys(chunk));
+        }
+    });
     let mut ts = keys as i64;
     let restore_rate = rate(probe.len(), || {
         for key in &probe {
@@ -137,6 +163,32 @@ fn bench_size(keys: usize) -> Row {
             black_box(ring.store_key(ts, key));
         }
     });
+    let probe_batches = store_batches(&probe_keys);
+    let restore_batched_rate = rate(probe.len(), || {
+        for batch in &probe_batches {
+            ts += 1;
+            black_box(ring.batch_operations(ts, batch));
+        }
+    });
+    drop(probe_batches);
+
+    // The same fill as above, through `batch_operations`.
+    let fill_batches = store_batches(&names);
+    let fill_batched_rate = median(
+        (0..RUNS)
+            .map(|_| {
+                let mut ring = ring_with_nodes();
+                let start = Instant::now();
+                for (i, batch) in fill_batches.iter().enumerate() {
+                    black_box(ring.batch_operations(i as i64, batch));
+                }
+                let rate = keys as f64 / start.elapsed().as_secs_f64();
+                assert_eq!(ring.top_loaded(NODES as i64).len(), NODES);
+                rate
+            })
+            .collect(),
+    );
+    drop(fill_batches);
 
     // Store with eviction: every node full (capacity = its load), each new key evicts one.
     for i in 0..NODES {
@@ -212,17 +264,32 @@ fn bench_size(keys: usize) -> Row {
             format!("{:.2} ms", remove * 1e3),
             format!("{per_key:.0} B"),
         ],
+        batched: vec![
+            mops(route_batched_rate),
+            mops(fill_batched_rate),
+            mops(restore_batched_rate),
+        ],
     }
 }
 
-/// md5 of each key alone: the floor under `route_key`, which must hash with md5.
-fn md5_only() -> f64 {
+/// md5 of each key alone, one by one and `BATCH` at a time: the floor under routing,
+/// which must hash with md5.
+fn md5_only() -> (f64, f64) {
     let keys: Vec<String> = (0..1_000_000).map(key_name).collect();
-    rate(keys.len(), || {
+    let one_by_one = rate(keys.len(), || {
         for key in &keys {
             black_box(PositionSpace::U64.position(key));
         }
-    })
+    });
+    let strs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let mut out = Vec::with_capacity(BATCH);
+    let batched = rate(keys.len(), || {
+        for chunk in strs.chunks(BATCH) {
+            PositionSpace::U64.positions(chunk, &mut out);
+            black_box(&out);
+        }
+    });
+    (one_by_one, batched)
 }
 
 /// The `hashring` crate's `get` on the same 64 × 100 ring, against our `route_key`.
@@ -348,11 +415,17 @@ fn main() {
     println!("## Engine (single thread, {NODES} nodes × {REPLICAS} virtual nodes, u64 space)\n");
     println!("| keys | route_key | store_key (new) | store_key (re-store) | store_key (evicts 1) | assign_request (evicts until fits) | add_node (moved keys) | remove_node | heap per key |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for &keys in sizes {
-        let row = bench_size(keys);
+    let rows: Vec<Row> = sizes.iter().map(|&keys| bench_size(keys)).collect();
+    for row in &rows {
         println!("| {} | {} |", row.keys, row.cells.join(" | "));
     }
     println!("\nheap per key: live heap bytes after storing N keys minus the key bytes, / N.");
+    println!("\n### Batched ({BATCH} keys per call)\n");
+    println!("| keys | route_keys | batch_operations, stores (new) | batch_operations, stores (re-store) |");
+    println!("|---:|---:|---:|---:|");
+    for row in &rows {
+        println!("| {} | {} |", row.keys, row.batched.join(" | "));
+    }
 
     let (ours, theirs) = hashring_baseline();
     println!("\n## Baselines (same process)\n");
@@ -364,12 +437,18 @@ fn main() {
         mops(theirs),
         ours / theirs
     );
-    let md5 = md5_only();
+    let (md5, md5_batched) = md5_only();
     println!(
         "| route vs md5 of the key alone (the drill's hash; the floor under routing) | {} | {} | {:.2}× |",
         mops(ours),
         mops(md5),
         ours / md5
+    );
+    println!(
+        "| md5 {BATCH} keys at a time (`PositionSpace::positions`) vs one by one | {} | {} | {:.2}× |",
+        mops(md5_batched),
+        mops(md5),
+        md5_batched / md5
     );
     match reference_baseline() {
         Ok((ours, theirs)) => println!(

@@ -78,6 +78,16 @@ impl ChatRouter {
         self.ns.route(request_id)
     }
 
+    /// `route_request` of every request, in order; hashes them together, several times
+    /// the rate of one call per request.
+    pub fn route_requests(&self, request_ids: &[&str]) -> Vec<Option<&str>> {
+        self.ns
+            .positions(request_ids.iter().copied())
+            .into_iter()
+            .map(|pos| self.ns.route_at(pos))
+            .collect()
+    }
+
     pub fn get_server_count(&self) -> i64 {
         self.ns.ring.node_count() as i64
     }
@@ -101,10 +111,24 @@ impl ChatRouter {
         size_mb: i64,
         ttl_ms: i64,
     ) -> Option<&str> {
+        let pos = self.ns.space.position(request_id);
+        self.assign_at(timestamp, request_id, pos, size_mb, ttl_ms)
+    }
+
+    /// `assign_request_with_ttl` of a request whose position is already known.
+    fn assign_at(
+        &mut self,
+        timestamp: i64,
+        request_id: &str,
+        pos: u64,
+        size_mb: i64,
+        ttl_ms: i64,
+    ) -> Option<&str> {
         self.ns.advance(timestamp);
         let stale = &mut self.stale_sizes;
         let node = self.ns.store(
             request_id,
+            pos,
             timestamp,
             Eviction::UntilFits { incoming: size_mb },
             || stale.remove(request_id).unwrap_or(size_mb),
@@ -185,16 +209,38 @@ impl ChatRouter {
         operations: &[RequestOperation],
     ) -> Vec<BatchResult> {
         self.ns.advance(timestamp);
+        // Every request that is placed is hashed up front, together.
+        let placed = |op: &&RequestOperation| {
+            matches!(
+                op.kind,
+                RequestOperationKind::Assign | RequestOperationKind::Route
+            )
+        };
+        let mut positions = self
+            .ns
+            .positions(
+                operations
+                    .iter()
+                    .filter(placed)
+                    .map(|op| op.request_id.as_str()),
+            )
+            .into_iter();
         let results = operations
             .iter()
             .map(|op| match op.kind {
-                RequestOperationKind::Assign => BatchResult::from_node(self.assign_request(
-                    timestamp,
-                    &op.request_id,
-                    op.size_mb,
-                )),
+                RequestOperationKind::Assign => {
+                    let pos = positions.next().expect("a position per assign");
+                    BatchResult::from_node(self.assign_at(
+                        timestamp,
+                        &op.request_id,
+                        pos,
+                        op.size_mb,
+                        0,
+                    ))
+                }
                 RequestOperationKind::Route => {
-                    BatchResult::from_node(self.route_request(&op.request_id))
+                    let pos = positions.next().expect("a position per route");
+                    BatchResult::from_node(self.ns.route_at(pos))
                 }
                 RequestOperationKind::Remove => {
                     BatchResult::Ok(self.ns.remove_key(&op.request_id).is_some())

@@ -1,6 +1,7 @@
 //! The ring engine: a pure, deterministic state machine (no I/O, no clock, no tokio).
 //!
-//! - [`position`]: where a string sits on the ring (`drill` mod-100 or `u64` space).
+//! - [`position`]: where a string sits on the ring (`drill` mod-100 or `u64` space);
+//!   `md5_batch`: the drill's md5, eight short strings at a time.
 //! - `ring`: nodes and their virtual nodes in `(position, name)` order; routing.
 //! - `placement`: stored items, per-node loads and LRU order; `slab`: their storage.
 //! - `namespace`: one ring with its items and limits; the semantics both drills share.
@@ -16,6 +17,7 @@
 pub mod chatrouter;
 pub mod command;
 pub mod hashring;
+mod md5_batch;
 mod namespace;
 mod placement;
 pub mod position;

@@ -265,8 +265,21 @@ impl Namespace {
     }
 
     pub(crate) fn route(&self, key: &str) -> Option<&str> {
-        let node = self.ring.route(self.space.position(key))?;
+        self.route_at(self.space.position(key))
+    }
+
+    /// The node owning ring position `pos`.
+    pub(crate) fn route_at(&self, pos: u64) -> Option<&str> {
+        let node = self.ring.route(pos)?;
         Some(self.ring.name(node))
+    }
+
+    /// The positions of many keys, hashed together (see [`PositionSpace::positions`]).
+    pub(crate) fn positions<'a>(&self, keys: impl Iterator<Item = &'a str>) -> Vec<u64> {
+        let keys: Vec<&str> = keys.collect();
+        let mut positions = Vec::new();
+        self.space.positions(&keys, &mut positions);
+        positions
     }
 
     pub(crate) fn node(&self, name: &str) -> Option<NodeIdx> {
@@ -290,18 +303,20 @@ impl Namespace {
         self.limits[node as usize]
     }
 
-    /// Stores or refreshes `key` at time `ts`. A key already stored keeps its size and
-    /// insertion order and never evicts; a new one makes room by `eviction` first and
-    /// takes `new_size()`. Returns the owning node, or `None` when the ring is empty.
+    /// Stores or refreshes `key`, whose position is `pos`, at time `ts`. A key already
+    /// stored keeps its size and insertion order and never evicts; a new one makes room
+    /// by `eviction` first and takes `new_size()`. Returns the owning node, or `None`
+    /// when the ring is empty.
     pub(crate) fn store(
         &mut self,
         key: &str,
+        pos: u64,
         ts: i64,
         eviction: Eviction,
         new_size: impl FnOnce() -> i64,
         expiry: i64,
     ) -> Option<NodeIdx> {
-        let pos = self.space.position(key);
+        debug_assert_eq!(pos, self.space.position(key));
         let (node, vnode) = self.ring.route_vnode(pos)?;
         if dead_by(expiry, self.latest) {
             // Dead on arrival (a timestamp older than the ring's clock, a TTL already
@@ -496,7 +511,14 @@ mod tests {
                                 NEVER
                             };
                             ns.advance(ts);
-                            ns.store(&key, ts, eviction, || next(5) as i64, expiry);
+                            ns.store(
+                                &key,
+                                ns.space.position(&key),
+                                ts,
+                                eviction,
+                                || next(5) as i64,
+                                expiry,
+                            );
                             ns.purge();
                         }
                     }

@@ -5,7 +5,7 @@
 //! the first 8 digest bytes (big-endian) as a `u64` position. Everything else about
 //! routing is identical in both spaces.
 
-use md5::{Digest, Md5};
+use super::md5_batch;
 
 /// The position space of one ring. Chosen while the ring is empty, fixed afterwards.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -21,7 +21,22 @@ impl PositionSpace {
     /// The position of `s` in this space.
     #[inline]
     pub fn position(self, s: &str) -> u64 {
-        let digest: [u8; 16] = Md5::digest(s.as_bytes()).into();
+        self.of_digest(md5_batch::digest(s.as_bytes()))
+    }
+
+    /// The position of every string, in order (as [`Self::position`] of each), into
+    /// `out`. Hashes the short ones eight at a time: about four times the rate of one
+    /// by one, on a CPU with AVX2.
+    pub fn positions(self, strings: &[&str], out: &mut Vec<u64>) {
+        let bytes: Vec<&[u8]> = strings.iter().map(|s| s.as_bytes()).collect();
+        let mut digests = Vec::with_capacity(strings.len());
+        md5_batch::digests(&bytes, &mut digests);
+        out.clear();
+        out.extend(digests.into_iter().map(|d| self.of_digest(d)));
+    }
+
+    #[inline]
+    fn of_digest(self, digest: [u8; 16]) -> u64 {
         match self {
             PositionSpace::Drill => (u128::from_be_bytes(digest) % 100) as u64,
             PositionSpace::U64 => {
@@ -61,7 +76,7 @@ impl PositionSpace {
 
 #[cfg(test)]
 mod tests {
-    use super::PositionSpace::Drill;
+    use super::PositionSpace::{Drill, U64};
 
     /// The spec's §8 table of real positions.
     #[test]
@@ -113,6 +128,22 @@ mod tests {
     #[test]
     fn u64_space_reads_the_first_eight_digest_bytes() {
         // md5("") = d41d8cd98f00b204 e9800998ecf8427e
-        assert_eq!(super::PositionSpace::U64.position(""), 0xd41d8cd98f00b204);
+        assert_eq!(U64.position(""), 0xd41d8cd98f00b204);
+    }
+
+    #[test]
+    fn many_positions_at_once_equal_one_at_a_time() {
+        let long = "x".repeat(200);
+        let strings: Vec<String> = (0..37)
+            .map(|i| format!("key-{i}"))
+            .chain(["".into(), long, "ключ-🔑".into()])
+            .collect();
+        let strs: Vec<&str> = strings.iter().map(String::as_str).collect();
+        for space in [Drill, U64] {
+            let mut out = vec![7];
+            space.positions(&strs, &mut out);
+            let want: Vec<u64> = strs.iter().map(|s| space.position(s)).collect();
+            assert_eq!(out, want, "{space:?}");
+        }
     }
 }
