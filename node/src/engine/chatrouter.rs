@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::namespace::{Eviction, Location, Namespace};
+use super::namespace::{Eviction, Location, Lookup, Namespace};
 use super::placement::expiry;
 use super::{BatchResult, PositionSpace};
 
@@ -69,8 +69,11 @@ impl ChatRouter {
         let Some(dropped) = self.ns.remove(server_name) else {
             return false;
         };
-        self.stale_sizes
-            .extend(dropped.into_iter().map(|item| (item.key, item.size)));
+        self.stale_sizes.extend(
+            dropped
+                .into_iter()
+                .map(|item| (Box::from(item.key.as_str()), item.size)),
+        );
         true
     }
 
@@ -111,16 +114,16 @@ impl ChatRouter {
         size_mb: i64,
         ttl_ms: i64,
     ) -> Option<&str> {
-        let pos = self.ns.space.position(request_id);
-        self.assign_at(timestamp, request_id, pos, size_mb, ttl_ms)
+        let lookup = Lookup::position(self.ns.space.position(request_id));
+        self.assign_at(timestamp, request_id, lookup, size_mb, ttl_ms)
     }
 
-    /// `assign_request_with_ttl` of a request whose position is already known.
+    /// `assign_request_with_ttl` of a request already looked up.
     fn assign_at(
         &mut self,
         timestamp: i64,
         request_id: &str,
-        pos: u64,
+        lookup: Lookup,
         size_mb: i64,
         ttl_ms: i64,
     ) -> Option<&str> {
@@ -128,7 +131,7 @@ impl ChatRouter {
         let stale = &mut self.stale_sizes;
         let node = self.ns.store(
             request_id,
-            pos,
+            lookup,
             timestamp,
             Eviction::UntilFits { incoming: size_mb },
             || stale.remove(request_id).unwrap_or(size_mb),
@@ -209,38 +212,38 @@ impl ChatRouter {
         operations: &[RequestOperation],
     ) -> Vec<BatchResult> {
         self.ns.advance(timestamp);
-        // Every request that is placed is hashed up front, together.
+        // Every request that is placed is looked up first, all together.
         let placed = |op: &&RequestOperation| {
             matches!(
                 op.kind,
                 RequestOperationKind::Assign | RequestOperationKind::Route
             )
         };
-        let mut positions = self
+        let mut lookups = self
             .ns
-            .positions(
-                operations
-                    .iter()
-                    .filter(placed)
-                    .map(|op| op.request_id.as_str()),
-            )
+            .look_up_many(operations.iter().filter(placed).map(|op| {
+                (
+                    op.request_id.as_str(),
+                    op.kind == RequestOperationKind::Assign,
+                )
+            }))
             .into_iter();
         let results = operations
             .iter()
             .map(|op| match op.kind {
                 RequestOperationKind::Assign => {
-                    let pos = positions.next().expect("a position per assign");
+                    let lookup = lookups.next().expect("a lookup per assign");
                     BatchResult::from_node(self.assign_at(
                         timestamp,
                         &op.request_id,
-                        pos,
+                        lookup,
                         op.size_mb,
                         0,
                     ))
                 }
                 RequestOperationKind::Route => {
-                    let pos = positions.next().expect("a position per route");
-                    BatchResult::from_node(self.ns.route_at(pos))
+                    let lookup = lookups.next().expect("a lookup per route");
+                    BatchResult::from_node(self.ns.route_at(lookup.pos))
                 }
                 RequestOperationKind::Remove => {
                     BatchResult::Ok(self.ns.remove_key(&op.request_id).is_some())

@@ -1,6 +1,6 @@
 //! The HashRing drill (levels L1–L6): keys counted one each, count-based eviction.
 
-use super::namespace::{Eviction, Location, Namespace};
+use super::namespace::{Eviction, Location, Lookup, Namespace};
 use super::placement::expiry;
 use super::{BatchResult, PositionSpace};
 
@@ -91,16 +91,16 @@ impl HashRing {
     /// Stores `key` alive until `timestamp + ttl_ms` (0: forever). Storing a key again
     /// sets its expiry anew from this call (0 clears it).
     pub fn store_key_with_ttl(&mut self, timestamp: i64, key: &str, ttl_ms: i64) -> Option<&str> {
-        let pos = self.ns.space.position(key);
-        self.store_at(timestamp, key, pos, ttl_ms)
+        let lookup = Lookup::position(self.ns.space.position(key));
+        self.store_at(timestamp, key, lookup, ttl_ms)
     }
 
-    /// `store_key_with_ttl` of a key whose position is already known.
-    fn store_at(&mut self, timestamp: i64, key: &str, pos: u64, ttl_ms: i64) -> Option<&str> {
+    /// `store_key_with_ttl` of a key already looked up.
+    fn store_at(&mut self, timestamp: i64, key: &str, lookup: Lookup, ttl_ms: i64) -> Option<&str> {
         self.ns.advance(timestamp);
         let node = self.ns.store(
             key,
-            pos,
+            lookup,
             timestamp,
             Eviction::AtMostOne,
             || 1,
@@ -180,24 +180,29 @@ impl HashRing {
         operations: &[KeyOperation],
     ) -> Vec<BatchResult> {
         self.ns.advance(timestamp);
-        // Every key that is placed is hashed up front, together.
+        // Every key that is placed is looked up first, all together.
         let placed = |op: &&KeyOperation| {
             matches!(op.kind, KeyOperationKind::Store | KeyOperationKind::Route)
         };
-        let mut positions = self
+        let mut lookups = self
             .ns
-            .positions(operations.iter().filter(placed).map(|op| op.key.as_str()))
+            .look_up_many(
+                operations
+                    .iter()
+                    .filter(placed)
+                    .map(|op| (op.key.as_str(), op.kind == KeyOperationKind::Store)),
+            )
             .into_iter();
         let results = operations
             .iter()
             .map(|op| match op.kind {
                 KeyOperationKind::Store => {
-                    let pos = positions.next().expect("a position per store");
-                    BatchResult::from_node(self.store_at(timestamp, &op.key, pos, 0))
+                    let lookup = lookups.next().expect("a lookup per store");
+                    BatchResult::from_node(self.store_at(timestamp, &op.key, lookup, 0))
                 }
                 KeyOperationKind::Route => {
-                    let pos = positions.next().expect("a position per route");
-                    BatchResult::from_node(self.ns.route_at(pos))
+                    let lookup = lookups.next().expect("a lookup per route");
+                    BatchResult::from_node(self.ns.route_at(lookup.pos))
                 }
                 KeyOperationKind::RemoveKey => {
                     BatchResult::Ok(self.ns.remove_key(&op.key).is_some())

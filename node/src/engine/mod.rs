@@ -3,7 +3,8 @@
 //! - [`position`]: where a string sits on the ring (`drill` mod-100 or `u64` space);
 //!   `md5_batch`: the drill's md5, eight short strings at a time.
 //! - `ring`: nodes and their virtual nodes in `(position, name)` order; routing.
-//! - `placement`: stored items, per-node loads and LRU order; `slab`: their storage.
+//! - `placement`: stored items, per-node loads and LRU order; `slab`: their storage;
+//!   `index`: the hash index from key to slab slot.
 //! - `namespace`: one ring with its items and limits; the semantics both drills share.
 //! - [`hashring`] / [`chatrouter`]: the two drill facades, method for method.
 //! - [`command`]: every mutation as a value, applied by [`Engine::apply`] (what a
@@ -17,6 +18,7 @@
 pub mod chatrouter;
 pub mod command;
 pub mod hashring;
+mod index;
 mod md5_batch;
 mod namespace;
 mod placement;
@@ -109,6 +111,8 @@ impl Engine {
     }
 }
 
+#[cfg(test)]
+mod batch_tests;
 #[cfg(test)]
 mod golden;
 #[cfg(test)]

@@ -28,6 +28,23 @@ pub(crate) enum Eviction {
     UntilFits { incoming: i64 },
 }
 
+/// What a batch looks up of a key before it applies its operations in order.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Lookup {
+    /// The key's ring position.
+    pub(crate) pos: u64,
+    /// Where the key was stored at lookup time, if it was (a hint, checked before use:
+    /// earlier operations of the batch may have moved or removed it).
+    pub(crate) slot: Option<Slot>,
+}
+
+impl Lookup {
+    /// A lookup of the position alone.
+    pub(crate) fn position(pos: u64) -> Self {
+        Lookup { pos, slot: None }
+    }
+}
+
 /// Where a stored item lives, for `LocateKey` / `LocateRequest`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Location {
@@ -282,6 +299,36 @@ impl Namespace {
         positions
     }
 
+    /// The positions of many keys and, for those flagged `true` (the stores), where each
+    /// is stored now, looked up together: the lookups do not depend on each other, so
+    /// the CPU overlaps their cache misses, which one-at-a-time operations pay in turn.
+    pub(crate) fn look_up_many<'a>(
+        &self,
+        keys: impl Iterator<Item = (&'a str, bool)>,
+    ) -> Vec<Lookup> {
+        let (keys, find): (Vec<&str>, Vec<bool>) = keys.unzip();
+        let mut positions = Vec::new();
+        self.space.positions(&keys, &mut positions);
+        let stored: Vec<&str> = keys
+            .iter()
+            .zip(&find)
+            .filter(|(_, &f)| f)
+            .map(|(k, _)| *k)
+            .collect();
+        let mut slots = self.placement.find_many(&stored).into_iter();
+        find.into_iter()
+            .zip(positions)
+            .map(|(find, pos)| Lookup {
+                pos,
+                slot: if find {
+                    slots.next().expect("a slot per key found")
+                } else {
+                    None
+                },
+            })
+            .collect()
+    }
+
     pub(crate) fn node(&self, name: &str) -> Option<NodeIdx> {
         self.ring.lookup(name)
     }
@@ -303,14 +350,14 @@ impl Namespace {
         self.limits[node as usize]
     }
 
-    /// Stores or refreshes `key`, whose position is `pos`, at time `ts`. A key already
-    /// stored keeps its size and insertion order and never evicts; a new one makes room
-    /// by `eviction` first and takes `new_size()`. Returns the owning node, or `None`
-    /// when the ring is empty.
+    /// Stores or refreshes `key` (`lookup`: its position, and maybe its slot) at time
+    /// `ts`. A key already stored keeps its size and insertion order and never evicts;
+    /// a new one makes room by `eviction` first and takes `new_size()`. Returns the
+    /// owning node, or `None` when the ring is empty.
     pub(crate) fn store(
         &mut self,
         key: &str,
-        pos: u64,
+        Lookup { pos, slot: hint }: Lookup,
         ts: i64,
         eviction: Eviction,
         new_size: impl FnOnce() -> i64,
@@ -329,7 +376,7 @@ impl Namespace {
         }
         let limit = self.limit(node);
         // Every stored key sits on its routed node, so "already here" is "stored".
-        let stored = self.placement.find_or_insert_with(key, |placement| {
+        let stored = self.placement.find_or_insert_with(key, hint, |placement| {
             if limit != UNLIMITED {
                 make_room(placement, node, limit, eviction);
             }
@@ -513,7 +560,7 @@ mod tests {
                             ns.advance(ts);
                             ns.store(
                                 &key,
-                                ns.space.position(&key),
+                                Lookup::position(ns.space.position(&key)),
                                 ts,
                                 eviction,
                                 || next(5) as i64,

@@ -1,9 +1,10 @@
 //! Where the stored keys are: the items, their per-node loads, and each node's LRU order.
 //!
-//! Items live in a slab and are found through a hash index of slot numbers. Each item
-//! keeps 32 bits of its key's hash, so growing the index and telling keys apart rarely
-//! reads the key's bytes (kept once, in the item). Beside the slab, each change costs
-//! O(1) or O(log n):
+//! Items live in a slab and are found through a hash index (`index`) of their slots
+//! beside 32 bits of their key's hash, so growing the index reads no item and a lookup
+//! reads one item, whose line holds a short key's bytes. A batch looks its keys up
+//! together ([`Placement::find_many`]). Beside the slab, each change costs O(1) or
+//! O(log n):
 //! - per virtual node, the list of items it owns: storing a key appends to the owner's
 //!   list, and a topology change visits only the lists of the virtual nodes whose arcs
 //!   changed (the new node's successors when adding, the removed node's when removing);
@@ -20,9 +21,11 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 use std::hash::BuildHasher;
+use std::num::NonZeroU32;
 
-use hashbrown::HashTable;
+use ecow::EcoString;
 
+use super::index::SlotIndex;
 use super::ring::{NodeIdx, VnodeId};
 use super::slab::Slab;
 
@@ -48,7 +51,8 @@ pub(crate) fn expiry(timestamp: i64, ttl_ms: i64) -> i64 {
 
 #[derive(Clone, Debug)]
 pub(crate) struct Item {
-    pub(crate) key: Box<str>,
+    /// Up to 15 bytes inline, so telling keys apart mostly reads only the item's line.
+    pub(crate) key: EcoString,
     pub(crate) pos: u64,
     pub(crate) access: i64,
     /// Insertion order: kept when the item is overwritten or moves, renewed when it is
@@ -59,9 +63,13 @@ pub(crate) struct Item {
     /// The virtual node that owns the item's position, and the item's place in its list.
     vnode: VnodeId,
     list_pos: u32,
-    /// Upper 32 bits of the key's hash (the index's hash is derived from them).
-    hash32: u32,
+    /// Upper 32 bits of the key's hash (the index's hash is derived from them); never
+    /// zero, so that an empty slab slot costs no byte beyond the item.
+    hash32: NonZeroU32,
 }
+
+// A stored item, empty or not, is one cache line.
+const _: () = assert!(std::mem::size_of::<Option<Item>>() == 64);
 
 /// `(access, seq, slot)`: ordered as the LRU order.
 type LruEntry = (i64, u64, Slot);
@@ -133,7 +141,7 @@ pub(crate) type Owner = (NodeIdx, VnodeId);
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Placement {
     items: Slab,
-    index: HashTable<Slot>,
+    index: SlotIndex,
     hasher: foldhash::quality::RandomState,
     /// Per virtual node id: the slots it owns, in no particular order.
     lists: Vec<Vec<Slot>>,
@@ -146,29 +154,57 @@ pub(crate) struct Placement {
     expiries: hashbrown::HashMap<Slot, i64, foldhash::fast::FixedState>,
 }
 
-/// The index's hash of an item, rebuilt from the 32 bits it keeps (the multiplier
-/// spreads them over the 64 bits hashbrown reads).
-#[inline]
-fn table_hash(hash32: u32) -> u64 {
-    u64::from(hash32).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-}
-
 impl Placement {
     pub(crate) fn len(&self) -> usize {
         self.index.len()
     }
 
     #[inline]
-    fn hash32(&self, key: &str) -> u32 {
-        (self.hasher.hash_one(key) >> 32) as u32
+    fn hash32(&self, key: &str) -> NonZeroU32 {
+        NonZeroU32::new((self.hasher.hash_one(key) >> 32) as u32).unwrap_or(NonZeroU32::MIN)
     }
 
     pub(crate) fn find(&self, key: &str) -> Option<Slot> {
         let h = self.hash32(key);
-        let items = &self.items;
-        self.index
-            .find(table_hash(h), |&slot| is_key(items, slot, h, key))
-            .copied()
+        self.index.find(h, |slot| is_key(&self.items, slot, key))
+    }
+
+    /// [`Self::find`] of every key, in order. The index entries of all the keys are
+    /// prefetched first, then the items they point to, then the keys are compared, so
+    /// the cache misses of different keys overlap instead of adding up.
+    pub(crate) fn find_many(&self, keys: &[&str]) -> Vec<Option<Slot>> {
+        let hashes: Vec<NonZeroU32> = keys.iter().map(|key| self.hash32(key)).collect();
+        for &h in &hashes {
+            self.index.prefetch(h);
+        }
+        // The first slot indexed under each hash: almost always the key's, if any.
+        let candidates: Vec<Option<Slot>> = hashes
+            .iter()
+            .map(|&h| {
+                let slot = self.index.find(h, |_| true);
+                if let Some(slot) = slot {
+                    self.items.prefetch(slot);
+                }
+                slot
+            })
+            .collect();
+        keys.iter()
+            .zip(hashes)
+            .zip(candidates)
+            .map(|((key, h), candidate)| match candidate {
+                Some(slot) if is_key(&self.items, slot, key) => Some(slot),
+                // Another key with the same 32 hash bits came first; or none at all.
+                Some(_) => self.index.find(h, |slot| is_key(&self.items, slot, key)),
+                None => None,
+            })
+            .collect()
+    }
+
+    /// Whether `slot` holds `key` now.
+    fn holds(&self, slot: Slot, key: &str) -> bool {
+        self.items[slot]
+            .as_ref()
+            .is_some_and(|item| item.key == key)
     }
 
     pub(crate) fn item(&self, slot: Slot) -> &Item {
@@ -195,18 +231,19 @@ impl Placement {
 
     /// The slot of `key` if it is stored. If not, stores the `(pos, owner, access, size)`
     /// that `make` returns (it may first evict through the `&mut Self` it gets) and
-    /// answers `None`. The key is hashed once either way.
+    /// answers `None`. `hint` is where an earlier lookup found the key: used only if the
+    /// key is still there, which saves the second lookup.
     pub(crate) fn find_or_insert_with(
         &mut self,
         key: &str,
+        hint: Option<Slot>,
         make: impl FnOnce(&mut Self) -> (u64, Owner, i64, i64, i64),
     ) -> Option<Slot> {
+        if let Some(slot) = hint.filter(|&slot| self.holds(slot, key)) {
+            return Some(slot);
+        }
         let h = self.hash32(key);
-        let items = &self.items;
-        if let Some(&slot) = self
-            .index
-            .find(table_hash(h), |&slot| is_key(items, slot, h, key))
-        {
+        if let Some(slot) = self.index.find(h, |slot| is_key(&self.items, slot, key)) {
             return Some(slot);
         }
         let (pos, owner, access, size, expiry) = make(self);
@@ -230,7 +267,7 @@ impl Placement {
     #[allow(clippy::too_many_arguments)]
     fn insert_hashed(
         &mut self,
-        hash32: u32,
+        hash32: NonZeroU32,
         key: &str,
         pos: u64,
         (node, vnode): Owner,
@@ -258,10 +295,7 @@ impl Placement {
             self.expiring.insert((expiry, seq, slot));
             self.expiries.insert(slot, expiry);
         }
-        let items = &self.items;
-        self.index.insert_unique(table_hash(hash32), slot, |&s| {
-            table_hash(item_at(items, s).hash32)
-        });
+        self.index.insert(hash32, slot);
         let load = &mut self.loads[node as usize];
         load.count += 1;
         load.size += i128::from(size);
@@ -342,10 +376,7 @@ impl Placement {
         if let Some(expiry) = self.expiries.remove(&slot) {
             self.expiring.remove(&(expiry, item.seq, slot));
         }
-        self.index
-            .find_entry(table_hash(item.hash32), |&s| s == slot)
-            .expect("indexed slot")
-            .remove();
+        self.index.remove(item.hash32, slot);
         let load = &mut self.loads[item.node as usize];
         load.count -= 1;
         load.size -= i128::from(item.size);
@@ -491,11 +522,10 @@ fn is_current(items: &Slab, node: NodeIdx, (access, seq, slot): LruEntry) -> boo
         .is_some_and(|item| item.seq == seq && item.access == access && item.node == node)
 }
 
-/// Whether `slot` holds `key` (whose hash has upper bits `hash32`).
+/// Whether `slot` holds `key`.
 #[inline]
-fn is_key(items: &Slab, slot: Slot, hash32: u32, key: &str) -> bool {
-    let item = item_at(items, slot);
-    item.hash32 == hash32 && &*item.key == key
+fn is_key(items: &Slab, slot: Slot, key: &str) -> bool {
+    item_at(items, slot).key == key
 }
 
 fn item_at(items: &Slab, slot: Slot) -> &Item {
