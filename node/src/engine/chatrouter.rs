@@ -114,7 +114,7 @@ impl ChatRouter {
         size_mb: i64,
         ttl_ms: i64,
     ) -> Option<&str> {
-        let lookup = Lookup::position(self.ns.space.position(request_id));
+        let lookup = self.ns.look_up(request_id);
         self.assign_at(timestamp, request_id, lookup, size_mb, ttl_ms)
     }
 

@@ -91,7 +91,7 @@ impl HashRing {
     /// Stores `key` alive until `timestamp + ttl_ms` (0: forever). Storing a key again
     /// sets its expiry anew from this call (0 clears it).
     pub fn store_key_with_ttl(&mut self, timestamp: i64, key: &str, ttl_ms: i64) -> Option<&str> {
-        let lookup = Lookup::position(self.ns.space.position(key));
+        let lookup = self.ns.look_up(key);
         self.store_at(timestamp, key, lookup, ttl_ms)
     }
 
