@@ -292,8 +292,9 @@ fn md5_only() -> (f64, f64) {
     (one_by_one, batched)
 }
 
-/// The `hashring` crate's `get` on the same 64 × 100 ring, against our `route_key`.
-fn hashring_baseline() -> (f64, f64) {
+/// The `hashring` crate's `get` on the same 64 × 100 ring, against our `route_key` and
+/// `route_keys` (`BATCH` per call): (ours one by one, ours batched, theirs).
+fn hashring_baseline() -> (f64, f64, f64) {
     let ring = ring_with_nodes();
     let mut theirs = hashring::HashRing::new();
     for i in 0..NODES {
@@ -307,12 +308,18 @@ fn hashring_baseline() -> (f64, f64) {
             black_box(ring.route_key(key));
         }
     });
+    let strs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let ours_batched = rate(keys.len(), || {
+        for chunk in strs.chunks(BATCH) {
+            black_box(ring.route_keys(chunk));
+        }
+    });
     let theirs = rate(keys.len(), || {
         for key in &keys {
             black_box(theirs.get(key));
         }
     });
-    (ours, theirs)
+    (ours, ours_batched, theirs)
 }
 
 /// A 10k-call HashRing trace (16 nodes × 10 virtual nodes, 2,000 keys), run here and by
@@ -427,7 +434,7 @@ fn main() {
         println!("| {} | {} |", row.keys, row.batched.join(" | "));
     }
 
-    let (ours, theirs) = hashring_baseline();
+    let (ours, ours_batched, theirs) = hashring_baseline();
     println!("\n## Baselines (same process)\n");
     println!("| comparison | clockwise | baseline | ratio |");
     println!("|---|---:|---:|---:|");
@@ -436,6 +443,12 @@ fn main() {
         mops(ours),
         mops(theirs),
         ours / theirs
+    );
+    println!(
+        "| `route_keys`, {BATCH} keys per call, vs `hashring` 0.3 `get` | {} | {} | {:.2}× |",
+        mops(ours_batched),
+        mops(theirs),
+        ours_batched / theirs
     );
     let (md5, md5_batched) = md5_only();
     println!(
