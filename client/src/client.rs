@@ -28,6 +28,9 @@ const CLIENT_ID_METADATA: &str = "x-clockwise-client-id";
 const SEQ_METADATA: &str = "x-clockwise-seq";
 const CONSISTENCY_METADATA: &str = "x-clockwise-consistency";
 const AUTHORIZATION_METADATA: &str = "authorization";
+/// Marks an UNAVAILABLE by which a node says the cluster (no leader, no quorum) could not
+/// serve the call in time: the node answered, so its breaker does not count it.
+const CLUSTER_UNAVAILABLE_METADATA: &str = "x-clockwise-cluster-unavailable";
 /// A node's rate-limit hint (`RESOURCE_EXHAUSTED`), and the longest one believed.
 const RETRY_AFTER_METADATA: &str = "retry-after-ms";
 const MAX_RETRY_AFTER_MS: u64 = 10_000;
@@ -644,11 +647,14 @@ impl Client {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok())
                 .map(|ms| Duration::from_millis(ms.min(MAX_RETRY_AFTER_MS)));
+            let cluster_wide = status.metadata().contains_key(CLUSTER_UNAVAILABLE_METADATA);
             let error = Error::from(status);
             let code = error.code().unwrap_or(tonic::Code::Unknown);
-            // An attempt the call's own deadline cut short says little about the peer.
-            let peer_at_fault =
-                counts_against_peer(code) && !(cut_short && code == tonic::Code::DeadlineExceeded);
+            // An attempt the call's own deadline cut short says little about the peer, and
+            // a node that answers "no quorum" is up: the cluster is electing or cut off.
+            let peer_at_fault = counts_against_peer(code)
+                && !cluster_wide
+                && !(cut_short && code == tonic::Code::DeadlineExceeded);
             if peer_at_fault {
                 permit.failure();
             } else {

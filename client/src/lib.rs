@@ -19,8 +19,11 @@
 //! [`HashRing::stale_reads`] are spread over every replica), retries only what may
 //! succeed later (`UNAVAILABLE`, `DEADLINE_EXCEEDED`, `RESOURCE_EXHAUSTED`,
 //! `ABORTED`) with full-jitter exponential backoff under an overall and a per-attempt
-//! deadline, and skips endpoints whose circuit breaker is open. Writes carry a session
-//! id and sequence number, so a retried write is applied once.
+//! deadline, and skips endpoints whose circuit breaker is open. A breaker counts what
+//! says its node is down or overloaded, not a node's answer that the cluster has no
+//! leader or quorum (metadata `x-clockwise-cluster-unavailable`): during an election
+//! every follower says that, and counting it would shut off the healthy nodes. Writes
+//! carry a session id and sequence number, so a retried write is applied once.
 //!
 //! Modules:
 //! - [`client`](Client): the builder, endpoints, leader tracking and the retry loop.

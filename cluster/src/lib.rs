@@ -29,7 +29,7 @@ pub use driver::{
     DriverConfig, MembershipChange, ProposeError, RaftHandle, RaftStatus, Role, Transport,
 };
 pub use member::MemberAddress;
-pub use replica::{Backup, Replica, ReplicaError};
+pub use replica::{Backup, Replica, ReplicaError, CLUSTER_UNAVAILABLE_METADATA};
 pub use state_machine::StateMachine;
 pub use storage::{LogStore, ReadyWrite, StoreError};
 pub use transport::{GrpcTransport, RaftTransportService};

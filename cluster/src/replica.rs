@@ -15,15 +15,27 @@ use clockwise_proto::raft::v1::ForwardRequest;
 use crate::driver::{MembershipChange, ProposeError, RaftHandle, RaftStatus};
 use crate::transport::{GrpcTransport, PeerClient, LEADER_METADATA};
 
+/// Marks an UNAVAILABLE that says the cluster, not the answering node, could not serve
+/// the call ([`ReplicaError::ClusterUnavailable`]): a client's circuit breaker should not
+/// count it against that node.
+pub const CLUSTER_UNAVAILABLE_METADATA: &str = "x-clockwise-cluster-unavailable";
+
 /// Pause between attempts while no leader is known (an election takes a few ticks).
 const NO_LEADER_RETRY: Duration = Duration::from_millis(20);
 
 /// Why a replicated call has no answer.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum ReplicaError {
-    /// No quorum or no leader within the deadline, or the outcome is unknown.
+    /// This node cannot serve it (it is stopping, or a forwarded write failed at the
+    /// leader with its outcome unknown).
     #[error("{0}")]
     Unavailable(String),
+    /// The cluster could not serve it within the deadline: no leader, no quorum, a
+    /// leader that did not answer in time, or leadership that moved under a write (the
+    /// message says when a write's outcome is unknown). This node itself answered:
+    /// callers should not count it against it.
+    #[error("{0}")]
+    ClusterUnavailable(String),
     /// The leader's proposal queue is full.
     #[error("{0}")]
     Busy(String),
@@ -226,13 +238,13 @@ impl Replica {
                 }
                 Ok(Err(ProposeError::Refused(why))) => return Err(ReplicaError::Refused(why)),
                 Err(_) => {
-                    return Err(ReplicaError::Unavailable(
+                    return Err(ReplicaError::ClusterUnavailable(
                         "no quorum confirmed the read within the deadline".into(),
                     ))
                 }
             }
             if Instant::now() + NO_LEADER_RETRY >= deadline {
-                return Err(ReplicaError::Unavailable(
+                return Err(ReplicaError::ClusterUnavailable(
                     "no quorum within the deadline".into(),
                 ));
             }
@@ -259,7 +271,7 @@ impl Replica {
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let Ok(attempt) = tokio::time::timeout(remaining, local()).await else {
-                return Err(ReplicaError::Unavailable(
+                return Err(ReplicaError::ClusterUnavailable(
                     "no quorum applied the request within the deadline; it may or may not be \
                      applied"
                         .into(),
@@ -288,13 +300,17 @@ impl Replica {
                         "the proposal queue is full; retry later".into(),
                     ))
                 }
-                Err(e @ (ProposeError::Unknown | ProposeError::Stopped)) => {
+                // Leadership moved under the write: the cluster's doing, not this node's.
+                Err(e @ ProposeError::Unknown) => {
+                    return Err(ReplicaError::ClusterUnavailable(e.to_string()))
+                }
+                Err(e @ ProposeError::Stopped) => {
                     return Err(ReplicaError::Unavailable(e.to_string()))
                 }
                 Err(ProposeError::Refused(why)) => return Err(ReplicaError::Refused(why)),
             }
             if Instant::now() + NO_LEADER_RETRY >= deadline {
-                return Err(ReplicaError::Unavailable(
+                return Err(ReplicaError::ClusterUnavailable(
                     "no leader reachable within the deadline (is a quorum of nodes up?)".into(),
                 ));
             }
@@ -357,6 +373,14 @@ fn forwarded_error(status: &tonic::Status) -> Option<ReplicaError> {
         tonic::Code::ResourceExhausted => Some(ReplicaError::Busy(message)),
         tonic::Code::Unavailable if message.contains("may or may not") => {
             Some(ReplicaError::Unavailable(message))
+        }
+        // The forwarded call ran out of this node's budget: the leader is slow or cut
+        // off from its quorum; this node is fine.
+        tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+            Some(ReplicaError::ClusterUnavailable(format!(
+                "the leader did not answer within the deadline ({message}); the request \
+                 may or may not be applied"
+            )))
         }
         _ => Some(ReplicaError::Unavailable(format!(
             "the leader did not answer ({:?}: {message}); the request may or may not be applied",

@@ -1,10 +1,13 @@
 //! The client SDK against real node processes: a write loop rides out a SIGKILL of the
 //! leader with nothing applied twice; dead endpoints trip their breakers while calls
-//! go elsewhere; refusals are not retried; a dead cluster exhausts retries in time.
+//! go elsewhere; refusals are not retried; a dead cluster exhausts retries in time; a
+//! node without quorum says so before the caller's deadline and keeps its breaker closed.
 
 use std::time::{Duration, Instant};
 
 use clockwise_client::{BreakerConfig, BreakerState, Client, Error, RetryPolicy};
+use clockwise_proto::hashring::v1::hash_ring_client::HashRingClient;
+use clockwise_proto::hashring::v1::{GetNodeCountRequest, StoreKeyRequest};
 use clockwise_tests::cluster::TestCluster;
 use clockwise_tests::{free_local_addr, NodeProcess};
 
@@ -149,4 +152,94 @@ async fn with_no_node_up_calls_exhaust_their_retries_within_the_deadline() {
     }
     let error = client.hash_ring("r").get_node_count().await.unwrap_err();
     assert!(matches!(error, Error::CircuitOpen { .. }), "{error:?}");
+}
+
+/// With two of three nodes down the last one has no quorum. Asked with a short deadline,
+/// it answers UNAVAILABLE marked "no quorum" before the deadline (not a silent time-out),
+/// and the SDK does not count that against it: its breaker stays closed, so the first
+/// call after quorum returns goes through. Without the mark, two failures would open the
+/// breaker for ten minutes and the last loop below would never succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_quorum_says_so_in_time_and_its_breaker_stays_closed() {
+    let mut cluster = TestCluster::start(3);
+    cluster.leader().await;
+    cluster.kill(0);
+    cluster.kill(1);
+    let survivor = cluster.addrs[2].clone();
+
+    let mut raw = HashRingClient::connect(format!("http://{survivor}"))
+        .await
+        .unwrap();
+    let mut write = tonic::Request::new(StoreKeyRequest {
+        ring: "q".into(),
+        key: "k".into(),
+        ..Default::default()
+    });
+    write.set_timeout(Duration::from_millis(400));
+    let mut read = tonic::Request::new(GetNodeCountRequest {
+        ring: "q".into(),
+        ..Default::default()
+    });
+    read.set_timeout(Duration::from_millis(400));
+    let write = raw.store_key(write).await.unwrap_err();
+    let read = raw.get_node_count(read).await.unwrap_err();
+    for status in [write, read] {
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        assert_eq!(
+            status
+                .metadata()
+                .get("x-clockwise-cluster-unavailable")
+                .map(|v| v.to_str().unwrap()),
+            Some("1"),
+            "{status:?}"
+        );
+    }
+
+    let client = Client::builder()
+        .endpoints([survivor.clone()])
+        .timeout(Duration::from_secs(2))
+        .attempt_timeout(Duration::from_millis(300))
+        .retry(RetryPolicy {
+            max_attempts: 3,
+            initial_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(50),
+        })
+        .breaker(BreakerConfig {
+            failure_threshold: 2,
+            open_timeout: Duration::from_secs(600),
+            ..BreakerConfig::default()
+        })
+        .build()
+        .await
+        .unwrap();
+    let ring = client.hash_ring("q");
+    for _ in 0..2 {
+        let error = ring.store_key("k").await.unwrap_err();
+        assert!(error.is_retriable(), "{error:?}");
+        assert_eq!(error.code(), Some(tonic::Code::Unavailable), "{error:?}");
+    }
+    // The client learned the other members from the survivor; their breakers count
+    // refused connections, the survivor's counts nothing.
+    let stats = client.breaker_stats();
+    let (_, survivor_stats) = stats.iter().find(|(a, _)| *a == survivor).unwrap();
+    assert_eq!(survivor_stats.state, BreakerState::Closed, "{stats:?}");
+    assert_eq!(survivor_stats.failures, 0, "{stats:?}");
+    assert!(survivor_stats.calls >= 2, "it was asked: {stats:?}");
+
+    // Quorum again: the same client gets through once a leader is elected.
+    cluster.start_node(0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match ring.add_node("n").await {
+            Ok(added) => {
+                assert!(added);
+                break;
+            }
+            Err(e) => {
+                assert!(!matches!(e, Error::CircuitOpen { .. }), "{e:?}");
+                assert!(Instant::now() < deadline, "no write within 30 s: {e:?}");
+            }
+        }
+    }
+    assert_eq!(ring.store_key("k").await.unwrap().as_deref(), Some("n"));
 }

@@ -15,9 +15,16 @@ pub enum ServiceError {
     ResourceExhausted(String),
     #[error("{0}")]
     Unimplemented(String),
-    /// No quorum or leader within the deadline, or a write's outcome is unknown.
+    /// This node cannot serve the call (it is stopping, or a forwarded write failed at
+    /// the leader with its outcome unknown).
     #[error("{0}")]
     Unavailable(String),
+    /// The cluster could not serve the call within its deadline: no leader, no quorum, a
+    /// leader that did not answer in time, or leadership that moved under a write (the
+    /// message says when a write's outcome is unknown). UNAVAILABLE, marked so that
+    /// clients do not blame this node.
+    #[error("{0}")]
+    ClusterUnavailable(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -38,10 +45,17 @@ impl From<ServiceError> for Status {
             ServiceError::FailedPrecondition(_) => Code::FailedPrecondition,
             ServiceError::ResourceExhausted(_) => Code::ResourceExhausted,
             ServiceError::Unimplemented(_) => Code::Unimplemented,
-            ServiceError::Unavailable(_) => Code::Unavailable,
+            ServiceError::Unavailable(_) | ServiceError::ClusterUnavailable(_) => Code::Unavailable,
             ServiceError::Internal(_) => Code::Internal,
         };
-        Status::new(code, err.to_string())
+        let mut status = Status::new(code, err.to_string());
+        if let ServiceError::ClusterUnavailable(_) = err {
+            status.metadata_mut().insert(
+                clockwise_cluster::CLUSTER_UNAVAILABLE_METADATA,
+                tonic::metadata::MetadataValue::from_static("1"),
+            );
+        }
+        status
     }
 }
 
@@ -49,6 +63,9 @@ impl From<clockwise_cluster::ReplicaError> for ServiceError {
     fn from(err: clockwise_cluster::ReplicaError) -> Self {
         match err {
             clockwise_cluster::ReplicaError::Unavailable(why) => ServiceError::Unavailable(why),
+            clockwise_cluster::ReplicaError::ClusterUnavailable(why) => {
+                ServiceError::ClusterUnavailable(why)
+            }
             clockwise_cluster::ReplicaError::Busy(why) => ServiceError::ResourceExhausted(why),
             clockwise_cluster::ReplicaError::Refused(why) => ServiceError::FailedPrecondition(why),
         }

@@ -8,6 +8,8 @@
 //!   stale reads; timestamp-0 stamping.
 //! - [`cluster`]: `clockwise.cluster.v1.Cluster`, this node's view of the raft group.
 //! - [`gate`]: the layer that answers a call itself when a check refuses it.
+//! - [`deadline`]: each call's budget from its `grpc-timeout`, so a node says "no
+//!   quorum" before the caller's deadline rather than time out silently.
 //! - [`auth`]: bearer tokens and roles, checked in one layer before any handler.
 //! - [`limits`]: every limit on callers in one place; the per-client rate limit layer.
 //! - [`tls`]: TLS on the client port, mutual TLS on the peer port.
@@ -17,6 +19,7 @@
 pub mod auth;
 pub mod chatrouter;
 pub mod cluster;
+pub mod deadline;
 pub mod error;
 pub mod gate;
 pub mod hashring;
@@ -51,6 +54,7 @@ use tonic::transport::Server;
 
 use crate::engine::Engine;
 use auth::{Auth, Tokens};
+use deadline::DeadlineLayer;
 pub use error::ServiceError;
 use gate::GateLayer;
 use limits::{Limits, RateLimit, RateLimiter};
@@ -340,6 +344,7 @@ impl BoundNode {
             .layer(MetricsLayer(metrics.clone()))
             .layer(access.0.clone())
             .layer(access.1)
+            .layer(DeadlineLayer)
             .add_service(health_service)
             .add_service(reflection().build_v1()?)
             .add_service(reflection().build_v1alpha()?)

@@ -289,9 +289,10 @@ impl NodeState {
         &self.replica
     }
 
-    /// How long a replicated call may wait for a quorum.
+    /// How long the current call may wait for a quorum: the node's request timeout, or
+    /// less if the caller's deadline is nearer (see [`super::deadline`]).
     pub fn timeout(&self) -> Duration {
-        self.timeout
+        super::deadline::budget(self.timeout)
     }
 
     /// Replicates one mutation and answers its outcome. With a session, a repeat of the
@@ -302,7 +303,7 @@ impl NodeState {
         session: Option<Session>,
     ) -> Result<Outcome, ServiceError> {
         let entry = codec::encode_entry(&command, session.as_ref());
-        let result = self.replica.propose(entry, self.timeout).await?;
+        let result = self.replica.propose(entry, self.timeout()).await?;
         codec::decode_outcome(&result).map_err(|e| match e {
             CodecError::StaleSequence { last } => ServiceError::FailedPrecondition(format!(
                 "{SEQ_METADATA}: older than this client's last applied write ({last}); \
@@ -320,7 +321,7 @@ impl NodeState {
         f: impl FnOnce(&Engine) -> T,
     ) -> Result<T, ServiceError> {
         if consistency == Consistency::Linearizable {
-            self.replica.read_index(self.timeout).await?;
+            self.replica.read_index(self.timeout()).await?;
         }
         Ok(f(&self
             .engine
