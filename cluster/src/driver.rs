@@ -38,6 +38,9 @@ use crate::storage::{LogStore, ReadyWrite, StoreError};
 
 /// How long a ReadIndex request may go unanswered by raft before it is failed.
 const READ_EXPIRY: Duration = Duration::from_millis(500);
+
+/// Most bytes of entries in one raft message (and the least uncommitted-bytes limit).
+const MAX_SIZE_PER_MSG: u64 = 1 << 20;
 /// A learner is promoted once its log is at most this many entries behind the leader's.
 const PROMOTION_LAG: u64 = 64;
 
@@ -73,6 +76,10 @@ pub struct DriverConfig {
     /// Entries kept in the log before a snapshot's index when compacting, so a follower
     /// that lags a little catches up from the log rather than a whole snapshot.
     pub log_retain: u64,
+    /// Bytes of proposed entries a leader holds uncommitted before it refuses new
+    /// proposals as [`ProposeError::Busy`] (raft's `max_uncommitted_size`; at least the
+    /// 1 MiB of one raft message). Bounds a leader's memory while followers lag.
+    pub max_uncommitted_bytes: u64,
 }
 
 impl Default for DriverConfig {
@@ -87,6 +94,7 @@ impl Default for DriverConfig {
             snapshot_entries: 50_000,
             snapshot_bytes: 64 << 20,
             log_retain: 5_000,
+            max_uncommitted_bytes: 64 << 20,
         }
     }
 }
@@ -298,8 +306,9 @@ pub fn spawn<S: StateMachine>(
         id: config.id,
         election_tick: config.election_ticks,
         heartbeat_tick: config.heartbeat_ticks,
-        max_size_per_msg: 1 << 20,
+        max_size_per_msg: MAX_SIZE_PER_MSG,
         max_inflight_msgs: 256,
+        max_uncommitted_size: config.max_uncommitted_bytes.max(MAX_SIZE_PER_MSG),
         check_quorum: true,
         pre_vote: true,
         // The state machine lives in memory: it holds the snapshot restored above, and
@@ -507,6 +516,11 @@ impl<S: StateMachine> Driver<S> {
                 match self.node.propose(self.context(id), data) {
                     Ok(()) => {
                         self.pending.insert(id, reply);
+                    }
+                    // A leader drops a proposal while it hands leadership over, or when
+                    // its uncommitted entries are at their limit (followers lagging).
+                    Err(_) if self.node.raft.lead_transferee.is_none() => {
+                        let _ = reply.send(Err(ProposeError::Busy));
                     }
                     Err(_) => {
                         let _ = reply.send(Err(ProposeError::NotLeader { leader: None }));

@@ -86,6 +86,8 @@ struct Cluster {
     nodes: BTreeMap<u64, Node>,
     /// Entries between snapshots (`u64::MAX`: never).
     snapshot_entries: u64,
+    /// Each node's `max_uncommitted_bytes`.
+    max_uncommitted_bytes: u64,
 }
 
 impl Cluster {
@@ -100,6 +102,7 @@ impl Cluster {
             router: Arc::new(Router::default()),
             nodes: BTreeMap::new(),
             snapshot_entries,
+            max_uncommitted_bytes: DriverConfig::default().max_uncommitted_bytes,
         };
         for id in 1..=3 {
             cluster.start_node(id, true);
@@ -122,6 +125,7 @@ impl Cluster {
             tick: Duration::from_millis(20),
             snapshot_entries: self.snapshot_entries,
             log_retain: 5,
+            max_uncommitted_bytes: self.max_uncommitted_bytes,
             ..DriverConfig::default()
         };
         let transport: Arc<dyn Transport> = self.router.clone();
@@ -454,6 +458,50 @@ async fn a_new_member_joins_as_a_learner_is_promoted_and_members_leave() {
     cluster.wait_status(4, "node 4 leads", |s| s.role == Role::Leader);
     propose_all(&cluster.handle(4), "d", 5).await;
     cluster.wait_applied(95);
+    let dir = cluster.stop();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A leader cut off from its followers holds at most `max_uncommitted_bytes` of
+/// proposals: beyond that it refuses them at once as `Busy`, so its memory stays bounded
+/// however fast callers propose; what it accepted is applied once quorum returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_without_its_followers_refuses_proposals_beyond_its_uncommitted_limit() {
+    let dir = temp_dir("uncommitted");
+    let mut cluster = Cluster::start(dir);
+    // Restart every node with the smallest limit (one raft message, 1 MiB).
+    for id in 1..=3 {
+        cluster.stop_node(id);
+    }
+    cluster.max_uncommitted_bytes = 1 << 20;
+    for id in 1..=3 {
+        cluster.start_node(id, true);
+    }
+    let leader_id = cluster.leader();
+    let leader = cluster.handle(leader_id);
+    for id in (1..=3).filter(|&id| id != leader_id) {
+        cluster.stop_node(id);
+    }
+    // Eight proposals of 300 KiB at once: three fit under 1 MiB, the rest are refused.
+    let proposals: Vec<_> = (0..8u8)
+        .map(|i| {
+            let leader = leader.clone();
+            tokio::spawn(async move { leader.propose(vec![i; 300 << 10]).await })
+        })
+        .collect();
+    let mut busy = 0;
+    for proposal in proposals {
+        match proposal.await.unwrap() {
+            Err(ProposeError::Busy) => busy += 1,
+            // Accepted, then dropped when the leader steps down without a quorum.
+            Err(ProposeError::Unknown | ProposeError::NotLeader { .. }) => {}
+            other => panic!("unexpected answer without a quorum: {other:?}"),
+        }
+    }
+    assert!(
+        busy >= 5,
+        "at most 3 proposals of 300 KiB fit in 1 MiB: {busy} refused"
+    );
     let dir = cluster.stop();
     let _ = std::fs::remove_dir_all(dir);
 }

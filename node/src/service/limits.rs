@@ -8,8 +8,10 @@
 //! | burst above that rate | `--client-burst` | 2 × rate |
 //! | a call's deadline | the caller's `grpc-timeout`, honoured by the server | — |
 //!
-//! Elsewhere, and documented there: the raft transport's message and snapshot sizes
-//! (`clockwise_cluster::transport`), the sync bulkhead (`--sync-max-calls`), the wait
+//! Elsewhere, and documented there: the per-call budget within that deadline
+//! ([`super::deadline`]), the raft transport's message and snapshot sizes
+//! (`clockwise_cluster::transport`), a leader's uncommitted proposals
+//! (`clockwise_cluster::DriverConfig::max_uncommitted_bytes`), the sync bulkhead (`--sync-max-calls`), the wait
 //! for a quorum (`--request-timeout-ms`), the per-field caps of `validate`.
 //!
 //! A client is its bearer token when it sends one (the identity auth vouches for),
