@@ -38,6 +38,12 @@ fn entry_hash(entry: Entry) -> u32 {
     (entry >> 32) as u32
 }
 
+/// The hash an occupied entry was indexed under.
+#[inline]
+fn entry_hash_of(entry: Entry) -> NonZeroU32 {
+    NonZeroU32::new(entry_hash(entry)).expect("indexed hashes are not 0")
+}
+
 #[inline]
 fn entry_slot(entry: Entry) -> Slot {
     (entry as u32).wrapping_sub(1)
@@ -97,7 +103,7 @@ impl SlotIndex {
     }
 
     fn put(&mut self, e: Entry) {
-        let mut place = self.home(NonZeroU32::new(entry_hash(e)).expect("hashes are not 0"));
+        let mut place = self.home(entry_hash_of(e));
         while self.entries[place] != EMPTY {
             place = self.next(place);
         }
@@ -130,7 +136,7 @@ impl SlotIndex {
             if e == EMPTY {
                 break;
             }
-            let home = self.home(NonZeroU32::new(entry_hash(e)).expect("hashes are not 0"));
+            let home = self.home(entry_hash_of(e));
             // `e` may fill the gap unless its home lies cyclically in (gap, place].
             if (place.wrapping_sub(home) & mask) >= (place.wrapping_sub(gap) & mask) {
                 self.entries[gap] = e;

@@ -34,11 +34,11 @@ pub(crate) fn digest(s: &[u8]) -> [u8; 16] {
 }
 
 /// The digest of every string, in order, appended to `out`.
-pub(crate) fn digests(strings: &[&[u8]], out: &mut Vec<[u8; 16]>) {
+pub(crate) fn digests<S: AsRef<[u8]>>(strings: &[S], out: &mut Vec<[u8; 16]>) {
     out.reserve(strings.len());
     for chunk in strings.chunks(LANES) {
         let mut m = [[0u32; LANES]; 16];
-        for (lane, s) in chunk.iter().enumerate() {
+        for (lane, s) in chunk.iter().map(AsRef::as_ref).enumerate() {
             // A long string's lane hashes an empty block; its digest comes from `digest`.
             let block = padded_block(if s.len() > ONE_BLOCK { b"" } else { s });
             for (word, lanes) in block.iter().zip(m.iter_mut()) {
@@ -46,18 +46,24 @@ pub(crate) fn digests(strings: &[&[u8]], out: &mut Vec<[u8; 16]>) {
             }
         }
         let words = compress8(&m);
-        out.extend(chunk.iter().enumerate().map(|(lane, s)| {
-            if s.len() > ONE_BLOCK {
-                digest(s)
-            } else {
-                to_bytes([
-                    words[0][lane],
-                    words[1][lane],
-                    words[2][lane],
-                    words[3][lane],
-                ])
-            }
-        }));
+        out.extend(
+            chunk
+                .iter()
+                .map(AsRef::as_ref)
+                .enumerate()
+                .map(|(lane, s)| {
+                    if s.len() > ONE_BLOCK {
+                        digest(s)
+                    } else {
+                        to_bytes([
+                            words[0][lane],
+                            words[1][lane],
+                            words[2][lane],
+                            words[3][lane],
+                        ])
+                    }
+                }),
+        );
     }
 }
 

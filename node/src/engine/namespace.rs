@@ -314,8 +314,7 @@ impl Namespace {
         keys: impl Iterator<Item = (&'a str, bool)>,
     ) -> Vec<Lookup> {
         let (keys, find): (Vec<&str>, Vec<bool>) = keys.unzip();
-        let mut positions = Vec::new();
-        self.space.positions(&keys, &mut positions);
+        let positions = self.positions(keys.iter().copied());
         let stored: Vec<&str> = keys
             .iter()
             .zip(&find)

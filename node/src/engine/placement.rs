@@ -63,8 +63,9 @@ pub(crate) struct Item {
     /// The virtual node that owns the item's position, and the item's place in its list.
     vnode: VnodeId,
     list_pos: u32,
-    /// Upper 32 bits of the key's hash (the index's hash is derived from them); never
-    /// zero, so that an empty slab slot costs no byte beyond the item.
+    /// Upper 32 bits of the key's hash, as its index entry holds them (removal finds the
+    /// entry by them); never zero, so that an empty slab slot costs no byte beyond the
+    /// item.
     hash32: NonZeroU32,
 }
 
@@ -166,7 +167,7 @@ impl Placement {
 
     pub(crate) fn find(&self, key: &str) -> Option<Slot> {
         let h = self.hash32(key);
-        self.index.find(h, |slot| is_key(&self.items, slot, key))
+        self.index.find(h, |slot| self.holds(slot, key))
     }
 
     /// Asks the CPU to start loading where `key`'s index entry is (a hint: no effect on
@@ -198,15 +199,16 @@ impl Placement {
             .zip(hashes)
             .zip(candidates)
             .map(|((key, h), candidate)| match candidate {
-                Some(slot) if is_key(&self.items, slot, key) => Some(slot),
+                Some(slot) if self.holds(slot, key) => Some(slot),
                 // Another key with the same 32 hash bits came first; or none at all.
-                Some(_) => self.index.find(h, |slot| is_key(&self.items, slot, key)),
+                Some(_) => self.index.find(h, |slot| self.holds(slot, key)),
                 None => None,
             })
             .collect()
     }
 
     /// Whether `slot` holds `key` now.
+    #[inline]
     fn holds(&self, slot: Slot, key: &str) -> bool {
         self.items[slot]
             .as_ref()
@@ -249,7 +251,7 @@ impl Placement {
             return Some(slot);
         }
         let h = self.hash32(key);
-        if let Some(slot) = self.index.find(h, |slot| is_key(&self.items, slot, key)) {
+        if let Some(slot) = self.index.find(h, |slot| self.holds(slot, key)) {
             return Some(slot);
         }
         let (pos, owner, access, size, expiry) = make(self);
@@ -526,12 +528,6 @@ fn is_current(items: &Slab, node: NodeIdx, (access, seq, slot): LruEntry) -> boo
     items[slot]
         .as_ref()
         .is_some_and(|item| item.seq == seq && item.access == access && item.node == node)
-}
-
-/// Whether `slot` holds `key`.
-#[inline]
-fn is_key(items: &Slab, slot: Slot, key: &str) -> bool {
-    item_at(items, slot).key == key
 }
 
 fn item_at(items: &Slab, slot: Slot) -> &Item {

@@ -28,9 +28,8 @@ impl PositionSpace {
     /// `out`. Hashes the short ones eight at a time: about four times the rate of one
     /// by one, on a CPU with AVX2.
     pub fn positions(self, strings: &[&str], out: &mut Vec<u64>) {
-        let bytes: Vec<&[u8]> = strings.iter().map(|s| s.as_bytes()).collect();
         let mut digests = Vec::with_capacity(strings.len());
-        md5_batch::digests(&bytes, &mut digests);
+        md5_batch::digests(strings, &mut digests);
         out.clear();
         out.extend(digests.into_iter().map(|d| self.of_digest(d)));
     }
