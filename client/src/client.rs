@@ -72,7 +72,8 @@ impl Tls {
         self
     }
 
-    fn config(&self) -> ClientTlsConfig {
+    /// The tonic TLS settings for a channel to a node.
+    pub fn config(&self) -> ClientTlsConfig {
         let config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&self.ca_pem));
         match &self.identity {
             Some((cert, key)) => config.identity(Identity::from_pem(cert, key)),

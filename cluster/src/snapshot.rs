@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
-const MAGIC: &[u8; 8] = b"CWSNAP01";
+pub const MAGIC: &[u8; 8] = b"CWSNAP01";
 const CHECKSUM_LEN: usize = 32;
 
 /// Why snapshot data was refused.

@@ -324,7 +324,7 @@ fn hash_op(call: &Call, timestamp: i64) -> HashRingOp {
         key: key.into(),
     };
     let node_id = |n: &str| n.to_string();
-    match call.clone() {
+    match *call {
         Call::Add(n, None) => HashRingOp::AddNode {
             node_id: node_id(n),
         },
@@ -350,7 +350,7 @@ fn hash_op(call: &Call, timestamp: i64) -> HashRingOp {
         Call::BatchOne(kind, key, size) => HashRingOp::BatchOperations {
             operations: vec![key_op(&(kind, key, size))],
         },
-        Call::Batch(ops) => HashRingOp::BatchOperations {
+        Call::Batch(ref ops) => HashRingOp::BatchOperations {
             operations: ops.iter().map(key_op).collect(),
         },
         Call::Backup(max_backups) => HashRingOp::Backup { max_backups },
@@ -377,7 +377,7 @@ fn chat_op(call: &Call, timestamp: i64) -> ChatRouterOp {
         size_mb,
     };
     let name = |n: &str| n.to_string();
-    match call.clone() {
+    match *call {
         Call::Add(n, None) => ChatRouterOp::AddServer {
             server_name: name(n),
         },
@@ -407,7 +407,7 @@ fn chat_op(call: &Call, timestamp: i64) -> ChatRouterOp {
         Call::BatchOne(kind, key, size) => ChatRouterOp::BatchRequests {
             operations: vec![request_op(&(kind, key, size))],
         },
-        Call::Batch(ops) => ChatRouterOp::BatchRequests {
+        Call::Batch(ref ops) => ChatRouterOp::BatchRequests {
             operations: ops.iter().map(request_op).collect(),
         },
         Call::Backup(max_backups) => ChatRouterOp::Backup { max_backups },

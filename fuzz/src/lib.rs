@@ -7,11 +7,28 @@
 //! well-formed inputs rather than from nothing.
 
 use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 
+use clockwise_cluster::StateMachine;
 use clockwise_node::engine::{
     ChatRouterOp, Command, Engine, HashRingOp, KeyOperation, KeyOperationKind, Op, PositionSpace,
     RequestOperation, RequestOperationKind,
 };
+use clockwise_node::service::state::EngineMachine;
+
+/// A snapshot the state machine wrote restores, writes itself again byte for byte, and
+/// has `digest` (the digest of the state it was taken from).
+pub fn check_machine_snapshot(snapshot: &[u8], digest: &str) {
+    let mut restored = EngineMachine::new(Arc::new(RwLock::new(Engine::new())));
+    restored
+        .restore(snapshot)
+        .expect("a snapshot the machine wrote restores");
+    assert_eq!(restored.snapshot(), snapshot);
+    assert_eq!(
+        EngineMachine::digest_of_snapshot(snapshot).expect("digest"),
+        digest
+    );
+}
 
 /// The ring every seed uses (and the one `snapshot_decoder` exercises after a restore).
 pub const RING: &str = "r";

@@ -342,21 +342,13 @@ pub struct TlsArgs {
 impl TlsArgs {
     /// An endpoint of the node at `address`: TLS when --cacert is given.
     pub fn endpoint(&self, address: &str) -> Result<tonic::transport::Endpoint, String> {
-        use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
-        let Some(ca) = &self.cacert else {
-            return Endpoint::from_shared(format!("http://{address}")).map_err(|e| e.to_string());
-        };
-        let mut config =
-            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read_pem("--cacert", ca)?));
-        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
-            config = config.identity(Identity::from_pem(
-                read_pem("--cert", cert)?,
-                read_pem("--key", key)?,
-            ));
+        use tonic::transport::Endpoint;
+        match self.tls()? {
+            Some(tls) => Endpoint::from_shared(format!("https://{address}"))
+                .and_then(|e| e.tls_config(tls.config())),
+            None => Endpoint::from_shared(format!("http://{address}")),
         }
-        Endpoint::from_shared(format!("https://{address}"))
-            .and_then(|e| e.tls_config(config))
-            .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())
     }
 
     pub fn tls(&self) -> Result<Option<clockwise_client::Tls>, String> {

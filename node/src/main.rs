@@ -232,24 +232,18 @@ async fn run_node(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
             None => None,
         },
         tls: NodeTls::load(
-            args.cert
-                .as_ref()
-                .zip(args.key.as_ref())
-                .map(|(cert, key)| TlsFiles {
-                    cert: cert.clone(),
-                    key: key.clone(),
-                    trusted_ca: args.trusted_ca.clone(),
-                })
-                .as_ref(),
-            args.peer_cert
-                .as_ref()
-                .zip(args.peer_key.as_ref())
-                .map(|(cert, key)| TlsFiles {
-                    cert: cert.clone(),
-                    key: key.clone(),
-                    trusted_ca: args.peer_trusted_ca.clone(),
-                })
-                .as_ref(),
+            TlsFiles::from_flags(
+                args.cert.as_ref(),
+                args.key.as_ref(),
+                args.trusted_ca.as_ref(),
+            )
+            .as_ref(),
+            TlsFiles::from_flags(
+                args.peer_cert.as_ref(),
+                args.peer_key.as_ref(),
+                args.peer_trusted_ca.as_ref(),
+            )
+            .as_ref(),
         )?,
         limits: Limits {
             max_message_bytes: usize::try_from(args.max_message_bytes)?,

@@ -40,11 +40,7 @@ impl ClusterService {
                 let address = if id == status.id {
                     self.address.clone()
                 } else {
-                    status
-                        .members
-                        .get(&id)
-                        .map(|stored| MemberAddress::decode(stored))
-                        .unwrap_or_else(|| MemberAddress::new("", ""))
+                    MemberAddress::decode(status.members.get(&id).map_or("", String::as_str))
                 };
                 pb::Member {
                     id,

@@ -38,6 +38,22 @@ pub struct TlsFiles {
     pub trusted_ca: Option<PathBuf>,
 }
 
+impl TlsFiles {
+    /// The files of one port's flags: `None` unless both a certificate and a key are given.
+    pub fn from_flags(
+        cert: Option<&PathBuf>,
+        key: Option<&PathBuf>,
+        trusted_ca: Option<&PathBuf>,
+    ) -> Option<TlsFiles> {
+        let (cert, key) = cert.zip(key)?;
+        Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            trusted_ca: trusted_ca.cloned(),
+        })
+    }
+}
+
 /// What a node serves and dials with.
 #[derive(Clone, Default)]
 pub struct NodeTls {
