@@ -67,7 +67,7 @@ if [[ ${1:-} == --etcd ]]; then
     etcd_compare
     exit
 fi
-cargo bench --locked -p clockwise-node --bench engine -- "$@"
+cargo bench --locked -p clockwise-engine --bench engine -- "$@"
 cargo bench --locked -p clockwise-node --bench snapshot -- "$@"
 CLOCKWISE_BENCH_NODES=1 cargo bench --locked -p clockwise-tests --bench rpc
 CLOCKWISE_BENCH_NODES=3 cargo bench --locked -p clockwise-tests --bench rpc

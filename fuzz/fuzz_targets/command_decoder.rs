@@ -10,7 +10,7 @@ use std::sync::{Arc, LazyLock, RwLock};
 
 use clockwise_cluster::StateMachine;
 use clockwise_node::codec::{self, CodecError, Session};
-use clockwise_node::engine::Engine;
+use clockwise_engine::Engine;
 use clockwise_node::service::state::EngineMachine;
 use libfuzzer_sys::fuzz_target;
 

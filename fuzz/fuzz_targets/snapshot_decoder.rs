@@ -16,7 +16,7 @@ use clockwise_cluster::snapshot::{sha256, SnapshotData, MAGIC as ENVELOPE_MAGIC}
 use clockwise_cluster::StateMachine;
 use clockwise_fuzz::RING;
 use clockwise_node::codec::{self, Session};
-use clockwise_node::engine::{
+use clockwise_engine::{
     ChatRouterOp, Command, Engine, HashRingOp, KeyOperation, KeyOperationKind, Op,
 };
 use clockwise_node::service::state::EngineMachine;

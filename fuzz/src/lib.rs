@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use clockwise_cluster::StateMachine;
-use clockwise_node::engine::{
+use clockwise_engine::{
     ChatRouterOp, Command, Engine, HashRingOp, KeyOperation, KeyOperationKind, Op, PositionSpace,
     RequestOperation, RequestOperationKind,
 };

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use clockwise_cluster::snapshot::SnapshotData;
 use clockwise_cluster::{LogStore, StateMachine};
-use clockwise_node::engine::{Engine, PositionSpace};
+use clockwise_engine::{Engine, PositionSpace};
 use clockwise_node::service::state::EngineMachine;
 use raft::eraftpb::Snapshot;
 

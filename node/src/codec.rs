@@ -9,7 +9,7 @@ use clockwise_proto::command::v1 as pb;
 use clockwise_proto::common::v1::PositionSpace as PbSpace;
 use prost::Message;
 
-use crate::engine::{
+use clockwise_engine::{
     BatchResult, ChatRouterOp, Command, HashRingOp, KeyOperation, KeyOperationKind, Op, Outcome,
     PositionSpace, RequestOperation, RequestOperationKind,
 };
@@ -128,7 +128,7 @@ fn space_to_proto(space: PositionSpace) -> i32 {
 /// Only the upper bound matters here: a negative count registers a node with no
 /// positions, as the drill does, and costs nothing.
 fn replicas(n: i64) -> Result<i64, CodecError> {
-    if n <= crate::engine::MAX_REPLICAS {
+    if n <= clockwise_engine::MAX_REPLICAS {
         Ok(n)
     } else {
         Err(CodecError::OutOfRange("num_replicas", n))
@@ -418,8 +418,8 @@ fn request_kind_from_proto(value: i32) -> Result<RequestOperationKind, CodecErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::command::sample_log;
-    use crate::engine::Engine;
+    use clockwise_engine::testing::sample_log;
+    use clockwise_engine::Engine;
 
     fn hex(text: &str) -> Vec<u8> {
         (0..text.len())
@@ -440,19 +440,19 @@ mod tests {
         let at_limit = Command {
             ring: "r".into(),
             timestamp: 1,
-            op: crate::engine::Op::HashRing(crate::engine::HashRingOp::AddNodeWithReplicas {
+            op: clockwise_engine::Op::HashRing(clockwise_engine::HashRingOp::AddNodeWithReplicas {
                 node_id: "x".into(),
-                num_replicas: crate::engine::MAX_REPLICAS,
+                num_replicas: clockwise_engine::MAX_REPLICAS,
             }),
         };
         assert_eq!(decode(&encode(&at_limit)), Ok(at_limit.clone()));
         let mut beyond = at_limit;
-        if let crate::engine::Op::HashRing(crate::engine::HashRingOp::AddNodeWithReplicas {
+        if let clockwise_engine::Op::HashRing(clockwise_engine::HashRingOp::AddNodeWithReplicas {
             num_replicas,
             ..
         }) = &mut beyond.op
         {
-            *num_replicas = crate::engine::MAX_REPLICAS + 1;
+            *num_replicas = clockwise_engine::MAX_REPLICAS + 1;
         }
         assert!(decode(&encode(&beyond)).is_err());
     }

@@ -8,5 +8,4 @@
 //! - The `clockwise` binary (`src/main.rs`) is the command line.
 
 pub mod codec;
-pub mod engine;
 pub mod service;

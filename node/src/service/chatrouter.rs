@@ -11,7 +11,7 @@ use super::sync::SyncRunner;
 use super::validate::{self as v, MAX_BATCH_OPERATIONS, MAX_MB, MAX_REPLICAS, MAX_SYNC_ENTRIES};
 use super::{ok, Reply};
 use crate::codec::Session;
-use crate::engine::{
+use clockwise_engine::{
     BatchResult, ChatRouterOp, Command, Op, Outcome, RequestOperation, RequestOperationKind,
 };
 

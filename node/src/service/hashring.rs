@@ -11,7 +11,7 @@ use super::sync::SyncRunner;
 use super::validate::{self as v, MAX_BATCH_OPERATIONS, MAX_REPLICAS, MAX_SYNC_ENTRIES};
 use super::{ok, Reply};
 use crate::codec::Session;
-use crate::engine::{
+use clockwise_engine::{
     BatchResult, Command, HashRingOp, KeyOperation, KeyOperationKind, Op, Outcome,
 };
 

@@ -52,8 +52,8 @@ use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
-use crate::engine::Engine;
 use auth::{Auth, Tokens};
+use clockwise_engine::Engine;
 use deadline::DeadlineLayer;
 pub use error::ServiceError;
 use gate::GateLayer;

@@ -17,7 +17,7 @@ use clockwise_cluster::{Replica, StateMachine};
 use super::error::ServiceError;
 use super::validate::{Consistency, SEQ_METADATA};
 use crate::codec::{self, CodecError, Session};
-use crate::engine::{
+use clockwise_engine::{
     ChatRouter, ChatRouterOp, Command, Engine, HashRing, HashRingOp, Op, Outcome, SnapshotError,
 };
 
@@ -185,7 +185,7 @@ impl EngineMachine {
             ));
         }
         let len = usize::try_from(reader.u64()?).map_err(|_| TRUNCATED)?;
-        Ok(crate::engine::snapshot::digest(reader.take(len)?))
+        Ok(clockwise_engine::snapshot::digest(reader.take(len)?))
     }
 }
 
@@ -376,7 +376,7 @@ pub fn resolve_timestamp(ts: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{HashRingOp, Op};
+    use clockwise_engine::{HashRingOp, Op};
 
     fn command(timestamp: i64, op: HashRingOp) -> Command {
         Command {

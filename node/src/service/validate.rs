@@ -6,7 +6,7 @@ use clockwise_proto::common::v1::{PositionSpace as PbSpace, SyncMode};
 
 use super::error::ServiceError;
 use crate::codec::Session;
-use crate::engine::{PositionSpace, DEFAULT_RING};
+use clockwise_engine::{PositionSpace, DEFAULT_RING};
 
 /// Longest node id, key, server name, request id or ring name, in bytes.
 pub const MAX_ID_BYTES: usize = 256;
@@ -17,7 +17,7 @@ pub const MAX_SYNC_ENTRIES: usize = 1_000;
 /// Largest `max_concurrent` of a sync call.
 pub const MAX_CONCURRENT_CAP: i32 = 1_024;
 /// Most virtual nodes per node (the engine's limit).
-pub use crate::engine::MAX_REPLICAS;
+pub use clockwise_engine::MAX_REPLICAS;
 /// Largest `size_mb`, `bandwidth_mb`, `capacity` or `max_mb` (2^40 MB).
 pub const MAX_MB: i64 = 1 << 40;
 

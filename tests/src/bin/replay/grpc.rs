@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use clockwise_node::engine::PositionSpace;
+use clockwise_engine::PositionSpace;
 use clockwise_proto::chatrouter::v1 as cr;
 use clockwise_proto::chatrouter::v1::chat_router_client::ChatRouterClient;
 use clockwise_proto::common::v1::{PositionSpace as PbSpace, SyncMode};

@@ -14,7 +14,7 @@
 
 use std::io::{self, BufRead, BufWriter, Write};
 
-use clockwise_node::engine::{
+use clockwise_engine::{
     BatchResult, ChatRouter, Engine, HashRing, KeyOperation, KeyOperationKind, PositionSpace,
     RequestOperation, RequestOperationKind,
 };

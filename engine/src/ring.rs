@@ -226,7 +226,7 @@ impl Ring {
 #[cfg(test)]
 mod tests {
     use super::Ring;
-    use crate::engine::PositionSpace::{self, Drill};
+    use crate::PositionSpace::{self, Drill};
 
     fn ring_of(names: &[&str]) -> Ring {
         let mut ring = Ring::new(Drill);

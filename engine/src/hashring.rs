@@ -1,7 +1,7 @@
 //! The HashRing drill (levels L1–L6): keys counted one each, count-based eviction.
 
+use super::item::expiry;
 use super::namespace::{Eviction, Location, Lookup, Namespace};
-use super::placement::expiry;
 use super::{BatchResult, PositionSpace};
 
 /// A `batch_operations` entry: the drill's `{"type": ..., "key": ...}`.

@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
+use super::item::NEVER;
 use super::namespace::Namespace;
-use super::placement::NEVER;
 use super::{ChatRouter, Engine, HashRing, PositionSpace};
 
 const MAGIC: &[u8; 4] = b"CLKW";
@@ -39,7 +39,8 @@ pub enum SnapshotError {
     Corrupt(&'static str),
 }
 
-pub(crate) fn digest(bytes: &[u8]) -> String {
+/// Hex SHA-256 of a canonical encoding (the form `Status` and backups show).
+pub fn digest(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))

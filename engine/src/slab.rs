@@ -6,7 +6,7 @@
 
 use std::ops::{Index, IndexMut};
 
-use super::placement::{Item, Slot};
+use super::item::{Item, Slot};
 
 const CHUNK_BITS: u32 = 12;
 const CHUNK: usize = 1 << CHUNK_BITS;

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use super::item::expiry;
 use super::namespace::{Eviction, Location, Lookup, Namespace};
-use super::placement::expiry;
 use super::{BatchResult, PositionSpace};
 
 /// A `batch_requests` entry: the drill's `{"type", "request_id", "size_mb"}`.

@@ -1,24 +1,37 @@
-//! The ring engine: a pure, deterministic state machine (no I/O, no clock, no tokio).
+//! clockwise-engine: the ring state machine, pure and deterministic (no I/O, no clock,
+//! no async, no tonic or tokio in its dependency tree). The node applies its commands
+//! under raft; the SDK routes locally with the same code; fuzz targets, `replay` and the
+//! benches drive it directly.
 //!
+//! # Layout
 //! - [`position`]: where a string sits on the ring (`drill` mod-100 or `u64` space);
 //!   `md5_batch`: the drill's md5, eight short strings at a time.
 //! - `ring`: nodes and their virtual nodes in `(position, name)` order; routing.
-//! - `placement`: stored items, per-node loads and LRU order; `slab`: their storage;
-//!   `index`: the hash index from key to slab slot.
+//! - `item`: one stored key or request, its slot and expiry;
+//!   `slab`: the items' storage; `index`: the hash index from key to slot;
+//!   `placement`: per-node loads and LRU order over them.
 //! - `namespace`: one ring with its items and limits; the semantics both drills share.
+//!   `backups`: a namespace's saved backups (`Backup`, `Restore`).
 //! - [`hashring`] / [`chatrouter`]: the two drill facades, method for method.
 //! - [`command`]: every mutation as a value, applied by [`Engine::apply`] (what a
 //!   replicated log carries).
 //! - [`snapshot`]: the versioned, canonical encoding of an [`Engine`] and its digest.
+//! - `testing` (tests and the `testing` feature): a sample command log for the crates
+//!   over the engine.
+//!
+//! Module dependencies point one way: facades → namespace → placement → {index, slab} →
+//! item → ring → position; `backups` → {namespace, snapshot}.
 //!
 //! An [`Engine`] holds many independent namespaces; HashRing and ChatRouter namespaces
 //! are separate even when they share a name. Every operation takes the caller's
 //! timestamp; identical call sequences give identical states and results.
 
+mod backups;
 pub mod chatrouter;
 pub mod command;
 pub mod hashring;
 mod index;
+mod item;
 mod md5_batch;
 mod namespace;
 mod placement;
@@ -117,3 +130,5 @@ mod batch_tests;
 mod golden;
 #[cfg(test)]
 mod lifecycle_tests;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;

@@ -1,6 +1,6 @@
 //! Engine benchmark: prints a markdown table (the source of `docs/benchmarks.md`).
 //!
-//! `cargo bench -p clockwise-node --bench engine` (add `-- --quick` for 10k/100k only).
+//! `cargo bench -p clockwise-engine --bench engine` (add `-- --quick` for 10k/100k only).
 //! Rings are 64 nodes × 100 virtual nodes in the `u64` position space. Single thread.
 //! Each figure is the median of several runs; ratios compare runs of this same process
 //! (the machine is noisy: compare ratios, not absolute numbers, across runs).
@@ -15,7 +15,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
-use clockwise_node::engine::{ChatRouter, HashRing, KeyOperation, KeyOperationKind, PositionSpace};
+use clockwise_engine::{ChatRouter, HashRing, KeyOperation, KeyOperationKind, PositionSpace};
 
 /// Counts live heap bytes, to measure memory per stored key.
 struct CountingAlloc;

@@ -9,7 +9,7 @@
 
 use std::num::NonZeroU32;
 
-use super::placement::Slot;
+use super::item::Slot;
 
 /// An entry: `hash << 32 | (slot + 1)`; 0 is an empty place.
 type Entry = u64;
