@@ -9,9 +9,9 @@
 use std::sync::{Arc, LazyLock, RwLock};
 
 use clockwise_cluster::StateMachine;
-use clockwise_node::codec::{self, CodecError, Session};
+use clockwise_node::machine::codec::{self, CodecError, Session};
 use clockwise_engine::Engine;
-use clockwise_node::service::state::EngineMachine;
+use clockwise_node::machine::EngineMachine;
 use libfuzzer_sys::fuzz_target;
 
 /// The state decoded commands act on: nodes, keys and backups in ring "r" of both kinds

@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
 
-use clockwise_node::codec;
+use clockwise_node::machine::codec;
 use clockwise_engine::{
     BatchResult, ChatRouter, ChatRouterOp, Command, Engine, HashRing, HashRingOp, KeyOperation,
     KeyOperationKind, Location, Op, Outcome, PositionSpace, RequestOperation, RequestOperationKind,

@@ -15,11 +15,11 @@ use clockwise_cluster::backup;
 use clockwise_cluster::snapshot::{sha256, SnapshotData, MAGIC as ENVELOPE_MAGIC};
 use clockwise_cluster::StateMachine;
 use clockwise_fuzz::RING;
-use clockwise_node::codec::{self, Session};
+use clockwise_node::machine::codec::{self, Session};
 use clockwise_engine::{
     ChatRouterOp, Command, Engine, HashRingOp, KeyOperation, KeyOperationKind, Op,
 };
-use clockwise_node::service::state::EngineMachine;
+use clockwise_node::machine::EngineMachine;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(init: clockwise_fuzz::write_seeds(seeds), |data: &[u8]| {

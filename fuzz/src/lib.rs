@@ -14,7 +14,7 @@ use clockwise_engine::{
     ChatRouterOp, Command, Engine, HashRingOp, KeyOperation, KeyOperationKind, Op, PositionSpace,
     RequestOperation, RequestOperationKind,
 };
-use clockwise_node::service::state::EngineMachine;
+use clockwise_node::machine::EngineMachine;
 
 /// A snapshot the state machine wrote restores, writes itself again byte for byte, and
 /// has `digest` (the digest of the state it was taken from).

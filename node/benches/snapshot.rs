@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use clockwise_cluster::snapshot::SnapshotData;
 use clockwise_cluster::{LogStore, StateMachine};
 use clockwise_engine::{Engine, PositionSpace};
-use clockwise_node::service::state::EngineMachine;
+use clockwise_node::machine::EngineMachine;
 use raft::eraftpb::Snapshot;
 
 fn machine_with(keys: usize) -> EngineMachine {

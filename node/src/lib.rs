@@ -1,11 +1,19 @@
-//! clockwise node: a consistent-hash placement service.
+//! clockwise node: the replicated placement service over the ring engine
+//! (`clockwise-engine`), as a library; the `clockwise` binary (`src/bin/clockwise/`) is
+//! its command line and lives apart (the library needs no clap).
 //!
-//! - [`engine`]: the pure ring state machine (HashRing and ChatRouter drills, many
-//!   namespaces, canonical snapshots). No I/O, no clock, no async.
-//! - [`codec`]: the replicated log's wire format for engine commands (prost).
-//! - [`service`]: the gRPC server over the engine: handlers, validation, status
-//!   mapping, L6 sync runner, metrics, reflection and health.
-//! - The `clockwise` binary (`src/main.rs`) is the command line.
+//! # Layout
+//! - [`machine`]: the replicated state machine: the engine fed by the raft log, the log
+//!   codec, retry sessions, the snapshot envelope, the leader's clock.
+//! - [`config`]: [`NodeConfig`], its defaults and `validate()`.
+//! - [`server`]: [`BoundNode`]: binds the ports, starts the raft driver, serves.
+//! - [`service`]: the gRPC handlers (thin: validate, propose or read, map errors) and
+//!   the layers around them (auth, rate limits, deadlines, metrics, TLS).
 
-pub mod codec;
+pub mod config;
+pub mod machine;
+pub mod server;
 pub mod service;
+
+pub use config::{default_peer_listen, NodeConfig, PEER_PORT_OFFSET};
+pub use server::{BoundNode, ServeError};

@@ -12,9 +12,10 @@ use tonic::Request;
 use sha2::{Digest, Sha256};
 
 use super::error::ServiceError;
-use super::state::{EngineMachine, NodeState};
+use super::state::NodeState;
 use super::validate;
 use super::{ok, Reply};
+use crate::machine::EngineMachine;
 
 pub struct ClusterService {
     state: Arc<NodeState>,

@@ -6,11 +6,12 @@ use clockwise_proto::hashring::v1 as pb;
 use clockwise_proto::hashring::v1::hash_ring_server::HashRing;
 use tonic::{Request, Status};
 
-use super::state::{resolve_timestamp, NodeState};
+use super::state::NodeState;
 use super::sync::SyncRunner;
 use super::validate::{self as v, MAX_BATCH_OPERATIONS, MAX_REPLICAS, MAX_SYNC_ENTRIES};
 use super::{ok, Reply};
-use crate::codec::Session;
+use crate::machine::clock::resolve_timestamp;
+use crate::machine::codec::Session;
 use clockwise_engine::{
     BatchResult, Command, HashRingOp, KeyOperation, KeyOperationKind, Op, Outcome,
 };

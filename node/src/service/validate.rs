@@ -5,7 +5,7 @@
 use clockwise_proto::common::v1::{PositionSpace as PbSpace, SyncMode};
 
 use super::error::ServiceError;
-use crate::codec::Session;
+use crate::machine::codec::Session;
 use clockwise_engine::{PositionSpace, DEFAULT_RING};
 
 /// Longest node id, key, server name, request id or ring name, in bytes.
@@ -143,7 +143,7 @@ pub fn timestamp(ts: i64) -> Result<i64> {
             "must be >= 0 (0 means the node's clock)",
         ));
     }
-    let now = super::state::resolve_timestamp(0);
+    let now = crate::machine::clock::resolve_timestamp(0);
     if ts > now.saturating_add(MAX_CLOCK_AHEAD_MS) {
         return Err(ServiceError::invalid(
             "timestamp",

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use clockwise_cluster::{backup, MemberAddress};
-use clockwise_node::service::default_peer_listen;
+use clockwise_node::default_peer_listen;
 use clockwise_proto::cluster::v1 as pb;
 use clockwise_proto::cluster::v1::cluster_client::ClusterClient;
 use sha2::{Digest, Sha256};

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use clockwise_node::service::PEER_PORT_OFFSET;
+use clockwise_node::PEER_PORT_OFFSET;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 

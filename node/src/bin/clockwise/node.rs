@@ -1,77 +1,20 @@
-//! `clockwise`: the command line of a clockwise node.
+//! `clockwise node`: its flags, turned into a [`NodeConfig`] (whose `validate` holds the
+//! rules), then one node served until Ctrl-C or SIGTERM.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
-
-mod backup;
-mod cluster_up;
-mod ctl;
 use clockwise_cluster::MemberAddress;
 use clockwise_node::service::auth::Tokens;
 use clockwise_node::service::limits::Limits;
 use clockwise_node::service::sync::SyncConfig;
 use clockwise_node::service::tls::{NodeTls, TlsFiles};
-use clockwise_node::service::{default_peer_listen, BoundNode, NodeConfig};
-use tracing_subscriber::EnvFilter;
-
-/// clockwise: consistent-hash placement as a service (HashRing and ChatRouter over gRPC).
-///
-/// Start a node with `clockwise node`, then talk to it with grpcurl:
-/// `grpcurl -plaintext 127.0.0.1:50051 list`.
-#[derive(Parser, Debug)]
-#[command(version)]
-struct Cli {
-    /// Log format on stderr. Verbosity comes from RUST_LOG (default: info).
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
-    log_format: LogFormat,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Copy, Clone, Debug, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Run one node until Ctrl-C or SIGTERM.
-    ///
-    /// Serves clockwise.hashring.v1.HashRing, clockwise.chatrouter.v1.ChatRouter, gRPC
-    /// reflection and grpc.health.v1 on --listen, and prints `listening on ADDR` on stdout.
-    /// Try: `grpcurl -plaintext 127.0.0.1:50051 list`. On Ctrl-C or SIGTERM it stops
-    /// accepting calls, finishes those in flight, and exits 0.
-    Node(NodeArgs),
-    /// Local clusters for trying clockwise on one machine.
-    #[command(subcommand)]
-    Cluster(ClusterCommand),
-    /// Call any RPC of a running cluster, e.g. `clockwise ctl hashring add-node node_a`,
-    /// `clockwise ctl chatrouter assign-request r1 --size-mb 30`, `clockwise ctl cluster
-    /// status`. Endpoints from --endpoints or CLOCKWISE_ENDPOINTS; --json for scripts.
-    Ctl(ctl::CtlArgs),
-    /// Whole-cluster backups: `clockwise backup save FILE` writes a consistent snapshot
-    /// of a node's state; `clockwise backup restore FILE --data-dir DIR` seeds a new
-    /// one-member cluster from it. A corrupt or truncated file is refused.
-    #[command(subcommand)]
-    Backup(backup::BackupCommand),
-}
-
-#[derive(Subcommand, Debug)]
-enum ClusterCommand {
-    /// Start N nodes on 127.0.0.1:50051.. with data under ./data/node-N (restarting an
-    /// existing cluster keeps its data); prints the endpoints; Ctrl-C stops them all.
-    Up(cluster_up::UpArgs),
-}
+use clockwise_node::{BoundNode, NodeConfig};
 
 #[derive(clap::Args, Debug)]
-struct NodeArgs {
+pub struct NodeArgs {
     /// Address for clients' gRPC (port 0 picks a free port; the chosen address is
     /// printed as `listening on ADDR`).
     #[arg(long, default_value = "127.0.0.1:50051")]
@@ -128,7 +71,7 @@ struct NodeArgs {
     /// Tokio worker threads (default: one per core). Set it when several nodes or a load
     /// generator share the machine's cores.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
-    worker_threads: Option<u16>,
+    pub worker_threads: Option<u16>,
     /// Require a bearer token on every call: a file of `TOKEN ROLE` lines, roles
     /// reader, writer, admin (membership, backups, restores, merges) and peer (what
     /// nodes present to each other; every node needs one). See docs/security.md.
@@ -172,48 +115,14 @@ struct NodeArgs {
     client_burst: Option<u32>,
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    // A command-line call prints its answer on stdout; only problems go to stderr.
-    let default_level = match cli.command {
-        Command::Ctl(_) | Command::Backup(_) => "warn",
-        _ => "info",
-    };
-    init_logging(cli.log_format, default_level);
-    let workers = match &cli.command {
-        Command::Node(args) => args.worker_threads,
-        Command::Cluster(_) | Command::Ctl(_) | Command::Backup(_) => Some(1),
-    };
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = workers {
-        builder.worker_threads(n.into());
-    }
-    let runtime = match builder.enable_all().build() {
-        Ok(rt) => rt,
-        Err(err) => {
-            eprintln!("error: cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = match cli.command {
-        Command::Node(args) => runtime.block_on(run_node(args)),
-        Command::Cluster(ClusterCommand::Up(args)) => runtime.block_on(cluster_up::up(args)),
-        Command::Ctl(args) => runtime.block_on(ctl::run(args)),
-        Command::Backup(command) => runtime.block_on(backup::run(command)),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn run_node(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
+pub async fn run(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| format!("cannot create --data-dir {}: {e}", args.data_dir.display()))?;
     let config = NodeConfig {
+        listen: args.listen,
+        peer_listen: args.peer_listen,
+        metrics_listen: args.metrics_listen,
+        insecure: args.insecure,
         sync: SyncConfig {
             delay: Duration::from_millis(args.sync_delay_ms),
             max_calls: args.sync_max_calls as usize,
@@ -254,27 +163,7 @@ async fn run_node(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
                 .unwrap_or(args.client_rate.saturating_mul(2)),
         },
     };
-    if !args.listen.ip().is_loopback() && args.cert.is_none() && !args.insecure {
-        return Err(format!(
-            "--listen {} is not a loopback address and the client port has no TLS (--cert, \
-             --key): calls and tokens would cross the network in clear text. Pass \
-             --insecure to accept that.",
-            args.listen
-        )
-        .into());
-    }
-    let peer_listen = args
-        .peer_listen
-        .unwrap_or_else(|| default_peer_listen(args.listen));
-    if !peer_listen.ip().is_loopback() && args.peer_cert.is_none() && !args.insecure {
-        return Err(format!(
-            "--peer-listen {peer_listen} is not a loopback address and the peer port has no \
-             mutual TLS (--peer-cert, --peer-key, --peer-trusted-ca): anyone on the network \
-             could speak raft. Pass --insecure to accept that."
-        )
-        .into());
-    }
-    let node = BoundNode::bind(args.listen, peer_listen, args.metrics_listen, config).await?;
+    let node = BoundNode::bind(config).await?;
     let grpc = node.grpc_addr()?;
     // Machine-readable lines on stdout for scripts; logs go to stderr.
     println!("listening on {grpc}");
@@ -284,7 +173,7 @@ async fn run_node(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
         println!("metrics on http://{addr}/metrics");
     }
     tracing::info!(%grpc, data_dir = %args.data_dir.display(), "clockwise node serving");
-    node.serve(shutdown_signal()).await?;
+    node.serve(crate::shutdown_signal()).await?;
     tracing::info!("clockwise node stopped");
     Ok(())
 }
@@ -320,38 +209,4 @@ fn parse_peers(text: &str) -> Result<Peers, String> {
         peers.push((id, MemberAddress::new(client, peer)));
     }
     Ok(Peers(peers))
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => tracing::info!("SIGINT: shutting down"),
-        _ = term => tracing::info!("SIGTERM: shutting down"),
-    }
-}
-
-fn init_logging(format: LogFormat, default_level: &str) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
 }

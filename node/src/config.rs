@@ -1,0 +1,347 @@
+//! What a node is started with: [`NodeConfig`], its defaults and its checks.
+//!
+//! `NodeConfig::validate` holds every rule a setting must meet, so the command line and
+//! tests that build a node in process run the same checks.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clockwise_cluster::driver::DriverConfig;
+use clockwise_cluster::MemberAddress;
+
+use crate::machine::DEFAULT_MAX_BACKUPS_PER_RING;
+use crate::service::auth::Tokens;
+use crate::service::limits::Limits;
+use crate::service::sync::SyncConfig;
+use crate::service::tls::NodeTls;
+
+/// How far above its client port a node's peer port is by default.
+pub const PEER_PORT_OFFSET: u16 = 100;
+
+/// The default `--peer-listen` for a node listening on `listen`: the same host, the
+/// client port + [`PEER_PORT_OFFSET`] (port 0 stays 0: any free port).
+pub fn default_peer_listen(listen: SocketAddr) -> SocketAddr {
+    let mut peer = listen;
+    if peer.port() != 0 {
+        peer.set_port(peer.port().saturating_add(PEER_PORT_OFFSET));
+    }
+    peer
+}
+
+/// What `clockwise node` serves with.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Clients' gRPC address (port 0: any free port).
+    pub listen: SocketAddr,
+    /// The raft transport's address, which only peers call; `None`: [`default_peer_listen`].
+    pub peer_listen: Option<SocketAddr>,
+    /// Prometheus metrics over HTTP (`GET /metrics`); off when `None`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Allow a non-loopback address on a port without TLS.
+    pub insecure: bool,
+    pub sync: SyncConfig,
+    /// This node's raft id (≥ 1).
+    pub id: u64,
+    /// Every member of a new cluster, this node included, with its client and peer
+    /// addresses. Empty: a group of one.
+    pub peers: Vec<(u64, MemberAddress)>,
+    /// Holds the raft log (`raft/`).
+    pub data_dir: PathBuf,
+    /// How long a write or a linearizable read may wait for a quorum.
+    pub request_timeout: Duration,
+    /// One raft tick (elections take 10–20 ticks).
+    pub raft_tick: Duration,
+    /// Start without a membership and wait to be added (`Cluster.AddMember`) by the
+    /// leader of an existing cluster; `peers` is ignored.
+    pub join: bool,
+    /// Entries applied between snapshots; the log is compacted to a tenth of it before
+    /// each snapshot.
+    pub snapshot_entries: u64,
+    /// Backups kept per ring (the leader's value is written into each backup command).
+    pub max_backups_per_ring: u32,
+    /// The bearer tokens this node accepts; `None`: no authentication.
+    pub tokens: Option<Arc<Tokens>>,
+    /// Message sizes, streams per connection, per-client rates.
+    pub limits: Limits,
+    /// TLS of the client port and mutual TLS of the peer port (none: plain TCP).
+    pub tls: NodeTls,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            peer_listen: None,
+            metrics_listen: None,
+            insecure: false,
+            sync: SyncConfig::default(),
+            id: 1,
+            peers: Vec::new(),
+            data_dir: PathBuf::from("./data"),
+            request_timeout: Duration::from_secs(5),
+            raft_tick: Duration::from_millis(50),
+            join: false,
+            snapshot_entries: DriverConfig::default().snapshot_entries,
+            max_backups_per_ring: DEFAULT_MAX_BACKUPS_PER_RING,
+            tokens: None,
+            limits: Limits::default(),
+            tls: NodeTls::default(),
+        }
+    }
+}
+
+/// The ranges of the settings, shared by `validate` and the command line's help.
+pub mod range {
+    use std::ops::RangeInclusive;
+
+    pub const MAX_BACKUPS_PER_RING: RangeInclusive<u32> = 1..=1024;
+    pub const SYNC_MAX_CALLS: RangeInclusive<usize> = 1..=100_000;
+    pub const MAX_MESSAGE_BYTES: RangeInclusive<usize> = 1024..=(64 << 20);
+}
+
+/// A setting that cannot work, named as its command-line flag.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{flag} {value} is out of range ({expected})")]
+    OutOfRange {
+        flag: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("--peers does not list this node's --id {0}")]
+    NotAMember(u64),
+    #[error(
+        "--listen {0} is not a loopback address and the client port has no TLS (--cert, \
+         --key): calls and tokens would cross the network in clear text. Pass \
+         --insecure to accept that."
+    )]
+    PlaintextClientPort(SocketAddr),
+    #[error(
+        "--peer-listen {0} is not a loopback address and the peer port has no \
+         mutual TLS (--peer-cert, --peer-key, --peer-trusted-ca): anyone on the network \
+         could speak raft. Pass --insecure to accept that."
+    )]
+    PlaintextPeerPort(SocketAddr),
+    #[error("the token file has no `peer` token: nodes need one to reach each other")]
+    NoPeerToken,
+}
+
+impl NodeConfig {
+    /// The peer port's address: `peer_listen`, or the client port + [`PEER_PORT_OFFSET`].
+    pub fn peer_listen(&self) -> SocketAddr {
+        self.peer_listen
+            .unwrap_or_else(|| default_peer_listen(self.listen))
+    }
+
+    /// Every rule the settings must meet; [`crate::BoundNode::bind`] runs it first.
+    ///
+    /// # Errors
+    /// The first setting that cannot work, named as its flag.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn out_of_range(
+            flag: &'static str,
+            value: impl std::fmt::Display,
+            expected: &'static str,
+        ) -> Result<(), ConfigError> {
+            Err(ConfigError::OutOfRange {
+                flag,
+                value: value.to_string(),
+                expected,
+            })
+        }
+        if self.id == 0 {
+            return out_of_range("--id", self.id, "a raft id is at least 1");
+        }
+        if self.raft_tick.is_zero() {
+            return out_of_range("--raft-tick-ms", 0, "at least 1");
+        }
+        if self.snapshot_entries == 0 {
+            return out_of_range("--snapshot-entries", 0, "at least 1");
+        }
+        if !range::MAX_BACKUPS_PER_RING.contains(&self.max_backups_per_ring) {
+            return out_of_range(
+                "--max-backups-per-ring",
+                self.max_backups_per_ring,
+                "1 to 1024",
+            );
+        }
+        if !range::SYNC_MAX_CALLS.contains(&self.sync.max_calls) {
+            return out_of_range("--sync-max-calls", self.sync.max_calls, "1 to 100000");
+        }
+        if !range::MAX_MESSAGE_BYTES.contains(&self.limits.max_message_bytes) {
+            return out_of_range(
+                "--max-message-bytes",
+                self.limits.max_message_bytes,
+                "1024 to 67108864",
+            );
+        }
+        if self.limits.max_concurrent_streams == 0 {
+            return out_of_range("--max-concurrent-streams", 0, "at least 1");
+        }
+        if !self.join && !self.peers.is_empty() && !self.peers.iter().any(|(id, _)| *id == self.id)
+        {
+            return Err(ConfigError::NotAMember(self.id));
+        }
+        if !self.insecure {
+            if !self.listen.ip().is_loopback() && self.tls.client.is_none() {
+                return Err(ConfigError::PlaintextClientPort(self.listen));
+            }
+            let peer = self.peer_listen();
+            if !peer.ip().is_loopback() && self.tls.peer.is_none() {
+                return Err(ConfigError::PlaintextPeerPort(peer));
+            }
+        }
+        if self
+            .tokens
+            .as_ref()
+            .is_some_and(|tokens| tokens.peer_token().is_none())
+        {
+            return Err(ConfigError::NoPeerToken);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(config: NodeConfig) -> ConfigError {
+        config.validate().expect_err("refused")
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        NodeConfig::default().validate().expect("valid");
+    }
+
+    #[test]
+    fn each_setting_out_of_range_is_refused_by_its_flag() {
+        let cases: Vec<(&str, NodeConfig)> = vec![
+            (
+                "--id",
+                NodeConfig {
+                    id: 0,
+                    ..Default::default()
+                },
+            ),
+            (
+                "--raft-tick-ms",
+                NodeConfig {
+                    raft_tick: Duration::ZERO,
+                    ..Default::default()
+                },
+            ),
+            (
+                "--snapshot-entries",
+                NodeConfig {
+                    snapshot_entries: 0,
+                    ..Default::default()
+                },
+            ),
+            (
+                "--max-backups-per-ring",
+                NodeConfig {
+                    max_backups_per_ring: 0,
+                    ..Default::default()
+                },
+            ),
+            (
+                "--max-backups-per-ring",
+                NodeConfig {
+                    max_backups_per_ring: 1025,
+                    ..Default::default()
+                },
+            ),
+            (
+                "--sync-max-calls",
+                NodeConfig {
+                    sync: SyncConfig {
+                        max_calls: 0,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            ),
+            (
+                "--max-message-bytes",
+                NodeConfig {
+                    limits: Limits {
+                        max_message_bytes: 1023,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            ),
+            (
+                "--max-concurrent-streams",
+                NodeConfig {
+                    limits: Limits {
+                        max_concurrent_streams: 0,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            ),
+        ];
+        for (flag, config) in cases {
+            match refused(config) {
+                ConfigError::OutOfRange { flag: named, .. } => assert_eq!(named, flag),
+                other => panic!("{flag}: {other}"),
+            }
+        }
+    }
+
+    #[test]
+    fn peers_must_list_this_node_unless_it_joins() {
+        let peers = vec![(2, MemberAddress::new("127.0.0.1:1", "127.0.0.1:2"))];
+        let config = NodeConfig {
+            peers: peers.clone(),
+            ..Default::default()
+        };
+        assert_eq!(refused(config), ConfigError::NotAMember(1));
+        NodeConfig {
+            peers,
+            join: true,
+            ..Default::default()
+        }
+        .validate()
+        .expect("a joining node ignores --peers");
+    }
+
+    #[test]
+    fn a_plaintext_port_off_loopback_needs_insecure() {
+        let public: SocketAddr = "0.0.0.0:50051".parse().expect("addr");
+        let config = NodeConfig {
+            listen: public,
+            ..Default::default()
+        };
+        assert_eq!(
+            refused(config.clone()),
+            ConfigError::PlaintextClientPort(public)
+        );
+        NodeConfig {
+            insecure: true,
+            ..config
+        }
+        .validate()
+        .expect("insecure allows it");
+        let config = NodeConfig {
+            peer_listen: Some(public),
+            ..Default::default()
+        };
+        assert_eq!(refused(config), ConfigError::PlaintextPeerPort(public));
+    }
+
+    #[test]
+    fn a_token_file_needs_a_peer_token() {
+        let tokens = Tokens::parse("reader-token-0123456789abcdef-0123456789 reader\n").expect("tokens");
+        let config = NodeConfig {
+            tokens: Some(Arc::new(tokens)),
+            ..Default::default()
+        };
+        assert_eq!(refused(config), ConfigError::NoPeerToken);
+    }
+}

