@@ -104,7 +104,7 @@ impl Replica {
         let deadline = Instant::now() + timeout;
         let (kind, id, address) = match &change {
             MembershipChange::AddLearner { id, address } => {
-                (pb::MembershipChange::AddLearner, *id, address.clone())
+                (pb::MembershipChange::AddLearner, *id, address.encode())
             }
             MembershipChange::Remove { id } => (pb::MembershipChange::Remove, *id, String::new()),
         };

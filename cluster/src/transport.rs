@@ -164,11 +164,10 @@ impl GrpcTransport {
         let _ = self.origin.driver.set(handle);
     }
 
-    /// Starts sending to `peer` at `address` (a member's stored address: its peer
-    /// part is dialled); replaces an older address.
-    pub fn add_peer(&self, peer: u64, address: &str) {
-        let dialled = MemberAddress::decode(address).peer;
-        let address = dialled.as_str();
+    /// Starts sending to `peer` at `address` (a member's addresses: its peer part is
+    /// dialled); replaces an older address.
+    pub fn add_peer(&self, peer: u64, address: &MemberAddress) {
+        let address = address.peer.as_str();
         if peer == self.origin.id || self.address(peer).as_deref() == Some(address) {
             return;
         }
@@ -208,7 +207,7 @@ impl GrpcTransport {
 }
 
 impl Transport for GrpcTransport {
-    fn add_peer(&self, id: u64, address: &str) {
+    fn add_peer(&self, id: u64, address: &MemberAddress) {
         GrpcTransport::add_peer(self, id, address);
     }
 
@@ -343,7 +342,9 @@ impl RaftTransportService {
     /// leader before it has applied the membership that names it).
     fn learn_sender(&self, from: u64, address: &str) {
         if from != 0 && !address.is_empty() && self.transport.address(from).is_none() {
-            self.transport.add_peer(from, address);
+            // A bare `host:port`, which decodes as both addresses.
+            self.transport
+                .add_peer(from, &MemberAddress::decode(address));
         }
     }
 }
@@ -446,7 +447,7 @@ impl RaftTransport for RaftTransportService {
                 .handle
                 .change_membership(MembershipChange::AddLearner {
                     id: request.id,
-                    address: request.address,
+                    address: MemberAddress::decode(&request.address),
                 })
                 .await
                 .map_err(propose_status)?,

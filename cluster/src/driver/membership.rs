@@ -60,17 +60,19 @@ impl<S: StateMachine> Driver<S> {
                         ProposeError::Refused(format!("id: node {id} is already a member")),
                     );
                 }
-                if !valid_address(&address) {
+                if !address.is_valid() {
                     return refused(
                         reply,
                         ProposeError::Refused(format!(
-                            "address: {address:?} is not a host:port address"
+                            "address: {:?} is not a host:port address",
+                            address.encode()
                         )),
                     );
                 }
                 cc.set_change_type(ConfChangeType::AddLearnerNode);
                 cc.node_id = id;
-                cc.context = address.into_bytes().into();
+                // The log keeps the stored form.
+                cc.context = address.encode().into_bytes().into();
             }
             MembershipChange::Remove { id } => {
                 if !is_member(id) {
@@ -148,7 +150,7 @@ impl<S: StateMachine> Driver<S> {
         cc.set_change_type(ConfChangeType::AddNode);
         cc.node_id = id;
         if let Some(address) = self.members.get(&id) {
-            cc.context = address.clone().into_bytes().into();
+            cc.context = address.encode().into_bytes().into();
         }
         // Not ours to answer: an empty context.
         if let Err(e) = self.node.propose_conf_change(Vec::new(), cc) {
@@ -180,7 +182,7 @@ impl<S: StateMachine> Driver<S> {
         match change.get_change_type() {
             ConfChangeType::AddLearnerNode | ConfChangeType::AddNode => {
                 if !change.context.is_empty() {
-                    let address = String::from_utf8_lossy(&change.context).into_owned();
+                    let address = MemberAddress::decode(&String::from_utf8_lossy(&change.context));
                     if id != self.node.raft.id {
                         self.transport.add_peer(id, &address);
                     }
@@ -202,10 +204,4 @@ impl<S: StateMachine> Driver<S> {
         })?;
         Ok(Ok(()))
     }
-}
-
-/// Whether a member address (the stored form of [`MemberAddress`]) can be stored and
-/// dialled.
-pub fn valid_address(address: &str) -> bool {
-    MemberAddress::decode(address).is_valid()
 }

@@ -32,10 +32,9 @@ use raft::eraftpb::{Message, MessageType, Snapshot};
 use raft::{RawNode, StateRole};
 use tokio::sync::{oneshot, watch};
 
+use crate::member::MemberAddress;
 use crate::state_machine::StateMachine;
 use crate::storage::{LogStore, StoreError};
-
-pub use membership::valid_address;
 
 /// Most bytes of entries in one raft message (and the least uncommitted-bytes limit).
 const MAX_SIZE_PER_MSG: u64 = 1 << 20;
@@ -45,7 +44,7 @@ pub trait Transport: Send + Sync + 'static {
     fn send(&self, messages: Vec<Message>);
 
     /// A member joined (or moved): send to it at `address` from now on.
-    fn add_peer(&self, _id: u64, _address: &str) {}
+    fn add_peer(&self, _id: u64, _address: &MemberAddress) {}
 
     /// A member left.
     fn remove_peer(&self, _id: u64) {}
@@ -57,7 +56,7 @@ pub struct DriverConfig {
     pub id: u64,
     /// The voters of a new cluster and their addresses; ignored when the log already has
     /// a membership.
-    pub initial_members: BTreeMap<u64, String>,
+    pub initial_members: BTreeMap<u64, MemberAddress>,
     /// One raft tick.
     pub tick: Duration,
     pub election_ticks: usize,
@@ -82,7 +81,7 @@ impl Default for DriverConfig {
     fn default() -> Self {
         DriverConfig {
             id: 1,
-            initial_members: BTreeMap::from([(1, String::new())]),
+            initial_members: BTreeMap::from([(1, MemberAddress::new("", ""))]),
             tick: Duration::from_millis(50),
             election_ticks: 10,
             heartbeat_ticks: 2,
@@ -121,7 +120,7 @@ pub enum MembershipChange {
     /// A new member at `address`, joining as a learner.
     AddLearner {
         id: u64,
-        address: String,
+        address: MemberAddress,
     },
     Remove {
         id: u64,
@@ -141,7 +140,7 @@ pub struct RaftStatus {
     pub voters: Vec<u64>,
     pub learners: Vec<u64>,
     /// Every member's address (empty for the in-process tests' members).
-    pub members: BTreeMap<u64, String>,
+    pub members: BTreeMap<u64, MemberAddress>,
     /// Index of the latest snapshot built or installed here (0: none).
     pub snapshot_index: u64,
     /// First index still in the log.
@@ -390,7 +389,7 @@ struct Driver<S> {
     /// replay, changes up to it are not applied again.
     applied_conf_index: u64,
     /// Every member's address, as applied from the log.
-    members: BTreeMap<u64, String>,
+    members: BTreeMap<u64, MemberAddress>,
     /// ReadIndex requests by request id, before raft has answered them, with the time
     /// they were asked (raft drops some silently, e.g. at a leader that has not yet
     /// committed in its term: those expire).
