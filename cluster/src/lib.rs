@@ -11,7 +11,7 @@
 //!   - `driver/membership.rs`: membership changes, learner promotion, leader transfer.
 //!   - `driver/snapshots.rs`: building, installing and restoring snapshots.
 //! - [`replica`]: a node's calls: propose anywhere, linearizable reads, membership.
-//! - [`member`]: a member's client and peer addresses, and their stored form.
+//! - [`member`]: a member's addresses, their stored form, and `--peers` lists.
 //! - [`transport`]: raft messages between nodes and forwarded writes, over gRPC.
 //! - [`storage`]: the durable log in raft-engine and the snapshot files.
 //! - [`snapshot`]: the snapshot envelope (members, state, SHA-256).
@@ -29,7 +29,7 @@ pub mod transport;
 pub use driver::{
     DriverConfig, MembershipChange, ProposeError, RaftHandle, RaftStatus, Role, Transport,
 };
-pub use member::MemberAddress;
+pub use member::{MemberAddress, Peers, PeersError};
 pub use replica::{Backup, Replica, ReplicaError, CLUSTER_UNAVAILABLE_METADATA};
 pub use state_machine::StateMachine;
 pub use storage::{LogStore, ReadyWrite, StoreError};
