@@ -51,6 +51,11 @@ const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(300);
 /// The gRPC metadata key naming the leader when a node refuses a forwarded write.
 pub const LEADER_METADATA: &str = "x-clockwise-leader";
 
+/// The gRPC metadata key (value `1`) marking a refusal after which the request may or
+/// may not be applied: the forwarding node must not send it again, and reads this
+/// marker, not the message, to know it.
+pub const OUTCOME_UNKNOWN_METADATA: &str = "x-clockwise-outcome-unknown";
+
 /// How a node reaches its peers: mutual TLS when configured (its peer certificate,
 /// and the peer CA their certificates must chain to), and the bearer token of the
 /// `peer` role when the cluster requires tokens.
@@ -498,7 +503,13 @@ pub fn propose_status(error: ProposeError) -> Status {
         }
         ProposeError::Busy => Status::resource_exhausted("the proposal queue is full; retry later"),
         ProposeError::Unknown => {
-            Status::unavailable("leadership changed; the write may or may not be applied")
+            let mut status =
+                Status::unavailable("leadership changed; the write may or may not be applied");
+            status.metadata_mut().insert(
+                OUTCOME_UNKNOWN_METADATA,
+                tonic::metadata::MetadataValue::from_static("1"),
+            );
+            status
         }
         ProposeError::Stopped => Status::unavailable("the node is stopping"),
         ProposeError::Refused(why) => Status::failed_precondition(why),
