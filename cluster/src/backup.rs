@@ -13,6 +13,7 @@ use std::path::Path;
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, HardState, Snapshot};
 
+use crate::member::MemberAddress;
 use crate::snapshot::{sha256, SnapshotData, SnapshotDataError};
 use crate::storage::{LogStore, ReadyWrite, StoreError};
 
@@ -88,14 +89,19 @@ pub fn decode_file(file: &[u8]) -> Result<Snapshot, BackupError> {
 /// Seeds `dir` (a node's raft directory) with the snapshot as the state of a new
 /// one-member cluster: member `id` at `address`. A node started on `dir` with that id
 /// restores the snapshot, elects itself and serves; more members join with `AddMember`.
-pub fn seed(dir: &Path, snapshot: &Snapshot, id: u64, address: &str) -> Result<u64, BackupError> {
+pub fn seed(
+    dir: &Path,
+    snapshot: &Snapshot,
+    id: u64,
+    address: &MemberAddress,
+) -> Result<u64, BackupError> {
     let non_empty =
         |sub: &str| std::fs::read_dir(dir.join(sub)).is_ok_and(|mut d| d.next().is_some());
     if non_empty("log") || non_empty("snapshots") {
         return Err(BackupError::NotEmpty(dir.display().to_string()));
     }
     let mut data = SnapshotData::decode(&snapshot.data)?;
-    data.members = BTreeMap::from([(id, address.to_owned())]);
+    data.members = BTreeMap::from([(id, address.clone())]);
     let meta = snapshot.get_metadata();
     let mut seeded = Snapshot {
         data: data.encode().into(),
@@ -130,7 +136,10 @@ mod tests {
     fn sample() -> Snapshot {
         let mut snapshot = Snapshot {
             data: SnapshotData {
-                members: BTreeMap::from([(1, "a:1".into()), (2, "b:2".into())]),
+                members: BTreeMap::from([
+                    (1, MemberAddress::decode("a:1")),
+                    (2, MemberAddress::new("b:2", "b:3")),
+                ]),
                 state: b"state".to_vec(),
             }
             .encode()
@@ -174,7 +183,8 @@ mod tests {
         use raft::Storage as _;
         let dir = std::env::temp_dir().join(format!("clockwise-seed-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        assert_eq!(seed(&dir, &sample(), 7, "h:7").unwrap(), 42);
+        let address = MemberAddress::new("h:7", "h:8");
+        assert_eq!(seed(&dir, &sample(), 7, &address).unwrap(), 42);
         let store = LogStore::open(&dir).unwrap();
         let state = store.initial_state().unwrap();
         assert_eq!(state.conf_state.voters, vec![7]);
@@ -182,14 +192,14 @@ mod tests {
         assert_eq!(store.first_index().unwrap(), 43);
         assert_eq!(
             store.members().unwrap(),
-            BTreeMap::from([(7, "h:7".into())])
+            BTreeMap::from([(7, address.clone())])
         );
         let stored = store.latest_snapshot().unwrap().unwrap();
         let data = SnapshotData::decode(&stored.data).unwrap();
         assert_eq!(data.state, b"state");
         drop(store);
         assert!(matches!(
-            seed(&dir, &sample(), 7, "h:7"),
+            seed(&dir, &sample(), 7, &address),
             Err(BackupError::NotEmpty(_))
         ));
         let _ = std::fs::remove_dir_all(&dir);

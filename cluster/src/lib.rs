@@ -1,18 +1,19 @@
 //! clockwise replication: one raft-rs group over a durable log, generic over a
 //! [`StateMachine`], knowing nothing of rings.
 //!
-//! - [`state_machine`]: what a replicated state must offer (deterministic apply,
-//!   snapshot, restore).
-//! - [`driver`]: the thread that owns `RawNode` and runs the Ready loop; requests and
-//!   peer messages reach it through two bounded channels, results come back by request
-//!   id.
-//! - [`replica`]: what a node's service calls: propose from any node (followers forward
-//!   to the leader), linearizable reads and membership changes, within a deadline.
-//! - [`member`]: a member's client and peer addresses, and their stored form.
+//! # Layout
+//!
+//! - [`state_machine`]: what a replicated state offers (deterministic apply, snapshots).
+//! - [`driver`]: the thread that owns `RawNode`; its handle, config and run loop.
+//!   - `driver/ready.rs`: one Ready in raft-rs's order; applying committed entries.
+//!   - `driver/proposals.rs`: writes on the leader; request ids; failing what is in flight.
+//!   - `driver/reads.rs`: linearizable reads (ReadIndex).
+//!   - `driver/membership.rs`: membership changes, learner promotion, leader transfer.
+//!   - `driver/snapshots.rs`: building, installing and restoring snapshots.
+//! - [`replica`]: a node's calls: propose anywhere, linearizable reads, membership.
+//! - [`member`]: a member's addresses, their stored form, and `--peers` lists.
 //! - [`transport`]: raft messages between nodes and forwarded writes, over gRPC.
-//! - [`storage`]: the durable log: raft entries, hard state, membership and the
-//!   truncation point in raft-engine, written in synced batches, and the latest
-//!   snapshot file; implements `raft::Storage`.
+//! - [`storage`]: the durable log in raft-engine and the snapshot files.
 //! - [`snapshot`]: the snapshot envelope (members, state, SHA-256).
 //! - [`backup`]: whole-cluster backup files, and seeding a new cluster from one.
 
@@ -28,7 +29,7 @@ pub mod transport;
 pub use driver::{
     DriverConfig, MembershipChange, ProposeError, RaftHandle, RaftStatus, Role, Transport,
 };
-pub use member::MemberAddress;
+pub use member::{MemberAddress, Peers, PeersError};
 pub use replica::{Backup, Replica, ReplicaError, CLUSTER_UNAVAILABLE_METADATA};
 pub use state_machine::StateMachine;
 pub use storage::{LogStore, ReadyWrite, StoreError};

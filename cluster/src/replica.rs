@@ -13,7 +13,7 @@ use clockwise_proto::raft::v1 as pb;
 use clockwise_proto::raft::v1::ForwardRequest;
 
 use crate::driver::{MembershipChange, ProposeError, RaftHandle, RaftStatus};
-use crate::transport::{GrpcTransport, PeerClient, LEADER_METADATA};
+use crate::transport::{GrpcTransport, PeerClient, LEADER_METADATA, OUTCOME_UNKNOWN_METADATA};
 
 /// Marks an UNAVAILABLE that says the cluster, not the answering node, could not serve
 /// the call ([`ReplicaError::ClusterUnavailable`]): a client's circuit breaker should not
@@ -104,7 +104,7 @@ impl Replica {
         let deadline = Instant::now() + timeout;
         let (kind, id, address) = match &change {
             MembershipChange::AddLearner { id, address } => {
-                (pb::MembershipChange::AddLearner, *id, address.clone())
+                (pb::MembershipChange::AddLearner, *id, address.encode())
             }
             MembershipChange::Remove { id } => (pb::MembershipChange::Remove, *id, String::new()),
         };
@@ -360,10 +360,16 @@ pub struct Backup {
 /// What a failed call to the leader means here: `None` to try again (the request
 /// never reached raft there: "not the leader", a membership conflict, or no connection
 /// was made), or the error to answer. Any other failure may have come after the leader
-/// proposed the request, so its outcome is unknown and it is not sent again.
+/// proposed the request, so its outcome is unknown and it is not sent again; the
+/// leader marks the failures it knows to be such ([`OUTCOME_UNKNOWN_METADATA`]), and
+/// their message is answered as it is.
 fn forwarded_error(status: &tonic::Status) -> Option<ReplicaError> {
     let message = status.message().to_owned();
     match status.code() {
+        // The leader's word that it may have applied it outranks any other reading.
+        _ if status.metadata().contains_key(OUTCOME_UNKNOWN_METADATA) => {
+            Some(ReplicaError::Unavailable(message))
+        }
         tonic::Code::FailedPrecondition if status.metadata().contains_key(LEADER_METADATA) => None,
         tonic::Code::Aborted => None,
         tonic::Code::Unavailable if never_connected(status) => None,
@@ -371,9 +377,6 @@ fn forwarded_error(status: &tonic::Status) -> Option<ReplicaError> {
             Some(ReplicaError::Refused(message))
         }
         tonic::Code::ResourceExhausted => Some(ReplicaError::Busy(message)),
-        tonic::Code::Unavailable if message.contains("may or may not") => {
-            Some(ReplicaError::Unavailable(message))
-        }
         // The forwarded call ran out of this node's budget: the leader is slow or cut
         // off from its quorum; this node is fine.
         tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
@@ -407,4 +410,61 @@ fn never_connected(status: &tonic::Status) -> bool {
     ]
     .iter()
     .any(|sign| text.contains(sign))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::propose_status;
+
+    fn marked(mut status: tonic::Status) -> tonic::Status {
+        status.metadata_mut().insert(
+            OUTCOME_UNKNOWN_METADATA,
+            tonic::metadata::MetadataValue::from_static("1"),
+        );
+        status
+    }
+
+    #[test]
+    fn an_unknown_outcome_is_read_from_the_marker_not_the_message() {
+        // The leader's refusal carries the marker and keeps its text; it is answered as is.
+        let unknown = propose_status(ProposeError::Unknown);
+        assert_eq!(
+            unknown.message(),
+            "leadership changed; the write may or may not be applied"
+        );
+        assert_eq!(
+            forwarded_error(&unknown),
+            Some(ReplicaError::Unavailable(unknown.message().into()))
+        );
+        // Marked, whatever the text says.
+        assert_eq!(
+            forwarded_error(&marked(tonic::Status::unavailable("leadership moved"))),
+            Some(ReplicaError::Unavailable("leadership moved".into()))
+        );
+        // The words without the marker: an unclassified failure, wrapped as such.
+        let words = tonic::Status::unavailable("the write may or may not be applied");
+        assert_eq!(
+            forwarded_error(&words),
+            Some(ReplicaError::Unavailable(
+                "the leader did not answer (Unavailable: the write may or may not be \
+                 applied); the request may or may not be applied"
+                    .into()
+            ))
+        );
+        // No other refusal is marked.
+        for error in [
+            ProposeError::NotLeader { leader: Some(2) },
+            ProposeError::Busy,
+            ProposeError::Stopped,
+            ProposeError::Refused("no".into()),
+            ProposeError::Conflict("later".into()),
+        ] {
+            let status = propose_status(error.clone());
+            assert!(
+                !status.metadata().contains_key(OUTCOME_UNKNOWN_METADATA),
+                "{error:?}"
+            );
+        }
+    }
 }

@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
+use crate::member::MemberAddress;
+
 pub const MAGIC: &[u8; 8] = b"CWSNAP01";
 const CHECKSUM_LEN: usize = 32;
 
@@ -32,20 +34,25 @@ pub enum SnapshotDataError {
 /// A decoded snapshot envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotData {
-    /// Every member's address at the snapshot's index.
-    pub members: BTreeMap<u64, String>,
+    /// Every member's addresses at the snapshot's index (carried in their stored form).
+    pub members: BTreeMap<u64, MemberAddress>,
     /// The state machine's snapshot.
     pub state: Vec<u8>,
 }
 
 impl SnapshotData {
     pub fn encode(&self) -> Vec<u8> {
-        let addresses: usize = self.members.values().map(|a| 12 + a.len()).sum();
+        let members: Vec<(u64, String)> = self
+            .members
+            .iter()
+            .map(|(&id, address)| (id, address.encode()))
+            .collect();
+        let addresses: usize = members.iter().map(|(_, a)| 12 + a.len()).sum();
         let mut out =
             Vec::with_capacity(MAGIC.len() + 4 + addresses + 8 + self.state.len() + CHECKSUM_LEN);
         out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&(self.members.len() as u32).to_be_bytes());
-        for (id, address) in &self.members {
+        out.extend_from_slice(&(members.len() as u32).to_be_bytes());
+        for (id, address) in &members {
             out.extend_from_slice(&id.to_be_bytes());
             out.extend_from_slice(&(address.len() as u32).to_be_bytes());
             out.extend_from_slice(address.as_bytes());
@@ -75,9 +82,9 @@ impl SnapshotData {
         for _ in 0..count {
             let id = reader.u64()?;
             let len = reader.u32()? as usize;
-            let address = std::str::from_utf8(reader.take(len)?)
-                .map_err(|_| SnapshotDataError::Members)?
-                .to_owned();
+            let address =
+                std::str::from_utf8(reader.take(len)?).map_err(|_| SnapshotDataError::Members)?;
+            let address = MemberAddress::decode(address);
             members.insert(id, address);
         }
         let len = usize::try_from(reader.u64()?).map_err(|_| SnapshotDataError::Truncated)?;
@@ -123,7 +130,10 @@ mod tests {
 
     fn sample() -> SnapshotData {
         SnapshotData {
-            members: BTreeMap::from([(1, "127.0.0.1:1".into()), (7, "h:2".into())]),
+            members: BTreeMap::from([
+                (1, MemberAddress::new("127.0.0.1:1", "127.0.0.1:2")),
+                (7, MemberAddress::decode("h:2")),
+            ]),
             state: b"engine state".to_vec(),
         }
     }
@@ -131,6 +141,21 @@ mod tests {
     #[test]
     fn round_trips() {
         assert_eq!(SnapshotData::decode(&sample().encode()), Ok(sample()));
+    }
+
+    #[test]
+    fn members_are_carried_in_their_stored_form() {
+        let bytes = sample().encode();
+        let mut expected = MAGIC.to_vec();
+        expected.extend_from_slice(&2u32.to_be_bytes());
+        for (id, stored) in [(1u64, "127.0.0.1:1|127.0.0.1:2"), (7, "h:2")] {
+            expected.extend_from_slice(&id.to_be_bytes());
+            expected.extend_from_slice(&(stored.len() as u32).to_be_bytes());
+            expected.extend_from_slice(stored.as_bytes());
+        }
+        expected.extend_from_slice(&12u64.to_be_bytes());
+        expected.extend_from_slice(b"engine state");
+        assert_eq!(&bytes[..bytes.len() - CHECKSUM_LEN], expected.as_slice());
     }
 
     #[test]

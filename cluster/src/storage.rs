@@ -27,6 +27,8 @@ use raft::eraftpb::{
 use raft::{GetEntriesContext, RaftState, StorageError};
 use raft_engine::{Command, Config, Engine, LogBatch, MessageExt, ReadableSize};
 
+use crate::member::MemberAddress;
+
 /// raft-engine's "region": the one raft group of a node.
 const GROUP: u64 = 1;
 const KEY_HARD_STATE: &[u8] = b"hard_state";
@@ -35,7 +37,7 @@ const KEY_CONF_STATE: &[u8] = b"conf_state";
 const KEY_TRUNCATED: &[u8] = b"truncated";
 /// The last applied index, big-endian `u64`.
 const KEY_APPLIED: &[u8] = b"applied";
-/// Every member's gRPC address, as `id=address` lines.
+/// Every member's addresses, as `id=address` lines (the stored form of [`MemberAddress`]).
 const KEY_MEMBERS: &[u8] = b"members";
 /// Log index of the last membership change in the stored configuration, big-endian `u64`.
 const KEY_CONF_INDEX: &[u8] = b"conf_index";
@@ -83,7 +85,7 @@ pub struct ReadyWrite<'a> {
     pub hard_state: Option<&'a HardState>,
     pub conf_state: Option<&'a ConfState>,
     /// Every member's address (replaces the stored set).
-    pub members: Option<&'a BTreeMap<u64, String>>,
+    pub members: Option<&'a BTreeMap<u64, MemberAddress>>,
     /// The log index of the membership change `conf_state` reflects.
     pub conf_index: Option<u64>,
     pub applied: Option<u64>,
@@ -245,7 +247,7 @@ impl LogStore {
     /// The membership is written as the log's first entries too (one committed
     /// `AddNode` per voter, term 1, the same on every founding node), so a node that
     /// joins later learns the founders by replaying the log.
-    pub fn bootstrap(&self, members: &BTreeMap<u64, String>) -> Result<bool, StoreError> {
+    pub fn bootstrap(&self, members: &BTreeMap<u64, MemberAddress>) -> Result<bool, StoreError> {
         if self.conf_state()?.is_some() {
             return Ok(false);
         }
@@ -258,7 +260,7 @@ impl LogStore {
                 let mut change = ConfChange::default();
                 change.set_change_type(ConfChangeType::AddNode);
                 change.node_id = id;
-                change.context = address.clone().into_bytes().into();
+                change.context = address.encode().into_bytes().into();
                 let mut entry = Entry::default();
                 entry.set_entry_type(EntryType::EntryConfChange);
                 entry.index = index;
@@ -288,7 +290,7 @@ impl LogStore {
     }
 
     /// Every member's address as last recorded.
-    pub fn members(&self) -> Result<BTreeMap<u64, String>, StoreError> {
+    pub fn members(&self) -> Result<BTreeMap<u64, MemberAddress>, StoreError> {
         let Some(bytes) = self.engine.get(GROUP, KEY_MEMBERS) else {
             return Ok(BTreeMap::new());
         };
@@ -300,7 +302,7 @@ impl LogStore {
                     .split_once('=')
                     .ok_or(StoreError::Corrupt("member line"))?;
                 let id = id.parse().map_err(|_| StoreError::Corrupt("member id"))?;
-                Ok((id, addr.to_owned()))
+                Ok((id, MemberAddress::decode(addr)))
             })
             .collect()
     }
@@ -333,7 +335,7 @@ impl LogStore {
         if let Some(members) = write.members {
             let text: String = members
                 .iter()
-                .map(|(id, addr)| format!("{id}={addr}\n"))
+                .map(|(id, addr)| format!("{id}={}\n", addr.encode()))
                 .collect();
             batch.put(GROUP, KEY_MEMBERS.to_vec(), text.into_bytes())?;
         }
@@ -578,9 +580,15 @@ mod tests {
         }
     }
 
-    fn members(ids: &[u64]) -> BTreeMap<u64, String> {
+    fn members(ids: &[u64]) -> BTreeMap<u64, MemberAddress> {
         ids.iter()
-            .map(|&id| (id, format!("127.0.0.1:{}", 5000 + id)))
+            .map(|&id| {
+                let client = format!("127.0.0.1:{}", 5000 + id);
+                (
+                    id,
+                    MemberAddress::new(client, format!("127.0.0.1:{}", 6000 + id)),
+                )
+            })
             .collect()
     }
 
@@ -611,6 +619,13 @@ mod tests {
         let state = store.initial_state().unwrap();
         assert_eq!(state.conf_state.voters, vec![1, 2, 3]);
         assert_eq!(store.members().unwrap(), members(&[1, 2, 3]));
+        // Stored as `id=CLIENT|PEER` lines.
+        assert_eq!(
+            store.engine.get(GROUP, KEY_MEMBERS).unwrap(),
+            b"1=127.0.0.1:5001|127.0.0.1:6001\n\
+              2=127.0.0.1:5002|127.0.0.1:6002\n\
+              3=127.0.0.1:5003|127.0.0.1:6003\n"
+        );
         // The founders are in the log too, committed, for nodes that join later.
         assert_eq!(
             (store.last_index().unwrap(), state.hard_state.commit),
@@ -620,6 +635,8 @@ mod tests {
             .entries(1, 2, None, GetEntriesContext::empty(false))
             .unwrap();
         assert_eq!(first[0].get_entry_type(), EntryType::EntryConfChange);
+        let change = ConfChange::parse_from_bytes(&first[0].data).unwrap();
+        assert_eq!(&change.context[..], b"127.0.0.1:5001|127.0.0.1:6001");
     }
 
     #[test]

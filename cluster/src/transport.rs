@@ -51,6 +51,11 @@ const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(300);
 /// The gRPC metadata key naming the leader when a node refuses a forwarded write.
 pub const LEADER_METADATA: &str = "x-clockwise-leader";
 
+/// The gRPC metadata key (value `1`) marking a refusal after which the request may or
+/// may not be applied: the forwarding node must not send it again, and reads this
+/// marker, not the message, to know it.
+pub const OUTCOME_UNKNOWN_METADATA: &str = "x-clockwise-outcome-unknown";
+
 /// How a node reaches its peers: mutual TLS when configured (its peer certificate,
 /// and the peer CA their certificates must chain to), and the bearer token of the
 /// `peer` role when the cluster requires tokens.
@@ -164,11 +169,10 @@ impl GrpcTransport {
         let _ = self.origin.driver.set(handle);
     }
 
-    /// Starts sending to `peer` at `address` (a member's stored address: its peer
-    /// part is dialled); replaces an older address.
-    pub fn add_peer(&self, peer: u64, address: &str) {
-        let dialled = MemberAddress::decode(address).peer;
-        let address = dialled.as_str();
+    /// Starts sending to `peer` at `address` (a member's addresses: its peer part is
+    /// dialled); replaces an older address.
+    pub fn add_peer(&self, peer: u64, address: &MemberAddress) {
+        let address = address.peer.as_str();
         if peer == self.origin.id || self.address(peer).as_deref() == Some(address) {
             return;
         }
@@ -208,7 +212,7 @@ impl GrpcTransport {
 }
 
 impl Transport for GrpcTransport {
-    fn add_peer(&self, id: u64, address: &str) {
+    fn add_peer(&self, id: u64, address: &MemberAddress) {
         GrpcTransport::add_peer(self, id, address);
     }
 
@@ -343,7 +347,9 @@ impl RaftTransportService {
     /// leader before it has applied the membership that names it).
     fn learn_sender(&self, from: u64, address: &str) {
         if from != 0 && !address.is_empty() && self.transport.address(from).is_none() {
-            self.transport.add_peer(from, address);
+            // A bare `host:port`, which decodes as both addresses.
+            self.transport
+                .add_peer(from, &MemberAddress::decode(address));
         }
     }
 }
@@ -446,7 +452,7 @@ impl RaftTransport for RaftTransportService {
                 .handle
                 .change_membership(MembershipChange::AddLearner {
                     id: request.id,
-                    address: request.address,
+                    address: MemberAddress::decode(&request.address),
                 })
                 .await
                 .map_err(propose_status)?,
@@ -497,7 +503,13 @@ pub fn propose_status(error: ProposeError) -> Status {
         }
         ProposeError::Busy => Status::resource_exhausted("the proposal queue is full; retry later"),
         ProposeError::Unknown => {
-            Status::unavailable("leadership changed; the write may or may not be applied")
+            let mut status =
+                Status::unavailable("leadership changed; the write may or may not be applied");
+            status.metadata_mut().insert(
+                OUTCOME_UNKNOWN_METADATA,
+                tonic::metadata::MetadataValue::from_static("1"),
+            );
+            status
         }
         ProposeError::Stopped => Status::unavailable("the node is stopping"),
         ProposeError::Refused(why) => Status::failed_precondition(why),

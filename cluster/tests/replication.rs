@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use clockwise_cluster::driver::{
     self, DriverConfig, MembershipChange, ProposeError, RaftHandle, RaftStatus, Role, Transport,
 };
-use clockwise_cluster::{LogStore, StateMachine};
+use clockwise_cluster::{LogStore, MemberAddress, StateMachine};
 use raft::eraftpb::Message;
 
 /// Applied entries, shared with the test. Its snapshot is every entry, so a node that
@@ -118,7 +118,7 @@ impl Cluster {
         let config = DriverConfig {
             id,
             initial_members: if founder {
-                (1..=3).map(|id| (id, String::new())).collect()
+                (1..=3).map(|id| (id, MemberAddress::new("", ""))).collect()
             } else {
                 BTreeMap::new()
             },
@@ -348,7 +348,7 @@ async fn snapshots_compact_the_log_bring_back_a_wiped_node_and_survive_restarts(
     leader
         .change_membership(MembershipChange::AddLearner {
             id: follower,
-            address: "node-2:1".into(),
+            address: MemberAddress::new("node-2:1", "node-2:2"),
         })
         .await
         .unwrap();
@@ -390,13 +390,13 @@ async fn a_new_member_joins_as_a_learner_is_promoted_and_members_leave() {
     cluster.start_node(4, false);
     let add = MembershipChange::AddLearner {
         id: 4,
-        address: "node-4:1".into(),
+        address: MemberAddress::new("node-4:1", "node-4:2"),
     };
     leader.change_membership(add.clone()).await.unwrap();
     cluster.wait_status(leader_id, "node 4 promoted", |s| s.voters == [1, 2, 3, 4]);
     assert_eq!(
-        leader.status().members.get(&4).map(String::as_str),
-        Some("node-4:1")
+        leader.status().members.get(&4),
+        Some(&MemberAddress::new("node-4:1", "node-4:2"))
     );
     propose_all(&leader, "b", 10).await;
     cluster.wait_applied(60);
@@ -437,7 +437,7 @@ async fn a_new_member_joins_as_a_learner_is_promoted_and_members_leave() {
     leader
         .change_membership(MembershipChange::AddLearner {
             id: 5,
-            address: "node-5:1".into(),
+            address: MemberAddress::new("node-5:1", "node-5:2"),
         })
         .await
         .unwrap();

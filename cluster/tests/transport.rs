@@ -10,7 +10,9 @@ use std::time::Duration;
 use clockwise_cluster::driver::{self, DriverConfig};
 use clockwise_cluster::snapshot::{sha256, SnapshotData};
 use clockwise_cluster::transport::{PeerAccess, MAX_SNAPSHOT_BYTES};
-use clockwise_cluster::{GrpcTransport, LogStore, RaftTransportService, StateMachine};
+use clockwise_cluster::{
+    GrpcTransport, LogStore, MemberAddress, RaftTransportService, StateMachine,
+};
 use clockwise_proto::raft::v1 as pb;
 use clockwise_proto::raft::v1::raft_transport_client::RaftTransportClient;
 use clockwise_proto::raft::v1::raft_transport_server::RaftTransportServer;
@@ -50,7 +52,7 @@ async fn serve(dir: &std::path::Path) -> RaftTransportClient<Channel> {
     );
     let store = LogStore::open(dir).unwrap();
     let config = DriverConfig {
-        initial_members: BTreeMap::from([(1, address.clone())]),
+        initial_members: BTreeMap::from([(1, MemberAddress::decode(&address))]),
         ..DriverConfig::default()
     };
     let peers: Arc<dyn driver::Transport> = transport.clone();
@@ -131,7 +133,7 @@ async fn malformed_peer_input_is_refused_with_the_field_named() {
     assert_refused(garbage, Code::InvalidArgument, "messages");
 
     let data = SnapshotData {
-        members: BTreeMap::from([(2, "127.0.0.1:2".to_owned())]),
+        members: BTreeMap::from([(2, MemberAddress::decode("127.0.0.1:2"))]),
         state: vec![7u8; 2500],
     }
     .encode();

@@ -13,7 +13,7 @@ use std::sync::{Arc, RwLock};
 
 use clockwise_cluster::backup;
 use clockwise_cluster::snapshot::{sha256, SnapshotData, MAGIC as ENVELOPE_MAGIC};
-use clockwise_cluster::StateMachine;
+use clockwise_cluster::{MemberAddress, StateMachine};
 use clockwise_fuzz::RING;
 use clockwise_node::machine::codec::{self, Session};
 use clockwise_engine::{
@@ -69,7 +69,11 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         machine.apply(index, &codec::encode_entry(&command, Some(&session)));
     }
     let envelope = SnapshotData {
-        members: [(1, "127.0.0.1:7001".into()), (2, "[::1]:7002".into())].into(),
+        members: [
+            (1, MemberAddress::decode("127.0.0.1:7001")),
+            (2, MemberAddress::decode("[::1]:7002")),
+        ]
+        .into(),
         state: machine.snapshot(),
     }
     .encode();

@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use clockwise_cluster::snapshot::SnapshotData;
-use clockwise_cluster::{LogStore, StateMachine};
+use clockwise_cluster::{LogStore, MemberAddress, StateMachine};
 use clockwise_engine::{Engine, PositionSpace};
 use clockwise_node::machine::EngineMachine;
 use raft::eraftpb::Snapshot;
@@ -51,7 +51,7 @@ fn main() {
 
         let started = Instant::now();
         let data = SnapshotData {
-            members: [(1, "127.0.0.1:50051".to_owned())].into(),
+            members: [(1, MemberAddress::decode("127.0.0.1:50051"))].into(),
             state,
         }
         .encode();

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clockwise_cluster::driver::DriverConfig;
-use clockwise_cluster::MemberAddress;
+use clockwise_cluster::Peers;
 
 use crate::machine::DEFAULT_MAX_BACKUPS_PER_RING;
 use crate::service::auth::Tokens;
@@ -46,7 +46,7 @@ pub struct NodeConfig {
     pub id: u64,
     /// Every member of a new cluster, this node included, with its client and peer
     /// addresses. Empty: a group of one.
-    pub peers: Vec<(u64, MemberAddress)>,
+    pub peers: Peers,
     /// Holds the raft log (`raft/`).
     pub data_dir: PathBuf,
     /// How long a write or a linearizable read may wait for a quorum.
@@ -78,7 +78,7 @@ impl Default for NodeConfig {
             insecure: false,
             sync: SyncConfig::default(),
             id: 1,
-            peers: Vec::new(),
+            peers: Peers::default(),
             data_dir: PathBuf::from("./data"),
             request_timeout: Duration::from_secs(5),
             raft_tick: Duration::from_millis(50),
@@ -180,8 +180,7 @@ impl NodeConfig {
         if self.limits.max_concurrent_streams == 0 {
             return out_of_range("--max-concurrent-streams", 0, "at least 1");
         }
-        if !self.join && !self.peers.is_empty() && !self.peers.iter().any(|(id, _)| *id == self.id)
-        {
+        if !self.join && !self.peers.is_empty() && !self.peers.contains(self.id) {
             return Err(ConfigError::NotAMember(self.id));
         }
         if !self.insecure {
@@ -296,7 +295,7 @@ mod tests {
 
     #[test]
     fn peers_must_list_this_node_unless_it_joins() {
-        let peers = vec![(2, MemberAddress::new("127.0.0.1:1", "127.0.0.1:2"))];
+        let peers: Peers = "2=127.0.0.1:1/127.0.0.1:2".parse().expect("peers");
         let config = NodeConfig {
             peers: peers.clone(),
             ..Default::default()
@@ -337,7 +336,8 @@ mod tests {
 
     #[test]
     fn a_token_file_needs_a_peer_token() {
-        let tokens = Tokens::parse("reader-token-0123456789abcdef-0123456789 reader\n").expect("tokens");
+        let tokens =
+            Tokens::parse("reader-token-0123456789abcdef-0123456789 reader\n").expect("tokens");
         let config = NodeConfig {
             tokens: Some(Arc::new(tokens)),
             ..Default::default()

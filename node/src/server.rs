@@ -108,16 +108,12 @@ impl BoundNode {
     async fn start_replica(&self, engine: Arc<RwLock<Engine>>) -> Result<Replica, ServeError> {
         let config = &self.config;
         let bound = self.bound_address();
-        let members: BTreeMap<u64, String> = if config.join {
+        let members: BTreeMap<u64, MemberAddress> = if config.join {
             BTreeMap::new()
         } else if config.peers.is_empty() {
-            BTreeMap::from([(config.id, bound.encode())])
+            BTreeMap::from([(config.id, bound.clone())])
         } else {
-            config
-                .peers
-                .iter()
-                .map(|(id, address)| (*id, address.encode()))
-                .collect()
+            config.peers.as_map().clone()
         };
         if !config.join && !members.contains_key(&config.id) {
             return Err(ConfigError::NotAMember(config.id).into());
@@ -125,7 +121,7 @@ impl BoundNode {
         // What peers are told to answer to: this node's raft transport.
         let own_peer_address = members
             .get(&config.id)
-            .map_or(bound.peer, |stored| MemberAddress::decode(stored).peer);
+            .map_or(bound.peer, |address| address.peer.clone());
         let peer_token = match &config.tokens {
             Some(tokens) => Some(tokens.peer_token().ok_or(ConfigError::NoPeerToken)?),
             None => None,

@@ -13,6 +13,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use clockwise_cluster::Peers;
 use clockwise_proto::cluster::v1::cluster_client::ClusterClient;
 use clockwise_proto::cluster::v1::{Role, StatusRequest};
 use clockwise_proto::common::v1::PositionSpace;
@@ -52,13 +53,14 @@ fn start_nodes(count: usize) -> Vec<(Node, String)> {
     };
     let addrs: Vec<String> = (0..count).map(|_| free()).collect();
     let peer_addrs: Vec<String> = (0..count).map(|_| free()).collect();
-    let peers = addrs
-        .iter()
-        .zip(&peer_addrs)
-        .enumerate()
-        .map(|(i, (a, p))| format!("{}={a}/{p}", i + 1))
-        .collect::<Vec<_>>()
-        .join(",");
+    let peers = Peers::new(
+        (1..)
+            .zip(&addrs)
+            .zip(&peer_addrs)
+            .map(|((id, a), p)| (id, a.as_str(), p.as_str())),
+    )
+    .expect("free local addresses are valid founders")
+    .to_string();
     addrs
         .iter()
         .enumerate()

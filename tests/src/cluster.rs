@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use clockwise_cluster::Peers;
 use clockwise_proto::cluster::v1::cluster_client::ClusterClient;
 use clockwise_proto::cluster::v1::{Role, StatusRequest, StatusResponse};
 use clockwise_proto::hashring::v1 as hr;
@@ -126,15 +127,15 @@ impl TestCluster {
     }
 
     pub fn start_node(&mut self, i: usize) {
-        let peers = self
-            .addrs
-            .iter()
-            .zip(&self.peer_addrs)
-            .take(self.founders)
-            .enumerate()
-            .map(|(j, (a, p))| format!("{}={a}/{p}", j + 1))
-            .collect::<Vec<_>>()
-            .join(",");
+        let peers = Peers::new(
+            (1..)
+                .zip(&self.addrs)
+                .zip(&self.peer_addrs)
+                .take(self.founders)
+                .map(|((id, a), p)| (id, a.as_str(), p.as_str())),
+        )
+        .expect("free local addresses are valid founders")
+        .to_string();
         let id = (i + 1).to_string();
         let args = [
             "--id",

@@ -41,7 +41,11 @@ impl ClusterService {
                 let address = if id == status.id {
                     self.address.clone()
                 } else {
-                    MemberAddress::decode(status.members.get(&id).map_or("", String::as_str))
+                    status
+                        .members
+                        .get(&id)
+                        .cloned()
+                        .unwrap_or_else(|| MemberAddress::new("", ""))
                 };
                 pb::Member {
                     id,
@@ -126,8 +130,7 @@ impl Cluster for ClusterService {
         let address = MemberAddress::new(
             validate::member_address("address", &request.address)?,
             validate::member_address("peer_address", &request.peer_address)?,
-        )
-        .encode();
+        );
         self.state
             .replica()
             .change_membership(

@@ -162,12 +162,7 @@ fn restore(args: RestoreArgs) -> Result<(), Box<dyn std::error::Error + Send + S
         .unwrap_or_else(|| default_peer_listen(args.address))
         .to_string();
     let member = MemberAddress::new(address.clone(), peer.clone());
-    let index = backup::seed(
-        &args.data_dir.join("raft"),
-        &snapshot,
-        args.id,
-        &member.encode(),
-    )?;
+    let index = backup::seed(&args.data_dir.join("raft"), &snapshot, args.id, &member)?;
     println!(
         "restored the snapshot at index {index} into {} as member {} at {address} (peers: \
          {peer}); start it with:\n  \

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use clockwise_cluster::Peers;
 use clockwise_node::PEER_PORT_OFFSET;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -46,13 +47,13 @@ pub async fn up(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
                 .ok_or("--base-port leaves no room for every node's peer port")
         })
         .collect::<Result<_, _>>()?;
-    let peers = addrs
-        .iter()
-        .zip(&peer_addrs)
-        .enumerate()
-        .map(|(i, (a, p))| format!("{}={a}/{p}", i + 1))
-        .collect::<Vec<_>>()
-        .join(",");
+    let peers = Peers::new(
+        (1..)
+            .zip(&addrs)
+            .zip(&peer_addrs)
+            .map(|((id, client), peer)| (id, client.as_str(), peer.as_str())),
+    )?
+    .to_string();
     let mut children: Vec<Child> = Vec::new();
     for (i, addr) in addrs.iter().enumerate() {
         let dir = args.data_dir.join(format!("node-{}", i + 1));

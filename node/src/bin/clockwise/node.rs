@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clockwise_cluster::MemberAddress;
+use clockwise_cluster::Peers;
 use clockwise_node::service::auth::Tokens;
 use clockwise_node::service::limits::Limits;
 use clockwise_node::service::sync::SyncConfig;
@@ -35,7 +35,7 @@ pub struct NodeArgs {
     /// --listen and --peer-listen): `1=127.0.0.1:50051/127.0.0.1:50151,2=…`. Without it
     /// the node is a group of one. Only read when the log is new; a restarted node
     /// keeps the membership in its log.
-    #[arg(long, value_parser = parse_peers, default_value = "")]
+    #[arg(long, default_value = "")]
     peers: Peers,
     /// Join an existing cluster instead of founding one: start empty and wait until a
     /// member's `Cluster.AddMember` (with this node's --id and address) adds it; it
@@ -129,7 +129,7 @@ pub async fn run(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
             queue_wait: Duration::from_millis(args.sync_queue_wait_ms),
         },
         id: args.id,
-        peers: args.peers.0,
+        peers: args.peers,
         data_dir: args.data_dir.clone(),
         request_timeout: Duration::from_millis(args.request_timeout_ms),
         raft_tick: Duration::from_millis(args.raft_tick_ms),
@@ -176,37 +176,4 @@ pub async fn run(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
     node.serve(crate::shutdown_signal()).await?;
     tracing::info!("clockwise node stopped");
     Ok(())
-}
-
-/// `--peers`: `id=client/peer` entries.
-#[derive(Clone, Debug, Default)]
-struct Peers(Vec<(u64, MemberAddress)>);
-
-fn parse_peers(text: &str) -> Result<Peers, String> {
-    let mut peers = Vec::new();
-    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (id, addresses) = part
-            .split_once('=')
-            .ok_or_else(|| format!("{part:?} is not ID=CLIENT/PEER"))?;
-        let id: u64 = id
-            .parse()
-            .ok()
-            .filter(|&id| id >= 1)
-            .ok_or_else(|| format!("{id:?} is not a raft id (an integer ≥ 1)"))?;
-        let (client, peer) = addresses.split_once('/').ok_or_else(|| {
-            format!("{addresses:?}: give both addresses, CLIENT/PEER (--listen/--peer-listen)")
-        })?;
-        for address in [client, peer] {
-            if address.parse::<SocketAddr>().is_err() {
-                return Err(format!(
-                    "{address:?} is not host:port (an IP address and a port)"
-                ));
-            }
-        }
-        if peers.iter().any(|(known, _)| *known == id) {
-            return Err(format!("id {id} is listed twice"));
-        }
-        peers.push((id, MemberAddress::new(client, peer)));
-    }
-    Ok(Peers(peers))
 }

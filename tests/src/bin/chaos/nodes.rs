@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clockwise_client::{Client, NodeStatus, RetryPolicy, Role};
+use clockwise_cluster::Peers;
 use clockwise_tests::proxy::Network;
 use clockwise_tests::{free_local_addr, unique_temp_dir, NodeProcess};
 
@@ -76,14 +77,14 @@ impl ChaosCluster {
     /// Starts node `i` over its data dir: as a founder (`--peers`, ignored by a node
     /// that has a log) or empty, waiting to be added (`--join`).
     pub fn start_node(&mut self, i: usize, join: bool) {
-        let peers = self
-            .listen
-            .iter()
-            .zip(&self.proxies)
-            .enumerate()
-            .map(|(j, (client, proxy))| format!("{}={client}/{proxy}", j + 1))
-            .collect::<Vec<_>>()
-            .join(",");
+        let peers = Peers::new(
+            (1..)
+                .zip(&self.listen)
+                .zip(&self.proxies)
+                .map(|((id, client), proxy)| (id, client.as_str(), proxy.as_str())),
+        )
+        .expect("local addresses and proxies are valid founders")
+        .to_string();
         let id = (i + 1).to_string();
         let mut args = vec!["--id", &id, "--peer-listen", &self.peer_listen[i]];
         if join {

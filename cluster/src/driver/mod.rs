@@ -1,0 +1,541 @@
+//! The one owner of raft-rs's `RawNode`: a dedicated OS thread running the Ready loop.
+//!
+//! Everything else talks to it through two bounded channels, one of `Event`s
+//! (proposals, reads, membership) and one of peer messages, so a flood of proposals
+//! cannot crowd out heartbeats, and gets answers on per-request oneshot channels,
+//! matched by request id, never by queue position. The thread may block on fsync (the
+//! log's synced writes), which is why it is not a tokio task.
+//!
+//! # Layout
+//!
+//! - `mod.rs`: the handle ([`RaftHandle`]) and its events, the configuration, the
+//!   driver's state, `spawn` and the run loop, the status.
+//! - `ready.rs`: one Ready in raft-rs's order, and applying committed entries.
+//! - `proposals.rs`: writes on the leader, request ids, failing what is in flight.
+//! - `reads.rs`: linearizable reads (ReadIndex).
+//! - `membership.rs`: membership changes, learner promotion, leadership transfer.
+//! - `snapshots.rs`: building, storing, installing and restoring snapshots.
+
+mod membership;
+mod proposals;
+mod reads;
+mod ready;
+mod snapshots;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use raft::eraftpb::{Message, MessageType, Snapshot};
+use raft::{RawNode, StateRole};
+use tokio::sync::{oneshot, watch};
+
+use crate::member::MemberAddress;
+use crate::state_machine::StateMachine;
+use crate::storage::{LogStore, StoreError};
+
+/// Most bytes of entries in one raft message (and the least uncommitted-bytes limit).
+const MAX_SIZE_PER_MSG: u64 = 1 << 20;
+
+/// Delivers raft messages to peers. Must not block: queue and return.
+pub trait Transport: Send + Sync + 'static {
+    fn send(&self, messages: Vec<Message>);
+
+    /// A member joined (or moved): send to it at `address` from now on.
+    fn add_peer(&self, _id: u64, _address: &MemberAddress) {}
+
+    /// A member left.
+    fn remove_peer(&self, _id: u64) {}
+}
+
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// This node's raft id (non-zero).
+    pub id: u64,
+    /// The voters of a new cluster and their addresses; ignored when the log already has
+    /// a membership.
+    pub initial_members: BTreeMap<u64, MemberAddress>,
+    /// One raft tick.
+    pub tick: Duration,
+    pub election_ticks: usize,
+    pub heartbeat_ticks: usize,
+    /// Requests queued before senders are refused (peer messages have a queue of the same
+    /// size of their own).
+    pub queue: usize,
+    /// Entries applied since the last snapshot that trigger a new one.
+    pub snapshot_entries: u64,
+    /// Bytes of entries applied since the last snapshot that trigger a new one.
+    pub snapshot_bytes: u64,
+    /// Entries kept in the log before a snapshot's index when compacting, so a follower
+    /// that lags a little catches up from the log rather than a whole snapshot.
+    pub log_retain: u64,
+    /// Bytes of proposed entries a leader holds uncommitted before it refuses new
+    /// proposals as [`ProposeError::Busy`] (raft's `max_uncommitted_size`; at least the
+    /// 1 MiB of one raft message). Bounds a leader's memory while followers lag.
+    pub max_uncommitted_bytes: u64,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig {
+            id: 1,
+            initial_members: BTreeMap::from([(1, MemberAddress::new("", ""))]),
+            tick: Duration::from_millis(50),
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            queue: 4096,
+            snapshot_entries: 50_000,
+            snapshot_bytes: 64 << 20,
+            log_retain: 5_000,
+            max_uncommitted_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Why a proposal has no result.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum ProposeError {
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader { leader: Option<u64> },
+    #[error("the proposal queue is full")]
+    Busy,
+    /// Leadership changed before the entry was applied: it may or may not be applied.
+    #[error("leadership changed; the outcome is unknown")]
+    Unknown,
+    #[error("the raft driver has stopped")]
+    Stopped,
+    /// The change is not possible (e.g. removing a node that is not a member).
+    #[error("{0}")]
+    Refused(String),
+    /// Another membership change is still being applied; retrying later may succeed.
+    #[error("{0}")]
+    Conflict(String),
+}
+
+/// A membership change the leader validates and proposes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// A new member at `address`, joining as a learner.
+    AddLearner {
+        id: u64,
+        address: MemberAddress,
+    },
+    Remove {
+        id: u64,
+    },
+}
+
+/// A snapshot of the node's raft state, for status RPCs and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RaftStatus {
+    pub id: u64,
+    pub role: Role,
+    /// 0 when no leader is known.
+    pub leader_id: u64,
+    pub term: u64,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    /// Every member's address (empty for the in-process tests' members).
+    pub members: BTreeMap<u64, MemberAddress>,
+    /// Index of the latest snapshot built or installed here (0: none).
+    pub snapshot_index: u64,
+    /// First index still in the log.
+    pub first_index: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Role {
+    #[default]
+    Follower,
+    Candidate,
+    Leader,
+}
+
+enum Event {
+    Propose {
+        data: Vec<u8>,
+        reply: oneshot::Sender<Result<Vec<u8>, ProposeError>>,
+    },
+    ReadIndex {
+        reply: oneshot::Sender<Result<(), ProposeError>>,
+    },
+    ChangeMembership {
+        change: MembershipChange,
+        reply: oneshot::Sender<Result<u64, ProposeError>>,
+    },
+    TransferLeader {
+        target: u64,
+        reply: oneshot::Sender<Result<(), ProposeError>>,
+    },
+    TakeSnapshot {
+        reply: oneshot::Sender<Result<Snapshot, ProposeError>>,
+    },
+    Stop,
+}
+
+/// The handle others use; cheap to clone.
+#[derive(Clone)]
+pub struct RaftHandle {
+    events: Sender<Event>,
+    /// Peer messages have their own queue, so a flood of proposals never crowds out the
+    /// heartbeats and votes that keep the group alive.
+    messages: Sender<Message>,
+    /// How snapshot sends ended: never dropped (raft waits for each report before it
+    /// sends the follower anything else), and at most one per snapshot sent.
+    reports: Sender<(u64, bool)>,
+    status: watch::Receiver<RaftStatus>,
+}
+
+impl RaftHandle {
+    /// Proposes `data` and waits until it is applied here; answers the state machine's
+    /// result. Only the leader accepts proposals.
+    pub async fn propose(&self, data: Vec<u8>) -> Result<Vec<u8>, ProposeError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Event::Propose { data, reply })?;
+        answer.await.unwrap_or(Err(ProposeError::Stopped))
+    }
+
+    /// Waits until this node has applied everything committed when the call started
+    /// (raft's ReadIndex, confirmed by a quorum): a read of local state afterwards is
+    /// linearizable. Works on followers too (raft asks the leader). The caller bounds
+    /// the wait: a new leader answers only once it has committed in its term.
+    pub async fn read_index(&self) -> Result<(), ProposeError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Event::ReadIndex { reply })?;
+        answer.await.unwrap_or(Err(ProposeError::Stopped))
+    }
+
+    /// Hands a message from a peer to the driver; dropped when the queue is full (raft
+    /// retransmits). Answers whether it was queued.
+    pub fn step(&self, message: Message) -> bool {
+        self.messages.try_send(message).is_ok()
+    }
+
+    /// Proposes a membership change (leader only); answers the log index it was
+    /// applied at.
+    pub async fn change_membership(&self, change: MembershipChange) -> Result<u64, ProposeError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Event::ChangeMembership { change, reply })?;
+        answer.await.unwrap_or(Err(ProposeError::Stopped))
+    }
+
+    /// Asks the leader to hand leadership to `target`; answers once the transfer has
+    /// started (watch [`RaftHandle::watch_status`] for its end).
+    pub async fn transfer_leader(&self, target: u64) -> Result<(), ProposeError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Event::TransferLeader { target, reply })?;
+        answer.await.unwrap_or(Err(ProposeError::Stopped))
+    }
+
+    /// A snapshot of this node's state as of its applied index (for backups): the
+    /// membership in its metadata, the members' addresses and the state in its data.
+    pub async fn snapshot(&self) -> Result<Snapshot, ProposeError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Event::TakeSnapshot { reply })?;
+        answer.await.unwrap_or(Err(ProposeError::Stopped))
+    }
+
+    /// Tells raft whether a snapshot sent to `to` arrived (it resumes or retries).
+    pub fn report_snapshot(&self, to: u64, delivered: bool) {
+        let _ = self.reports.send((to, delivered));
+    }
+
+    fn send(&self, event: Event) -> Result<(), ProposeError> {
+        self.events.try_send(event).map_err(|e| match e {
+            TrySendError::Full(_) => ProposeError::Busy,
+            TrySendError::Disconnected(_) => ProposeError::Stopped,
+        })
+    }
+
+    pub fn status(&self) -> RaftStatus {
+        self.status.borrow().clone()
+    }
+
+    /// The status, notified on every change.
+    pub fn watch_status(&self) -> watch::Receiver<RaftStatus> {
+        self.status.clone()
+    }
+
+    /// Stops the driver thread (pending proposals answer `Stopped`).
+    pub fn stop(&self) {
+        let _ = self.events.send(Event::Stop);
+    }
+}
+
+/// A random number for this run of the driver.
+fn run_nonce() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish()
+}
+
+/// Starts the driver thread for `store` and `machine`.
+pub fn spawn<S: StateMachine>(
+    config: DriverConfig,
+    store: LogStore,
+    machine: S,
+    transport: Arc<dyn Transport>,
+) -> Result<(RaftHandle, JoinHandle<()>), StoreError> {
+    if !config.initial_members.is_empty() {
+        store.bootstrap(&config.initial_members)?;
+    }
+    // Without a membership (a node started to join), raft waits for the leader.
+    let members = store.members()?;
+    let mut machine = machine;
+    let snapshot_index = snapshots::restore_latest_snapshot(&store, &mut machine)?;
+    for (&id, address) in &members {
+        if id != config.id {
+            transport.add_peer(id, address);
+        }
+    }
+    let raft_config = raft::Config {
+        id: config.id,
+        election_tick: config.election_ticks,
+        heartbeat_tick: config.heartbeat_ticks,
+        max_size_per_msg: MAX_SIZE_PER_MSG,
+        max_inflight_msgs: 256,
+        max_uncommitted_size: config.max_uncommitted_bytes.max(MAX_SIZE_PER_MSG),
+        check_quorum: true,
+        pre_vote: true,
+        // The state machine lives in memory: it holds the snapshot restored above, and
+        // the log after it is applied again.
+        applied: snapshot_index,
+        ..raft::Config::default()
+    };
+    let logger = slog::Logger::root(slog::Discard, slog::o!());
+    let node = RawNode::new(&raft_config, store.clone(), &logger)
+        .map_err(|e| StoreError::Raft(e.to_string()))?;
+    let (events, inbox) = crossbeam_channel::bounded(config.queue);
+    let (messages, message_inbox) = crossbeam_channel::bounded(config.queue);
+    let (reports, report_inbox) = crossbeam_channel::unbounded();
+    let (status, status_receiver) = watch::channel(RaftStatus {
+        id: config.id,
+        ..RaftStatus::default()
+    });
+    let handle = RaftHandle {
+        events,
+        messages,
+        reports,
+        status: status_receiver,
+    };
+    let alone = store
+        .conf_state()?
+        .is_some_and(|cs| cs.voters == [config.id] && cs.learners.is_empty());
+    let applied_conf_index = store.conf_index()?;
+    let mut driver = Driver {
+        node,
+        store,
+        machine,
+        transport,
+        status,
+        pending: HashMap::new(),
+        nonce: run_nonce(),
+        applied_conf_index,
+        members,
+        reads: HashMap::new(),
+        confirmed_reads: Vec::new(),
+        next_request: 1,
+        tick: config.tick,
+        snapshot_entries: config.snapshot_entries.max(1),
+        snapshot_bytes: config.snapshot_bytes.max(1),
+        log_retain: config.log_retain,
+        snapshot_index,
+        bytes_since_snapshot: 0,
+        pending_changes: HashMap::new(),
+    };
+    driver.publish_status();
+    let thread = std::thread::Builder::new()
+        .name(format!("raft-{}", config.id))
+        .spawn(move || {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                if alone {
+                    // A group of one needs no election timeout to know who leads.
+                    let _ = driver.node.campaign();
+                }
+                driver.run(inbox, message_inbox, report_inbox)
+            }));
+            if outcome.is_err() {
+                // Fail-stop: a node whose raft driver died must not keep answering.
+                eprintln!("fatal: the raft driver panicked; aborting the node");
+                std::process::abort();
+            }
+        })
+        .map_err(|e| StoreError::Raft(format!("cannot start the raft thread: {e}")))?;
+    Ok((handle, thread))
+}
+
+struct Driver<S> {
+    node: RawNode<LogStore>,
+    store: LogStore,
+    machine: S,
+    transport: Arc<dyn Transport>,
+    status: watch::Sender<RaftStatus>,
+    /// Proposals made here and not applied yet, by request id (in the entry context).
+    pending: HashMap<u64, oneshot::Sender<Result<Vec<u8>, ProposeError>>>,
+    /// Membership changes proposed here and not applied yet, by request id.
+    pending_changes: HashMap<u64, oneshot::Sender<Result<u64, ProposeError>>>,
+    /// Random per run: tells this run's requests from any other's (see `context`).
+    nonce: u64,
+    /// The last membership change already reflected in the stored configuration; on
+    /// replay, changes up to it are not applied again.
+    applied_conf_index: u64,
+    /// Every member's address, as applied from the log.
+    members: BTreeMap<u64, MemberAddress>,
+    /// ReadIndex requests by request id, before raft has answered them, with the time
+    /// they were asked (raft drops some silently, e.g. at a leader that has not yet
+    /// committed in its term: those expire).
+    reads: HashMap<u64, (Instant, oneshot::Sender<Result<(), ProposeError>>)>,
+    /// Answered ReadIndex requests waiting for the apply index to reach theirs.
+    confirmed_reads: Vec<(u64, oneshot::Sender<Result<(), ProposeError>>)>,
+    next_request: u64,
+    tick: Duration,
+    snapshot_entries: u64,
+    snapshot_bytes: u64,
+    log_retain: u64,
+    /// Index of the latest snapshot built or installed.
+    snapshot_index: u64,
+    /// Bytes of entries applied since that snapshot.
+    bytes_since_snapshot: u64,
+}
+
+impl<S: StateMachine> Driver<S> {
+    fn run(
+        &mut self,
+        inbox: Receiver<Event>,
+        messages: Receiver<Message>,
+        reports: Receiver<(u64, bool)>,
+    ) {
+        let mut next_tick = Instant::now() + self.tick;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            crossbeam_channel::select! {
+                recv(messages) -> message => {
+                    if let Ok(message) = message {
+                        self.step(message);
+                    }
+                }
+                recv(reports) -> report => {
+                    if let Ok((to, delivered)) = report {
+                        self.report_snapshot(to, delivered);
+                    }
+                }
+                recv(inbox) -> event => match event {
+                    Ok(Event::Stop) | Err(_) => break,
+                    Ok(event) => self.handle(event),
+                },
+                default(wait) => {}
+            }
+            // Take everything already queued before the next Ready (peer messages first):
+            // one fsync then covers many proposals.
+            while let Ok((to, delivered)) = reports.try_recv() {
+                self.report_snapshot(to, delivered);
+            }
+            while let Ok(message) = messages.try_recv() {
+                self.step(message);
+            }
+            while let Ok(event) = inbox.try_recv() {
+                if matches!(event, Event::Stop) {
+                    return self.fail_pending(ProposeError::Stopped);
+                }
+                self.handle(event);
+            }
+            if Instant::now() >= next_tick {
+                self.node.tick();
+                next_tick = Instant::now() + self.tick;
+                self.expire_reads();
+                self.promote_caught_up_learner();
+            }
+            if let Err(e) = self.on_ready() {
+                // The log cannot be written or replayed: a node that cannot persist must
+                // not keep answering (fail-stop).
+                tracing::error!(error = %e, "raft driver failed; aborting the node");
+                eprintln!("fatal: raft driver failed: {e}");
+                std::process::abort();
+            }
+        }
+        self.fail_pending(ProposeError::Stopped);
+    }
+
+    /// One event from the handle: each kind is served in the file of its concern.
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Propose { data, reply } => self.propose(data, reply),
+            Event::ReadIndex { reply } => self.read_index(reply),
+            Event::ChangeMembership { change, reply } => {
+                if let Err(e) = self.propose_membership(change, reply) {
+                    tracing::debug!(error = %e, "membership change refused");
+                }
+            }
+            Event::TransferLeader { target, reply } => {
+                let _ = reply.send(self.transfer_leader(target));
+            }
+            Event::TakeSnapshot { reply } => {
+                let _ = reply
+                    .send(self.current_snapshot().map_err(|e| {
+                        ProposeError::Refused(format!("cannot take a snapshot: {e}"))
+                    }));
+            }
+            Event::Stop => {}
+        }
+    }
+
+    /// Steps a peer's message into raft.
+    fn step(&mut self, message: Message) {
+        if message.get_msg_type() == MessageType::MsgHeartbeat
+            && message.commit > self.node.raft.raft_log.last_index()
+        {
+            // The leader saw this node acknowledge entries its log does not
+            // hold: its data was lost (wiped or restored from an old copy).
+            // raft-rs would panic; refuse, and say how to recover.
+            tracing::error!(
+                commit = message.commit,
+                last_index = self.node.raft.raft_log.last_index(),
+                "this node's log lacks entries it acknowledged before (data lost or \
+                 wiped?); remove it with Cluster.RemoveMember and add it back with \
+                 Cluster.AddMember, starting it with --join"
+            );
+            return;
+        }
+        // Messages from unknown or stale peers are refused by raft: nothing to do.
+        let _ = self.node.step(message);
+    }
+
+    /// Tells status watchers what changed (nothing when nothing did).
+    fn publish_status(&self) {
+        let raft = &self.node.raft;
+        let mut conf = raft.prs().conf().to_conf_state();
+        conf.voters.sort_unstable();
+        conf.learners.sort_unstable();
+        let status = RaftStatus {
+            id: raft.id,
+            role: match raft.state {
+                StateRole::Leader => Role::Leader,
+                StateRole::Candidate | StateRole::PreCandidate => Role::Candidate,
+                StateRole::Follower => Role::Follower,
+            },
+            leader_id: raft.leader_id,
+            term: raft.term,
+            commit_index: raft.raft_log.committed,
+            applied_index: raft.raft_log.applied,
+            voters: conf.voters.clone(),
+            learners: conf.learners.clone(),
+            members: self.members.clone(),
+            snapshot_index: self.snapshot_index,
+            first_index: raft.raft_log.first_index(),
+        };
+        self.status.send_if_modified(|current| {
+            let changed = *current != status;
+            *current = status;
+            changed
+        });
+    }
+}

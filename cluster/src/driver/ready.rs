@@ -1,0 +1,110 @@
+//! The Ready loop: one `Ready` handled in the order raft-rs documents (send the
+//! leader's messages, install a snapshot, apply committed entries, persist entries and
+//! hard state in one synced batch, send the messages that waited for that write,
+//! advance, persist the new commit index, apply what it committed), and the apply of
+//! committed entries to the state machine and the membership.
+
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChange, Entry, EntryType, Snapshot};
+use raft::StateRole;
+
+use super::{Driver, ProposeError};
+use crate::state_machine::StateMachine;
+use crate::storage::{ReadyWrite, StoreError};
+
+impl<S: StateMachine> Driver<S> {
+    /// Handles raft's Ready, if it has one. A storage error is returned for the run
+    /// loop to stop the node: the log is never retried in place.
+    pub(super) fn on_ready(&mut self) -> Result<(), StoreError> {
+        if !self.node.has_ready() {
+            return Ok(());
+        }
+        let mut ready = self.node.ready();
+        if !ready.messages().is_empty() {
+            self.transport.send(ready.take_messages());
+        }
+        if let Some(ss) = ready.ss() {
+            if ss.raft_state != StateRole::Leader {
+                // Entries proposed here may be overwritten by the new leader.
+                self.fail_pending(ProposeError::Unknown);
+            }
+        }
+        self.confirm_reads(ready.take_read_states());
+        let installed = if ready.snapshot().is_empty() {
+            None
+        } else {
+            Some(self.install_snapshot(ready.snapshot())?)
+        };
+        self.apply(ready.take_committed_entries())?;
+        self.store.write(ReadyWrite {
+            snapshot: installed.as_ref().map(Snapshot::get_metadata),
+            entries: ready.entries(),
+            hard_state: ready.hs(),
+            members: installed.as_ref().map(|_| &self.members),
+            conf_index: installed.as_ref().map(|s| s.get_metadata().index),
+            sync: ready.must_sync(),
+            ..ReadyWrite::default()
+        })?;
+        if let Some(snapshot) = installed {
+            // The log now starts after it: older snapshots are of no use.
+            self.store.prune_snapshots(snapshot.get_metadata().index)?;
+        }
+        if !ready.persisted_messages().is_empty() {
+            self.transport.send(ready.take_persisted_messages());
+        }
+        let mut light = self.node.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            let mut hard_state = self.node.raft.hard_state();
+            hard_state.commit = commit;
+            self.store.write(ReadyWrite {
+                hard_state: Some(&hard_state),
+                ..ReadyWrite::default()
+            })?;
+        }
+        self.transport.send(light.take_messages());
+        self.apply(light.take_committed_entries())?;
+        self.node.advance_apply();
+        self.answer_reads();
+        self.maybe_snapshot()?;
+        self.publish_status();
+        Ok(())
+    }
+
+    /// Applies committed entries in log order: writes to the state machine (answering
+    /// this run's proposer), membership changes to raft and the members' addresses.
+    fn apply(&mut self, entries: Vec<Entry>) -> Result<(), StoreError> {
+        for entry in entries {
+            match entry.get_entry_type() {
+                EntryType::EntryNormal if entry.data.is_empty() => {} // a new leader's no-op
+                EntryType::EntryNormal => {
+                    self.bytes_since_snapshot += entry.data.len() as u64;
+                    let result = self.machine.apply(entry.index, &entry.data);
+                    if let Some(reply) = self
+                        .request_id(&entry.context)
+                        .and_then(|id| self.pending.remove(&id))
+                    {
+                        let _ = reply.send(Ok(result));
+                    }
+                }
+                EntryType::EntryConfChange => {
+                    let change = ConfChange::parse_from_bytes(&entry.data)
+                        .map_err(|_| StoreError::Corrupt("conf change entry"))?;
+                    let outcome = self.apply_member_change(entry.index, &change)?;
+                    // Callers read the new membership from the status.
+                    self.publish_status();
+                    if let Some(reply) = self
+                        .request_id(&entry.context)
+                        .and_then(|id| self.pending_changes.remove(&id))
+                    {
+                        let _ = reply.send(outcome.map(|()| entry.index));
+                    }
+                }
+                // Only single changes (v1) are ever proposed here.
+                EntryType::EntryConfChangeV2 => {
+                    return Err(StoreError::Corrupt("unexpected joint membership change"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
