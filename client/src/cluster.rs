@@ -3,10 +3,14 @@
 use std::time::Instant;
 
 use clockwise_proto::cluster::v1 as pb;
-use clockwise_proto::cluster::v1::cluster_client::ClusterClient;
+use tonic::transport::Channel;
 
-use crate::client::{CallKind, Client};
+use crate::call::{CallKind, Reply};
+use crate::client::Client;
 use crate::error::Error;
+
+/// The tonic client of the cluster service.
+type Stub = pb::cluster_client::ClusterClient<Channel>;
 
 /// A node's raft role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,16 +128,20 @@ impl Client {
 }
 
 impl Cluster {
+    /// One call of the cluster service through the client's call path.
+    async fn call<Req: Clone, Resp>(
+        &self,
+        kind: CallKind,
+        request: Req,
+        rpc: impl AsyncFn(&mut Stub, tonic::Request<Req>) -> Reply<Resp>,
+    ) -> Result<Resp, Error> {
+        self.client.call(kind, request, Stub::new, rpc).await
+    }
+
     /// The status as seen by one node (the leader when known), with retries.
     pub async fn status(&self) -> Result<NodeStatus, Error> {
-        let status: pb::StatusResponse = self
-            .client
-            .call(
-                CallKind::Read,
-                pb::StatusRequest {},
-                |channel, r| async move { ClusterClient::new(channel).status(r).await },
-            )
-            .await?;
+        let request = pb::StatusRequest {};
+        let status = self.call(CallKind::Read, request, Stub::status).await?;
         Ok(status.into())
     }
 
@@ -144,15 +152,15 @@ impl Cluster {
             .refresh_leader(Instant::now() + std::time::Duration::from_secs(2))
             .await;
         let mut all = Vec::new();
-        for (address, channel) in self.client.channels() {
+        for peer in self.client.inner.peers.all() {
             let mut request = self.client.authorized(pb::StatusRequest {});
             request.set_timeout(std::time::Duration::from_secs(2));
-            let answer = ClusterClient::new(channel)
+            let answer = Stub::new(peer.channel.clone())
                 .status(request)
                 .await
                 .map(|r| NodeStatus::from(r.into_inner()))
                 .map_err(Error::from);
-            all.push((address, answer));
+            all.push((peer.address.clone(), answer));
         }
         all
     }
@@ -173,10 +181,7 @@ impl Cluster {
             peer_address: peer_address.into(),
         };
         let response = self
-            .client
-            .call(CallKind::Admin, request, |channel, r| async move {
-                ClusterClient::new(channel).add_member(r).await
-            })
+            .call(CallKind::Admin, request, Stub::add_member)
             .await?;
         Ok(members(response.members))
     }
@@ -186,10 +191,7 @@ impl Cluster {
     pub async fn remove_member(&self, id: u64) -> Result<Vec<Member>, Error> {
         let request = pb::RemoveMemberRequest { id };
         let response = self
-            .client
-            .call(CallKind::Admin, request, |channel, r| async move {
-                ClusterClient::new(channel).remove_member(r).await
-            })
+            .call(CallKind::Admin, request, Stub::remove_member)
             .await?;
         Ok(members(response.members))
     }
@@ -198,10 +200,7 @@ impl Cluster {
     pub async fn transfer_leader(&self, target_id: u64) -> Result<u64, Error> {
         let request = pb::TransferLeaderRequest { target_id };
         let response = self
-            .client
-            .call(CallKind::Admin, request, |channel, r| async move {
-                ClusterClient::new(channel).transfer_leader(r).await
-            })
+            .call(CallKind::Admin, request, Stub::transfer_leader)
             .await?;
         Ok(response.leader_id)
     }
