@@ -17,7 +17,7 @@ use tonic::transport::Channel;
 use crate::backoff::Backoff;
 use crate::breaker::Permit;
 use crate::error::{counts_against_peer, Error};
-use crate::peers::Peer;
+use crate::peers::{normalize, Peer};
 use crate::session::LaneGuard;
 use crate::Client;
 
@@ -98,6 +98,42 @@ impl Client {
             message: &message,
         };
         self.attempts(&call, stub, &rpc).await
+    }
+
+    /// Runs one call on the node at `endpoint` (`host:port`, known to the client or
+    /// not), in a single attempt under its breaker and the attempt's deadline: the
+    /// caller asked for that node, so no other is tried.
+    pub(crate) async fn call_at<S, Req, Resp>(
+        &self,
+        endpoint: &str,
+        kind: CallKind,
+        message: Req,
+        stub: fn(Channel) -> S,
+        rpc: impl AsyncFn(&mut S, tonic::Request<Req>) -> Reply<Resp>,
+    ) -> Result<Resp, Error>
+    where
+        Req: Clone,
+    {
+        let inner = &self.inner;
+        let address = normalize(endpoint)
+            .ok_or_else(|| Error::Config(format!("endpoint: {endpoint:?} is not host:port")))?;
+        let peer = match inner.peers.find(&address) {
+            Some(peer) => peer,
+            None => inner.peers.connect(&address)?.into(),
+        };
+        let Ok(permit) = peer.breaker.acquire() else {
+            return Err(Error::CircuitOpen { endpoints: address });
+        };
+        let lane = (kind == CallKind::Write).then(|| LaneGuard::take(&inner.lanes));
+        let call = Call {
+            kind,
+            session: lane.as_ref().map(|l| l.session(&inner.client_id)),
+            message: &message,
+        };
+        let timeout = inner.attempt_timeout.min(inner.timeout);
+        self.attempt(&call, &peer, permit, timeout, stub, &rpc)
+            .await
+            .map_err(|failed| failed.error)
     }
 
     async fn attempts<S, Req, Resp>(

@@ -4,13 +4,36 @@ use std::time::Instant;
 
 use clockwise_proto::cluster::v1 as pb;
 use tonic::transport::Channel;
+use tonic::Streaming;
 
 use crate::call::{CallKind, Reply};
 use crate::client::Client;
 use crate::error::Error;
+use crate::snapshot::Snapshot;
 
 /// The tonic client of the cluster service.
 type Stub = pb::cluster_client::ClusterClient<Channel>;
+
+/// The largest snapshot message taken: a chunk carries 1 MiB of body (the node's
+/// `SNAPSHOT_CHUNK`), with room to grow, as `clockwise backup save` allowed.
+const SNAPSHOT_MAX_MESSAGE: usize = 16 << 20;
+
+fn snapshot_stub(channel: Channel) -> Stub {
+    Stub::new(channel).max_decoding_message_size(SNAPSHOT_MAX_MESSAGE)
+}
+
+/// Opens the stream and reads its header, so an attempt succeeds only once the node has
+/// taken the snapshot (the part that may fail or take long) and started sending it.
+async fn open_snapshot(
+    stub: &mut Stub,
+    request: tonic::Request<pb::SnapshotRequest>,
+) -> Reply<(pb::SnapshotChunk, Streaming<pb::SnapshotChunk>)> {
+    let mut stream = stub.snapshot(request).await?.into_inner();
+    let header = stream.message().await?.ok_or_else(|| {
+        tonic::Status::data_loss("the node ended the snapshot stream before its header")
+    })?;
+    Ok(tonic::Response::new((header, stream)))
+}
 
 /// A node's raft role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,5 +226,42 @@ impl Cluster {
             .call(CallKind::Admin, request, Stub::transfer_leader)
             .await?;
         Ok(response.leader_id)
+    }
+
+    /// How long each snapshot chunk may take: the attempt timeout, as for a call.
+    fn chunk_timeout(&self) -> std::time::Duration {
+        self.client.inner.attempt_timeout
+    }
+
+    /// A consistent snapshot of one node's state as of its applied index, for a backup:
+    /// the leader's when known (it lags least), else another node's. Opening it, up to
+    /// its header, is one call with the client's retries and deadlines (the node takes
+    /// the snapshot within the attempt's); its body then streams in through
+    /// [`Snapshot::chunk`], which checks it. Nodes that check tokens want an admin one.
+    pub async fn snapshot(&self) -> Result<Snapshot, Error> {
+        let request = pb::SnapshotRequest {};
+        let (header, stream) = self
+            .client
+            .call(CallKind::Read, request, snapshot_stub, open_snapshot)
+            .await?;
+        Ok(Snapshot::new(header, stream, self.chunk_timeout()))
+    }
+
+    /// [`Cluster::snapshot`] from the node at `endpoint` (`host:port`, one of the
+    /// client's endpoints or not), in a single attempt, so a caller going through a
+    /// list of nodes moves on at once: as `clockwise backup save` does.
+    pub async fn snapshot_from(&self, endpoint: &str) -> Result<Snapshot, Error> {
+        let request = pb::SnapshotRequest {};
+        let (header, stream) = self
+            .client
+            .call_at(
+                endpoint,
+                CallKind::Read,
+                request,
+                snapshot_stub,
+                open_snapshot,
+            )
+            .await?;
+        Ok(Snapshot::new(header, stream, self.chunk_timeout()))
     }
 }

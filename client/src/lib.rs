@@ -33,6 +33,7 @@
 //! - `hash_ring`: [`HashRing`], one typed method per HashRing drill method.
 //! - `chat_router`: [`ChatRouter`], one typed method per ChatRouter drill method.
 //! - `cluster`: [`Cluster`]: status, membership, leader transfer, snapshots.
+//! - `snapshot`: a [`Snapshot`] streaming in, its body checked against its SHA-256.
 //! - `types`: [`BatchResult`] and [`Location`], plain values the typed calls answer.
 //! - [`backoff`]: [`RetryPolicy`] and full-jitter [`Backoff`].
 //! - [`breaker`]: the per-endpoint [`CircuitBreaker`].
@@ -53,6 +54,8 @@ mod chat_router;
 pub use chat_router::{ChatRouter, RequestOperation, Transfer};
 mod cluster;
 pub use cluster::{Cluster, Member, NodeStatus, Role};
+mod snapshot;
+pub use snapshot::Snapshot;
 mod types;
 pub use clockwise_proto::common::v1::{PositionSpace, SyncMode};
 pub use types::{BatchResult, Location};

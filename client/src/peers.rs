@@ -81,6 +81,11 @@ impl Peers {
         self.leader.load(Ordering::Acquire)
     }
 
+    /// The peer at `address` (`host:port`), if known.
+    pub(crate) fn find(&self, address: &str) -> Option<Arc<Peer>> {
+        self.all().into_iter().find(|p| p.address == address)
+    }
+
     /// The peer at `address`, added (with a lazy channel) if it is new.
     pub(crate) fn add(&self, address: &str) -> Result<Arc<Peer>, Error> {
         let mut peers = self.list.write().unwrap_or_else(PoisonError::into_inner);
