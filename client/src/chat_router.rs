@@ -1,14 +1,41 @@
 //! A ChatRouter namespace: one method per drill method, plain Rust results.
 
 use clockwise_proto::chatrouter::v1 as pb;
-use clockwise_proto::chatrouter::v1::chat_router_client::ChatRouterClient;
 use clockwise_proto::common::v1::{PositionSpace, SyncMode};
-use std::future::Future;
 use tonic::transport::Channel;
 
-use crate::client::{CallKind, Client};
+use crate::call::{scoped, Namespace};
+use crate::client::Client;
 use crate::error::Error;
 use crate::types::{BatchResult, Location};
+
+/// The tonic client every call of the namespace goes through.
+type Stub = pb::chat_router_client::ChatRouterClient<Channel>;
+
+scoped!(
+    pb::AddServerRequest,
+    pb::RemoveServerRequest,
+    pb::RouteRequestRequest,
+    pb::GetServerCountRequest,
+    pb::AssignRequestRequest,
+    pb::ListServersRequest,
+    pb::GetServerLoadRequest,
+    pb::TopServersRequest,
+    pb::AddServerWithReplicasRequest,
+    pb::GetReplicaCountRequest,
+    pb::SetMemoryLimitRequest,
+    pb::GetMemoryLimitRequest,
+    pb::GetMemoryUsedRequest,
+    pb::EvictOldestSessionRequest,
+    pb::BatchRequestsRequest,
+    pb::ReplicateSessionsRequest,
+    pb::LocateRequestRequest,
+    pb::BackupRequest,
+    pb::RestoreRequest,
+    pb::MergeServersRequest,
+    pb::GetMergedIntoRequest,
+    pb::ConfigureRingRequest,
+);
 
 /// One operation of [`ChatRouter::batch_requests`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,122 +91,68 @@ pub struct Transfer {
 /// LRU access time.
 #[derive(Clone)]
 pub struct ChatRouter {
-    client: Client,
-    ring: String,
-    timestamp: i64,
-    stale: bool,
+    ns: Namespace<Stub>,
 }
 
 impl ChatRouter {
     pub(crate) fn new(client: Client, ring: String) -> Self {
         ChatRouter {
-            client,
-            ring,
-            timestamp: 0,
-            stale: false,
+            ns: Namespace::new(client, ring, Stub::new),
         }
     }
 
     /// The same ring, with calls at `timestamp` (ms; 0 = the leader's clock).
     pub fn at(mut self, timestamp: i64) -> Self {
-        self.timestamp = timestamp;
+        self.ns.timestamp = timestamp;
         self
     }
 
     /// The same ring, reading any replica's state (which may lag); reads are spread
     /// over the replicas.
     pub fn stale_reads(mut self) -> Self {
-        self.stale = true;
+        self.ns.stale = true;
         self
     }
 
     /// The namespace's name.
     pub fn name(&self) -> &str {
-        &self.ring
-    }
-
-    async fn call<Req, Resp, F, Fut>(
-        &self,
-        kind: CallKind,
-        request: Req,
-        rpc: F,
-    ) -> Result<Resp, Error>
-    where
-        Req: Clone,
-        F: Fn(ChatRouterClient<Channel>, tonic::Request<Req>) -> Fut,
-        Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
-    {
-        self.client
-            .call(kind, request, |channel, request| {
-                rpc(ChatRouterClient::new(channel), request)
-            })
-            .await
-    }
-
-    fn read(&self) -> CallKind {
-        if self.stale {
-            CallKind::StaleRead
-        } else {
-            CallKind::Read
-        }
+        &self.ns.ring
     }
 
     /// Adds a server with one position; `false` if it exists.
     pub async fn add_server(&self, server_name: &str) -> Result<bool, Error> {
         let request = pb::AddServerRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
             server_name: server_name.into(),
+            ..Default::default()
         };
-        let response = self
-            .call(CallKind::Write, request, |mut c, r| async move {
-                c.add_server(r).await
-            })
-            .await?;
+        let response = self.ns.write(request, Stub::add_server).await?;
         Ok(response.ok)
     }
 
     /// Removes a server (its sessions move on); `false` if it is unknown.
     pub async fn remove_server(&self, server_name: &str) -> Result<bool, Error> {
         let request = pb::RemoveServerRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
             server_name: server_name.into(),
+            ..Default::default()
         };
-        let response = self
-            .call(CallKind::Write, request, |mut c, r| async move {
-                c.remove_server(r).await
-            })
-            .await?;
+        let response = self.ns.write(request, Stub::remove_server).await?;
         Ok(response.ok)
     }
 
     /// The server `request_id` routes to; `None` on an empty ring.
     pub async fn route_request(&self, request_id: &str) -> Result<Option<String>, Error> {
         let request = pb::RouteRequestRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
             request_id: request_id.into(),
+            ..Default::default()
         };
-        let response = self
-            .call(self.read(), request, |mut c, r| async move {
-                c.route_request(r).await
-            })
-            .await?;
+        let response = self.ns.read(request, Stub::route_request).await?;
         Ok(response.server_name)
     }
 
     /// How many servers the ring has.
     pub async fn get_server_count(&self) -> Result<i64, Error> {
-        let request = pb::GetServerCountRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
-        };
-        let response = self
-            .call(self.read(), request, |mut c, r| async move {
-                c.get_server_count(r).await
-            })
-            .await?;
+        let request = pb::GetServerCountRequest::default();
+        let response = self.ns.read(request, Stub::get_server_count).await?;
         Ok(response.count)
     }
 
@@ -203,61 +176,39 @@ impl ChatRouter {
         ttl_ms: i64,
     ) -> Result<Option<String>, Error> {
         let request = pb::AssignRequestRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
             request_id: request_id.into(),
             size_mb,
             ttl_ms,
+            ..Default::default()
         };
-        let response = self
-            .call(CallKind::Write, request, |mut c, r| async move {
-                c.assign_request(r).await
-            })
-            .await?;
+        let response = self.ns.write(request, Stub::assign_request).await?;
         Ok(response.server_name)
     }
 
     /// Every server, in ring order of first position then name.
     pub async fn list_servers(&self) -> Result<Vec<String>, Error> {
-        let request = pb::ListServersRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
-        };
-        let response = self
-            .call(self.read(), request, |mut c, r| async move {
-                c.list_servers(r).await
-            })
-            .await?;
+        let request = pb::ListServersRequest::default();
+        let response = self.ns.read(request, Stub::list_servers).await?;
         Ok(response.servers)
     }
 
     /// MB of sessions on `server_name`; 0 for an unknown server.
     pub async fn get_server_load(&self, server_name: &str) -> Result<i64, Error> {
         let request = pb::GetServerLoadRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
             server_name: server_name.into(),
+            ..Default::default()
         };
-        let response = self
-            .call(self.read(), request, |mut c, r| async move {
-                c.get_server_load(r).await
-            })
-            .await?;
+        let response = self.ns.read(request, Stub::get_server_load).await?;
         Ok(response.load)
     }
 
     /// The `n` most loaded servers as `"server(mb)"`, by load then name.
     pub async fn top_servers(&self, n: i64) -> Result<Vec<String>, Error> {
         let request = pb::TopServersRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
             n,
+            ..Default::default()
         };
-        let response = self
-            .call(self.read(), request, |mut c, r| async move {
-                c.top_servers(r).await
-            })
-            .await?;
+        let response = self.ns.read(request, Stub::top_servers).await?;
         Ok(response.entries)
     }
 
@@ -268,15 +219,13 @@ impl ChatRouter {
         num_replicas: i64,
     ) -> Result<bool, Error> {
         let request = pb::AddServerWithReplicasRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
             server_name: server_name.into(),
             num_replicas,
+            ..Default::default()
         };
         let response = self
-            .call(CallKind::Write, request, |mut c, r| async move {
-                c.add_server_with_replicas(r).await
-            })
+            .ns
+            .write(request, Stub::add_server_with_replicas)
             .await?;
         Ok(response.ok)
     }
@@ -284,61 +233,41 @@ impl ChatRouter {
     /// How many positions `server_name` has; 0 for an unknown server.
     pub async fn get_replica_count(&self, server_name: &str) -> Result<i64, Error> {
         let request = pb::GetReplicaCountRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
             server_name: server_name.into(),
+            ..Default::default()
         };
-        let response = self
-            .call(self.read(), request, |mut c, r| async move {
-                c.get_replica_count(r).await
-            })
-            .await?;
+        let response = self.ns.read(request, Stub::get_replica_count).await?;
         Ok(response.replicas)
     }
 
     /// Caps `server_name` at `max_mb` (-1: unlimited); `false` for an unknown server.
     pub async fn set_memory_limit(&self, server_name: &str, max_mb: i64) -> Result<bool, Error> {
         let request = pb::SetMemoryLimitRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
             server_name: server_name.into(),
             max_mb,
+            ..Default::default()
         };
-        let response = self
-            .call(CallKind::Write, request, |mut c, r| async move {
-                c.set_memory_limit(r).await
-            })
-            .await?;
+        let response = self.ns.write(request, Stub::set_memory_limit).await?;
         Ok(response.ok)
     }
 
     /// The memory limit of `server_name`; -1 when unlimited or unknown.
     pub async fn get_memory_limit(&self, server_name: &str) -> Result<i64, Error> {
         let request = pb::GetMemoryLimitRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
             server_name: server_name.into(),
+            ..Default::default()
         };
-        let response = self
-            .call(self.read(), request, |mut c, r| async move {
-                c.get_memory_limit(r).await
-            })
-            .await?;
+        let response = self.ns.read(request, Stub::get_memory_limit).await?;
         Ok(response.limit)
     }
 
     /// MB used on `server_name` against its limit.
     pub async fn get_memory_used(&self, server_name: &str) -> Result<i64, Error> {
         let request = pb::GetMemoryUsedRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
             server_name: server_name.into(),
+            ..Default::default()
         };
-        let response = self
-            .call(self.read(), request, |mut c, r| async move {
-                c.get_memory_used(r).await
-            })
-            .await?;
+        let response = self.ns.read(request, Stub::get_memory_used).await?;
         Ok(response.used)
     }
 
@@ -346,15 +275,10 @@ impl ChatRouter {
     /// request id, `None` if none.
     pub async fn evict_oldest_session(&self, server_name: &str) -> Result<Option<String>, Error> {
         let request = pb::EvictOldestSessionRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
             server_name: server_name.into(),
+            ..Default::default()
         };
-        let response = self
-            .call(CallKind::Write, request, |mut c, r| async move {
-                c.evict_oldest_session(r).await
-            })
-            .await?;
+        let response = self.ns.write(request, Stub::evict_oldest_session).await?;
         Ok(response.request_id)
     }
 
@@ -365,8 +289,6 @@ impl ChatRouter {
         operations: &[RequestOperation],
     ) -> Result<Vec<Option<BatchResult>>, Error> {
         let request = pb::BatchRequestsRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
             operations: operations
                 .iter()
                 .map(|op| pb::RequestOperation {
@@ -375,12 +297,9 @@ impl ChatRouter {
                     size_mb: op.size_mb,
                 })
                 .collect(),
+            ..Default::default()
         };
-        let response = self
-            .call(CallKind::Write, request, |mut c, r| async move {
-                c.batch_requests(r).await
-            })
-            .await?;
+        let response = self.ns.write(request, Stub::batch_requests).await?;
         Ok(response
             .results
             .into_iter()
@@ -403,8 +322,6 @@ impl ChatRouter {
         mode: SyncMode,
     ) -> Result<Vec<bool>, Error> {
         let request = pb::ReplicateSessionsRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
             transfers: transfers
                 .iter()
                 .map(|t| pb::Transfer {
@@ -415,12 +332,9 @@ impl ChatRouter {
                 .collect(),
             max_concurrent,
             mode: mode as i32,
+            ..Default::default()
         };
-        let response = self
-            .call(self.read(), request, |mut c, r| async move {
-                c.replicate_sessions(r).await
-            })
-            .await?;
+        let response = self.ns.read(request, Stub::replicate_sessions).await?;
         Ok(response.results)
     }
 
@@ -428,15 +342,10 @@ impl ChatRouter {
     /// `None` if it is not placed.
     pub async fn locate_request(&self, request_id: &str) -> Result<Option<Location>, Error> {
         let request = pb::LocateRequestRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
             request_id: request_id.into(),
+            ..Default::default()
         };
-        let response = self
-            .call(self.read(), request, |mut c, r| async move {
-                c.locate_request(r).await
-            })
-            .await?;
+        let response = self.ns.read(request, Stub::locate_request).await?;
         Ok(response
             .server_name
             .filter(|_| response.found)
@@ -450,30 +359,18 @@ impl ChatRouter {
 
     /// Saves the ring's state; answers how many live sessions it holds.
     pub async fn backup(&self) -> Result<i64, Error> {
-        let request = pb::BackupRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
-        };
-        let response = self
-            .call(CallKind::Write, request, |mut c, r| async move {
-                c.backup(r).await
-            })
-            .await?;
+        let request = pb::BackupRequest::default();
+        let response = self.ns.write(request, Stub::backup).await?;
         Ok(response.count)
     }
 
     /// Restores the latest backup saved at or before `backup_timestamp`; `None` when none.
     pub async fn restore(&self, backup_timestamp: i64) -> Result<Option<i64>, Error> {
         let request = pb::RestoreRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
             backup_timestamp,
+            ..Default::default()
         };
-        let response = self
-            .call(CallKind::Write, request, |mut c, r| async move {
-                c.restore(r).await
-            })
-            .await?;
+        let response = self.ns.write(request, Stub::restore).await?;
         Ok(response.count)
     }
 
@@ -481,31 +378,21 @@ impl ChatRouter {
     /// the same.
     pub async fn merge_servers(&self, from_server: &str, to_server: &str) -> Result<bool, Error> {
         let request = pb::MergeServersRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
             from_server: from_server.into(),
             to_server: to_server.into(),
+            ..Default::default()
         };
-        let response = self
-            .call(CallKind::Write, request, |mut c, r| async move {
-                c.merge_servers(r).await
-            })
-            .await?;
+        let response = self.ns.write(request, Stub::merge_servers).await?;
         Ok(response.ok)
     }
 
     /// Where a merged server went (following later merges); `None` if it was not merged.
     pub async fn get_merged_into(&self, server_name: &str) -> Result<Option<String>, Error> {
         let request = pb::GetMergedIntoRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
             server_name: server_name.into(),
+            ..Default::default()
         };
-        let response = self
-            .call(self.read(), request, |mut c, r| async move {
-                c.get_merged_into(r).await
-            })
-            .await?;
+        let response = self.ns.read(request, Stub::get_merged_into).await?;
         Ok(response.server_name)
     }
 
@@ -513,14 +400,10 @@ impl ChatRouter {
     /// ([`Error::FailedPrecondition`] afterwards).
     pub async fn configure_ring(&self, space: PositionSpace) -> Result<(), Error> {
         let request = pb::ConfigureRingRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
             position_space: space as i32,
+            ..Default::default()
         };
-        self.call(CallKind::Write, request, |mut c, r| async move {
-            c.configure_ring(r).await
-        })
-        .await?;
+        self.ns.write(request, Stub::configure_ring).await?;
         Ok(())
     }
 }

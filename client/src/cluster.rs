@@ -3,10 +3,37 @@
 use std::time::Instant;
 
 use clockwise_proto::cluster::v1 as pb;
-use clockwise_proto::cluster::v1::cluster_client::ClusterClient;
+use tonic::transport::Channel;
+use tonic::Streaming;
 
-use crate::client::{CallKind, Client};
+use crate::call::{CallKind, Reply};
+use crate::client::Client;
 use crate::error::Error;
+use crate::snapshot::Snapshot;
+
+/// The tonic client of the cluster service.
+type Stub = pb::cluster_client::ClusterClient<Channel>;
+
+/// The largest snapshot message taken: a chunk carries 1 MiB of body (the node's
+/// `SNAPSHOT_CHUNK`), with room to grow, as `clockwise backup save` allowed.
+const SNAPSHOT_MAX_MESSAGE: usize = 16 << 20;
+
+fn snapshot_stub(channel: Channel) -> Stub {
+    Stub::new(channel).max_decoding_message_size(SNAPSHOT_MAX_MESSAGE)
+}
+
+/// Opens the stream and reads its header, so an attempt succeeds only once the node has
+/// taken the snapshot (the part that may fail or take long) and started sending it.
+async fn open_snapshot(
+    stub: &mut Stub,
+    request: tonic::Request<pb::SnapshotRequest>,
+) -> Reply<(pb::SnapshotChunk, Streaming<pb::SnapshotChunk>)> {
+    let mut stream = stub.snapshot(request).await?.into_inner();
+    let header = stream.message().await?.ok_or_else(|| {
+        tonic::Status::data_loss("the node ended the snapshot stream before its header")
+    })?;
+    Ok(tonic::Response::new((header, stream)))
+}
 
 /// A node's raft role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,16 +151,20 @@ impl Client {
 }
 
 impl Cluster {
+    /// One call of the cluster service through the client's call path.
+    async fn call<Req: Clone, Resp>(
+        &self,
+        kind: CallKind,
+        request: Req,
+        rpc: impl AsyncFn(&mut Stub, tonic::Request<Req>) -> Reply<Resp>,
+    ) -> Result<Resp, Error> {
+        self.client.call(kind, request, Stub::new, rpc).await
+    }
+
     /// The status as seen by one node (the leader when known), with retries.
     pub async fn status(&self) -> Result<NodeStatus, Error> {
-        let status: pb::StatusResponse = self
-            .client
-            .call(
-                CallKind::Read,
-                pb::StatusRequest {},
-                |channel, r| async move { ClusterClient::new(channel).status(r).await },
-            )
-            .await?;
+        let request = pb::StatusRequest {};
+        let status = self.call(CallKind::Read, request, Stub::status).await?;
         Ok(status.into())
     }
 
@@ -144,15 +175,15 @@ impl Cluster {
             .refresh_leader(Instant::now() + std::time::Duration::from_secs(2))
             .await;
         let mut all = Vec::new();
-        for (address, channel) in self.client.channels() {
+        for peer in self.client.inner.peers.all() {
             let mut request = self.client.authorized(pb::StatusRequest {});
             request.set_timeout(std::time::Duration::from_secs(2));
-            let answer = ClusterClient::new(channel)
+            let answer = Stub::new(peer.channel.clone())
                 .status(request)
                 .await
                 .map(|r| NodeStatus::from(r.into_inner()))
                 .map_err(Error::from);
-            all.push((address, answer));
+            all.push((peer.address.clone(), answer));
         }
         all
     }
@@ -173,10 +204,7 @@ impl Cluster {
             peer_address: peer_address.into(),
         };
         let response = self
-            .client
-            .call(CallKind::Admin, request, |channel, r| async move {
-                ClusterClient::new(channel).add_member(r).await
-            })
+            .call(CallKind::Admin, request, Stub::add_member)
             .await?;
         Ok(members(response.members))
     }
@@ -186,10 +214,7 @@ impl Cluster {
     pub async fn remove_member(&self, id: u64) -> Result<Vec<Member>, Error> {
         let request = pb::RemoveMemberRequest { id };
         let response = self
-            .client
-            .call(CallKind::Admin, request, |channel, r| async move {
-                ClusterClient::new(channel).remove_member(r).await
-            })
+            .call(CallKind::Admin, request, Stub::remove_member)
             .await?;
         Ok(members(response.members))
     }
@@ -198,11 +223,45 @@ impl Cluster {
     pub async fn transfer_leader(&self, target_id: u64) -> Result<u64, Error> {
         let request = pb::TransferLeaderRequest { target_id };
         let response = self
-            .client
-            .call(CallKind::Admin, request, |channel, r| async move {
-                ClusterClient::new(channel).transfer_leader(r).await
-            })
+            .call(CallKind::Admin, request, Stub::transfer_leader)
             .await?;
         Ok(response.leader_id)
+    }
+
+    /// How long each snapshot chunk may take: the attempt timeout, as for a call.
+    fn chunk_timeout(&self) -> std::time::Duration {
+        self.client.inner.attempt_timeout
+    }
+
+    /// A consistent snapshot of one node's state as of its applied index, for a backup:
+    /// the leader's when known (it lags least), else another node's. Opening it, up to
+    /// its header, is one call with the client's retries and deadlines (the node takes
+    /// the snapshot within the attempt's); its body then streams in through
+    /// [`Snapshot::chunk`], which checks it. Nodes that check tokens want an admin one.
+    pub async fn snapshot(&self) -> Result<Snapshot, Error> {
+        let request = pb::SnapshotRequest {};
+        let (header, stream) = self
+            .client
+            .call(CallKind::Read, request, snapshot_stub, open_snapshot)
+            .await?;
+        Ok(Snapshot::new(header, stream, self.chunk_timeout()))
+    }
+
+    /// [`Cluster::snapshot`] from the node at `endpoint` (`host:port`, one of the
+    /// client's endpoints or not), in a single attempt, so a caller going through a
+    /// list of nodes moves on at once: as `clockwise backup save` does.
+    pub async fn snapshot_from(&self, endpoint: &str) -> Result<Snapshot, Error> {
+        let request = pb::SnapshotRequest {};
+        let (header, stream) = self
+            .client
+            .call_at(
+                endpoint,
+                CallKind::Read,
+                request,
+                snapshot_stub,
+                open_snapshot,
+            )
+            .await?;
+        Ok(Snapshot::new(header, stream, self.chunk_timeout()))
     }
 }

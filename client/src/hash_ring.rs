@@ -2,13 +2,40 @@
 
 use clockwise_proto::common::v1::{PositionSpace, SyncMode};
 use clockwise_proto::hashring::v1 as pb;
-use clockwise_proto::hashring::v1::hash_ring_client::HashRingClient;
-use std::future::Future;
 use tonic::transport::Channel;
 
-use crate::client::{CallKind, Client};
+use crate::call::{scoped, Namespace};
+use crate::client::Client;
 use crate::error::Error;
 use crate::types::{BatchResult, Location};
+
+/// The tonic client every call of the namespace goes through.
+type Stub = pb::hash_ring_client::HashRingClient<Channel>;
+
+scoped!(
+    pb::AddNodeRequest,
+    pb::RemoveNodeRequest,
+    pb::RouteKeyRequest,
+    pb::GetNodeCountRequest,
+    pb::StoreKeyRequest,
+    pb::ListNodesRequest,
+    pb::GetLoadRequest,
+    pb::TopLoadedRequest,
+    pb::AddNodeWithReplicasRequest,
+    pb::GetReplicaCountRequest,
+    pb::SetCapacityRequest,
+    pb::GetCapacityRequest,
+    pb::GetUsedRequest,
+    pb::EvictLruRequest,
+    pb::BatchOperationsRequest,
+    pb::SyncReplicasRequest,
+    pb::LocateKeyRequest,
+    pb::BackupRequest,
+    pb::RestoreRequest,
+    pb::MergeNodesRequest,
+    pb::GetMergedIntoRequest,
+    pb::ConfigureRingRequest,
+);
 
 /// One operation of [`HashRing::batch_operations`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,122 +77,68 @@ impl KeyOperation {
 /// access time.
 #[derive(Clone)]
 pub struct HashRing {
-    client: Client,
-    ring: String,
-    timestamp: i64,
-    stale: bool,
+    ns: Namespace<Stub>,
 }
 
 impl HashRing {
     pub(crate) fn new(client: Client, ring: String) -> Self {
         HashRing {
-            client,
-            ring,
-            timestamp: 0,
-            stale: false,
+            ns: Namespace::new(client, ring, Stub::new),
         }
     }
 
     /// The same ring, with calls at `timestamp` (ms; 0 = the leader's clock).
     pub fn at(mut self, timestamp: i64) -> Self {
-        self.timestamp = timestamp;
+        self.ns.timestamp = timestamp;
         self
     }
 
     /// The same ring, reading any replica's state (which may lag) instead of
     /// confirming with the leader; reads are spread over the replicas.
     pub fn stale_reads(mut self) -> Self {
-        self.stale = true;
+        self.ns.stale = true;
         self
     }
 
     /// The namespace's name.
     pub fn name(&self) -> &str {
-        &self.ring
-    }
-
-    async fn call<Req, Resp, F, Fut>(
-        &self,
-        kind: CallKind,
-        request: Req,
-        rpc: F,
-    ) -> Result<Resp, Error>
-    where
-        Req: Clone,
-        F: Fn(HashRingClient<Channel>, tonic::Request<Req>) -> Fut,
-        Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
-    {
-        self.client
-            .call(kind, request, |channel, request| {
-                rpc(HashRingClient::new(channel), request)
-            })
-            .await
-    }
-
-    fn read(&self) -> CallKind {
-        if self.stale {
-            CallKind::StaleRead
-        } else {
-            CallKind::Read
-        }
+        &self.ns.ring
     }
 
     /// Adds a node with one position; `false` if it exists.
     pub async fn add_node(&self, node_id: &str) -> Result<bool, Error> {
         let request = pb::AddNodeRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
             node_id: node_id.into(),
+            ..Default::default()
         };
-        let response = self
-            .call(CallKind::Write, request, |mut c, r| async move {
-                c.add_node(r).await
-            })
-            .await?;
+        let response = self.ns.write(request, Stub::add_node).await?;
         Ok(response.ok)
     }
 
     /// Removes a node (its keys move to the next nodes); `false` if it is unknown.
     pub async fn remove_node(&self, node_id: &str) -> Result<bool, Error> {
         let request = pb::RemoveNodeRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
             node_id: node_id.into(),
+            ..Default::default()
         };
-        let response = self
-            .call(CallKind::Write, request, |mut c, r| async move {
-                c.remove_node(r).await
-            })
-            .await?;
+        let response = self.ns.write(request, Stub::remove_node).await?;
         Ok(response.ok)
     }
 
     /// The node `key` routes to; `None` on an empty ring.
     pub async fn route_key(&self, key: &str) -> Result<Option<String>, Error> {
         let request = pb::RouteKeyRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
             key: key.into(),
+            ..Default::default()
         };
-        let response = self
-            .call(self.read(), request, |mut c, r| async move {
-                c.route_key(r).await
-            })
-            .await?;
+        let response = self.ns.read(request, Stub::route_key).await?;
         Ok(response.node_id)
     }
 
     /// How many nodes the ring has.
     pub async fn get_node_count(&self) -> Result<i64, Error> {
-        let request = pb::GetNodeCountRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
-        };
-        let response = self
-            .call(self.read(), request, |mut c, r| async move {
-                c.get_node_count(r).await
-            })
-            .await?;
+        let request = pb::GetNodeCountRequest::default();
+        let response = self.ns.read(request, Stub::get_node_count).await?;
         Ok(response.count)
     }
 
@@ -183,60 +156,38 @@ impl HashRing {
         ttl_ms: i64,
     ) -> Result<Option<String>, Error> {
         let request = pb::StoreKeyRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
             key: key.into(),
             ttl_ms,
+            ..Default::default()
         };
-        let response = self
-            .call(CallKind::Write, request, |mut c, r| async move {
-                c.store_key(r).await
-            })
-            .await?;
+        let response = self.ns.write(request, Stub::store_key).await?;
         Ok(response.node_id)
     }
 
     /// Every node, in ring order of first position then name.
     pub async fn list_nodes(&self) -> Result<Vec<String>, Error> {
-        let request = pb::ListNodesRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
-        };
-        let response = self
-            .call(self.read(), request, |mut c, r| async move {
-                c.list_nodes(r).await
-            })
-            .await?;
+        let request = pb::ListNodesRequest::default();
+        let response = self.ns.read(request, Stub::list_nodes).await?;
         Ok(response.nodes)
     }
 
     /// How many keys `node_id` holds; 0 for an unknown node.
     pub async fn get_load(&self, node_id: &str) -> Result<i64, Error> {
         let request = pb::GetLoadRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
             node_id: node_id.into(),
+            ..Default::default()
         };
-        let response = self
-            .call(self.read(), request, |mut c, r| async move {
-                c.get_load(r).await
-            })
-            .await?;
+        let response = self.ns.read(request, Stub::get_load).await?;
         Ok(response.load)
     }
 
     /// The `n` most loaded nodes as `"node(load)"`, by load then name.
     pub async fn top_loaded(&self, n: i64) -> Result<Vec<String>, Error> {
         let request = pb::TopLoadedRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
             n,
+            ..Default::default()
         };
-        let response = self
-            .call(self.read(), request, |mut c, r| async move {
-                c.top_loaded(r).await
-            })
-            .await?;
+        let response = self.ns.read(request, Stub::top_loaded).await?;
         Ok(response.entries)
     }
 
@@ -247,92 +198,62 @@ impl HashRing {
         num_replicas: i64,
     ) -> Result<bool, Error> {
         let request = pb::AddNodeWithReplicasRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
             node_id: node_id.into(),
             num_replicas,
+            ..Default::default()
         };
-        let response = self
-            .call(CallKind::Write, request, |mut c, r| async move {
-                c.add_node_with_replicas(r).await
-            })
-            .await?;
+        let response = self.ns.write(request, Stub::add_node_with_replicas).await?;
         Ok(response.ok)
     }
 
     /// How many positions `node_id` has; 0 for an unknown node.
     pub async fn get_replica_count(&self, node_id: &str) -> Result<i64, Error> {
         let request = pb::GetReplicaCountRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
             node_id: node_id.into(),
+            ..Default::default()
         };
-        let response = self
-            .call(self.read(), request, |mut c, r| async move {
-                c.get_replica_count(r).await
-            })
-            .await?;
+        let response = self.ns.read(request, Stub::get_replica_count).await?;
         Ok(response.replicas)
     }
 
     /// Caps `node_id` at `capacity` keys (-1: unlimited); `false` for an unknown node.
     pub async fn set_capacity(&self, node_id: &str, capacity: i64) -> Result<bool, Error> {
         let request = pb::SetCapacityRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
             node_id: node_id.into(),
             capacity,
+            ..Default::default()
         };
-        let response = self
-            .call(CallKind::Write, request, |mut c, r| async move {
-                c.set_capacity(r).await
-            })
-            .await?;
+        let response = self.ns.write(request, Stub::set_capacity).await?;
         Ok(response.ok)
     }
 
     /// The capacity of `node_id`; -1 when unlimited or unknown.
     pub async fn get_capacity(&self, node_id: &str) -> Result<i64, Error> {
         let request = pb::GetCapacityRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
             node_id: node_id.into(),
+            ..Default::default()
         };
-        let response = self
-            .call(self.read(), request, |mut c, r| async move {
-                c.get_capacity(r).await
-            })
-            .await?;
+        let response = self.ns.read(request, Stub::get_capacity).await?;
         Ok(response.capacity)
     }
 
     /// How many keys `node_id` holds against its capacity.
     pub async fn get_used(&self, node_id: &str) -> Result<i64, Error> {
         let request = pb::GetUsedRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
             node_id: node_id.into(),
+            ..Default::default()
         };
-        let response = self
-            .call(self.read(), request, |mut c, r| async move {
-                c.get_used(r).await
-            })
-            .await?;
+        let response = self.ns.read(request, Stub::get_used).await?;
         Ok(response.used)
     }
 
     /// Evicts the least recently used key of `node_id`; answers it, `None` if none.
     pub async fn evict_lru(&self, node_id: &str) -> Result<Option<String>, Error> {
         let request = pb::EvictLruRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
             node_id: node_id.into(),
+            ..Default::default()
         };
-        let response = self
-            .call(CallKind::Write, request, |mut c, r| async move {
-                c.evict_lru(r).await
-            })
-            .await?;
+        let response = self.ns.write(request, Stub::evict_lru).await?;
         Ok(response.key)
     }
 
@@ -343,8 +264,6 @@ impl HashRing {
         operations: &[KeyOperation],
     ) -> Result<Vec<Option<BatchResult>>, Error> {
         let request = pb::BatchOperationsRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
             operations: operations
                 .iter()
                 .map(|op| pb::KeyOperation {
@@ -352,12 +271,9 @@ impl HashRing {
                     key: op.key.clone(),
                 })
                 .collect(),
+            ..Default::default()
         };
-        let response = self
-            .call(CallKind::Write, request, |mut c, r| async move {
-                c.batch_operations(r).await
-            })
-            .await?;
+        let response = self.ns.write(request, Stub::batch_operations).await?;
         Ok(response
             .results
             .into_iter()
@@ -378,8 +294,6 @@ impl HashRing {
         mode: SyncMode,
     ) -> Result<Vec<bool>, Error> {
         let request = pb::SyncReplicasRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
             requests: requests
                 .iter()
                 .map(|(source, dest)| pb::SyncRequest {
@@ -389,27 +303,19 @@ impl HashRing {
                 .collect(),
             max_concurrent,
             mode: mode as i32,
+            ..Default::default()
         };
-        let response = self
-            .call(self.read(), request, |mut c, r| async move {
-                c.sync_replicas(r).await
-            })
-            .await?;
+        let response = self.ns.read(request, Stub::sync_replicas).await?;
         Ok(response.results)
     }
 
     /// Where `key` is stored now, with its last access and size; `None` if it is not.
     pub async fn locate_key(&self, key: &str) -> Result<Option<Location>, Error> {
         let request = pb::LocateKeyRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
             key: key.into(),
+            ..Default::default()
         };
-        let response = self
-            .call(self.read(), request, |mut c, r| async move {
-                c.locate_key(r).await
-            })
-            .await?;
+        let response = self.ns.read(request, Stub::locate_key).await?;
         Ok(response
             .node_id
             .filter(|_| response.found)
@@ -424,15 +330,8 @@ impl HashRing {
     /// Saves the ring's state (nodes, limits, live keys with their remaining TTL, merge
     /// records); answers how many live keys it holds.
     pub async fn backup(&self) -> Result<i64, Error> {
-        let request = pb::BackupRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
-        };
-        let response = self
-            .call(CallKind::Write, request, |mut c, r| async move {
-                c.backup(r).await
-            })
-            .await?;
+        let request = pb::BackupRequest::default();
+        let response = self.ns.write(request, Stub::backup).await?;
         Ok(response.count)
     }
 
@@ -441,15 +340,10 @@ impl HashRing {
     /// backup qualifies.
     pub async fn restore(&self, backup_timestamp: i64) -> Result<Option<i64>, Error> {
         let request = pb::RestoreRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
             backup_timestamp,
+            ..Default::default()
         };
-        let response = self
-            .call(CallKind::Write, request, |mut c, r| async move {
-                c.restore(r).await
-            })
-            .await?;
+        let response = self.ns.write(request, Stub::restore).await?;
         Ok(response.count)
     }
 
@@ -457,31 +351,21 @@ impl HashRing {
     /// keys move there); `false` when either is missing or they are the same.
     pub async fn merge_nodes(&self, from_node: &str, to_node: &str) -> Result<bool, Error> {
         let request = pb::MergeNodesRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
             from_node: from_node.into(),
             to_node: to_node.into(),
+            ..Default::default()
         };
-        let response = self
-            .call(CallKind::Write, request, |mut c, r| async move {
-                c.merge_nodes(r).await
-            })
-            .await?;
+        let response = self.ns.write(request, Stub::merge_nodes).await?;
         Ok(response.ok)
     }
 
     /// Where a merged node went (following later merges); `None` if it was not merged.
     pub async fn get_merged_into(&self, node_id: &str) -> Result<Option<String>, Error> {
         let request = pb::GetMergedIntoRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
             node_id: node_id.into(),
+            ..Default::default()
         };
-        let response = self
-            .call(self.read(), request, |mut c, r| async move {
-                c.get_merged_into(r).await
-            })
-            .await?;
+        let response = self.ns.read(request, Stub::get_merged_into).await?;
         Ok(response.node_id)
     }
 
@@ -489,14 +373,10 @@ impl HashRing {
     /// ([`Error::FailedPrecondition`] afterwards).
     pub async fn configure_ring(&self, space: PositionSpace) -> Result<(), Error> {
         let request = pb::ConfigureRingRequest {
-            ring: self.ring.clone(),
-            timestamp: self.timestamp,
             position_space: space as i32,
+            ..Default::default()
         };
-        self.call(CallKind::Write, request, |mut c, r| async move {
-            c.configure_ring(r).await
-        })
-        .await?;
+        self.ns.write(request, Stub::configure_ring).await?;
         Ok(())
     }
 }

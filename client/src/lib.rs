@@ -25,34 +25,45 @@
 //! every follower says that, and counting it would shut off the healthy nodes. Writes
 //! carry a session id and sequence number, so a retried write is applied once.
 //!
-//! Modules:
-//! - [`client`](Client): the builder, endpoints, leader tracking and the retry loop.
-//! - `hash_ring` / `chat_router`: the typed per-ring handles ([`HashRing`],
-//!   [`ChatRouter`]); [`Cluster`]: status and membership.
+//! # Layout
+//! - `client`: [`Client`], its [`ClientBuilder`] and [`Tls`] settings.
+//! - `call`: the one unary call path: attempts, retries, deadlines, breakers, errors.
+//! - `peers`: endpoints, their channels and breakers, the leader, the peer per attempt.
+//! - `session`: the session lanes that make a retried write apply once.
+//! - `hash_ring`: [`HashRing`], one typed method per HashRing drill method.
+//! - `chat_router`: [`ChatRouter`], one typed method per ChatRouter drill method.
+//! - `cluster`: [`Cluster`]: status, membership, leader transfer, snapshots.
+//! - `snapshot`: a [`Snapshot`] streaming in, its body checked against its SHA-256.
+//! - `types`: [`BatchResult`] and [`Location`], plain values the typed calls answer.
 //! - [`backoff`]: [`RetryPolicy`] and full-jitter [`Backoff`].
 //! - [`breaker`]: the per-endpoint [`CircuitBreaker`].
 //! - [`clock`]: the breaker's [`Clock`], and a [`ManualClock`] for tests.
-//! - [`Error`]: retriable, exhausted, circuit-open and invalid-argument failures told apart.
+//! - `error`: [`Error`]: retriable, exhausted, circuit-open and invalid-argument
+//!   failures told apart.
 
 #![warn(missing_docs)]
 
-pub mod backoff;
-pub mod breaker;
-mod chat_router;
 mod client;
-pub mod clock;
-mod cluster;
-mod error;
-mod hash_ring;
-mod types;
-
-pub use backoff::{Backoff, RetryPolicy};
-pub use breaker::{BreakerConfig, BreakerState, BreakerStats, CircuitBreaker, CircuitOpen};
-pub use chat_router::{ChatRouter, RequestOperation, Transfer};
 pub use client::{Client, ClientBuilder, Tls};
-pub use clock::{Clock, ManualClock, SystemClock};
-pub use clockwise_proto::common::v1::{PositionSpace, SyncMode};
-pub use cluster::{Cluster, Member, NodeStatus, Role};
-pub use error::Error;
+mod call;
+mod hash_ring;
+mod peers;
+mod session;
 pub use hash_ring::{HashRing, KeyOperation};
+mod chat_router;
+pub use chat_router::{ChatRouter, RequestOperation, Transfer};
+mod cluster;
+pub use cluster::{Cluster, Member, NodeStatus, Role};
+mod snapshot;
+pub use snapshot::Snapshot;
+mod types;
+pub use clockwise_proto::common::v1::{PositionSpace, SyncMode};
 pub use types::{BatchResult, Location};
+pub mod backoff;
+pub use backoff::{Backoff, RetryPolicy};
+pub mod breaker;
+pub use breaker::{BreakerConfig, BreakerState, BreakerStats, CircuitBreaker, CircuitOpen};
+pub mod clock;
+pub use clock::{Clock, ManualClock, SystemClock};
+mod error;
+pub use error::Error;

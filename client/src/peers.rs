@@ -1,0 +1,220 @@
+//! The nodes a client talks to: a channel and a circuit breaker each, the leader last
+//! learned, and the choice of the peer for each attempt.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use clockwise_proto::cluster::v1 as pb;
+use clockwise_proto::cluster::v1::cluster_client::ClusterClient;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+
+use crate::breaker::{BreakerConfig, CircuitBreaker, Permit};
+use crate::call::CallKind;
+use crate::clock::Clock;
+use crate::error::Error;
+use crate::Client;
+
+/// One node the client talks to.
+pub(crate) struct Peer {
+    /// `host:port`.
+    pub(crate) address: String,
+    pub(crate) channel: Channel,
+    pub(crate) breaker: Arc<CircuitBreaker>,
+    /// Its raft id, once the cluster told (0: not yet).
+    pub(crate) raft_id: AtomicU64,
+}
+
+/// Every peer known (given or learned), and which of them leads.
+pub(crate) struct Peers {
+    list: RwLock<Vec<Arc<Peer>>>,
+    /// Raft id of the leader last learned (0: unknown).
+    leader: AtomicU64,
+    /// Round-robin position.
+    next: AtomicUsize,
+    tls: Option<ClientTlsConfig>,
+    connect_timeout: Duration,
+    breaker: BreakerConfig,
+    clock: Arc<dyn Clock>,
+}
+
+/// `host:port` from `host:port`, `http://host:port` or `https://host:port` (whether
+/// TLS is spoken is the builder's [`crate::ClientBuilder::tls`]).
+pub(crate) fn normalize(endpoint: &str) -> Option<String> {
+    let address = endpoint
+        .strip_prefix("http://")
+        .or_else(|| endpoint.strip_prefix("https://"))
+        .unwrap_or(endpoint)
+        .trim_end_matches('/');
+    let (host, port) = address.rsplit_once(':')?;
+    (!host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) && !address.contains('/'))
+        .then(|| address.to_owned())
+}
+
+impl Peers {
+    pub(crate) fn new(
+        tls: Option<ClientTlsConfig>,
+        connect_timeout: Duration,
+        breaker: BreakerConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Peers {
+            list: RwLock::new(Vec::new()),
+            leader: AtomicU64::new(0),
+            next: AtomicUsize::new(0),
+            tls,
+            connect_timeout,
+            breaker,
+            clock,
+        }
+    }
+
+    pub(crate) fn all(&self) -> Vec<Arc<Peer>> {
+        self.list
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The raft id of the leader last learned (0: unknown).
+    pub(crate) fn leader(&self) -> u64 {
+        self.leader.load(Ordering::Acquire)
+    }
+
+    /// The peer at `address` (`host:port`), if known.
+    pub(crate) fn find(&self, address: &str) -> Option<Arc<Peer>> {
+        self.all().into_iter().find(|p| p.address == address)
+    }
+
+    /// The peer at `address`, added (with a lazy channel) if it is new.
+    pub(crate) fn add(&self, address: &str) -> Result<Arc<Peer>, Error> {
+        let mut peers = self.list.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(peer) = peers.iter().find(|p| p.address == address) {
+            return Ok(peer.clone());
+        }
+        let peer = Arc::new(self.connect(address)?);
+        peers.push(peer.clone());
+        Ok(peer)
+    }
+
+    /// A peer for `address`, not added to the list: the channel connects on first use.
+    pub(crate) fn connect(&self, address: &str) -> Result<Peer, Error> {
+        let bad =
+            |e: tonic::transport::Error| Error::Config(format!("endpoints: {address:?}: {e}"));
+        let endpoint = match &self.tls {
+            Some(tls) => Endpoint::from_shared(format!("https://{address}"))
+                .and_then(|e| e.tls_config(tls.clone()))
+                .map_err(bad)?,
+            None => Endpoint::from_shared(format!("http://{address}")).map_err(bad)?,
+        }
+        .connect_timeout(self.connect_timeout)
+        .tcp_nodelay(true);
+        Ok(Peer {
+            address: address.to_owned(),
+            channel: endpoint.connect_lazy(),
+            breaker: Arc::new(CircuitBreaker::new(
+                address,
+                self.breaker.clone(),
+                self.clock.clone(),
+            )),
+            raft_id: AtomicU64::new(0),
+        })
+    }
+
+    /// The peer for one attempt and its breaker's permit; `None` when every breaker is
+    /// open. Prefers the leader for leader-bound calls, then round-robin, avoiding the
+    /// peer that just failed unless it is the only one left.
+    pub(crate) fn pick(&self, kind: CallKind, avoid: Option<&str>) -> Option<(Arc<Peer>, Permit)> {
+        let peers = self.all();
+        let leader = self.leader();
+        if kind != CallKind::StaleRead && leader != 0 {
+            if let Some(peer) = peers
+                .iter()
+                .find(|p| p.raft_id.load(Ordering::Acquire) == leader)
+            {
+                if Some(peer.address.as_str()) != avoid {
+                    if let Ok(permit) = peer.breaker.acquire() {
+                        return Some((peer.clone(), permit));
+                    }
+                }
+            }
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let order = (0..peers.len()).map(|i| &peers[(start + i) % peers.len()]);
+        let (others, avoided): (Vec<_>, Vec<_>) =
+            order.partition(|p| Some(p.address.as_str()) != avoid);
+        others
+            .into_iter()
+            .chain(avoided)
+            .find_map(|peer| Some((peer.clone(), peer.breaker.acquire().ok()?)))
+    }
+
+    /// A failed attempt on the leader: the leader may have changed, so forget it.
+    pub(crate) fn failed(&self, peer: &Peer) {
+        if peer.raft_id.load(Ordering::Acquire) == self.leader() {
+            self.leader.store(0, Ordering::Release);
+        }
+    }
+
+    /// Takes in what a node's status says about the cluster.
+    fn learn(&self, asked: &Peer, status: &pb::StatusResponse) {
+        asked.raft_id.store(status.id, Ordering::Release);
+        for member in &status.members {
+            let Some(address) = normalize(&member.address) else {
+                continue;
+            };
+            // A member listening on every interface names no reachable host.
+            if address.starts_with("0.0.0.0:") || address.starts_with("[::]:") {
+                continue;
+            }
+            if let Ok(peer) = self.add(&address) {
+                peer.raft_id.store(member.id, Ordering::Release);
+            }
+        }
+        self.leader.store(status.leader_id, Ordering::Release);
+    }
+}
+
+impl Client {
+    /// Asks the cluster who leads and where its members are; learns new members.
+    /// Best effort within `deadline`.
+    pub(crate) async fn refresh_leader(&self, deadline: Instant) {
+        let peers = &self.inner.peers;
+        for peer in peers.all() {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return;
+            }
+            if !peer.breaker.allows() {
+                continue;
+            }
+            let mut request = self.authorized(pb::StatusRequest {});
+            request.set_timeout(remaining.min(Duration::from_secs(1)));
+            let mut cluster = ClusterClient::new(peer.channel.clone());
+            let Ok(Ok(status)) = tokio::time::timeout(remaining, cluster.status(request)).await
+            else {
+                continue;
+            };
+            peers.learn(&peer, &status.into_inner());
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_normalized_to_host_and_port() {
+        assert_eq!(
+            normalize("127.0.0.1:50051").as_deref(),
+            Some("127.0.0.1:50051")
+        );
+        assert_eq!(normalize("http://node-1:7/").as_deref(), Some("node-1:7"));
+        assert_eq!(normalize("https://node-1:7").as_deref(), Some("node-1:7"));
+        for bad in ["", "node", ":80", "h:0", "h:x", "ftp://h:1", "h:1/path"] {
+            assert_eq!(normalize(bad), None, "{bad}");
+        }
+    }
+}
