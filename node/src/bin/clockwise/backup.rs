@@ -1,19 +1,15 @@
 //! `clockwise backup save | restore`: a whole-cluster snapshot to a file, and a new
 //! one-member cluster seeded from one (as `etcdctl snapshot save` and
-//! `etcdutl snapshot restore`).
+//! `etcdutl snapshot restore`). `save` goes through the SDK (`Cluster::snapshot_from`).
 
 use std::io::{IsTerminal, Write as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use clockwise_client::{Client, Cluster};
 use clockwise_cluster::{backup, MemberAddress};
 use clockwise_node::default_peer_listen;
-use clockwise_proto::cluster::v1 as pb;
-use clockwise_proto::cluster::v1::cluster_client::ClusterClient;
-use sha2::{Digest, Sha256};
-use tonic::transport::Endpoint;
 
 #[derive(Subcommand, Debug)]
 pub enum BackupCommand {
@@ -75,66 +71,52 @@ pub async fn run(command: BackupCommand) -> Result<(), Box<dyn std::error::Error
 }
 
 async fn save(args: SaveArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let endpoints: Vec<String> = args.endpoints.iter().map(|e| e.trim().to_owned()).collect();
+    let mut builder = Client::builder().endpoints(endpoints.iter().cloned());
+    if let Some(token) = args.token.token()? {
+        builder = builder.token(token);
+    }
+    if let Some(tls) = args.tls.tls()? {
+        builder = builder.tls(tls);
+    }
+    let cluster = builder.build().await?.cluster();
     let mut last_error = String::from("no endpoints");
-    let token = args.token.token()?;
-    for endpoint in &args.endpoints {
-        let address = endpoint.trim().trim_start_matches("http://");
-        let endpoint = args.tls.endpoint(address)?;
-        match save_from(endpoint, &args.file, token.as_deref()).await {
+    // The first node that answers serves it, in the order given.
+    for endpoint in &endpoints {
+        match save_from(&cluster, endpoint, &args.file).await {
             Ok(()) => return Ok(()),
-            Err(e) => last_error = format!("{address}: {e}"),
+            Err(e) => last_error = format!("{endpoint}: {e}"),
         }
     }
     Err(format!("no node gave a snapshot ({last_error})").into())
 }
 
+/// Most bytes reserved before any arrive: the announced size is the server's word.
+const MAX_PREALLOCATION: usize = 64 << 20;
+
 async fn save_from(
-    endpoint: Endpoint,
+    cluster: &Cluster,
+    endpoint: &str,
     file: &Path,
-    token: Option<&str>,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let channel = endpoint
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await?;
-    let mut client = ClusterClient::new(channel).max_decoding_message_size(16 << 20);
-    let mut request = tonic::Request::new(pb::SnapshotRequest {});
-    if let Some(token) = token {
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {token}").parse()?);
-    }
-    let mut stream = client.snapshot(request).await?.into_inner();
-    let first = stream
-        .message()
-        .await?
-        .ok_or("the node ended the snapshot stream before its header")?;
-    let total = usize::try_from(first.total_bytes)?;
+    // The SDK checks the size and the SHA-256 the node announced as the chunks arrive.
+    let mut snapshot = cluster.snapshot_from(endpoint).await?;
+    let total = usize::try_from(snapshot.total_bytes())?;
     let progress = Progress::new(total);
-    let mut body = Vec::with_capacity(total);
-    body.extend_from_slice(&first.data);
-    while let Some(chunk) = stream.message().await? {
-        if body.len() + chunk.data.len() > total {
-            return Err("the node sent more than the size it announced".into());
-        }
-        body.extend_from_slice(&chunk.data);
+    let mut body = Vec::with_capacity(total.min(MAX_PREALLOCATION));
+    while let Some(chunk) = snapshot.chunk().await? {
+        body.extend_from_slice(&chunk);
         progress.show(body.len());
     }
     progress.done();
-    if body.len() != total {
-        return Err(format!("the stream ended after {} of {total} bytes", body.len()).into());
-    }
-    if Sha256::digest(&body).as_slice() != first.sha256.as_slice() {
-        return Err("the snapshot does not match its checksum".into());
-    }
     let contents = backup::encode_file(&body);
     write_synced(file, &contents)?;
     println!(
         "saved snapshot at index {} (term {}, {} bytes, state digest {}) to {}",
-        first.index,
-        first.term,
+        snapshot.index(),
+        snapshot.term(),
         contents.len(),
-        first.state_digest,
+        snapshot.state_digest(),
         file.display()
     );
     Ok(())

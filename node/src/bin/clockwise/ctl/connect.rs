@@ -61,17 +61,6 @@ pub struct TlsArgs {
 }
 
 impl TlsArgs {
-    /// An endpoint of the node at `address`: TLS when --cacert is given.
-    pub fn endpoint(&self, address: &str) -> Result<tonic::transport::Endpoint, String> {
-        use tonic::transport::Endpoint;
-        match self.tls()? {
-            Some(tls) => Endpoint::from_shared(format!("https://{address}"))
-                .and_then(|e| e.tls_config(tls.config())),
-            None => Endpoint::from_shared(format!("http://{address}")),
-        }
-        .map_err(|e| e.to_string())
-    }
-
     pub fn tls(&self) -> Result<Option<clockwise_client::Tls>, String> {
         let Some(ca) = &self.cacert else {
             return Ok(None);
