@@ -47,7 +47,6 @@ impl Drop for TempDir {
 /// A serving node and a channel to its client port.
 pub struct TestNode {
     channel: Channel,
-    peer_addr: SocketAddr,
     /// Resolves the node's shutdown future: the serving task drains and returns.
     stop: Option<oneshot::Sender<()>>,
     /// The serving task, answering how `BoundNode::serve` ended.
@@ -74,7 +73,6 @@ impl TestNode {
             .await
             .expect("bind 127.0.0.1:0");
         let addr = node.grpc_addr().expect("bound client port");
-        let peer_addr = node.peer_addr().expect("bound peer port");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(node.serve(async {
             let _ = stopped.await;
@@ -87,7 +85,6 @@ impl TestNode {
             .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
         let node = TestNode {
             channel,
-            peer_addr,
             stop: Some(stop),
             task: Some(task),
             _dir: dir,
@@ -99,12 +96,6 @@ impl TestNode {
     /// A channel to the client port; clones share one connection.
     pub fn channel(&self) -> Channel {
         self.channel.clone()
-    }
-
-    /// The raft transport's port (peers only).
-    #[allow(dead_code)]
-    pub fn peer_addr(&self) -> SocketAddr {
-        self.peer_addr
     }
 
     pub async fn status(&self) -> StatusResponse {
