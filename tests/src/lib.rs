@@ -17,8 +17,9 @@
 //! * [`certs`]: a throwaway CA and certificates for the TLS tests (`mint-certs` writes
 //!   a set to try TLS by hand).
 //! * `src/bin/chaos`: the chaos suite (`scripts/chaos.sh`).
-//! * `tests/bad_input.rs`: malformed input gets `INVALID_ARGUMENT` naming the field;
-//!   drill results (false, None, 0) stay results.
+//! * `tests/guards/`: what a node refuses against real processes: malformed input only
+//!   the wire shows (`bad_input.rs`; the validation rules are tested beside them in the
+//!   node crate), tokens and limits, the sync bulkhead, TLS.
 
 pub mod certs;
 pub mod cluster;

@@ -258,23 +258,4 @@ pub fn ttl_ms(value: i64) -> Result<i64> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refusals_name_their_field() {
-        let msg = |e: ServiceError| e.to_string();
-        assert!(msg(id("node_id", "").unwrap_err()).starts_with("node_id:"));
-        assert!(msg(id("key", &"k".repeat(257)).unwrap_err()).starts_with("key:"));
-        assert!(id("key", &"k".repeat(256)).is_ok());
-        assert_eq!(ring("").unwrap(), DEFAULT_RING);
-        assert!(msg(limit("capacity", -2).unwrap_err()).starts_with("capacity:"));
-        assert!(limit("capacity", -1).is_ok());
-        assert!(msg(max_concurrent(0).unwrap_err()).starts_with("max_concurrent:"));
-        assert!(max_concurrent(MAX_CONCURRENT_CAP + 1).is_err());
-        assert!(msg(sync_mode(7).unwrap_err()).starts_with("mode:"));
-        assert!(msg(non_negative("n", -1, 10).unwrap_err()).starts_with("n:"));
-        assert!(msg(timestamp(-5).unwrap_err()).starts_with("timestamp:"));
-        assert!(msg(list_len("operations", 3, 2).unwrap_err()).starts_with("operations:"));
-    }
-}
+mod tests;

@@ -2,11 +2,10 @@
 //! and JSON, with endpoints from the environment or the flag; refusals exit non-zero
 //! with the server's reason.
 
-use std::process::Command;
-
-use clockwise_tests::clockwise_bin;
 use clockwise_tests::cluster::TestCluster;
 use serde_json::Value;
+
+use crate::clockwise;
 
 struct Ctl {
     endpoints: String,
@@ -16,18 +15,9 @@ impl Ctl {
     /// Runs `clockwise ctl ARGS` with CLOCKWISE_ENDPOINTS; answers (exit code, stdout,
     /// stderr).
     fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let output = Command::new(clockwise_bin())
-            .arg("ctl")
-            .args(args)
-            .env("CLOCKWISE_ENDPOINTS", &self.endpoints)
-            .env_remove("RUST_LOG")
-            .output()
-            .expect("run clockwise ctl");
-        (
-            output.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
+        let mut all = vec!["ctl"];
+        all.extend_from_slice(args);
+        clockwise(&all, &[("CLOCKWISE_ENDPOINTS", &self.endpoints)])
     }
 
     /// Runs a command that must succeed; answers its stdout.

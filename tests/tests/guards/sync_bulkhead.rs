@@ -2,8 +2,6 @@
 //! with RESOURCE_EXHAUSTED after the bounded wait, and point RPCs are still served.
 //! Proven by the node's counters (`/metrics`), not by wall time.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use clockwise_proto::common::v1::SyncMode;
@@ -11,17 +9,7 @@ use clockwise_proto::hashring::v1 as hr;
 use clockwise_tests::NodeProcess;
 use tonic::Code;
 
-/// One value from the node's Prometheus text.
-fn metric(addr: SocketAddr, name: &str) -> i64 {
-    let mut conn = TcpStream::connect(addr).expect("metrics endpoint");
-    conn.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
-        .expect("request");
-    let mut body = String::new();
-    conn.read_to_string(&mut body).expect("response");
-    body.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name} in:\n{body}"))
-}
+use crate::metric;
 
 fn sync_request(entries: usize) -> hr::SyncReplicasRequest {
     hr::SyncReplicasRequest {
@@ -68,7 +56,7 @@ async fn a_full_sync_bulkhead_refuses_sync_calls_but_not_point_rpcs() {
         })
         .collect();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(metrics, "clockwise_sync_calls_in_flight") < 2 {
+    while metric(metrics, "clockwise_sync_calls_in_flight").await < 2 {
         assert!(
             Instant::now() < deadline,
             "the two sync calls never both started"
@@ -80,7 +68,7 @@ async fn a_full_sync_bulkhead_refuses_sync_calls_but_not_point_rpcs() {
     let refused = client.sync_replicas(sync_request(1)).await.unwrap_err();
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
     assert!(refused.message().contains("sync"), "{}", refused.message());
-    assert_eq!(metric(metrics, "clockwise_sync_rejected_total"), 1);
+    assert_eq!(metric(metrics, "clockwise_sync_rejected_total").await, 1);
 
     // Point RPCs are served while the sync work still holds the bulkhead.
     for i in 0..50 {
@@ -99,7 +87,7 @@ async fn a_full_sync_bulkhead_refuses_sync_calls_but_not_point_rpcs() {
             .is_some());
     }
     assert!(
-        metric(metrics, "clockwise_sync_calls_in_flight") > 0,
+        metric(metrics, "clockwise_sync_calls_in_flight").await > 0,
         "the sync calls finished before the point RPCs: nothing was shown"
     );
 
@@ -107,6 +95,9 @@ async fn a_full_sync_bulkhead_refuses_sync_calls_but_not_point_rpcs() {
         let results = call.await.unwrap().unwrap().into_inner().results;
         assert_eq!(results, vec![true; 4]);
     }
-    assert_eq!(metric(metrics, "clockwise_sync_calls_started_total"), 8);
-    assert_eq!(metric(metrics, "clockwise_sync_calls_in_flight"), 0);
+    assert_eq!(
+        metric(metrics, "clockwise_sync_calls_started_total").await,
+        8
+    );
+    assert_eq!(metric(metrics, "clockwise_sync_calls_in_flight").await, 0);
 }

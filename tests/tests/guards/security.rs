@@ -15,6 +15,8 @@ use clockwise_tests::{clockwise_bin, unique_temp_dir, NodeProcess};
 use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 
+use crate::{refused_start, scrape};
+
 const ADMIN: &str = "admin-token-0123456789abcdef0123456789";
 const WRITER: &str = "writer-token-0123456789abcdef012345678";
 const READER: &str = "reader-token-0123456789abcdef012345678";
@@ -165,7 +167,7 @@ async fn each_role_reaches_only_its_calls_and_no_refusal_echoes_a_token() {
         ),
         "{refused:?}"
     );
-    let metrics = scrape(&node).await;
+    let metrics = scrape(node.metrics_addr()).await;
     assert!(
         metrics.contains("clockwise_auth_permission_denied_total 4"),
         "{metrics}"
@@ -200,21 +202,6 @@ async fn a_cluster_with_tokens_replicates_with_its_peer_token() {
         let local = one.hash_ring("replicated").stale_reads();
         assert_eq!(local.get_used("n").await.unwrap(), 20, "node {address}");
     }
-}
-
-/// Runs `clockwise node` with `args` expecting it to refuse to start; answers stderr.
-fn refused_start(args: &[&str]) -> String {
-    let dir = unique_temp_dir();
-    let output = Command::new(clockwise_bin())
-        .arg("node")
-        .args(["--data-dir", dir.to_str().unwrap()])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_dir_all(dir);
-    assert!(!output.status.success(), "it started: {args:?}");
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 #[test]
@@ -287,7 +274,7 @@ async fn a_client_over_its_rate_is_told_when_to_come_back_and_the_sdk_waits() {
     for _ in 0..12 {
         ring.get_node_count().await.unwrap();
     }
-    let metrics = scrape(&node).await;
+    let metrics = scrape(node.metrics_addr()).await;
     assert!(
         !metrics.contains("clockwise_rate_limited_total 0\n"),
         "{metrics}"
@@ -350,19 +337,6 @@ async fn an_oversized_message_is_refused_and_a_deadline_is_kept_by_the_server() 
         "{:?}",
         started.elapsed()
     );
-}
-
-async fn scrape(node: &NodeProcess) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut conn = tokio::net::TcpStream::connect(node.metrics_addr())
-        .await
-        .unwrap();
-    conn.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut text = String::new();
-    conn.read_to_string(&mut text).await.unwrap();
-    text
 }
 
 #[test]

@@ -14,6 +14,8 @@ use clockwise_tests::cluster::{wait_applied_everywhere, TestCluster};
 use clockwise_tests::{unique_temp_dir, NodeProcess};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
+use crate::refused_start;
+
 struct Pki {
     clients: TestCa,
     node: Issued,
@@ -180,19 +182,14 @@ fn tls_on_both_ports_lifts_the_loopback_rule_and_bad_files_stop_the_start() {
     assert!(node.peer_addr().ip().is_unspecified());
     drop(node);
 
-    let output = std::process::Command::new(clockwise_tests::clockwise_bin())
-        .args(["node", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(unique_temp_dir())
-        .args([
-            "--cert",
-            "/nonexistent/cert.pem",
-            "--key",
-            "/nonexistent/key.pem",
-        ])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused_start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--cert",
+        "/nonexistent/cert.pem",
+        "--key",
+        "/nonexistent/key.pem",
+    ]);
     assert!(stderr.contains("--cert /nonexistent/cert.pem"), "{stderr}");
     let _ = std::fs::remove_dir_all(dir);
 }

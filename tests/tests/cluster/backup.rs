@@ -3,27 +3,15 @@
 //! recorded at the snapshot's index, serves writes, and grows with AddMember; a
 //! corrupt or truncated file is refused with a clear message.
 
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clockwise_client::Client;
 use clockwise_tests::cluster::{TestCluster, WAIT};
-use clockwise_tests::{clockwise_bin, free_local_addr, unique_temp_dir, NodeProcess};
+use clockwise_tests::{free_local_addr, unique_temp_dir, NodeProcess};
 
-fn clockwise(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(clockwise_bin())
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run clockwise");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
+use crate::clockwise;
 
 /// `index N` and `state digest D` from `backup save`'s report.
 fn saved_index_and_digest(report: &str) -> (u64, String) {
@@ -73,7 +61,7 @@ async fn a_snapshot_saved_under_writes_restores_into_a_new_cluster_with_its_dige
     let file = dir.join("cluster.backup");
     let file = file.to_str().unwrap();
     let endpoints = cluster.addrs.join(",");
-    let (code, report, err) = clockwise(&["backup", "save", file, "--endpoints", &endpoints]);
+    let (code, report, err) = clockwise(&["backup", "save", file, "--endpoints", &endpoints], &[]);
     assert_eq!(code, 0, "backup save: {err}");
     let (index, digest) = saved_index_and_digest(&report);
     stop.store(true, Ordering::Relaxed);
@@ -91,13 +79,16 @@ async fn a_snapshot_saved_under_writes_restores_into_a_new_cluster_with_its_dige
     std::fs::write(&corrupt, &flipped).unwrap();
     for (bad, expected) in [(&cut, "truncated"), (&corrupt, "checksum")] {
         let target = dir.join("refused");
-        let (code, _, err) = clockwise(&[
-            "backup",
-            "restore",
-            bad.to_str().unwrap(),
-            "--data-dir",
-            target.to_str().unwrap(),
-        ]);
+        let (code, _, err) = clockwise(
+            &[
+                "backup",
+                "restore",
+                bad.to_str().unwrap(),
+                "--data-dir",
+                target.to_str().unwrap(),
+            ],
+            &[],
+        );
         assert_eq!(code, 1);
         assert!(err.contains(expected), "{err}");
         assert!(!target.join("raft").join("log").exists(), "nothing written");
@@ -107,19 +98,22 @@ async fn a_snapshot_saved_under_writes_restores_into_a_new_cluster_with_its_dige
     let address = free_local_addr();
     let peer_address = free_local_addr();
     let restored_dir = dir.join("restored");
-    let (code, out, err) = clockwise(&[
-        "backup",
-        "restore",
-        file,
-        "--data-dir",
-        restored_dir.to_str().unwrap(),
-        "--id",
-        "1",
-        "--address",
-        &address,
-        "--peer-address",
-        &peer_address,
-    ]);
+    let (code, out, err) = clockwise(
+        &[
+            "backup",
+            "restore",
+            file,
+            "--data-dir",
+            restored_dir.to_str().unwrap(),
+            "--id",
+            "1",
+            "--address",
+            &address,
+            "--peer-address",
+            &peer_address,
+        ],
+        &[],
+    );
     assert_eq!(code, 0, "backup restore: {err}");
     assert!(out.contains(&format!("index {index}")), "{out}");
     let mut restored = TestCluster::adopt(vec![NodeProcess::start_at(

@@ -1,0 +1,60 @@
+//! What a node refuses, and the limits it holds to, against real `clockwise node`
+//! processes. One test binary (one link) for the suites that start single nodes with
+//! guard flags and share the helpers below:
+//!
+//! - [`bad_input`]: malformed input only the wire shows: garbage bytes, undecodable and
+//!   oversized messages, the peer port. (The validation rules are tested beside them
+//!   and in process; its doc says where each is now.)
+//! - [`security`]: tokens and roles, the loopback-only default, per-client rate limits,
+//!   message size caps, deadlines kept by the server.
+//! - [`sync_bulkhead`]: the node-wide sync bulkhead refuses sync calls, not point RPCs.
+//! - [`tls`]: TLS on the client port, mutual TLS on the peer port.
+
+mod bad_input;
+mod security;
+mod sync_bulkhead;
+mod tls;
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+
+use clockwise_tests::{clockwise_bin, unique_temp_dir};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A node's Prometheus text (`GET /metrics` on its metrics port).
+async fn scrape(metrics: SocketAddr) -> String {
+    let mut conn = tokio::net::TcpStream::connect(metrics)
+        .await
+        .expect("the metrics port accepts");
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("request sent");
+    let mut text = String::new();
+    conn.read_to_string(&mut text).await.expect("response read");
+    text
+}
+
+/// One unlabelled value from a node's Prometheus text.
+async fn metric(metrics: SocketAddr, name: &str) -> i64 {
+    let text = scrape(metrics).await;
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+}
+
+/// Runs `clockwise node` with `args` (and a fresh data dir) expecting it to refuse to
+/// start; answers its stderr.
+fn refused_start(args: &[&str]) -> String {
+    let dir = unique_temp_dir();
+    let output = Command::new(clockwise_bin())
+        .arg("node")
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("clockwise runs");
+    let _ = std::fs::remove_dir_all(dir);
+    assert!(!output.status.success(), "it started: {args:?}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
