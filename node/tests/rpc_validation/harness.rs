@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clockwise_node::service::sync::SyncConfig;
-use clockwise_node::service::{BoundNode, NodeConfig, ServeError};
+use clockwise_node::{BoundNode, NodeConfig, ServeError};
 use clockwise_proto::cluster::v1::cluster_client::ClusterClient;
 use clockwise_proto::cluster::v1::{Role, StatusRequest, StatusResponse};
 use clockwise_proto::hashring::v1::hash_ring_client::HashRingClient;
@@ -59,7 +59,10 @@ impl TestNode {
     /// Binds, serves, connects, and waits until the node leads its group of one.
     pub async fn start() -> TestNode {
         let dir = TempDir::new();
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
         let config = NodeConfig {
+            listen: any,
+            peer_listen: Some(any),
             data_dir: dir.0.clone(),
             raft_tick: Duration::from_millis(10),
             sync: SyncConfig {
@@ -68,10 +71,7 @@ impl TestNode {
             },
             ..NodeConfig::default()
         };
-        let any = SocketAddr::from(([127, 0, 0, 1], 0));
-        let node = BoundNode::bind(any, any, None, config)
-            .await
-            .expect("bind 127.0.0.1:0");
+        let node = BoundNode::bind(config).await.expect("bind 127.0.0.1:0");
         let addr = node.grpc_addr().expect("bound client port");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(node.serve(async {
