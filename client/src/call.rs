@@ -17,7 +17,7 @@ use tonic::transport::Channel;
 use crate::backoff::Backoff;
 use crate::breaker::Permit;
 use crate::error::{counts_against_peer, Error};
-use crate::peers::{normalize, Peer};
+use crate::peers::{normalize, CallKind, Peer};
 use crate::session::LaneGuard;
 use crate::Client;
 
@@ -33,21 +33,6 @@ const RETRY_AFTER_METADATA: &str = "retry-after-ms";
 const MAX_RETRY_AFTER_MS: u64 = 10_000;
 /// Below this much time left, no new attempt is started.
 const MIN_ATTEMPT: Duration = Duration::from_millis(5);
-
-/// How a call may be served.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CallKind {
-    /// A replicated write: sent to the leader if known, with a session so a retry is
-    /// applied once.
-    Write,
-    /// A linearizable read: the leader if known.
-    Read,
-    /// A read of any replica's state, which may lag.
-    StaleRead,
-    /// A membership change: the leader if known, attempted once (its effect shows in
-    /// the cluster's status).
-    Admin,
-}
 
 /// What a tonic stub method answers.
 pub(crate) type Reply<Resp> = Result<tonic::Response<Resp>, tonic::Status>;

@@ -6,9 +6,10 @@ use clockwise_proto::cluster::v1 as pb;
 use tonic::transport::Channel;
 use tonic::Streaming;
 
-use crate::call::{CallKind, Reply};
+use crate::call::Reply;
 use crate::client::Client;
 use crate::error::Error;
+use crate::peers::CallKind;
 use crate::snapshot::Snapshot;
 
 /// The tonic client of the cluster service.

@@ -10,10 +10,24 @@ use clockwise_proto::cluster::v1::cluster_client::ClusterClient;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::breaker::{BreakerConfig, CircuitBreaker, Permit};
-use crate::call::CallKind;
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::Client;
+
+/// How a call may be served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CallKind {
+    /// A replicated write: sent to the leader if known, with a session so a retry is
+    /// applied once.
+    Write,
+    /// A linearizable read: the leader if known.
+    Read,
+    /// A read of any replica's state, which may lag.
+    StaleRead,
+    /// A membership change: the leader if known, attempted once (its effect shows in
+    /// the cluster's status).
+    Admin,
+}
 
 /// One node the client talks to.
 pub(crate) struct Peer {
