@@ -281,3 +281,42 @@ async fn an_empty_forwarded_command_is_refused_at_once_naming_the_field() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn heartbeat(from: u64, to: u64, term: u64) -> Vec<u8> {
+    let mut message = Message::default();
+    message.set_msg_type(MessageType::MsgHeartbeat);
+    message.from = from;
+    message.to = to;
+    message.term = term;
+    message.write_to_bytes().unwrap()
+}
+
+/// Issue #17 / docs/decisions.md: a peer message addressed to another node id is
+/// dropped before raft sees it. A higher-term heartbeat for node 9 is sent to node 1,
+/// then one for node 1 with a smaller term raise; messages are stepped in order, so
+/// node 1's first new term tells which of them raft saw first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raft_message_addressed_to_another_node_is_dropped() {
+    let dir = temp_dir("misaddressed");
+    let (mut client, handle) = serve_node(&dir).await;
+    let term = wait_leader(&handle).await;
+    client
+        .send(pb::RaftMessageBatch {
+            from: 2,
+            messages: vec![heartbeat(2, 9, term + 5), heartbeat(2, 1, term + 1)],
+            from_address: String::new(),
+        })
+        .await
+        .expect("the batch is accepted");
+    let mut status = handle.watch_status();
+    let moved = tokio::time::timeout(Duration::from_secs(20), status.wait_for(|s| s.term > term))
+        .await
+        .expect("the addressed heartbeat moves the term")
+        .expect("the driver runs")
+        .term;
+    assert!(
+        moved < term + 5,
+        "node 1 took the term of a message for node 9 (term {term} -> {moved})"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
