@@ -568,3 +568,87 @@ async fn the_commit_index_is_stored_before_the_entries_it_commits_are_applied() 
     let dir = cluster.stop();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Issue #17: when one Ready both commits a write and steps the leader down, the write
+/// is applied and answered with its result, not "outcome unknown" (a client without a
+/// session would apply it twice). The followers' acknowledgements of the write are held
+/// back; with the leader's driver stopped in a send, they are stepped into it followed
+/// by a higher-term heartbeat, so its next Ready has both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_committed_in_the_ready_that_steps_down_is_answered_with_its_result() {
+    let cluster = Cluster::start(temp_dir("step-down"));
+    let leader_id = cluster.leader();
+    let leader = cluster.handle(leader_id);
+    // Its answer names its index ("applied N at I"): acknowledgements beyond it are the
+    // write's (the status may not show the warm-up's commit yet).
+    let warm_up = leader
+        .propose(b"warm-up".to_vec())
+        .await
+        .expect("the leader applies its proposals");
+    let committed: u64 = String::from_utf8(warm_up)
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    *cluster.router.1.lock().unwrap() = Some((leader_id, Vec::new()));
+    let write = tokio::spawn({
+        let leader = leader.clone();
+        async move { leader.propose(b"the write".to_vec()).await }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cluster
+        .router
+        .1
+        .lock()
+        .unwrap()
+        .as_ref()
+        .unwrap()
+        .1
+        .iter()
+        .any(|m| {
+            m.get_msg_type() == MessageType::MsgAppendResponse && !m.reject && m.index > committed
+        })
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no follower acknowledged the write"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (blocked, blocked_here) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel();
+    *cluster.router.2.lock().unwrap() = Some(Gate {
+        from: leader_id,
+        blocked,
+        release: released,
+    });
+    // The leader heartbeats every two ticks: its driver stops in that send.
+    blocked_here
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the leader sent something");
+    let term = leader.status().term;
+    let held = cluster.router.1.lock().unwrap().take().unwrap().1;
+    for message in held {
+        assert!(leader.step(message));
+    }
+    let mut heartbeat = Message::default();
+    heartbeat.set_msg_type(MessageType::MsgHeartbeat);
+    heartbeat.from = leader_id % 3 + 1;
+    heartbeat.to = leader_id;
+    heartbeat.term = term + 1;
+    assert!(leader.step(heartbeat));
+    release.send(()).unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(20), write)
+        .await
+        .expect("the write is answered")
+        .unwrap();
+    let answer = answer.map(String::from_utf8);
+    assert!(
+        matches!(&answer, Ok(Ok(text)) if text.starts_with("applied ")),
+        "the applied write was answered {answer:?}"
+    );
+    let dir = cluster.stop();
+    let _ = std::fs::remove_dir_all(dir);
+}

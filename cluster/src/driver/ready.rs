@@ -2,7 +2,8 @@
 //! change our rule asks for (style rule 8: the commit index is stored with or before
 //! applying): send the leader's messages, install a snapshot, persist entries and hard
 //! state in one synced batch, send the messages that waited for that write, apply the
-//! committed entries, advance, persist the new commit index, apply what it committed. Then the
+//! committed entries, advance, persist the new commit index, apply what it committed; a
+//! step-down fails what is still pending only after all of that was applied. Then the
 //! apply of committed entries to the state machine and the membership.
 
 use protobuf::Message as _;
@@ -24,12 +25,13 @@ impl<S: StateMachine> Driver<S> {
         if !ready.messages().is_empty() {
             self.transport.send(ready.take_messages());
         }
-        if let Some(ss) = ready.ss() {
-            if ss.raft_state != StateRole::Leader {
-                // Entries proposed here may be overwritten by the new leader.
-                self.fail_pending(ProposeError::Unknown);
-            }
-        }
+        // Entries proposed here and not applied by the end of this Ready may be
+        // overwritten by the new leader: their proposers are told "outcome unknown", but
+        // only after the entries this Ready commits are applied (and answered), so a
+        // write that did apply is never reported unknown (issue #17).
+        let stepped_down = ready
+            .ss()
+            .is_some_and(|ss| ss.raft_state != StateRole::Leader);
         self.confirm_reads(ready.take_read_states());
         let installed = if ready.snapshot().is_empty() {
             None
@@ -71,6 +73,9 @@ impl<S: StateMachine> Driver<S> {
         self.apply(light.take_committed_entries())?;
         self.node.advance_apply();
         self.answer_reads();
+        if stepped_down {
+            self.fail_pending(ProposeError::Unknown);
+        }
         self.maybe_snapshot()?;
         self.publish_status();
         Ok(())
