@@ -82,12 +82,11 @@ async fn wait_leader(handle: &RaftHandle) -> u64 {
         Duration::from_secs(20),
         status.wait_for(|s| s.role == Role::Leader),
     )
-    .await;
-    let term = led
-        .expect("the node leads within 20 s")
-        .expect("the driver runs")
-        .term;
-    term
+    .await
+    .expect("the node leads within 20 s")
+    .expect("the driver runs")
+    .term;
+    led
 }
 
 fn snapshot_header() -> Vec<u8> {
