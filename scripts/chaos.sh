@@ -10,7 +10,8 @@
 #                         [--faults kill,pause,partition,delay,cut,transfer,readd,wipe]
 #                         [--history FILE] [--stale-reads]
 # Defaults: a seed from the clock, 60 s of faults, 5 nodes, 6 clients, 12 keys.
-# CLOCKWISE_PROFILE=debug uses the debug build (what scripts/test.sh already built).
+# CLOCKWISE_PROFILE=debug uses the debug build (what scripts/test.sh already built);
+# the binaries are run from $CARGO_TARGET_DIR when it is set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=${CLOCKWISE_PROFILE:-release}
@@ -19,5 +20,12 @@ if [ "$profile" = release ]; then
 else
   cargo build --locked -p clockwise-node --bin clockwise -p clockwise-tests --bin chaos
 fi
-export CLOCKWISE_BIN=$(pwd)/target/$profile/clockwise
-exec "target/$profile/chaos" "$@"
+# Where cargo put them: $CARGO_TARGET_DIR when set (a relative one is taken from the
+# repository root, as cargo takes it from here), else ./target.
+target_dir=${CARGO_TARGET_DIR:-target}
+case $target_dir in
+  /*) ;;
+  *) target_dir=$(pwd)/$target_dir ;;
+esac
+export CLOCKWISE_BIN=$target_dir/$profile/clockwise
+exec "$target_dir/$profile/chaos" "$@"

@@ -48,7 +48,9 @@ pub struct Replica {
     handle: RaftHandle,
     transport: Arc<GrpcTransport>,
     thread: Mutex<Option<JoinHandle<()>>>,
-    leaders: Mutex<HashMap<u64, PeerClient>>,
+    /// Clients of leaders' transports for forwarding, by id, with the address each
+    /// dials.
+    leaders: Mutex<HashMap<u64, (String, PeerClient)>>,
 }
 
 impl Replica {
@@ -318,16 +320,21 @@ impl Replica {
         }
     }
 
+    /// A client of the leader's transport at its current address. Cached by id and
+    /// address: a member removed and added back at a new address gets a new client
+    /// (issue #17; an id-only cache sent every forwarded write to the old address).
     fn leader_client(&self, leader: u64) -> Option<PeerClient> {
-        let mut clients = self.leaders.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(client) = clients.get(&leader) {
-            return Some(client.clone());
-        }
         let address = self.transport.address(leader)?;
+        let mut clients = self.leaders.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((cached, client)) = clients.get(&leader) {
+            if *cached == address {
+                return Some(client.clone());
+            }
+        }
         let access = self.transport.access();
         let endpoint = access.endpoint(&address).ok()?;
         let client = access.client(endpoint.connect_timeout(Duration::from_secs(1)));
-        clients.insert(leader, client.clone());
+        clients.insert(leader, (address, client.clone()));
         Some(client)
     }
 

@@ -483,6 +483,10 @@ impl RaftTransport for RaftTransportService {
         request: Request<pb::ForwardRequest>,
     ) -> Result<Response<pb::ForwardResponse>, Status> {
         let command = request.into_inner().command;
+        if command.is_empty() {
+            // An empty entry would be taken for raft's no-op and never answered.
+            return Err(Status::invalid_argument("command: must not be empty"));
+        }
         match self.handle.propose(command).await {
             Ok(result) => Ok(Response::new(pb::ForwardResponse { result })),
             Err(e) => Err(propose_status(e)),

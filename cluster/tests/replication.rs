@@ -13,12 +13,19 @@ use clockwise_cluster::driver::{
     self, DriverConfig, MembershipChange, ProposeError, RaftHandle, RaftStatus, Role, Transport,
 };
 use clockwise_cluster::{LogStore, MemberAddress, StateMachine};
-use raft::eraftpb::Message;
+use raft::eraftpb::{Message, MessageType};
 
 /// Applied entries, shared with the test. Its snapshot is every entry, so a node that
-/// installed one holds exactly what the others applied.
+/// installed one holds exactly what the others applied. With its node's log (`.1`), it
+/// also notes every entry applied before the stored commit index covered it (`.2`:
+/// index, stored commit).
 #[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<Vec<u8>>>>);
+#[allow(clippy::type_complexity)]
+struct Recorder(
+    Arc<Mutex<Vec<Vec<u8>>>>,
+    Option<LogStore>,
+    Arc<Mutex<Vec<(u64, u64)>>>,
+);
 
 impl Recorder {
     fn entries(&self) -> Vec<Vec<u8>> {
@@ -33,6 +40,12 @@ struct Malformed;
 impl StateMachine for Recorder {
     type Error = Malformed;
     fn apply(&mut self, index: u64, data: &[u8]) -> Vec<u8> {
+        if let Some(store) = &self.1 {
+            let commit = store.hard_state().unwrap().commit;
+            if commit < index {
+                self.2.lock().unwrap().push((index, commit));
+            }
+        }
         let mut entries = self.0.lock().unwrap();
         entries.push(data.to_vec());
         format!("applied {} at {index}", entries.len()).into_bytes()
@@ -58,14 +71,44 @@ impl StateMachine for Recorder {
     }
 }
 
-/// Delivers every message to its addressee's driver.
+/// Delivers every message to its addressee's driver; a test may hold the append
+/// acknowledgements sent to one node (`.1`), or stop one node's driver thread in its next
+/// send (`.2`).
 #[derive(Default)]
-struct Router(RwLock<HashMap<u64, RaftHandle>>);
+#[allow(clippy::type_complexity)]
+struct Router(
+    RwLock<HashMap<u64, RaftHandle>>,
+    Mutex<Option<(u64, Vec<Message>)>>,
+    Mutex<Option<Gate>>,
+);
+
+/// Stops node `from`'s driver in its next non-empty send: says so on `blocked`, then
+/// waits for `release`.
+struct Gate {
+    from: u64,
+    blocked: std::sync::mpsc::Sender<()>,
+    release: std::sync::mpsc::Receiver<()>,
+}
 
 impl Transport for Router {
     fn send(&self, messages: Vec<Message>) {
+        let from = messages.first().map(|m| m.from);
+        let gate = {
+            let mut gate = self.2.lock().unwrap();
+            gate.take_if(|g| Some(g.from) == from)
+        };
+        if let Some(gate) = gate {
+            let _ = gate.blocked.send(());
+            let _ = gate.release.recv();
+        }
         let handles = self.0.read().unwrap();
         for message in messages {
+            if let Some((to, held)) = self.1.lock().unwrap().as_mut() {
+                if *to == message.to && message.get_msg_type() == MessageType::MsgAppendResponse {
+                    held.push(message);
+                    continue;
+                }
+            }
             if let Some(handle) = handles.get(&message.to) {
                 handle.step(message);
             }
@@ -114,7 +157,7 @@ impl Cluster {
     /// waits to be added.
     fn start_node(&mut self, id: u64, founder: bool) {
         let store = LogStore::open(&self.node_dir(id)).unwrap();
-        let recorder = Recorder::default();
+        let recorder = Recorder(Default::default(), Some(store.clone()), Default::default());
         let config = DriverConfig {
             id,
             initial_members: if founder {
@@ -501,6 +544,110 @@ async fn a_leader_without_its_followers_refuses_proposals_beyond_its_uncommitted
     assert!(
         busy >= 5,
         "at most 3 proposals of 300 KiB fit in 1 MiB: {busy} refused"
+    );
+    let dir = cluster.stop();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Issue #17 / style rule 8: the hard state with the commit index that covers an entry
+/// is stored before the entry is applied, on the leader and on followers (raft hands a
+/// Ready's committed entries together with the hard state that commits them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_commit_index_is_stored_before_the_entries_it_commits_are_applied() {
+    let cluster = Cluster::start(temp_dir("commit-first"));
+    let leader = cluster.handle(cluster.leader());
+    propose_all(&leader, "c", 20).await;
+    cluster.wait_applied(20);
+    for (id, node) in &cluster.nodes {
+        let early = node.recorder.2.lock().unwrap().clone();
+        assert!(
+            early.is_empty(),
+            "node {id} applied entries beyond its stored commit index (index, commit): {early:?}"
+        );
+    }
+    let dir = cluster.stop();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Issue #17: when one Ready both commits a write and steps the leader down, the write
+/// is applied and answered with its result, not "outcome unknown" (a client without a
+/// session would apply it twice). The followers' acknowledgements of the write are held
+/// back; with the leader's driver stopped in a send, they are stepped into it followed
+/// by a higher-term heartbeat, so its next Ready has both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_committed_in_the_ready_that_steps_down_is_answered_with_its_result() {
+    let cluster = Cluster::start(temp_dir("step-down"));
+    let leader_id = cluster.leader();
+    let leader = cluster.handle(leader_id);
+    // Its answer names its index ("applied N at I"): acknowledgements beyond it are the
+    // write's (the status may not show the warm-up's commit yet).
+    let warm_up = leader
+        .propose(b"warm-up".to_vec())
+        .await
+        .expect("the leader applies its proposals");
+    let committed: u64 = String::from_utf8(warm_up)
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    *cluster.router.1.lock().unwrap() = Some((leader_id, Vec::new()));
+    let write = tokio::spawn({
+        let leader = leader.clone();
+        async move { leader.propose(b"the write".to_vec()).await }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cluster
+        .router
+        .1
+        .lock()
+        .unwrap()
+        .as_ref()
+        .unwrap()
+        .1
+        .iter()
+        .any(|m| {
+            m.get_msg_type() == MessageType::MsgAppendResponse && !m.reject && m.index > committed
+        })
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no follower acknowledged the write"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (blocked, blocked_here) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel();
+    *cluster.router.2.lock().unwrap() = Some(Gate {
+        from: leader_id,
+        blocked,
+        release: released,
+    });
+    // The leader heartbeats every two ticks: its driver stops in that send.
+    blocked_here
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the leader sent something");
+    let term = leader.status().term;
+    let held = cluster.router.1.lock().unwrap().take().unwrap().1;
+    for message in held {
+        assert!(leader.step(message));
+    }
+    let mut heartbeat = Message::default();
+    heartbeat.set_msg_type(MessageType::MsgHeartbeat);
+    heartbeat.from = leader_id % 3 + 1;
+    heartbeat.to = leader_id;
+    heartbeat.term = term + 1;
+    assert!(leader.step(heartbeat));
+    release.send(()).unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(20), write)
+        .await
+        .expect("the write is answered")
+        .unwrap();
+    let answer = answer.map(String::from_utf8);
+    assert!(
+        matches!(&answer, Ok(Ok(text)) if text.starts_with("applied ")),
+        "the applied write was answered {answer:?}"
     );
     let dir = cluster.stop();
     let _ = std::fs::remove_dir_all(dir);

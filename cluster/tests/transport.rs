@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clockwise_cluster::driver::{self, DriverConfig};
+use clockwise_cluster::driver::{self, DriverConfig, RaftHandle, Role};
 use clockwise_cluster::snapshot::{sha256, SnapshotData};
 use clockwise_cluster::transport::{PeerAccess, MAX_SNAPSHOT_BYTES};
 use clockwise_cluster::{
@@ -42,6 +42,11 @@ impl StateMachine for Nothing {
 
 /// One node serving the transport on an ephemeral port; answers a client to it.
 async fn serve(dir: &std::path::Path) -> RaftTransportClient<Channel> {
+    serve_node(dir).await.0
+}
+
+/// [`serve`], with the node's driver handle.
+async fn serve_node(dir: &std::path::Path) -> (RaftTransportClient<Channel>, RaftHandle) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     let transport = GrpcTransport::new(
@@ -57,7 +62,7 @@ async fn serve(dir: &std::path::Path) -> RaftTransportClient<Channel> {
     };
     let peers: Arc<dyn driver::Transport> = transport.clone();
     let (handle, _thread) = driver::spawn(config, store, Nothing, peers).unwrap();
-    let service = RaftTransportServer::new(RaftTransportService::new(handle, transport));
+    let service = RaftTransportServer::new(RaftTransportService::new(handle.clone(), transport));
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(service)
@@ -67,7 +72,21 @@ async fn serve(dir: &std::path::Path) -> RaftTransportClient<Channel> {
         .unwrap()
         .timeout(Duration::from_secs(10))
         .connect_lazy();
-    RaftTransportClient::new(channel)
+    (RaftTransportClient::new(channel), handle)
+}
+
+/// Waits (bounded) until the single node leads; answers its term.
+async fn wait_leader(handle: &RaftHandle) -> u64 {
+    let mut status = handle.watch_status();
+    let led = tokio::time::timeout(
+        Duration::from_secs(20),
+        status.wait_for(|s| s.role == Role::Leader),
+    )
+    .await
+    .expect("the node leads within 20 s")
+    .expect("the driver runs")
+    .term;
+    led
 }
 
 fn snapshot_header() -> Vec<u8> {
@@ -225,5 +244,78 @@ async fn malformed_peer_input_is_refused_with_the_field_named() {
         .await
         .map(|_| ());
     assert_refused(unspecified, Code::InvalidArgument, "change");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("clockwise-transport-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Issue #17: an empty entry is raft's no-op, which answers no one; a forwarded empty
+/// command used to be proposed and the caller waited out its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_forwarded_command_is_refused_at_once_naming_the_field() {
+    let dir = temp_dir("empty-forward");
+    let (mut client, handle) = serve_node(&dir).await;
+    wait_leader(&handle).await;
+    let mut request = tonic::Request::new(pb::ForwardRequest::default());
+    request.set_timeout(Duration::from_secs(3));
+    assert_refused(
+        client.forward(request).await.map(|_| ()),
+        Code::InvalidArgument,
+        "command",
+    );
+    // The driver refuses one too (a local proposal never waits for a no-op's answer).
+    let refused = tokio::time::timeout(Duration::from_secs(3), handle.propose(Vec::new()))
+        .await
+        .expect("answered at once");
+    assert_eq!(
+        refused,
+        Err(driver::ProposeError::Refused(
+            "command: must not be empty".into()
+        ))
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn heartbeat(from: u64, to: u64, term: u64) -> Vec<u8> {
+    let mut message = Message::default();
+    message.set_msg_type(MessageType::MsgHeartbeat);
+    message.from = from;
+    message.to = to;
+    message.term = term;
+    message.write_to_bytes().unwrap()
+}
+
+/// Issue #17 / docs/decisions.md: a peer message addressed to another node id is
+/// dropped before raft sees it. A higher-term heartbeat for node 9 is sent to node 1,
+/// then one for node 1 with a smaller term raise; messages are stepped in order, so
+/// node 1's first new term tells which of them raft saw first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raft_message_addressed_to_another_node_is_dropped() {
+    let dir = temp_dir("misaddressed");
+    let (mut client, handle) = serve_node(&dir).await;
+    let term = wait_leader(&handle).await;
+    client
+        .send(pb::RaftMessageBatch {
+            from: 2,
+            messages: vec![heartbeat(2, 9, term + 5), heartbeat(2, 1, term + 1)],
+            from_address: String::new(),
+        })
+        .await
+        .expect("the batch is accepted");
+    let mut status = handle.watch_status();
+    let moved = tokio::time::timeout(Duration::from_secs(20), status.wait_for(|s| s.term > term))
+        .await
+        .expect("the addressed heartbeat moves the term")
+        .expect("the driver runs")
+        .term;
+    assert!(
+        moved < term + 5,
+        "node 1 took the term of a message for node 9 (term {term} -> {moved})"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

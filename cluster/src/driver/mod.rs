@@ -351,6 +351,7 @@ pub fn spawn<S: StateMachine>(
         snapshot_index,
         bytes_since_snapshot: 0,
         pending_changes: HashMap::new(),
+        misaddressed: 0,
     };
     driver.publish_status();
     let thread = std::thread::Builder::new()
@@ -405,6 +406,8 @@ struct Driver<S> {
     snapshot_index: u64,
     /// Bytes of entries applied since that snapshot.
     bytes_since_snapshot: u64,
+    /// Peer messages dropped because they were addressed to another node id.
+    misaddressed: u64,
 }
 
 impl<S: StateMachine> Driver<S> {
@@ -490,6 +493,22 @@ impl<S: StateMachine> Driver<S> {
 
     /// Steps a peer's message into raft.
     fn step(&mut self, message: Message) {
+        if message.to != self.node.raft.id {
+            // raft-rs steps whatever it is given: a message meant for another node (a
+            // peer that has this address under another id) must not move this one's
+            // term or log. Counted; logged at the first and every doubling.
+            self.misaddressed += 1;
+            if self.misaddressed.is_power_of_two() {
+                tracing::warn!(
+                    to = message.to,
+                    from = message.from,
+                    dropped = self.misaddressed,
+                    "dropped raft messages addressed to another node (is a peer's address \
+                     list stale?)"
+                );
+            }
+            return;
+        }
         if message.get_msg_type() == MessageType::MsgHeartbeat
             && message.commit > self.node.raft.raft_log.last_index()
         {

@@ -16,6 +16,14 @@ impl<S: StateMachine> Driver<S> {
         data: Vec<u8>,
         reply: oneshot::Sender<Result<Vec<u8>, ProposeError>>,
     ) {
+        if data.is_empty() {
+            // An empty entry is raft's no-op: applied, it answers no one, so the caller
+            // would wait out its deadline. Refused before it reaches the log.
+            let _ = reply.send(Err(ProposeError::Refused(
+                "command: must not be empty".into(),
+            )));
+            return;
+        }
         if self.node.raft.state != StateRole::Leader {
             let leader = Some(self.node.raft.leader_id).filter(|&id| id != 0);
             let _ = reply.send(Err(ProposeError::NotLeader { leader }));

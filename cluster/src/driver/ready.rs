@@ -1,8 +1,10 @@
-//! The Ready loop: one `Ready` handled in the order raft-rs documents (send the
-//! leader's messages, install a snapshot, apply committed entries, persist entries and
-//! hard state in one synced batch, send the messages that waited for that write,
-//! advance, persist the new commit index, apply what it committed), and the apply of
-//! committed entries to the state machine and the membership.
+//! The Ready loop: one `Ready` handled in the order raft-rs documents, with the one
+//! change our rule asks for (style rule 8: the commit index is stored with or before
+//! applying): send the leader's messages, install a snapshot, persist entries and hard
+//! state in one synced batch, send the messages that waited for that write, apply the
+//! committed entries, advance, persist the new commit index, apply what it committed; a
+//! step-down fails what is still pending only after all of that was applied. Then the
+//! apply of committed entries to the state machine and the membership.
 
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, Entry, EntryType, Snapshot};
@@ -23,19 +25,24 @@ impl<S: StateMachine> Driver<S> {
         if !ready.messages().is_empty() {
             self.transport.send(ready.take_messages());
         }
-        if let Some(ss) = ready.ss() {
-            if ss.raft_state != StateRole::Leader {
-                // Entries proposed here may be overwritten by the new leader.
-                self.fail_pending(ProposeError::Unknown);
-            }
-        }
+        // Entries proposed here and not applied by the end of this Ready may be
+        // overwritten by the new leader: their proposers are told "outcome unknown", but
+        // only after the entries this Ready commits are applied (and answered), so a
+        // write that did apply is never reported unknown (issue #17).
+        let stepped_down = ready
+            .ss()
+            .is_some_and(|ss| ss.raft_state != StateRole::Leader);
         self.confirm_reads(ready.take_read_states());
         let installed = if ready.snapshot().is_empty() {
             None
         } else {
             Some(self.install_snapshot(ready.snapshot())?)
         };
-        self.apply(ready.take_committed_entries())?;
+        // The hard state (with the commit index that covers this Ready's committed
+        // entries) is written before they are applied (style rule 8): nothing applied
+        // here (an answer given, a membership change stored) is ever beyond the commit
+        // index a restart finds. raft-rs's example applies first, overlapping the apply
+        // with the fsync; the entries are already in this node's log either way.
         self.store.write(ReadyWrite {
             snapshot: installed.as_ref().map(Snapshot::get_metadata),
             entries: ready.entries(),
@@ -52,6 +59,7 @@ impl<S: StateMachine> Driver<S> {
         if !ready.persisted_messages().is_empty() {
             self.transport.send(ready.take_persisted_messages());
         }
+        self.apply(ready.take_committed_entries())?;
         let mut light = self.node.advance(ready);
         if let Some(commit) = light.commit_index() {
             let mut hard_state = self.node.raft.hard_state();
@@ -65,6 +73,9 @@ impl<S: StateMachine> Driver<S> {
         self.apply(light.take_committed_entries())?;
         self.node.advance_apply();
         self.answer_reads();
+        if stepped_down {
+            self.fail_pending(ProposeError::Unknown);
+        }
         self.maybe_snapshot()?;
         self.publish_status();
         Ok(())

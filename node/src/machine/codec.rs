@@ -29,6 +29,10 @@ pub enum CodecError {
     /// A retried write's sequence number is older than the client's last applied one.
     #[error("the sequence number is older than this client's last applied one ({last})")]
     StaleSequence { last: u64 },
+    /// A write with a new session was refused: the sessions are at their bound within
+    /// their window.
+    #[error("the retry sessions are full ({limit}) and none is old enough to drop")]
+    SessionsFull { limit: u64 },
 }
 
 /// A retrying client's identity and the sequence number of one write: the state machine
@@ -41,21 +45,46 @@ pub struct Session {
 
 /// A log entry: a command and, for deduplicated writes, its session.
 pub fn encode_entry(command: &Command, session: Option<&Session>) -> Vec<u8> {
+    encode_stamped_entry(command, session, 0)
+}
+
+/// A log entry with the leader's clock when it proposed it (`proposed_at_ms`, the
+/// sessions' clock; 0 = not stamped).
+pub fn encode_stamped_entry(
+    command: &Command,
+    session: Option<&Session>,
+    proposed_at_ms: i64,
+) -> Vec<u8> {
     let mut pb = to_proto(command);
     if let Some(session) = session {
         pb.client_id = session.client_id.clone();
         pb.seq = session.seq;
     }
+    pb.proposed_at_ms = proposed_at_ms;
     pb.encode_to_vec()
 }
 
 pub fn decode_entry(bytes: &[u8]) -> Result<(Command, Option<Session>), CodecError> {
+    decode_stamped_entry(bytes).map(|(command, session, _)| (command, session))
+}
+
+/// [`decode_entry`], with the leader's `proposed_at_ms` stamp (0: none).
+pub fn decode_stamped_entry(bytes: &[u8]) -> Result<(Command, Option<Session>, i64), CodecError> {
     let pb = pb::Command::decode(bytes).map_err(|e| CodecError::Malformed(e.to_string()))?;
     let session = (!pb.client_id.is_empty()).then(|| Session {
         client_id: pb.client_id.clone(),
         seq: pb.seq,
     });
-    Ok((from_proto(pb)?, session))
+    let proposed_at_ms = pb.proposed_at_ms;
+    Ok((from_proto(pb)?, session, proposed_at_ms))
+}
+
+/// The answer to a write with a new session when the sessions are full.
+pub fn encode_sessions_full(limit: u64) -> Vec<u8> {
+    pb::Outcome {
+        value: Some(pb::outcome::Value::SessionsFull(limit)),
+    }
+    .encode_to_vec()
 }
 
 /// The answer to a write whose sequence number is older than the client's last one.
@@ -96,6 +125,7 @@ pub fn decode_outcome(bytes: &[u8]) -> Result<Outcome, CodecError> {
         pb::outcome::Value::Name(name) => Outcome::Name(name.value),
         pb::outcome::Value::Count(count) => Outcome::Count(count.value),
         pb::outcome::Value::StaleSequence(last) => return Err(CodecError::StaleSequence { last }),
+        pb::outcome::Value::SessionsFull(limit) => return Err(CodecError::SessionsFull { limit }),
         pb::outcome::Value::Batch(batch) => Outcome::Batch(
             batch
                 .results
@@ -265,6 +295,7 @@ fn to_proto(command: &Command) -> pb::Command {
         op: Some(op),
         client_id: String::new(),
         seq: 0,
+        proposed_at_ms: 0,
     }
 }
 
@@ -500,6 +531,7 @@ mod tests {
             timestamp: 1,
             client_id: String::new(),
             seq: 0,
+            proposed_at_ms: 0,
             op: Some(pb::command::Op::HashRing(pb::HashRingOp {
                 op: Some(pb::hash_ring_op::Op::Configure(7)),
             })),
@@ -513,6 +545,7 @@ mod tests {
             timestamp: 1,
             client_id: String::new(),
             seq: 0,
+            proposed_at_ms: 0,
             op: Some(pb::command::Op::ChatRouter(pb::ChatRouterOp { op: None })),
         };
         assert_eq!(

@@ -1,8 +1,11 @@
 //! The state-machine snapshot envelope: a version byte, the engine's canonical snapshot
 //! (length-prefixed), then the retry sessions (see `sessions`).
 //!
-//! Byte layout (big-endian): `[version = 1][engine length: u64][engine bytes][sessions]`.
-//! Decoders refuse short input, unknown versions and trailing bytes.
+//! Byte layout (big-endian): `[version = 2][engine length: u64][engine bytes][sessions]`,
+//! the sessions being `[clock: i64][count: u64]` then per session `[index][seq]
+//! [first seen: i64][client id][outcome]` (lengths as `u64`). Version 1 (no clock, no
+//! first-seen times) is still read. Decoders refuse short input, unknown versions and
+//! trailing bytes.
 
 use clockwise_engine::SnapshotError;
 
@@ -15,8 +18,19 @@ pub enum MachineSnapshotError {
     Sessions(&'static str),
 }
 
-/// Version of the state-machine snapshot: the engine's snapshot, then the sessions.
-pub(crate) const MACHINE_SNAPSHOT_VERSION: u8 = 1;
+/// Version of the state-machine snapshot written: the engine's snapshot, then the
+/// sessions with their clock (2); version 1 (sessions without times) is still read.
+pub(crate) const MACHINE_SNAPSHOT_VERSION: u8 = 2;
+
+/// The versions a state-machine snapshot may have.
+pub(crate) fn known_version(version: u8) -> Result<u8, MachineSnapshotError> {
+    match version {
+        1 | MACHINE_SNAPSHOT_VERSION => Ok(version),
+        _ => Err(MachineSnapshotError::Sessions(
+            "unknown state-machine snapshot version",
+        )),
+    }
+}
 
 pub(crate) const TRUNCATED: MachineSnapshotError = MachineSnapshotError::Sessions("truncated");
 

@@ -21,9 +21,9 @@ use clockwise_cluster::StateMachine;
 use clockwise_engine::{ChatRouterOp, Engine, HashRingOp, Op};
 
 pub use envelope::MachineSnapshotError;
-use envelope::{Reader, MACHINE_SNAPSHOT_VERSION, TRUNCATED};
+use envelope::{known_version, Reader, MACHINE_SNAPSHOT_VERSION, TRUNCATED};
 use sessions::Sessions;
-pub use sessions::{MAX_SESSIONS, MAX_SESSION_BYTES};
+pub use sessions::{MAX_SESSIONS, MAX_SESSION_BYTES, SESSION_WINDOW_MS};
 
 /// The engine as the raft log's state machine, with the per-client sessions that make
 /// retried writes apply once.
@@ -56,11 +56,7 @@ impl EngineMachine {
     /// The state digest (as `Cluster.Status` reports it) of a machine snapshot.
     pub fn digest_of_snapshot(snapshot: &[u8]) -> Result<String, MachineSnapshotError> {
         let mut reader = Reader(snapshot);
-        if reader.take(1)? != [MACHINE_SNAPSHOT_VERSION] {
-            return Err(MachineSnapshotError::Sessions(
-                "unknown state-machine snapshot version",
-            ));
-        }
+        known_version(reader.take(1)?[0])?;
         let len = usize::try_from(reader.u64()?).map_err(|_| TRUNCATED)?;
         Ok(clockwise_engine::snapshot::digest(reader.take(len)?))
     }
@@ -70,12 +66,18 @@ impl StateMachine for EngineMachine {
     type Error = MachineSnapshotError;
 
     /// On the leader: a command sent with timestamp 0 gets the leader's clock, once, so
-    /// every replica applies the same time.
+    /// every replica applies the same time; a write with a session gets the leader's
+    /// clock as `proposed_at_ms`, the clock its retry session ages by.
     fn prepare(&self, data: Vec<u8>) -> Vec<u8> {
-        let Ok((mut command, session)) = codec::decode_entry(&data) else {
+        let Ok((mut command, session, mut proposed_at_ms)) = codec::decode_stamped_entry(&data)
+        else {
             return data;
         };
         let mut changed = false;
+        if session.is_some() {
+            proposed_at_ms = clock::resolve_timestamp(0);
+            changed = true;
+        }
         if command.timestamp == 0 {
             command.timestamp = clock::resolve_timestamp(0);
             changed = true;
@@ -89,7 +91,7 @@ impl StateMachine for EngineMachine {
             }
         }
         if changed {
-            codec::encode_entry(&command, session.as_ref())
+            codec::encode_stamped_entry(&command, session.as_ref(), proposed_at_ms)
         } else {
             data
         }
@@ -98,11 +100,18 @@ impl StateMachine for EngineMachine {
     fn apply(&mut self, index: u64, data: &[u8]) -> Vec<u8> {
         // Every replica decodes the same bytes the same way: a command that does not
         // decode is skipped everywhere, and its proposer gets an empty answer.
-        let Ok((command, session)) = codec::decode_entry(data) else {
+        let Ok((command, session, proposed_at_ms)) = codec::decode_stamped_entry(data) else {
             return Vec::new();
         };
-        if let Some(answer) = session.as_ref().and_then(|s| self.sessions.replay(s)) {
-            return answer;
+        // The sessions' clock is the leader's stamp in the log: the same on every replica.
+        self.sessions.advance(proposed_at_ms);
+        if let Some(session) = &session {
+            if let Some(answer) = self.sessions.replay(session) {
+                return answer;
+            }
+            if let Err(refusal) = self.sessions.admit(session) {
+                return refusal;
+            }
         }
         let outcome = {
             let mut engine = self.engine.write().unwrap_or_else(PoisonError::into_inner);
@@ -132,14 +141,10 @@ impl StateMachine for EngineMachine {
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), MachineSnapshotError> {
         let mut reader = Reader(snapshot);
-        if reader.take(1)? != [MACHINE_SNAPSHOT_VERSION] {
-            return Err(MachineSnapshotError::Sessions(
-                "unknown state-machine snapshot version",
-            ));
-        }
+        let version = known_version(reader.take(1)?[0])?;
         let len = usize::try_from(reader.u64()?).map_err(|_| TRUNCATED)?;
         let engine = Engine::restore(reader.take(len)?)?;
-        let sessions = Sessions::decode(reader.0)?;
+        let sessions = Sessions::decode(reader.0, version)?;
         *self.engine.write().unwrap_or_else(PoisonError::into_inner) = engine;
         self.sessions = sessions;
         Ok(())
@@ -227,8 +232,59 @@ mod tests {
         assert_eq!(codec::decode_outcome(&other), Ok(Outcome::Name(None)));
     }
 
+    /// A session write as the leader stamps it, `at_ms` on its clock.
+    fn apply_at(
+        m: &mut EngineMachine,
+        index: u64,
+        c: &Command,
+        s: Option<Session>,
+        at_ms: i64,
+    ) -> Vec<u8> {
+        m.apply(index, &codec::encode_stamped_entry(c, s.as_ref(), at_ms))
+    }
+
+    const MINUTE: i64 = 60_000;
+    const T0: i64 = 1_800_000_000_000;
+
+    /// Issue #17: more than 10,000 other clients (the old count bound) write between a
+    /// write and its retry 4 minutes later: the retry still answers the first outcome
+    /// and applies nothing.
     #[test]
-    fn sessions_are_bounded_and_forget_the_oldest_writer() {
+    fn a_retry_within_the_window_is_applied_once_under_many_other_clients() {
+        let (mut m, engine) = machine();
+        let add = |n: &str| command(1, HashRingOp::AddNode { node_id: n.into() });
+        let first = apply_at(&mut m, 1, &add("n"), session("retrier", 1), T0);
+        for i in 0..10_050u64 {
+            let at = T0 + (i as i64) * 4 * MINUTE / 10_050;
+            apply_at(&mut m, 2 + i, &add("n"), session(&format!("c{i}"), 1), at);
+        }
+        let store = command(2, HashRingOp::StoreKey { key: "k".into() });
+        apply_at(
+            &mut m,
+            20_000,
+            &store,
+            session("writer", 1),
+            T0 + 4 * MINUTE,
+        );
+        let digest = engine.read().unwrap().state_digest();
+        // The retry is the first write again: had it been forgotten, a second AddNode
+        // of "n" would answer Done(false) instead of the first Done(true).
+        let retry = apply_at(
+            &mut m,
+            20_001,
+            &add("n"),
+            session("retrier", 1),
+            T0 + 4 * MINUTE,
+        );
+        assert_eq!(retry, first);
+        assert_eq!(codec::decode_outcome(&first), Ok(Outcome::Done(true)));
+        assert_eq!(engine.read().unwrap().state_digest(), digest);
+    }
+
+    /// Past the window a session is dropped (by the stamps in the log, so on every
+    /// replica at the same entry): a retry then is a new write, applied again.
+    #[test]
+    fn a_session_past_the_window_is_dropped_and_a_retry_applies_again() {
         let (mut m, _) = machine();
         let add = command(
             1,
@@ -236,12 +292,140 @@ mod tests {
                 node_id: "n".into(),
             },
         );
-        for i in 0..=MAX_SESSIONS as u64 {
-            apply(&mut m, i + 1, &add, session(&format!("c{i}"), 1));
+        let remove = command(
+            1,
+            HashRingOp::RemoveNode {
+                node_id: "n".into(),
+            },
+        );
+        apply_at(&mut m, 1, &add, None, 0);
+        let first = apply_at(&mut m, 2, &remove, session("c", 1), T0);
+        assert_eq!(codec::decode_outcome(&first), Ok(Outcome::Done(true)));
+        apply_at(&mut m, 3, &add, session("other", 1), T0 + SESSION_WINDOW_MS);
+        assert!(m.sessions.holds("c"), "kept through the whole window");
+        apply_at(
+            &mut m,
+            4,
+            &add,
+            session("other", 2),
+            T0 + SESSION_WINDOW_MS + 1,
+        );
+        assert!(!m.sessions.holds("c"), "dropped once the window has passed");
+        // The retry is new now: the node was added back, so removing it applies again.
+        let late = apply_at(
+            &mut m,
+            5,
+            &remove,
+            session("c", 1),
+            T0 + SESSION_WINDOW_MS + 2,
+        );
+        assert_eq!(codec::decode_outcome(&late), Ok(Outcome::Done(true)));
+        // A leader whose clock is behind does not move the sessions' clock back.
+        apply_at(&mut m, 6, &add, session("d", 1), T0);
+        assert!(
+            m.sessions.holds("c"),
+            "recorded at the sessions' clock, not the stamp"
+        );
+    }
+
+    /// Memory stays bounded by refusing: with every session within its window, a write
+    /// needing a new one is not applied and answers "sessions full"; known clients go
+    /// on, and once the oldest ages out a new client is admitted.
+    #[test]
+    fn full_sessions_refuse_new_clients_until_one_ages_out() {
+        let (mut m, engine) = machine();
+        m.sessions = sessions::Sessions::with_limits(3, 1 << 20);
+        let store = |key: &str| command(1, HashRingOp::StoreKey { key: key.into() });
+        apply_at(
+            &mut m,
+            1,
+            &command(
+                1,
+                HashRingOp::AddNode {
+                    node_id: "n".into(),
+                },
+            ),
+            None,
+            0,
+        );
+        for (i, client) in ["a", "b", "c"].into_iter().enumerate() {
+            apply_at(
+                &mut m,
+                2 + i as u64,
+                &store(client),
+                session(client, 1),
+                T0 + i as i64,
+            );
         }
-        assert_eq!(m.sessions.len(), MAX_SESSIONS);
-        assert!(!m.sessions.holds("c0"), "the oldest writer is forgotten");
-        assert!(m.sessions.holds(&format!("c{MAX_SESSIONS}")));
+        let digest = engine.read().unwrap().state_digest();
+        let refused = apply_at(&mut m, 5, &store("d"), session("d", 1), T0 + MINUTE);
+        assert_eq!(
+            codec::decode_outcome(&refused),
+            Err(CodecError::SessionsFull { limit: 3 })
+        );
+        assert_eq!(engine.read().unwrap().state_digest(), digest, "not applied");
+        // A known client's next write replaces its own session.
+        let next = apply_at(&mut m, 6, &store("a2"), session("a", 2), T0 + MINUTE);
+        assert!(codec::decode_outcome(&next).is_ok());
+        // "b" ages out (first seen at T0 + 1): "d" is admitted.
+        let admitted = apply_at(
+            &mut m,
+            7,
+            &store("d"),
+            session("d", 1),
+            T0 + 1 + SESSION_WINDOW_MS + 1,
+        );
+        assert!(codec::decode_outcome(&admitted).is_ok());
+        assert!(!m.sessions.holds("b") && m.sessions.holds("d"));
+        assert_eq!(m.sessions.len(), 3);
+    }
+
+    /// A version-1 snapshot (sessions without times) still restores; its sessions count
+    /// as first seen at the first stamp applied after it.
+    #[test]
+    fn a_version_1_snapshot_restores_with_its_sessions() {
+        let (mut m, _) = machine();
+        let add = command(
+            1,
+            HashRingOp::AddNode {
+                node_id: "n".into(),
+            },
+        );
+        let first = apply(&mut m, 1, &add, session("c1", 3));
+        // Version 1: the same engine bytes, then the sessions without clock or times.
+        let v2 = m.snapshot();
+        let engine_len = u64::from_be_bytes(v2[1..9].try_into().unwrap()) as usize;
+        let mut v1 = vec![1u8];
+        v1.extend_from_slice(&v2[1..9 + engine_len]);
+        v1.extend_from_slice(&1u64.to_be_bytes());
+        v1.extend_from_slice(&1u64.to_be_bytes()); // index
+        v1.extend_from_slice(&3u64.to_be_bytes()); // seq
+        v1.extend_from_slice(&2u64.to_be_bytes());
+        v1.extend_from_slice(b"c1");
+        v1.extend_from_slice(&(first.len() as u64).to_be_bytes());
+        v1.extend_from_slice(&first);
+        let (mut restored, _) = machine();
+        restored.restore(&v1).unwrap();
+        assert_eq!(
+            restored.snapshot(),
+            v2,
+            "the same state as the version-2 writer's"
+        );
+        assert_eq!(
+            apply_at(&mut restored, 2, &add, session("c1", 3), T0),
+            first
+        );
+        assert_eq!(
+            apply_at(
+                &mut restored,
+                3,
+                &add,
+                session("c1", 3),
+                T0 + SESSION_WINDOW_MS
+            ),
+            first,
+            "first seen at the first stamp"
+        );
     }
 
     #[test]

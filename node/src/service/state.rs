@@ -62,6 +62,10 @@ impl NodeState {
                 "{SEQ_METADATA}: older than this client's last applied write ({last}); \
                  its outcome is no longer kept"
             )),
+            CodecError::SessionsFull { limit } => ServiceError::ResourceExhausted(format!(
+                "{SEQ_METADATA}: the cluster keeps {limit} retry sessions and all are within \
+                 their retry window; not applied, retry later"
+            )),
             e => {
                 ServiceError::Internal(format!("the applied command answered nothing usable: {e}"))
             }

@@ -9,8 +9,10 @@
 //!   message size caps, deadlines kept by the server.
 //! - [`sync_bulkhead`]: the node-wide sync bulkhead refuses sync calls, not point RPCs.
 //! - [`tls`]: TLS on the client port, mutual TLS on the peer port.
+//! - [`scripts`]: the scripts run binaries from `$CARGO_TARGET_DIR` (no node needed).
 
 mod bad_input;
+mod scripts;
 mod security;
 mod sync_bulkhead;
 mod tls;

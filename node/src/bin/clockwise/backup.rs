@@ -122,7 +122,8 @@ async fn save_from(
     Ok(())
 }
 
-/// Writes `FILE.tmp`, syncs it, renames it to `FILE`.
+/// Writes `FILE.tmp`, syncs it, renames it to `FILE`, then syncs the directory so the
+/// rename itself survives a crash (issue #17).
 fn write_synced(file: &Path, contents: &[u8]) -> std::io::Result<()> {
     let mut temporary = file.as_os_str().to_owned();
     temporary.push(".tmp");
@@ -130,7 +131,16 @@ fn write_synced(file: &Path, contents: &[u8]) -> std::io::Result<()> {
     let mut out = std::fs::File::create(&temporary)?;
     out.write_all(contents)?;
     out.sync_all()?;
-    std::fs::rename(&temporary, file)
+    std::fs::rename(&temporary, file)?;
+    std::fs::File::open(parent_dir(file))?.sync_all()
+}
+
+/// The directory holding `file` (`.` for a bare file name, whose parent is empty).
+fn parent_dir(file: &Path) -> &Path {
+    match file.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
 }
 
 fn restore(args: RestoreArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -186,5 +196,29 @@ impl Progress {
         if self.shown {
             eprintln!();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saved_file_replaces_the_old_one_leaves_no_temporary_and_syncs_its_directory() {
+        let dir = std::env::temp_dir().join(format!("clockwise-backup-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("state.bak");
+        write_synced(&file, b"old").unwrap();
+        write_synced(&file, b"new").unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"new");
+        assert!(!dir.join("state.bak.tmp").exists());
+        // The directory synced after the rename: the file's own, or `.` for a bare name.
+        assert_eq!(parent_dir(&file), dir.as_path());
+        assert_eq!(parent_dir(Path::new("state.bak")), Path::new("."));
+        assert_eq!(parent_dir(Path::new("/state.bak")), Path::new("/"));
+        // A directory that does not exist: refused before anything is written.
+        assert!(write_synced(&dir.join("missing/state.bak"), b"x").is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
