@@ -31,6 +31,17 @@ const CLUSTER_UNAVAILABLE_METADATA: &str = "x-clockwise-cluster-unavailable";
 /// A node's rate-limit hint (`RESOURCE_EXHAUSTED`), and the longest one believed.
 const RETRY_AFTER_METADATA: &str = "retry-after-ms";
 const MAX_RETRY_AFTER_MS: u64 = 10_000;
+/// How long after its first attempt a write may still be retried: the nodes apply a
+/// retry at most once within 5 minutes of the first application (docs/api.md); a minute
+/// less leaves room for an attempt's own deadline and for clocks that disagree.
+pub(crate) const WRITE_RETRY_WINDOW: Duration = Duration::from_secs(4 * 60);
+
+/// Whether a write first attempted at `first` may start another attempt at `now` that
+/// may last `next`: the whole attempt must fall within [`WRITE_RETRY_WINDOW`].
+pub(crate) fn within_retry_window(first: Instant, now: Instant, next: Duration) -> bool {
+    now.saturating_duration_since(first) + next <= WRITE_RETRY_WINDOW
+}
+
 /// Below this much time left, no new attempt is started.
 const MIN_ATTEMPT: Duration = Duration::from_millis(5);
 
@@ -131,7 +142,8 @@ impl Client {
         Req: Clone,
     {
         let inner = &self.inner;
-        let deadline = Instant::now() + inner.timeout;
+        let started = Instant::now();
+        let deadline = started + inner.timeout;
         let max_attempts = if call.kind == CallKind::Admin {
             1
         } else {
@@ -183,6 +195,13 @@ impl Client {
             let delay = backoff.delay(attempts).max(come_back.unwrap_or_default());
             if attempts >= max_attempts || Instant::now() + delay + MIN_ATTEMPT >= deadline {
                 return Err(Error::RetryExhausted {
+                    attempts,
+                    last: Box::new(error),
+                });
+            }
+            let next = delay + inner.attempt_timeout.min(deadline - Instant::now());
+            if call.kind == CallKind::Write && !within_retry_window(started, Instant::now(), next) {
+                return Err(Error::RetryWindowExpired {
                     attempts,
                     last: Box::new(error),
                 });
@@ -357,7 +376,28 @@ impl<S> Namespace<S> {
 
 #[cfg(test)]
 mod tests {
+    use super::{within_retry_window, WRITE_RETRY_WINDOW};
     use crate::{Client, PositionSpace};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_write_is_retried_only_while_the_whole_attempt_fits_the_window() {
+        let first = Instant::now();
+        let attempt = Duration::from_secs(5);
+        assert!(within_retry_window(first, first, attempt));
+        let late = first + WRITE_RETRY_WINDOW - attempt;
+        assert!(
+            within_retry_window(first, late, attempt),
+            "ends at the window"
+        );
+        assert!(!within_retry_window(
+            first,
+            late + Duration::from_millis(1),
+            attempt
+        ));
+        // The nodes' window is 5 minutes: the SDK's must leave room below it.
+        assert!(WRITE_RETRY_WINDOW < Duration::from_secs(5 * 60));
+    }
 
     fn spawnable<T: Send + 'static>(_: T) {}
 

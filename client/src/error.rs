@@ -33,6 +33,17 @@ pub enum Error {
         /// Why the last one failed.
         last: Box<Error>,
     },
+    /// A write failed and retrying it now could apply it twice: the nodes remember a
+    /// write's outcome for 5 minutes after its first application, and another attempt
+    /// would end past that window (the SDK stops at 4 minutes after the first attempt).
+    /// It may or may not have been applied; check the state before writing again.
+    #[error("gave up after {attempts} attempt(s): a retry now would fall outside the 5-minute window in which a write applies at most once ({last})")]
+    RetryWindowExpired {
+        /// Attempts made.
+        attempts: u32,
+        /// Why the last one failed.
+        last: Box<Error>,
+    },
     /// Every endpoint's circuit breaker is open: no call was made.
     #[error("circuit open for every endpoint ({endpoints})")]
     CircuitOpen {
@@ -77,7 +88,9 @@ impl Error {
         match self {
             Error::InvalidArgument { .. } => Some(Code::InvalidArgument),
             Error::FailedPrecondition { .. } => Some(Code::FailedPrecondition),
-            Error::RetryExhausted { last, .. } => last.code(),
+            Error::RetryExhausted { last, .. } | Error::RetryWindowExpired { last, .. } => {
+                last.code()
+            }
             Error::CircuitOpen { .. } => Some(Code::Unavailable),
             Error::Retriable { code, .. } | Error::Status { code, .. } => Some(*code),
             Error::Config(_) => None,
