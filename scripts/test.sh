@@ -17,11 +17,13 @@
 #  5. the grpcurl end-to-end test (tests/e2e/grpcurl_e2e.py): reflection, the spec's
 #     golden traces through grpcurl, L6 proven by the node's counters, grpcurl over TLS
 #     with a client certificate (throwaway certificates from the mint-certs binary);
-#  6. the chaos suite (scripts/chaos.sh): 5 nodes under a seeded schedule of faults for
+#  6. the README runs as written (scripts/readme-check.sh): its shell blocks marked
+#     `<!-- run: cluster -->` run verbatim against a fresh `clockwise cluster up`;
+#  7. the chaos suite (scripts/chaos.sh): 5 nodes under a seeded schedule of faults for
 #     CLOCKWISE_CHAOS_SECONDS (default 120) with seed CLOCKWISE_CHAOS_SEED (default 1),
 #     checked for linearizability, lost writes and replica convergence; and 20 s with
 #     stale reads, which the checker must fail;
-#  7. every cargo fuzz target for CLOCKWISE_FUZZ_SECONDS (default 5; 0 skips) seconds
+#  8. every cargo fuzz target for CLOCKWISE_FUZZ_SECONDS (default 5; 0 skips) seconds
 #     (scripts/fuzz.sh).
 #
 # Environment: CLOCKWISE_SHARED (default ../shared: the folder with reference/ and spec/),
@@ -172,6 +174,9 @@ wait 2>/dev/null || true
 
 step "grpcurl end to end"
 run "$py" tests/e2e/grpcurl_e2e.py --grpcurl "$root/.venv/bin/grpcurl" --clockwise "$CLOCKWISE_BIN"
+
+step "README: its shell blocks against a fresh cluster up (scripts/readme-check.sh)"
+run scripts/readme-check.sh
 
 step "chaos: 5 nodes under faults, linearizability, lost writes, replica digests"
 run env CLOCKWISE_PROFILE=debug scripts/chaos.sh --seed "${CLOCKWISE_CHAOS_SEED:-1}" \

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use crate::error::Error;
+
 /// How many times, and how far apart, a call is attempted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -37,6 +39,19 @@ impl RetryPolicy {
             max_attempts: 1,
             ..RetryPolicy::default()
         }
+    }
+
+    /// Refuses a policy that cannot work: zero attempts (no call would be made). Delays
+    /// may be zero (retry at once); a first delay above the largest is capped by it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the setting.
+    pub fn validate(&self) -> Result<(), Error> {
+        let invalid = |setting, reason| Err(Error::InvalidConfig { setting, reason });
+        if self.max_attempts == 0 {
+            return invalid("retry.max_attempts", "must be at least 1 (1: never retry)");
+        }
+        Ok(())
     }
 
     /// The upper bound of the delay before retry `retry` (1-based).

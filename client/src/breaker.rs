@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::clock::Clock;
+use crate::error::Error;
 
 /// When a breaker opens and closes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +40,31 @@ impl Default for BreakerConfig {
             open_timeout: Duration::from_secs(5),
             half_open_max_calls: 1,
         }
+    }
+}
+
+impl BreakerConfig {
+    /// Refuses a breaker that cannot work: one that opens after zero failures, closes
+    /// after zero probe successes, or lets no probe through when half-open (it would
+    /// never close again). A zero `open_timeout` is allowed: probes go at once.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the setting.
+    pub fn validate(&self) -> Result<(), Error> {
+        let invalid = |setting, reason| Err(Error::InvalidConfig { setting, reason });
+        if self.failure_threshold == 0 {
+            return invalid("breaker.failure_threshold", "must be at least 1");
+        }
+        if self.success_threshold == 0 {
+            return invalid("breaker.success_threshold", "must be at least 1");
+        }
+        if self.half_open_max_calls == 0 {
+            return invalid(
+                "breaker.half_open_max_calls",
+                "must be at least 1: with no probe a breaker never closes again",
+            );
+        }
+        Ok(())
     }
 }
 

@@ -146,11 +146,20 @@ impl ClientBuilder {
         if self.endpoints.is_empty() {
             return Err(Error::Config("endpoints: at least one is needed".into()));
         }
-        if self.retry.max_attempts == 0 {
-            return Err(Error::Config(
-                "retry.max_attempts: must be at least 1".into(),
-            ));
+        if self.timeout.is_zero() {
+            return Err(Error::InvalidConfig {
+                setting: "timeout",
+                reason: "must be more than zero: every call would fail at once",
+            });
         }
+        if self.attempt_timeout.is_zero() {
+            return Err(Error::InvalidConfig {
+                setting: "attempt_timeout",
+                reason: "must be more than zero: every attempt would fail at once",
+            });
+        }
+        self.retry.validate()?;
+        self.breaker.validate()?;
         let client_id = match self.client_id {
             Some(id)
                 if id.is_empty() || id.len() > 100 || !id.bytes().all(|b| b.is_ascii_graphic()) =>
@@ -277,7 +286,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_client_without_endpoints_or_attempts_is_refused() {
+    async fn a_client_without_endpoints_is_refused() {
         assert!(matches!(
             Client::builder().build().await,
             Err(Error::Config(_))
@@ -286,16 +295,68 @@ mod tests {
             Client::builder().endpoints(["nohost"]).build().await,
             Err(Error::Config(_))
         ));
-        assert!(matches!(
-            Client::builder()
-                .endpoints(["127.0.0.1:1"])
-                .retry(RetryPolicy {
-                    max_attempts: 0,
-                    ..RetryPolicy::default()
-                })
-                .build()
-                .await,
-            Err(Error::Config(_))
-        ));
+    }
+
+    #[tokio::test]
+    async fn settings_that_cannot_work_are_refused_by_name() {
+        let builder = || Client::builder().endpoints(["127.0.0.1:1"]);
+        let retry = |f: fn(&mut RetryPolicy)| {
+            let mut policy = RetryPolicy::default();
+            f(&mut policy);
+            policy
+        };
+        let breaker = |f: fn(&mut BreakerConfig)| {
+            let mut config = BreakerConfig::default();
+            f(&mut config);
+            config
+        };
+        let cases: Vec<(&str, ClientBuilder)> = vec![
+            ("timeout", builder().timeout(Duration::ZERO)),
+            ("attempt_timeout", builder().attempt_timeout(Duration::ZERO)),
+            (
+                "retry.max_attempts",
+                builder().retry(retry(|p| p.max_attempts = 0)),
+            ),
+            (
+                "breaker.failure_threshold",
+                builder().breaker(breaker(|b| b.failure_threshold = 0)),
+            ),
+            (
+                "breaker.success_threshold",
+                builder().breaker(breaker(|b| b.success_threshold = 0)),
+            ),
+            (
+                "breaker.half_open_max_calls",
+                builder().breaker(breaker(|b| b.half_open_max_calls = 0)),
+            ),
+        ];
+        for (expected, builder) in cases {
+            match builder.build().await {
+                Err(Error::InvalidConfig { setting, reason }) => {
+                    assert_eq!(setting, expected);
+                    assert!(!reason.is_empty());
+                }
+                Err(other) => panic!("{expected}: {other}"),
+                Ok(_) => panic!("{expected}: accepted"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_smallest_working_settings_are_accepted() {
+        Client::builder()
+            .endpoints(["127.0.0.1:1"])
+            .timeout(Duration::from_millis(1))
+            .attempt_timeout(Duration::from_millis(1))
+            .retry(RetryPolicy::none())
+            .breaker(BreakerConfig {
+                failure_threshold: 1,
+                success_threshold: 1,
+                open_timeout: Duration::ZERO,
+                half_open_max_calls: 1,
+            })
+            .build()
+            .await
+            .expect("valid settings");
     }
 }

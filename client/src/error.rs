@@ -71,6 +71,16 @@ pub enum Error {
     /// The client was configured wrongly (no endpoints, a malformed address).
     #[error("client configuration: {0}")]
     Config(String),
+    /// A setting of the builder that cannot work (a retry policy of zero attempts, a
+    /// breaker that opens after zero failures or lets no probe through, a zero timeout),
+    /// refused by [`crate::ClientBuilder::build`] before any call.
+    #[error("client configuration: {setting}: {reason}")]
+    InvalidConfig {
+        /// The setting, as the builder names it (`retry.max_attempts`, `timeout`, …).
+        setting: &'static str,
+        /// Why it cannot work.
+        reason: &'static str,
+    },
 }
 
 impl Error {
@@ -93,7 +103,7 @@ impl Error {
             }
             Error::CircuitOpen { .. } => Some(Code::Unavailable),
             Error::Retriable { code, .. } | Error::Status { code, .. } => Some(*code),
-            Error::Config(_) => None,
+            Error::Config(_) | Error::InvalidConfig { .. } => None,
         }
     }
 }

@@ -99,7 +99,20 @@ pub mod range {
     pub const MAX_BACKUPS_PER_RING: RangeInclusive<u32> = 1..=1024;
     pub const SYNC_MAX_CALLS: RangeInclusive<usize> = 1..=100_000;
     pub const MAX_MESSAGE_BYTES: RangeInclusive<usize> = 1024..=(64 << 20);
+    /// `--request-timeout-ms`: 0 would refuse every write; beyond 10 minutes a caller
+    /// waits on a cluster without quorum for longer than anyone watches.
+    pub const REQUEST_TIMEOUT_MS: RangeInclusive<u128> = 1..=600_000;
+    /// `--raft-tick-ms`: an election takes 10–20 ticks, so 1 s ticks already mean
+    /// 10–20 s without a leader.
+    pub const RAFT_TICK_MS: RangeInclusive<u128> = 1..=1_000;
+    /// `--sync-delay-ms`: one simulated external call (0: none).
+    pub const SYNC_DELAY_MS: RangeInclusive<u128> = 0..=60_000;
+    /// `--sync-queue-wait-ms` (0: refuse at once when every place is taken).
+    pub const SYNC_QUEUE_WAIT_MS: RangeInclusive<u128> = 0..=60_000;
 }
+
+/// Fewer voters than this cannot lose one and keep a quorum.
+pub const RECOMMENDED_VOTERS: usize = 3;
 
 /// A setting that cannot work, named as its command-line flag.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -129,6 +142,17 @@ pub enum ConfigError {
 }
 
 impl NodeConfig {
+    /// A warning when the cluster this node founds has fewer than [`RECOMMENDED_VOTERS`]
+    /// voters (a joining node, or one restarted on a log, takes the membership from the
+    /// cluster: `None`).
+    pub fn small_cluster_warning(&self) -> Option<String> {
+        if self.join {
+            return None;
+        }
+        let voters = self.peers.len().max(1);
+        few_voters_warning(voters)
+    }
+
     /// The peer port's address: `peer_listen`, or the client port + [`PEER_PORT_OFFSET`].
     pub fn peer_listen(&self) -> SocketAddr {
         self.peer_listen
@@ -154,8 +178,38 @@ impl NodeConfig {
         if self.id == 0 {
             return out_of_range("--id", self.id, "a raft id is at least 1");
         }
-        if self.raft_tick.is_zero() {
-            return out_of_range("--raft-tick-ms", 0, "at least 1");
+        let millis = [
+            (
+                "--request-timeout-ms",
+                self.request_timeout,
+                range::REQUEST_TIMEOUT_MS,
+                "1 to 600000",
+            ),
+            (
+                "--raft-tick-ms",
+                self.raft_tick,
+                range::RAFT_TICK_MS,
+                "1 to 1000",
+            ),
+            (
+                "--sync-delay-ms",
+                self.sync.delay,
+                range::SYNC_DELAY_MS,
+                "0 to 60000",
+            ),
+            (
+                "--sync-queue-wait-ms",
+                self.sync.queue_wait,
+                range::SYNC_QUEUE_WAIT_MS,
+                "0 to 60000",
+            ),
+        ];
+        for (flag, value, range, expected) in millis {
+            // Whole milliseconds, as the flags give them (0.5 ms is 0).
+            let ms = value.as_millis();
+            if !range.contains(&ms) {
+                return out_of_range(flag, ms, expected);
+            }
         }
         if self.snapshot_entries == 0 {
             return out_of_range("--snapshot-entries", 0, "at least 1");
@@ -203,6 +257,17 @@ impl NodeConfig {
     }
 }
 
+/// Why `voters` voters are too few, if they are: with one voter a lost disk loses
+/// acknowledged writes; with two, either node's loss stops every write.
+pub fn few_voters_warning(voters: usize) -> Option<String> {
+    (voters < RECOMMENDED_VOTERS).then(|| {
+        format!(
+            "the cluster has {voters} voter(s): fewer than {RECOMMENDED_VOTERS} cannot lose a \
+             node and keep taking writes"
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +295,54 @@ mod tests {
                 "--raft-tick-ms",
                 NodeConfig {
                     raft_tick: Duration::ZERO,
+                    ..Default::default()
+                },
+            ),
+            (
+                "--raft-tick-ms",
+                NodeConfig {
+                    raft_tick: Duration::from_millis(1001),
+                    ..Default::default()
+                },
+            ),
+            (
+                "--request-timeout-ms",
+                NodeConfig {
+                    request_timeout: Duration::ZERO,
+                    ..Default::default()
+                },
+            ),
+            (
+                "--request-timeout-ms",
+                NodeConfig {
+                    request_timeout: Duration::from_micros(500),
+                    ..Default::default()
+                },
+            ),
+            (
+                "--request-timeout-ms",
+                NodeConfig {
+                    request_timeout: Duration::from_millis(600_001),
+                    ..Default::default()
+                },
+            ),
+            (
+                "--sync-delay-ms",
+                NodeConfig {
+                    sync: SyncConfig {
+                        delay: Duration::from_millis(60_001),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            ),
+            (
+                "--sync-queue-wait-ms",
+                NodeConfig {
+                    sync: SyncConfig {
+                        queue_wait: Duration::from_millis(60_001),
+                        ..Default::default()
+                    },
                     ..Default::default()
                 },
             ),
@@ -291,6 +404,70 @@ mod tests {
                 other => panic!("{flag}: {other}"),
             }
         }
+    }
+
+    #[test]
+    fn the_bounds_of_each_timing_flag_are_accepted() {
+        let cases = [
+            NodeConfig {
+                request_timeout: Duration::from_millis(1),
+                raft_tick: Duration::from_millis(1),
+                sync: SyncConfig {
+                    delay: Duration::ZERO,
+                    queue_wait: Duration::ZERO,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            NodeConfig {
+                request_timeout: Duration::from_millis(600_000),
+                raft_tick: Duration::from_millis(1000),
+                sync: SyncConfig {
+                    delay: Duration::from_millis(60_000),
+                    queue_wait: Duration::from_millis(60_000),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        ];
+        for config in cases {
+            config.validate().expect("within range");
+        }
+    }
+
+    #[test]
+    fn fewer_than_three_founding_voters_are_warned_about() {
+        let peers = |n: u64| -> Peers {
+            (1..=n)
+                .map(|id| format!("{id}=127.0.0.1:{}/127.0.0.1:{}", 1000 + id, 2000 + id))
+                .collect::<Vec<_>>()
+                .join(",")
+                .parse()
+                .expect("peers")
+        };
+        let cases = [
+            (Peers::default(), false, true),
+            (peers(2), false, true),
+            (peers(3), false, false),
+            (peers(5), false, false),
+            // A joining node takes the membership from the cluster.
+            (Peers::default(), true, false),
+        ];
+        for (peers, join, warned) in cases {
+            let config = NodeConfig {
+                peers: peers.clone(),
+                join,
+                ..Default::default()
+            };
+            assert_eq!(
+                config.small_cluster_warning().is_some(),
+                warned,
+                "{} peer(s), join {join}",
+                peers.len()
+            );
+        }
+        assert!(few_voters_warning(2).is_some_and(|w| w.contains("2 voter(s)")));
+        assert_eq!(few_voters_warning(3), None);
     }
 
     #[test]

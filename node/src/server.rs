@@ -66,6 +66,9 @@ impl BoundNode {
     /// Checks `config` ([`NodeConfig::validate`]) and binds its three ports.
     pub async fn bind(config: NodeConfig) -> Result<Self, ServeError> {
         config.validate()?;
+        if let Some(warning) = config.small_cluster_warning() {
+            tracing::warn!(peers = config.peers.len(), "{warning}");
+        }
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr)
                 .await

@@ -154,6 +154,10 @@ impl Cluster for ClusterService {
             .change_membership(MembershipChange::Remove { id }, self.state.timeout())
             .await
             .map_err(ServiceError::from)?;
+        let voters = self.state.replica().status().voters.len();
+        if let Some(warning) = crate::config::few_voters_warning(voters) {
+            tracing::warn!(removed = id, voters, "{warning}");
+        }
         ok(pb::RemoveMemberResponse {
             members: self.members(),
         })

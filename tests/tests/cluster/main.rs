@@ -7,8 +7,11 @@
 //! - [`sdk`]: the client SDK across kills, dead endpoints and lost quorum.
 //! - [`ctl`]: every `clockwise ctl` subcommand, in text and JSON.
 //! - [`backup`]: `clockwise backup save` / `restore` of a whole cluster.
+//! - [`cluster_up`]: `clockwise cluster up` restarting killed nodes, rejoining a wiped
+//!   one, stopping on SIGINT.
 
 mod backup;
+mod cluster_up;
 mod ctl;
 mod replication;
 mod sdk;

@@ -63,7 +63,9 @@ enum Command {
 #[derive(Subcommand, Debug)]
 enum ClusterCommand {
     /// Start N nodes on 127.0.0.1:50051.. with data under ./data/node-N (restarting an
-    /// existing cluster keeps its data); prints the endpoints; Ctrl-C stops them all.
+    /// existing cluster keeps its data; a node whose data is gone rejoins) and keep them
+    /// running: a node that exits is restarted (not with --no-restart); each logs to
+    /// ./data/node-N/node.log; prints the endpoints; Ctrl-C stops them all.
     Up(cluster_up::UpArgs),
 }
 
