@@ -57,6 +57,13 @@ pub async fn up(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     let mut children: Vec<Child> = Vec::new();
     for (i, addr) in addrs.iter().enumerate() {
         let dir = args.data_dir.join(format!("node-{}", i + 1));
+        // Found the cluster only on a new data dir: a member whose dir was lost refuses
+        // to start rather than found a cluster of its own.
+        let state = if dir.join("raft").exists() {
+            "existing"
+        } else {
+            "new"
+        };
         let mut child = Command::new(&exe)
             .arg("node")
             .args([
@@ -68,6 +75,8 @@ pub async fn up(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
                 &peer_addrs[i],
                 "--peers",
                 &peers,
+                "--initial-cluster-state",
+                state,
             ])
             .arg("--data-dir")
             .arg(&dir)
