@@ -31,6 +31,28 @@ pub fn new_cluster_id() -> Result<String, StoreError> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// The id founders of a cluster of several members agree on without talking: derived
+/// from the founding membership (every founder is started with the same `--peers`). A
+/// cluster of one founds with a random id ([`new_cluster_id`]). Like etcd's cluster id,
+/// it cannot tell a founder's first start from a wiped founder started again with
+/// `--initial-cluster-state new`: restarts say `existing` (docs/decisions.md).
+pub fn founding_cluster_id(
+    members: &std::collections::BTreeMap<u64, crate::member::MemberAddress>,
+) -> Result<String, StoreError> {
+    if members.len() <= 1 {
+        return new_cluster_id();
+    }
+    let text: String = members
+        .iter()
+        .map(|(id, address)| format!("{id}={}\n", address.encode()))
+        .collect();
+    let digest = crate::snapshot::sha256(format!("clockwise cluster\n{text}").as_bytes());
+    Ok(digest[..ID_BYTES]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
 /// Whether `id` has the form of a cluster id (what a peer may send): 1–64 characters
 /// of `[0-9a-z-]`, so it is valid header text and cannot smuggle anything into logs.
 pub fn is_well_formed(id: &str) -> bool {

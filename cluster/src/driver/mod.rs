@@ -32,7 +32,7 @@ use raft::eraftpb::{Message, MessageType, Snapshot};
 use raft::{RawNode, StateRole};
 use tokio::sync::{oneshot, watch};
 
-use crate::identity::{new_cluster_id, ClusterIdentity};
+use crate::identity::{founding_cluster_id, new_cluster_id, ClusterIdentity};
 use crate::member::MemberAddress;
 use crate::state_machine::StateMachine;
 use crate::storage::{LogStore, StoreError};
@@ -296,7 +296,7 @@ pub fn spawn<S: StateMachine>(
     if !config.initial_members.is_empty() && store.conf_state()?.is_none() {
         let cluster_id = match config.identity.get() {
             Some(id) => id,
-            None => new_cluster_id()?,
+            None => founding_cluster_id(&config.initial_members)?,
         };
         store.bootstrap(&config.initial_members, &cluster_id)?;
         config.identity.adopt(&cluster_id)?;
