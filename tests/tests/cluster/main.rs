@@ -6,10 +6,12 @@
 //!   acknowledged write is lost to SIGKILL; snapshots, membership, leadership.
 //! - [`sdk`]: the client SDK across kills, dead endpoints and lost quorum.
 //! - [`ctl`]: every `clockwise ctl` subcommand, in text and JSON.
+//! - [`identity`]: one cluster id; founding is explicit; a wiped member cannot vote.
 //! - [`backup`]: `clockwise backup save` / `restore` of a whole cluster.
 
 mod backup;
 mod ctl;
+mod identity;
 mod replication;
 mod sdk;
 
