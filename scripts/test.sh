@@ -156,7 +156,7 @@ peers="1=127.0.0.1:${port[0]}/127.0.0.1:${port[3]},2=127.0.0.1:${port[1]}/127.0.
 peers="$peers,3=127.0.0.1:${port[2]}/127.0.0.1:${port[5]}"
 endpoints=""
 for i in 1 2 3; do
-  start_node --id "$i" --peers "$peers" --listen "127.0.0.1:${port[$((i - 1))]}" \
+  start_node --id "$i" --peers "$peers" --initial-cluster-state new --listen "127.0.0.1:${port[$((i - 1))]}" \
     --peer-listen "127.0.0.1:${port[$((i + 2))]}" \
     --data-dir "$scratch/node-$i" --raft-tick-ms 20 --worker-threads 1
   endpoints="$endpoints${endpoints:+,}http://$started_addr"

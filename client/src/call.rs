@@ -167,6 +167,10 @@ impl Client {
                 });
             }
             let Some((peer, permit)) = inner.peers.pick(call.kind, avoid.as_deref()) else {
+                if let Some(wrong @ Error::WrongCluster { .. }) = last {
+                    // Every node left is another cluster's.
+                    return Err(wrong);
+                }
                 let endpoints = self.endpoints().join(", ");
                 let open = Error::CircuitOpen { endpoints };
                 return Err(if attempts == 0 {
@@ -186,6 +190,15 @@ impl Client {
                     Ok(response) => return Ok(response),
                     Err(failed) => failed,
                 };
+            if let Error::WrongCluster { .. } = &error {
+                // That node is no longer picked: try another at once.
+                tracing::warn!(peer = %peer.address, %error, "a node of another cluster");
+                if attempts >= max_attempts {
+                    return Err(error);
+                }
+                last = Some(error);
+                continue;
+            }
             if !error.is_retriable() {
                 return Err(error);
             }
@@ -242,10 +255,23 @@ impl Client {
         let status = match outcome {
             Ok(response) => {
                 permit.success();
+                if let Err(error) = self.inner.peers.check_cluster(peer, response.metadata()) {
+                    return Err(Failed {
+                        error,
+                        come_back: None,
+                    });
+                }
                 return Ok(response.into_inner());
             }
             Err(status) => status,
         };
+        if let Err(error) = self.inner.peers.check_cluster(peer, status.metadata()) {
+            drop(permit);
+            return Err(Failed {
+                error,
+                come_back: None,
+            });
+        }
         // A node that refused for its rate limit says when to come back.
         let come_back = status
             .metadata()

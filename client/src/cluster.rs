@@ -99,6 +99,8 @@ pub struct NodeStatus {
     pub snapshot_index: u64,
     /// First index still in its log.
     pub first_log_index: u64,
+    /// The id of the cluster it belongs to (empty: a joining node not reached yet).
+    pub cluster_id: String,
 }
 
 fn members(members: Vec<pb::Member>) -> Vec<Member> {
@@ -132,6 +134,7 @@ impl From<pb::StatusResponse> for NodeStatus {
             state_digest: s.state_digest,
             snapshot_index: s.snapshot_index,
             first_log_index: s.first_log_index,
+            cluster_id: s.cluster_id,
         }
     }
 }
@@ -179,11 +182,18 @@ impl Cluster {
         for peer in self.client.inner.peers.all() {
             let mut request = self.client.authorized(pb::StatusRequest {});
             request.set_timeout(std::time::Duration::from_secs(2));
-            let answer = Stub::new(peer.channel.clone())
-                .status(request)
-                .await
-                .map(|r| NodeStatus::from(r.into_inner()))
-                .map_err(Error::from);
+            let answer = match Stub::new(peer.channel.clone()).status(request).await {
+                Ok(reply) => match self
+                    .client
+                    .inner
+                    .peers
+                    .check_cluster(&peer, reply.metadata())
+                {
+                    Ok(()) => Ok(NodeStatus::from(reply.into_inner())),
+                    Err(wrong) => Err(wrong),
+                },
+                Err(status) => Err(Error::from(status)),
+            };
             all.push((peer.address.clone(), answer));
         }
         all

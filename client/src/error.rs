@@ -68,6 +68,19 @@ pub enum Error {
         /// The node's reason.
         message: String,
     },
+    /// A node answered as a member of another cluster than the one this client pinned
+    /// (the first cluster id it saw): its answer was dropped and it is not called
+    /// again. A wiped node that founded a cluster of its own, or an endpoint list that
+    /// mixes clusters.
+    #[error("{endpoint} belongs to cluster {found}, not to cluster {expected}")]
+    WrongCluster {
+        /// The cluster id this client pinned.
+        expected: String,
+        /// The id the node answered with.
+        found: String,
+        /// The node (`host:port`).
+        endpoint: String,
+    },
     /// The client was configured wrongly (no endpoints, a malformed address).
     #[error("client configuration: {0}")]
     Config(String),
@@ -103,7 +116,7 @@ impl Error {
             }
             Error::CircuitOpen { .. } => Some(Code::Unavailable),
             Error::Retriable { code, .. } | Error::Status { code, .. } => Some(*code),
-            Error::Config(_) | Error::InvalidConfig { .. } => None,
+            Error::Config(_) | Error::InvalidConfig { .. } | Error::WrongCluster { .. } => None,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The nodes a client talks to: a channel and a circuit breaker each, the leader last
 //! learned, and the choice of the peer for each attempt.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,8 @@ pub(crate) struct Peer {
     pub(crate) breaker: Arc<CircuitBreaker>,
     /// Its raft id, once the cluster told (0: not yet).
     pub(crate) raft_id: AtomicU64,
+    /// It answered with another cluster's id: never picked again.
+    pub(crate) foreign: AtomicBool,
 }
 
 /// Every peer known (given or learned), and which of them leads.
@@ -50,7 +52,12 @@ pub(crate) struct Peers {
     connect_timeout: Duration,
     breaker: BreakerConfig,
     clock: Arc<dyn Clock>,
+    /// The cluster id pinned from the first reply that carried one.
+    cluster_id: RwLock<Option<String>>,
 }
+
+/// The metadata key of a node's cluster id, on every reply.
+pub(crate) const CLUSTER_ID_METADATA: &str = "x-clockwise-cluster-id";
 
 /// `host:port` from `host:port`, `http://host:port` or `https://host:port` (whether
 /// TLS is spoken is the builder's [`crate::ClientBuilder::tls`]).
@@ -80,7 +87,52 @@ impl Peers {
             connect_timeout,
             breaker,
             clock,
+            cluster_id: RwLock::new(None),
         }
+    }
+
+    /// Checks the cluster id a reply of `peer` carried (`None`: the node sent none, as a
+    /// node of a version without ids, or a joining node not yet reached, does): the
+    /// first id seen is pinned, and a node answering with another is marked foreign,
+    /// never picked again, and reported as [`Error::WrongCluster`].
+    pub(crate) fn check_cluster(
+        &self,
+        peer: &Peer,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<(), Error> {
+        let Some(found) = metadata
+            .get(CLUSTER_ID_METADATA)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return Ok(());
+        };
+        let mut pinned = self
+            .cluster_id
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        match pinned.as_deref() {
+            None => {
+                *pinned = Some(found.to_owned());
+                Ok(())
+            }
+            Some(expected) if expected == found => Ok(()),
+            Some(expected) => {
+                peer.foreign.store(true, Ordering::Release);
+                Err(Error::WrongCluster {
+                    expected: expected.to_owned(),
+                    found: found.to_owned(),
+                    endpoint: peer.address.clone(),
+                })
+            }
+        }
+    }
+
+    /// The cluster id pinned (none before the first reply that carried one).
+    pub(crate) fn cluster_id(&self) -> Option<String> {
+        self.cluster_id
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     pub(crate) fn all(&self) -> Vec<Arc<Peer>> {
@@ -132,6 +184,7 @@ impl Peers {
                 self.clock.clone(),
             )),
             raft_id: AtomicU64::new(0),
+            foreign: AtomicBool::new(false),
         })
     }
 
@@ -139,7 +192,11 @@ impl Peers {
     /// open. Prefers the leader for leader-bound calls, then round-robin, avoiding the
     /// peer that just failed unless it is the only one left.
     pub(crate) fn pick(&self, kind: CallKind, avoid: Option<&str>) -> Option<(Arc<Peer>, Permit)> {
-        let peers = self.all();
+        let mut peers = self.all();
+        peers.retain(|p| !p.foreign.load(Ordering::Acquire));
+        if peers.is_empty() {
+            return None;
+        }
         let leader = self.leader();
         if kind != CallKind::StaleRead && leader != 0 {
             if let Some(peer) = peers
@@ -190,6 +247,13 @@ impl Peers {
 }
 
 impl Client {
+    /// The id of the cluster this client is pinned to: the first one a node's reply
+    /// carried (`x-clockwise-cluster-id`). Nodes that answer with another id are
+    /// refused ([`Error::WrongCluster`]) and no longer called.
+    pub fn cluster_id(&self) -> Option<String> {
+        self.inner.peers.cluster_id()
+    }
+
     /// Asks the cluster who leads and where its members are; learns new members.
     /// Best effort within `deadline`.
     pub(crate) async fn refresh_leader(&self, deadline: Instant) {
@@ -199,7 +263,7 @@ impl Client {
             if remaining.is_zero() {
                 return;
             }
-            if !peer.breaker.allows() {
+            if !peer.breaker.allows() || peer.foreign.load(Ordering::Acquire) {
                 continue;
             }
             let mut request = self.authorized(pb::StatusRequest {});
@@ -209,6 +273,9 @@ impl Client {
             else {
                 continue;
             };
+            if peers.check_cluster(&peer, status.metadata()).is_err() {
+                continue;
+            }
             peers.learn(&peer, &status.into_inner());
             return;
         }

@@ -123,6 +123,8 @@ pub fn seed(
         hard_state: Some(&hard_state),
         members: Some(&data.members),
         conf_index: Some(meta.index),
+        // A restored cluster is a new cluster: members of the old one refuse it.
+        cluster_id: Some(&crate::identity::new_cluster_id()?),
         sync: true,
         ..ReadyWrite::default()
     })?;

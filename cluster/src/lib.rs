@@ -10,6 +10,7 @@
 //!   - `driver/reads.rs`: linearizable reads (ReadIndex).
 //!   - `driver/membership.rs`: membership changes, learner promotion, leader transfer.
 //!   - `driver/snapshots.rs`: building, installing and restoring snapshots.
+//! - [`identity`]: the cluster id: made at founding, stored, checked on every peer call.
 //! - [`replica`]: a node's calls: propose anywhere, linearizable reads, membership.
 //! - [`member`]: a member's addresses, their stored form, and `--peers` lists.
 //! - [`transport`]: raft messages between nodes and forwarded writes, over gRPC.
@@ -19,6 +20,7 @@
 
 pub mod backup;
 pub mod driver;
+pub mod identity;
 pub mod member;
 pub mod replica;
 pub mod snapshot;
@@ -29,6 +31,7 @@ pub mod transport;
 pub use driver::{
     DriverConfig, MembershipChange, ProposeError, RaftHandle, RaftStatus, Role, Transport,
 };
+pub use identity::{ClusterIdentity, CLUSTER_ID_METADATA};
 pub use member::{MemberAddress, Peers, PeersError};
 pub use replica::{Backup, Replica, ReplicaError, CLUSTER_UNAVAILABLE_METADATA};
 pub use state_machine::StateMachine;

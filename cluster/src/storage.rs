@@ -41,6 +41,8 @@ const KEY_APPLIED: &[u8] = b"applied";
 const KEY_MEMBERS: &[u8] = b"members";
 /// Log index of the last membership change in the stored configuration, big-endian `u64`.
 const KEY_CONF_INDEX: &[u8] = b"conf_index";
+/// The cluster's identity (see [`crate::identity`]), as its text.
+const KEY_CLUSTER_ID: &[u8] = b"cluster_id";
 
 /// A snapshot file's extension.
 const SNAPSHOT_EXT: &str = "snap";
@@ -89,6 +91,8 @@ pub struct ReadyWrite<'a> {
     /// The log index of the membership change `conf_state` reflects.
     pub conf_index: Option<u64>,
     pub applied: Option<u64>,
+    /// The cluster's identity (written once: when founding, seeding or adopting).
+    pub cluster_id: Option<&'a str>,
     /// fsync before returning (raft's `must_sync`).
     pub sync: bool,
 }
@@ -241,13 +245,18 @@ impl LogStore {
         self.snapshots.wanted.swap(false, Ordering::AcqRel)
     }
 
-    /// Records the first membership of a new cluster (voters and their addresses); a log
-    /// that has one keeps it. Answers whether it wrote.
+    /// Records the first membership of a new cluster (voters and their addresses) and
+    /// its identity `cluster_id`; a log that has a membership keeps it. Answers whether
+    /// it wrote.
     ///
     /// The membership is written as the log's first entries too (one committed
     /// `AddNode` per voter, term 1, the same on every founding node), so a node that
     /// joins later learns the founders by replaying the log.
-    pub fn bootstrap(&self, members: &BTreeMap<u64, MemberAddress>) -> Result<bool, StoreError> {
+    pub fn bootstrap(
+        &self,
+        members: &BTreeMap<u64, MemberAddress>,
+        cluster_id: &str,
+    ) -> Result<bool, StoreError> {
         if self.conf_state()?.is_some() {
             return Ok(false);
         }
@@ -283,10 +292,34 @@ impl LogStore {
             conf_state: Some(&conf_state),
             conf_index: Some(entries.len() as u64),
             members: Some(members),
+            cluster_id: Some(cluster_id),
             sync: true,
             ..ReadyWrite::default()
         })?;
         Ok(true)
+    }
+
+    /// The cluster's identity as stored (`None`: a node that has not learnt it yet, or
+    /// a log written by a version without identities).
+    pub fn cluster_id(&self) -> Result<Option<String>, StoreError> {
+        self.engine
+            .get(GROUP, KEY_CLUSTER_ID)
+            .map(|bytes| {
+                String::from_utf8(bytes).map_err(|_| StoreError::Corrupt("cluster id is not UTF-8"))
+            })
+            .transpose()
+    }
+
+    /// Whether the store holds nothing of a raft group: no membership, no entries, no
+    /// snapshot installed (a new or wiped data dir, or a joining node not yet reached).
+    pub fn is_empty(&self) -> Result<bool, StoreError> {
+        Ok(self.conf_state()?.is_none()
+            && self.engine.last_index(GROUP).is_none()
+            && self
+                .truncated()
+                .map_err(|e| StoreError::Raft(e.to_string()))?
+                .index
+                == 0)
     }
 
     /// Every member's address as last recorded.
@@ -344,6 +377,13 @@ impl LogStore {
         }
         if let Some(applied) = write.applied {
             batch.put(GROUP, KEY_APPLIED.to_vec(), applied.to_be_bytes().to_vec())?;
+        }
+        if let Some(cluster_id) = write.cluster_id {
+            batch.put(
+                GROUP,
+                KEY_CLUSTER_ID.to_vec(),
+                cluster_id.as_bytes().to_vec(),
+            )?;
         }
         if batch.is_empty() {
             return Ok(());
@@ -611,9 +651,9 @@ mod tests {
         );
         assert_eq!(store.term(0).unwrap(), 0);
         assert!(!store.initial_state().unwrap().initialized());
-        assert!(store.bootstrap(&members(&[1, 2, 3])).unwrap());
+        assert!(store.bootstrap(&members(&[1, 2, 3]), "c1").unwrap());
         assert!(
-            !store.bootstrap(&members(&[9])).unwrap(),
+            !store.bootstrap(&members(&[9]), "c2").unwrap(),
             "an existing membership is kept"
         );
         let state = store.initial_state().unwrap();
@@ -644,7 +684,7 @@ mod tests {
         let dir = TempDir::new("reopen");
         {
             let store = LogStore::open(&dir.log()).unwrap();
-            store.bootstrap(&members(&[1])).unwrap();
+            store.bootstrap(&members(&[1]), "c1").unwrap();
             let entries = [entry(1, 1, b"a"), entry(2, 1, b"b"), entry(3, 2, b"c")];
             store
                 .write(ReadyWrite {

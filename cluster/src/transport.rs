@@ -28,6 +28,7 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::driver::{MembershipChange, ProposeError, RaftHandle, Transport};
+use crate::identity::{is_well_formed, Admission, ClusterIdentity, CLUSTER_ID_METADATA};
 use crate::member::MemberAddress;
 use crate::snapshot::sha256;
 
@@ -82,9 +83,13 @@ impl PeerAccess {
     }
 }
 
-/// The token a node presents to its peers (the `peer` role's).
+/// What a node presents to its peers on every call: the `peer` role's token and its
+/// cluster id (once known).
 #[derive(Clone, Default)]
-pub struct PeerAuth(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+pub struct PeerAuth {
+    token: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    identity: ClusterIdentity,
+}
 
 impl PeerAuth {
     /// `None`: peers require no token. A token that is not valid header text is
@@ -97,16 +102,33 @@ impl PeerAuth {
                     .map_err(|_| "the peer token is not valid header text".to_owned())
             })
             .transpose()
-            .map(PeerAuth)
+            .map(|token| PeerAuth {
+                token,
+                identity: ClusterIdentity::default(),
+            })
+    }
+
+    /// Presents `identity`'s cluster id too, and checks peers' against it.
+    #[must_use]
+    pub fn with_identity(mut self, identity: ClusterIdentity) -> Self {
+        self.identity = identity;
+        self
+    }
+
+    pub fn identity(&self) -> &ClusterIdentity {
+        &self.identity
     }
 }
 
 impl tonic::service::Interceptor for PeerAuth {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(token) = &self.0 {
+        if let Some(token) = &self.token {
             request
                 .metadata_mut()
                 .insert("authorization", token.clone());
+        }
+        if let Some(value) = self.identity.get().and_then(|id| id.parse().ok()) {
+            request.metadata_mut().insert(CLUSTER_ID_METADATA, value);
         }
         Ok(request)
     }
@@ -345,6 +367,53 @@ impl RaftTransportService {
 
     /// Learns a sender this node has no address for (a joining node hears from the
     /// leader before it has applied the membership that names it).
+    /// Checks the caller's cluster id against this node's: another cluster's call is
+    /// refused (FAILED_PRECONDITION, logged with both ids). A node without an id adopts
+    /// the caller's, persisted before the call goes on, only from a leader's messages
+    /// (`from_leader`): a joining node learns its cluster from the leader that added
+    /// it, never from a stray candidate.
+    fn admit<T>(&self, request: &Request<T>, from: u64, from_leader: bool) -> Result<(), Status> {
+        let identity = self.transport.access().auth.identity();
+        let theirs = match request.metadata().get(CLUSTER_ID_METADATA) {
+            None => None,
+            Some(value) => Some(
+                value
+                    .to_str()
+                    .ok()
+                    .filter(|id| is_well_formed(id))
+                    .ok_or_else(|| {
+                        Status::invalid_argument(format!("{CLUSTER_ID_METADATA}: not a cluster id"))
+                    })?,
+            ),
+        };
+        let admission = match (identity.get(), theirs) {
+            (None, Some(_)) if !from_leader => Ok(Admission::Accept),
+            _ => identity.admit(theirs),
+        };
+        match admission {
+            Ok(Admission::Accept) => Ok(()),
+            Ok(Admission::Adopted) => {
+                tracing::info!(cluster_id = theirs, from, "joined cluster: stored its id");
+                Ok(())
+            }
+            Ok(Admission::Refuse { ours, theirs }) => {
+                tracing::warn!(
+                    ours = %ours,
+                    theirs = %theirs,
+                    from,
+                    "refused a peer of another cluster"
+                );
+                Err(Status::failed_precondition(format!(
+                    "{CLUSTER_ID_METADATA}: this node belongs to cluster {ours}, the caller \
+                     (node {from}) to cluster {theirs}"
+                )))
+            }
+            Err(e) => Err(Status::internal(format!(
+                "cannot store the cluster id: {e}"
+            ))),
+        }
+    }
+
     fn learn_sender(&self, from: u64, address: &str) {
         if from != 0 && !address.is_empty() && self.transport.address(from).is_none() {
             // A bare `host:port`, which decodes as both addresses.
@@ -360,12 +429,26 @@ impl RaftTransport for RaftTransportService {
         &self,
         request: Request<pb::RaftMessageBatch>,
     ) -> Result<Response<pb::SendAck>, Status> {
+        let messages = request
+            .get_ref()
+            .messages
+            .iter()
+            .map(|bytes| {
+                Message::parse_from_bytes(bytes).map_err(|e| {
+                    Status::invalid_argument(format!("messages: not a raft message: {e}"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let from_leader = messages.iter().any(|m| {
+            matches!(
+                m.get_msg_type(),
+                MessageType::MsgAppend | MessageType::MsgHeartbeat
+            )
+        });
+        self.admit(&request, request.get_ref().from, from_leader)?;
         let batch = request.into_inner();
         self.learn_sender(batch.from, &batch.from_address);
-        for bytes in batch.messages {
-            let message = Message::parse_from_bytes(&bytes).map_err(|e| {
-                Status::invalid_argument(format!("messages: not a raft message: {e}"))
-            })?;
+        for message in messages {
             self.handle.step(message);
         }
         Ok(Response::new(pb::SendAck {}))
@@ -379,6 +462,20 @@ impl RaftTransport for RaftTransportService {
             .receiving
             .try_acquire()
             .map_err(|_| Status::unavailable("another snapshot is being received; retry"))?;
+        // Checked before any data is read; the id is adopted (a snapshot comes from a
+        // leader) only once the whole snapshot arrived intact, below.
+        let identity = self.transport.access().auth.identity().clone();
+        let theirs = request
+            .metadata()
+            .get(CLUSTER_ID_METADATA)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if let (Some(ours), Some(theirs)) = (identity.get(), theirs.as_deref()) {
+            if ours != theirs {
+                self.admit(&request, 0, false)?;
+            }
+        }
+        let header = Request::from_parts(request.metadata().clone(), Default::default(), ());
         let mut chunks = request.into_inner();
         let first = chunks.next().await.ok_or_else(|| {
             Status::invalid_argument("message: the snapshot stream is empty (no first chunk)")
@@ -433,6 +530,7 @@ impl RaftTransport for RaftTransportService {
             chunks = pieces,
             "received a snapshot"
         );
+        self.admit(&header, first.from, true)?;
         message.mut_snapshot().data = data.into();
         if !self.handle.step(message) {
             return Err(Status::unavailable("the raft queue is full; retry later"));
@@ -444,6 +542,7 @@ impl RaftTransport for RaftTransportService {
         &self,
         request: Request<pb::MembershipRequest>,
     ) -> Result<Response<pb::MembershipResponse>, Status> {
+        self.admit(&request, 0, false)?;
         let request = request.into_inner();
         let change = pb::MembershipChange::try_from(request.change)
             .unwrap_or(pb::MembershipChange::Unspecified);
@@ -482,6 +581,7 @@ impl RaftTransport for RaftTransportService {
         &self,
         request: Request<pb::ForwardRequest>,
     ) -> Result<Response<pb::ForwardResponse>, Status> {
+        self.admit(&request, 0, false)?;
         let command = request.into_inner().command;
         if command.is_empty() {
             // An empty entry would be taken for raft's no-op and never answered.

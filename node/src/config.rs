@@ -56,6 +56,10 @@ pub struct NodeConfig {
     /// Start without a membership and wait to be added (`Cluster.AddMember`) by the
     /// leader of an existing cluster; `peers` is ignored.
     pub join: bool,
+    /// Whether an empty data dir may found a cluster (`--initial-cluster-state`);
+    /// `None`: only a node without other members in `peers` founds one. Ignored once
+    /// the data dir holds a log.
+    pub initial_cluster_state: Option<InitialClusterState>,
     /// Entries applied between snapshots; the log is compacted to a tenth of it before
     /// each snapshot.
     pub snapshot_entries: u64,
@@ -83,11 +87,34 @@ impl Default for NodeConfig {
             request_timeout: Duration::from_secs(5),
             raft_tick: Duration::from_millis(50),
             join: false,
+            initial_cluster_state: None,
             snapshot_entries: DriverConfig::default().snapshot_entries,
             max_backups_per_ring: DEFAULT_MAX_BACKUPS_PER_RING,
             tokens: None,
             limits: Limits::default(),
             tls: NodeTls::default(),
+        }
+    }
+}
+
+/// `--initial-cluster-state`: what an empty data dir means (as etcd's flag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitialClusterState {
+    /// Found a new cluster (with a new cluster id) when the data dir is empty.
+    New,
+    /// This node is a member of a cluster that exists: an empty data dir means its data
+    /// was lost, and the node refuses to start.
+    Existing,
+}
+
+impl std::str::FromStr for InitialClusterState {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "new" => Ok(InitialClusterState::New),
+            "existing" => Ok(InitialClusterState::Existing),
+            other => Err(format!("{other:?} is neither `new` nor `existing`")),
         }
     }
 }
@@ -139,6 +166,8 @@ pub enum ConfigError {
     PlaintextPeerPort(SocketAddr),
     #[error("the token file has no `peer` token: nodes need one to reach each other")]
     NoPeerToken,
+    #[error("--initial-cluster-state new founds a cluster, --join joins one: give one of them")]
+    JoinAndFound,
 }
 
 impl NodeConfig {
@@ -233,6 +262,9 @@ impl NodeConfig {
         }
         if self.limits.max_concurrent_streams == 0 {
             return out_of_range("--max-concurrent-streams", 0, "at least 1");
+        }
+        if self.join && self.initial_cluster_state == Some(InitialClusterState::New) {
+            return Err(ConfigError::JoinAndFound);
         }
         if !self.join && !self.peers.is_empty() && !self.peers.contains(self.id) {
             return Err(ConfigError::NotAMember(self.id));

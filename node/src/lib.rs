@@ -15,5 +15,5 @@ pub mod machine;
 pub mod server;
 pub mod service;
 
-pub use config::{default_peer_listen, NodeConfig, PEER_PORT_OFFSET};
+pub use config::{default_peer_listen, InitialClusterState, NodeConfig, PEER_PORT_OFFSET};
 pub use server::{BoundNode, ServeError};

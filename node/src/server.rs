@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 
 use clockwise_cluster::driver::{self, DriverConfig};
 use clockwise_cluster::transport::{PeerAccess, PeerAuth};
-use clockwise_cluster::MemberAddress;
+use clockwise_cluster::{ClusterIdentity, MemberAddress};
 use clockwise_cluster::{GrpcTransport, LogStore, RaftTransportService, Replica};
 use clockwise_engine::Engine;
 use clockwise_proto::chatrouter::v1::chat_router_server::ChatRouterServer;
@@ -22,11 +22,12 @@ use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
-use crate::config::{ConfigError, NodeConfig};
+use crate::config::{ConfigError, InitialClusterState, NodeConfig};
 use crate::machine::EngineMachine;
 use crate::service::auth::Auth;
 use crate::service::deadline::DeadlineLayer;
 use crate::service::gate::GateLayer;
+use crate::service::identity::IdentityLayer;
 use crate::service::limits::{RateLimit, RateLimiter};
 use crate::service::metrics::{self, Metrics, MetricsLayer};
 use crate::service::state::NodeState;
@@ -51,6 +52,26 @@ pub enum ServeError {
     Invalid(#[from] ConfigError),
     #[error("{0}")]
     Config(String),
+    /// The data dir is empty but the node was a member of a cluster: its data was lost,
+    /// and with an empty log it must not rejoin as if nothing happened.
+    #[error(
+        "node {id}: the data dir {data_dir} holds no raft log, but \
+         --initial-cluster-state existing says this node is a member of a cluster: its \
+         data was lost. It must not come back with an empty log (it could vote without \
+         the entries it acknowledged). To recover: on a live member, `clockwise ctl \
+         cluster remove-member {id}`; wipe {data_dir}; `clockwise ctl cluster add-member \
+         {id} ADDRESS PEER_ADDRESS`; then start this node with --join (not --peers)."
+    )]
+    LostData { id: u64, data_dir: String },
+    /// An empty data dir, --peers naming other members, and no word on whether to found.
+    #[error(
+        "node {id}: the data dir {data_dir} holds no raft log and --peers names other \
+         members: pass --initial-cluster-state new to found that cluster (every founder \
+         does, on its first start only), or existing if this node was a member whose \
+         data was lost (it then refuses to start and says how to recover), or --join to \
+         be added to a running cluster"
+    )]
+    FoundingNotExplicit { id: u64, data_dir: String },
 }
 
 /// A bound but not yet serving node: the addresses are known before it runs.
@@ -60,15 +81,50 @@ pub struct BoundNode {
     peer: TcpListener,
     metrics_listener: Option<TcpListener>,
     config: NodeConfig,
+    /// The log in the data dir, opened (and replayed) by `bind`.
+    store: LogStore,
+    /// The data dir is empty and this node founds a cluster on it.
+    founding: bool,
+}
+
+/// Opens the log in the data dir and decides whether this node founds a cluster:
+/// only on an empty dir, and only when told to (`--initial-cluster-state new`, or no
+/// other member in `--peers`); `existing` on an empty dir is refused as lost data.
+async fn open_log(config: &NodeConfig) -> Result<(LogStore, bool), ServeError> {
+    let log_dir = config.data_dir.join("raft");
+    // Opening replays the log from disk: keep it off the async workers.
+    let store = tokio::task::spawn_blocking(move || LogStore::open(&log_dir))
+        .await
+        .map_err(|e| ServeError::Config(format!("opening the raft log panicked: {e}")))??;
+    if config.join || !store.is_empty()? {
+        return Ok((store, false));
+    }
+    let data_dir = config.data_dir.display().to_string();
+    let alone = config.peers.is_empty()
+        || (config.peers.as_map().len() == 1 && config.peers.contains(config.id));
+    match config.initial_cluster_state {
+        Some(InitialClusterState::New) => Ok((store, true)),
+        None if alone => Ok((store, true)),
+        Some(InitialClusterState::Existing) => Err(ServeError::LostData {
+            id: config.id,
+            data_dir,
+        }),
+        None => Err(ServeError::FoundingNotExplicit {
+            id: config.id,
+            data_dir,
+        }),
+    }
 }
 
 impl BoundNode {
-    /// Checks `config` ([`NodeConfig::validate`]) and binds its three ports.
+    /// Checks `config` ([`NodeConfig::validate`]), opens the log in its data dir (and
+    /// refuses an empty one it must not found a cluster on) and binds its three ports.
     pub async fn bind(config: NodeConfig) -> Result<Self, ServeError> {
         config.validate()?;
         if let Some(warning) = config.small_cluster_warning() {
             tracing::warn!(peers = config.peers.len(), "{warning}");
         }
+        let (store, founding) = open_log(&config).await?;
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr)
                 .await
@@ -85,6 +141,8 @@ impl BoundNode {
             peer,
             metrics_listener,
             config,
+            store,
+            founding,
         })
     }
 
@@ -111,18 +169,26 @@ impl BoundNode {
     async fn start_replica(&self, engine: Arc<RwLock<Engine>>) -> Result<Replica, ServeError> {
         let config = &self.config;
         let bound = self.bound_address();
-        let members: BTreeMap<u64, MemberAddress> = if config.join {
+        let configured: BTreeMap<u64, MemberAddress> = if config.join {
             BTreeMap::new()
         } else if config.peers.is_empty() {
             BTreeMap::from([(config.id, bound.clone())])
         } else {
             config.peers.as_map().clone()
         };
-        if !config.join && !members.contains_key(&config.id) {
+        if !config.join && !configured.contains_key(&config.id) {
             return Err(ConfigError::NotAMember(config.id).into());
         }
+        let store = self.store.clone();
+        let members = if self.founding {
+            configured.clone()
+        } else {
+            // Joining, or restarting: the log has (or will get) the membership.
+            BTreeMap::new()
+        };
+        let identity = ClusterIdentity::stored(&store)?;
         // What peers are told to answer to: this node's raft transport.
-        let own_peer_address = members
+        let own_peer_address = configured
             .get(&config.id)
             .map_or(bound.peer, |address| address.peer.clone());
         let peer_token = match &config.tokens {
@@ -130,7 +196,9 @@ impl BoundNode {
             None => None,
         };
         let access = PeerAccess {
-            auth: PeerAuth::new(peer_token).map_err(ServeError::Config)?,
+            auth: PeerAuth::new(peer_token)
+                .map_err(ServeError::Config)?
+                .with_identity(identity.clone()),
             tls: config.tls.peer.as_ref().map(|(_, dial)| dial.clone()),
         };
         let transport = GrpcTransport::new(
@@ -139,14 +207,10 @@ impl BoundNode {
             tokio::runtime::Handle::current(),
             access,
         );
-        let log_dir = config.data_dir.join("raft");
-        // Opening replays the log from disk: keep it off the async workers.
-        let store = tokio::task::spawn_blocking(move || LogStore::open(&log_dir))
-            .await
-            .map_err(|e| ServeError::Config(format!("opening the raft log panicked: {e}")))??;
         let driver_config = DriverConfig {
             id: config.id,
             initial_members: members,
+            identity,
             tick: config.raft_tick,
             snapshot_entries: config.snapshot_entries,
             log_retain: config.snapshot_entries / 10,
@@ -237,8 +301,10 @@ impl BoundNode {
         if let Some((tls, _)) = &self.config.tls.peer {
             peers = peers.tls_config(tls.clone()).map_err(tls_error("peer"))?;
         }
+        let identity = state.replica().transport().access().auth.identity().clone();
         let clients = clients
             .max_concurrent_streams(limits.max_concurrent_streams)
+            .layer(IdentityLayer(identity))
             .layer(MetricsLayer(metrics.clone()))
             .layer(access.0.clone())
             .layer(access.1)

@@ -76,7 +76,14 @@ fn start_nodes(count: usize) -> Vec<(Node, String)> {
                 .arg("--data-dir")
                 .arg(&data);
             if count > 1 {
-                command.args(["--id", &(i + 1).to_string(), "--peers", &peers]);
+                command.args([
+                    "--id",
+                    &(i + 1).to_string(),
+                    "--peers",
+                    &peers,
+                    "--initial-cluster-state",
+                    "new",
+                ]);
             }
             let mut child = command
                 .env("RUST_LOG", "warn")

@@ -29,6 +29,9 @@ pub struct TestCluster {
     founders: usize,
     /// Extra flags for every node.
     extra: Vec<String>,
+    /// Whether node `i` has been started before: its first start founds the cluster
+    /// (`--initial-cluster-state new`), later ones say it is a member (`existing`).
+    started: Vec<bool>,
 }
 
 impl TestCluster {
@@ -47,6 +50,7 @@ impl TestCluster {
             nodes: (0..size).map(|_| None).collect(),
             founders: size,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            started: vec![false; size],
         };
         for i in 0..size {
             cluster.start_node(i);
@@ -62,6 +66,7 @@ impl TestCluster {
             peer_addrs: nodes.iter().map(|n| n.peer_addr().to_string()).collect(),
             dirs: nodes.iter().map(|n| n.data_dir().to_path_buf()).collect(),
             founders: nodes.len(),
+            started: vec![true; nodes.len()],
             nodes: nodes.into_iter().map(Some).collect(),
             extra: Vec::new(),
         }
@@ -73,6 +78,7 @@ impl TestCluster {
         self.peer_addrs.push(free_local_addr());
         self.dirs.push(unique_temp_dir());
         self.nodes.push(None);
+        self.started.push(true);
         self.nodes.len() - 1
     }
 
@@ -126,7 +132,21 @@ impl TestCluster {
             .collect()
     }
 
+    /// Starts node `i` as a founder: `--initial-cluster-state new` the first time,
+    /// `existing` afterwards (as `clockwise cluster up` does).
     pub fn start_node(&mut self, i: usize) {
+        let state = if self.started[i] { "existing" } else { "new" };
+        self.started[i] = true;
+        let node = self
+            .try_start_node_as(i, Some(state))
+            .unwrap_or_else(|e| panic!("node {}: {e}", i + 1));
+        self.nodes[i] = Some(node);
+    }
+
+    /// Starts node `i` with its founder flags and `--initial-cluster-state state`
+    /// (`None`: the flag left out); answers the process, or what it printed when it
+    /// refused to start ([`NodeProcess::try_start_at`]).
+    pub fn try_start_node_as(&self, i: usize, state: Option<&str>) -> Result<NodeProcess, String> {
         let peers = Peers::new(
             (1..)
                 .zip(&self.addrs)
@@ -137,7 +157,7 @@ impl TestCluster {
         .expect("free local addresses are valid founders")
         .to_string();
         let id = (i + 1).to_string();
-        let args = [
+        let mut args = vec![
             "--id",
             &id,
             "--peer-listen",
@@ -149,9 +169,11 @@ impl TestCluster {
             "--request-timeout-ms",
             "3000",
         ];
-        let mut args = args.to_vec();
+        if let Some(state) = state {
+            args.extend(["--initial-cluster-state", state]);
+        }
         args.extend(self.extra.iter().map(String::as_str));
-        self.nodes[i] = Some(NodeProcess::start_at(&self.addrs[i], &self.dirs[i], &args));
+        NodeProcess::try_start_at(&self.addrs[i], &self.dirs[i], &args)
     }
 
     /// SIGKILL.

@@ -149,7 +149,27 @@ impl NodeProcess {
         NodeProcess::launch(listen, data_dir.to_path_buf(), false, extra)
     }
 
+    /// As [`NodeProcess::start_at`], but a node that exits (or never prints its
+    /// addresses) is an `Err` with its exit status and stderr, for tests of refusals.
+    pub fn try_start_at(
+        listen: &str,
+        data_dir: &Path,
+        extra: &[&str],
+    ) -> Result<NodeProcess, String> {
+        NodeProcess::try_launch(listen, data_dir.to_path_buf(), false, extra)
+    }
+
     fn launch(listen: &str, data_dir: PathBuf, owns_data_dir: bool, extra: &[&str]) -> NodeProcess {
+        NodeProcess::try_launch(listen, data_dir, owns_data_dir, extra)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn try_launch(
+        listen: &str,
+        data_dir: PathBuf,
+        owns_data_dir: bool,
+        extra: &[&str],
+    ) -> Result<NodeProcess, String> {
         let bin = clockwise_bin();
         let mut child = Command::new(bin)
             .arg("node")
@@ -213,12 +233,15 @@ impl NodeProcess {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = match lines_rx.recv_timeout(left) {
                 Ok(line) => line,
-                Err(mpsc::RecvTimeoutError::Timeout) => node.fail_startup(
-                    &format!("did not print its addresses within {STARTUP_TIMEOUT:?}"),
-                    Duration::ZERO,
-                ),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    return Err(node.fail_startup(
+                        &format!("did not print its addresses within {STARTUP_TIMEOUT:?}"),
+                        Duration::ZERO,
+                    ))
+                }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    node.fail_startup("closed stdout before printing its addresses", EXIT_GRACE)
+                    return Err(node
+                        .fail_startup("closed stdout before printing its addresses", EXIT_GRACE))
                 }
             };
             if let Some(addr) = line.strip_prefix("listening on ") {
@@ -233,7 +256,7 @@ impl NodeProcess {
         node.grpc = grpc.expect("loop ends with both addresses");
         node.peer = peer.expect("loop ends with every address");
         node.metrics = metrics.expect("loop ends with both addresses");
-        node
+        Ok(node)
     }
 
     /// The gRPC address the node listens on.
@@ -298,16 +321,19 @@ impl NodeProcess {
     fn parse_addr(&mut self, addr: &str, line: &str) -> SocketAddr {
         match addr.parse() {
             Ok(addr) => addr,
-            Err(e) => self.fail_startup(
-                &format!("printed an unparsable address ({e}): {line:?}"),
-                Duration::ZERO,
-            ),
+            Err(e) => {
+                let why = self.fail_startup(
+                    &format!("printed an unparsable address ({e}): {line:?}"),
+                    Duration::ZERO,
+                );
+                panic!("{why}")
+            }
         }
     }
 
     /// Stops the child (letting it exit by itself for up to `grace`), collects its
-    /// stderr and panics with its exit status and stderr.
-    fn fail_startup(&mut self, why: &str, grace: Duration) -> ! {
+    /// stderr and answers why it failed, with its exit status and stderr.
+    fn fail_startup(&mut self, why: &str, grace: Duration) -> String {
         self.stop(grace);
         let status = self
             .child
@@ -315,11 +341,11 @@ impl NodeProcess {
             .ok()
             .flatten()
             .map_or_else(|| "exit status unknown".to_owned(), |s| s.to_string());
-        panic!(
+        format!(
             "clockwise node ({}) {why}; {status}; stderr:\n{}",
             clockwise_bin().display(),
             self.stderr()
-        );
+        )
     }
 
     /// Kills the child unless it exits by itself within `grace`, reaps it and

@@ -32,6 +32,7 @@ use raft::eraftpb::{Message, MessageType, Snapshot};
 use raft::{RawNode, StateRole};
 use tokio::sync::{oneshot, watch};
 
+use crate::identity::{founding_cluster_id, new_cluster_id, ClusterIdentity};
 use crate::member::MemberAddress;
 use crate::state_machine::StateMachine;
 use crate::storage::{LogStore, StoreError};
@@ -55,8 +56,11 @@ pub struct DriverConfig {
     /// This node's raft id (non-zero).
     pub id: u64,
     /// The voters of a new cluster and their addresses; ignored when the log already has
-    /// a membership.
+    /// a membership. Founding stores a new cluster id (the one `identity` holds, if any).
     pub initial_members: BTreeMap<u64, MemberAddress>,
+    /// This node's cluster id, shared with the transport; a leader that has none (a log
+    /// from a version without identities) makes one.
+    pub identity: ClusterIdentity,
     /// One raft tick.
     pub tick: Duration,
     pub election_ticks: usize,
@@ -82,6 +86,7 @@ impl Default for DriverConfig {
         DriverConfig {
             id: 1,
             initial_members: BTreeMap::from([(1, MemberAddress::new("", ""))]),
+            identity: ClusterIdentity::default(),
             tick: Duration::from_millis(50),
             election_ticks: 10,
             heartbeat_ticks: 2,
@@ -285,8 +290,16 @@ pub fn spawn<S: StateMachine>(
     machine: S,
     transport: Arc<dyn Transport>,
 ) -> Result<(RaftHandle, JoinHandle<()>), StoreError> {
-    if !config.initial_members.is_empty() {
-        store.bootstrap(&config.initial_members)?;
+    if let (None, Some(stored)) = (config.identity.get(), store.cluster_id()?) {
+        config.identity.adopt(&stored)?;
+    }
+    if !config.initial_members.is_empty() && store.conf_state()?.is_none() {
+        let cluster_id = match config.identity.get() {
+            Some(id) => id,
+            None => founding_cluster_id(&config.initial_members)?,
+        };
+        store.bootstrap(&config.initial_members, &cluster_id)?;
+        config.identity.adopt(&cluster_id)?;
     }
     // Without a membership (a node started to join), raft waits for the leader.
     let members = store.members()?;
@@ -352,6 +365,7 @@ pub fn spawn<S: StateMachine>(
         bytes_since_snapshot: 0,
         pending_changes: HashMap::new(),
         misaddressed: 0,
+        identity: config.identity.clone(),
     };
     driver.publish_status();
     let thread = std::thread::Builder::new()
@@ -408,6 +422,7 @@ struct Driver<S> {
     bytes_since_snapshot: u64,
     /// Peer messages dropped because they were addressed to another node id.
     misaddressed: u64,
+    identity: ClusterIdentity,
 }
 
 impl<S: StateMachine> Driver<S> {
@@ -457,6 +472,9 @@ impl<S: StateMachine> Driver<S> {
                 self.expire_reads();
                 self.promote_caught_up_learner();
             }
+            if self.node.raft.state == StateRole::Leader && self.identity.get().is_none() {
+                self.name_legacy_cluster();
+            }
             if let Err(e) = self.on_ready() {
                 // The log cannot be written or replayed: a node that cannot persist must
                 // not keep answering (fail-stop).
@@ -491,6 +509,16 @@ impl<S: StateMachine> Driver<S> {
         }
     }
 
+    /// A leader whose log predates cluster ids makes one; its followers adopt it from
+    /// its messages (docs/decisions.md, "Cluster identity").
+    fn name_legacy_cluster(&mut self) {
+        let adopted = new_cluster_id().and_then(|id| self.identity.adopt(&id));
+        match adopted {
+            Ok(id) => tracing::warn!(cluster_id = %id, "this cluster had no id: made one"),
+            Err(e) => tracing::error!(error = %e, "cannot store a new cluster id"),
+        }
+    }
+
     /// Steps a peer's message into raft.
     fn step(&mut self, message: Message) {
         if message.to != self.node.raft.id {
@@ -507,6 +535,20 @@ impl<S: StateMachine> Driver<S> {
                      list stale?)"
                 );
             }
+            return;
+        }
+        if matches!(
+            message.get_msg_type(),
+            MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
+        ) && self.node.raft.raft_log.last_index() == 0
+        {
+            // A node with no log (new, wiped, or joining and not yet caught up) knows
+            // nothing a vote must protect: it never votes (nor campaigns: it is in no
+            // configuration of its own).
+            tracing::debug!(
+                from = message.from,
+                "vote request ignored: this node has no log yet"
+            );
             return;
         }
         if message.get_msg_type() == MessageType::MsgHeartbeat

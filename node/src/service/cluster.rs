@@ -118,6 +118,15 @@ impl Cluster for ClusterService {
             state_digest: self.state.state_digest(),
             snapshot_index: status.snapshot_index,
             first_log_index: status.first_index,
+            cluster_id: self
+                .state
+                .replica()
+                .transport()
+                .access()
+                .auth
+                .identity()
+                .get()
+                .unwrap_or_default(),
         })
     }
 

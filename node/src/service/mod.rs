@@ -10,6 +10,7 @@
 //! - [`gate`]: the layer that answers a call itself when a check refuses it.
 //! - [`deadline`]: each call's budget from its `grpc-timeout`, so a node says "no
 //!   quorum" before the caller's deadline rather than time out silently.
+//! - [`identity`]: the cluster id on every reply (`x-clockwise-cluster-id`).
 //! - [`auth`]: bearer tokens and roles, checked in one layer before any handler.
 //! - [`limits`]: every limit on callers in one place; the per-client rate limit layer.
 //! - [`tls`]: TLS on the client port, mutual TLS on the peer port.
@@ -23,6 +24,7 @@ pub mod deadline;
 pub mod error;
 pub mod gate;
 pub mod hashring;
+pub mod identity;
 pub mod limits;
 pub mod metrics;
 pub mod state;

@@ -205,6 +205,8 @@ impl Clockwise {
                 peer_address.clone(),
                 "--peers".into(),
                 peers.clone(),
+                "--initial-cluster-state".into(),
+                "new".into(),
                 "--data-dir".into(),
                 path(&dir.join(format!("clockwise-{id}"))),
                 "--worker-threads".into(),

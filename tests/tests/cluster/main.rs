@@ -6,6 +6,7 @@
 //!   acknowledged write is lost to SIGKILL; snapshots, membership, leadership.
 //! - [`sdk`]: the client SDK across kills, dead endpoints and lost quorum.
 //! - [`ctl`]: every `clockwise ctl` subcommand, in text and JSON.
+//! - [`identity`]: one cluster id; founding is explicit; a wiped member cannot vote.
 //! - [`backup`]: `clockwise backup save` / `restore` of a whole cluster.
 //! - [`cluster_up`]: `clockwise cluster up` restarting killed nodes, rejoining a wiped
 //!   one, stopping on SIGINT.
@@ -13,6 +14,7 @@
 mod backup;
 mod cluster_up;
 mod ctl;
+mod identity;
 mod replication;
 mod sdk;
 

@@ -75,6 +75,7 @@ pub async fn up(args: UpArgs) -> Result<(), BoxError> {
     let launch = Arc::new(Launch {
         exe: std::env::current_exe()?,
         peers,
+        founding: rejoining.is_empty() && !founders.iter().any(NodeSpec::has_raft_log),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut supervisors = JoinSet::new();

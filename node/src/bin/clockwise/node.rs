@@ -42,6 +42,13 @@ pub struct NodeArgs {
     /// catches up as a learner and becomes a voter. --peers is ignored.
     #[arg(long)]
     join: bool,
+    /// What an empty --data-dir means, as etcd's flag: `new` founds a cluster (with a
+    /// new cluster id); `existing` says this node is a member of a running cluster, so
+    /// an empty dir means its data was lost and the node refuses to start (printing
+    /// how to recover). Ignored once the dir holds a log. Default: a node whose --peers
+    /// names no other member founds; one whose --peers names others must be told.
+    #[arg(long, value_name = "new|existing")]
+    initial_cluster_state: Option<clockwise_node::InitialClusterState>,
     /// Entries applied between two snapshots; each snapshot compacts the log to a tenth
     /// of this many entries before it.
     #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..))]
@@ -134,6 +141,7 @@ pub async fn run(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
         request_timeout: Duration::from_millis(args.request_timeout_ms),
         raft_tick: Duration::from_millis(args.raft_tick_ms),
         join: args.join,
+        initial_cluster_state: args.initial_cluster_state,
         snapshot_entries: args.snapshot_entries,
         max_backups_per_ring: args.max_backups_per_ring,
         tokens: match &args.auth_token_file {

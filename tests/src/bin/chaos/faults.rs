@@ -19,10 +19,11 @@ pub enum Fault {
     TransferLeader,
     RemoveAndReadd,
     Wipe,
+    WipeRestart,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 8] = [
+    pub const ALL: [Fault; 9] = [
         Fault::Kill,
         Fault::Pause,
         Fault::Partition,
@@ -31,6 +32,7 @@ impl Fault {
         Fault::TransferLeader,
         Fault::RemoveAndReadd,
         Fault::Wipe,
+        Fault::WipeRestart,
     ];
 
     /// The name `--faults` takes.
@@ -44,6 +46,7 @@ impl Fault {
             Fault::TransferLeader => "transfer",
             Fault::RemoveAndReadd => "readd",
             Fault::Wipe => "wipe",
+            Fault::WipeRestart => "wipe-restart",
         }
     }
 
@@ -81,6 +84,7 @@ impl Fault {
             Fault::TransferLeader => "transfer leadership",
             Fault::RemoveAndReadd => "remove, re-add a member",
             Fault::Wipe => "wipe a follower, rejoin",
+            Fault::WipeRestart => "wipe, restart as before (refused), rejoin",
         }
     }
 }
@@ -267,6 +271,40 @@ async fn inject(
             }
             (
                 format!("node {} wiped, removed, re-added empty", node + 1),
+                error,
+            )
+        }
+        Fault::WipeRestart => {
+            // The operator's mistake: the data is gone and the node is started again
+            // with its original flags. It must refuse (its flags say `existing`); then
+            // the documented recovery: remove, start empty with --join, re-add.
+            let node = target(rng, size, leader);
+            let mut error = cluster.wipe(node).err().map(|e| e.to_string());
+            match cluster.try_start_node(node, false) {
+                Ok(_started) => {
+                    error = Some(format!(
+                        "node {} started on a wiped data dir with its original flags",
+                        node + 1
+                    ));
+                }
+                Err(refusal) if !refusal.contains("its data was lost") => {
+                    error = Some(format!("node {} failed otherwise: {refusal}", node + 1));
+                }
+                Err(_) => {}
+            }
+            if let Err(e) = remove(admin, node).await {
+                error = Some(e);
+            }
+            cluster.start_node(node, true);
+            if let Err(e) = add(cluster, admin, node).await {
+                error = Some(e);
+            }
+            (
+                format!(
+                    "node {} ({}) wiped, refused to restart, removed, re-added empty",
+                    node + 1,
+                    role(node)
+                ),
                 error,
             )
         }

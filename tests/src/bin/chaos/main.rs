@@ -38,7 +38,7 @@ use crate::rng::Rng;
 use crate::workload::{client_loop, Answer, Call, History, Outcome, Record, RING, RING_NODES};
 
 const USAGE: &str =
-    "usage: chaos [--seed N] [--duration SECONDS] [--nodes N] [--clients N] [--keys N] [--stale-reads] [--history FILE] [--faults kill,pause,partition,delay,cut,transfer,readd,wipe]";
+    "usage: chaos [--seed N] [--duration SECONDS] [--nodes N] [--clients N] [--keys N] [--stale-reads] [--history FILE] [--faults kill,pause,partition,delay,cut,transfer,readd,wipe,wipe-restart]";
 
 /// Search steps allowed per key before the checker gives up (inconclusive).
 const CHECK_BUDGET: u64 = 20_000_000;
@@ -190,7 +190,7 @@ async fn run(options: Options) -> Result<bool, String> {
         )));
     }
     let started = history.started();
-    let (faults, stuck) = run_schedule(
+    let (faults, mut stuck) = run_schedule(
         &mut cluster,
         &admin,
         &options.faults,
@@ -199,6 +199,20 @@ async fn run(options: Options) -> Result<bool, String> {
         started + options.duration,
     )
     .await;
+    // A wiped member that started with its original flags could have voted with an
+    // empty log: that fails the run like a stuck cluster.
+    if let Some(event) = faults.iter().find(|f| {
+        f.fault == Fault::WipeRestart
+            && f.error
+                .as_deref()
+                .is_some_and(|e| e.contains("started on a wiped"))
+    }) {
+        stuck.get_or_insert(format!(
+            "{}: {}",
+            event.what,
+            event.error.clone().unwrap_or_default()
+        ));
+    }
     stop.store(true, Ordering::Relaxed);
     for client in clients {
         client

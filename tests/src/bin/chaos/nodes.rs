@@ -36,6 +36,9 @@ pub struct ChaosCluster {
     dirs: Vec<PathBuf>,
     nodes: Vec<Option<NodeProcess>>,
     paused: Vec<bool>,
+    /// Whether node `i` was started before: a founder's first start founds the cluster
+    /// (`--initial-cluster-state new`), every later one says it is a member (`existing`).
+    started: Vec<bool>,
 }
 
 impl ChaosCluster {
@@ -59,6 +62,7 @@ impl ChaosCluster {
             dirs: (0..size).map(|_| unique_temp_dir()).collect(),
             nodes: (0..size).map(|_| None).collect(),
             paused: vec![false; size],
+            started: vec![false; size],
         };
         for i in 0..size {
             cluster.start_node(i, false);
@@ -77,6 +81,17 @@ impl ChaosCluster {
     /// Starts node `i` over its data dir: as a founder (`--peers`, ignored by a node
     /// that has a log) or empty, waiting to be added (`--join`).
     pub fn start_node(&mut self, i: usize, join: bool) {
+        let node = self
+            .try_start_node(i, join)
+            .unwrap_or_else(|e| panic!("node {}: {e}", i + 1));
+        self.network.set_process(i, node.pid());
+        self.nodes[i] = Some(node);
+        self.paused[i] = false;
+    }
+
+    /// Starts node `i` as [`ChaosCluster::start_node`] does, and answers the process, or
+    /// what it printed when it refused to start.
+    pub fn try_start_node(&mut self, i: usize, join: bool) -> Result<NodeProcess, String> {
         let peers = Peers::new(
             (1..)
                 .zip(&self.listen)
@@ -90,13 +105,12 @@ impl ChaosCluster {
         if join {
             args.push("--join");
         } else {
-            args.extend(["--peers", &peers]);
+            let state = if self.started[i] { "existing" } else { "new" };
+            args.extend(["--peers", &peers, "--initial-cluster-state", state]);
         }
+        self.started[i] = true;
         args.extend(NODE_FLAGS);
-        let node = NodeProcess::start_at(&self.listen[i], &self.dirs[i], &args);
-        self.network.set_process(i, node.pid());
-        self.nodes[i] = Some(node);
-        self.paused[i] = false;
+        NodeProcess::try_start_at(&self.listen[i], &self.dirs[i], &args)
     }
 
     /// kill -9.

@@ -71,6 +71,10 @@ pub struct Launch {
     pub exe: PathBuf,
     /// `--peers` of the founders.
     pub peers: String,
+    /// Whether this `cluster up` founds the cluster (no node had a raft log): only then
+    /// does a node without a log start with `--initial-cluster-state new`. Otherwise a
+    /// node whose data is gone refuses to start instead of founding a cluster of its own.
+    pub founding: bool,
 }
 
 impl Launch {
@@ -87,7 +91,14 @@ impl Launch {
         if join {
             command.arg("--join");
         } else {
-            command.args(["--peers", &self.peers]);
+            let state = if self.founding && !spec.has_raft_log() {
+                "new"
+            } else {
+                "existing"
+            };
+            command
+                .args(["--peers", &self.peers])
+                .args(["--initial-cluster-state", state]);
         }
         command
     }
