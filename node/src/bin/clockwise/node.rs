@@ -174,14 +174,22 @@ pub async fn run(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let node = BoundNode::bind(config).await?;
     let grpc = node.grpc_addr()?;
     // Machine-readable lines on stdout for scripts; logs go to stderr.
-    println!("listening on {grpc}");
-    println!("peers on {}", node.peer_addr()?);
+    announce(format_args!("listening on {grpc}"));
+    announce(format_args!("peers on {}", node.peer_addr()?));
     if let Some(addr) = node.metrics_addr() {
         let addr = addr?;
-        println!("metrics on http://{addr}/metrics");
+        announce(format_args!("metrics on http://{addr}/metrics"));
     }
     tracing::info!(%grpc, data_dir = %args.data_dir.display(), "clockwise node serving");
     node.serve(crate::shutdown_signal()).await?;
     tracing::info!("clockwise node stopped");
     Ok(())
+}
+
+/// One machine-readable line on stdout. A reader that went away (a launcher that read the
+/// first line and closed the pipe) must not take the node down: `println!` would panic.
+fn announce(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
