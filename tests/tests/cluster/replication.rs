@@ -528,3 +528,77 @@ async fn a_fourth_member_is_added_and_one_removed_while_writes_continue() {
         "{refused:?}"
     );
 }
+
+/// Review finding: a follower cached its connection to the leader by id alone, so after
+/// the leader was removed and added back at a new address, every write through that
+/// follower went to the old address. It must follow the member's current address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_forwards_to_a_leader_that_came_back_at_a_new_address() {
+    let mut cluster = TestCluster::start(3);
+    let moving = cluster.leader().await;
+    add_nodes(&cluster).await;
+    let (other, follower) = ((moving + 1) % 3, (moving + 2) % 3);
+    // The follower forwards a write to the leader: it now holds a connection to it.
+    store(&mut cluster.hash_ring(follower), "before")
+        .await
+        .unwrap();
+
+    // Leadership moves away; the old leader is removed, wiped, and added back at new
+    // addresses; then it leads again.
+    cluster
+        .cluster_client(moving)
+        .transfer_leader(TransferLeaderRequest {
+            target_id: other as u64 + 1,
+        })
+        .await
+        .unwrap();
+    cluster
+        .wait_status(other, "the other node leads", |s| {
+            s.role == Role::Leader as i32
+        })
+        .await;
+    let moving_id = moving as u64 + 1;
+    cluster
+        .cluster_client(other)
+        .remove_member(RemoveMemberRequest { id: moving_id })
+        .await
+        .unwrap();
+    cluster.wipe(moving);
+    cluster.addrs[moving] = clockwise_tests::free_local_addr();
+    cluster.peer_addrs[moving] = clockwise_tests::free_local_addr();
+    cluster.start_joining(moving);
+    cluster
+        .cluster_client(other)
+        .add_member(AddMemberRequest {
+            id: moving_id,
+            address: cluster.addrs[moving].clone(),
+            peer_address: cluster.peer_addrs[moving].clone(),
+        })
+        .await
+        .unwrap();
+    cluster
+        .wait_status(other, "the moved node is a voter again", |s| {
+            members(s) == [(1, false), (2, false), (3, false)]
+        })
+        .await;
+    cluster
+        .cluster_client(other)
+        .transfer_leader(TransferLeaderRequest {
+            target_id: moving_id,
+        })
+        .await
+        .unwrap();
+    cluster
+        .wait_status(moving, "the moved node leads", |s| {
+            s.role == Role::Leader as i32
+        })
+        .await;
+
+    // A write through the follower reaches the leader at its new address.
+    store(&mut cluster.hash_ring(follower), "after")
+        .await
+        .unwrap();
+    cluster
+        .assert_all_present(RING, &["before".into(), "after".into()])
+        .await;
+}
