@@ -258,7 +258,7 @@ async fn statuses(up: &ClusterUp) -> Vec<Option<NodeStatus>> {
 }
 
 /// Waits until all three nodes answer, are voters, have applied at least `index`, and
-/// report one state digest; answers that digest.
+/// report one state digest and one cluster id; answers that digest.
 async fn wait_converged(up: &ClusterUp, index: u64, timeout: Duration) -> String {
     let deadline = Instant::now() + timeout;
     loop {
@@ -268,6 +268,9 @@ async fn wait_converged(up: &ClusterUp, index: u64, timeout: Duration) -> String
                 s.applied_index >= index
                     && s.role != Role::Learner
                     && s.state_digest == all[0].as_ref().expect("some").state_digest
+                    // One cluster: every node reports the same id.
+                    && !s.cluster_id.is_empty()
+                    && s.cluster_id == all[0].as_ref().expect("some").cluster_id
             })
         });
         if converged {
