@@ -91,3 +91,42 @@ async fn every_rpc_refuses_bad_input_naming_the_field_and_keeps_drill_results() 
     );
     node.stop().await;
 }
+
+/// The tables name every RPC each ring service declares (the descriptor set is the
+/// source): an RPC added to a `.proto` without rows here fails this test instead of
+/// going unchecked.
+#[test]
+fn the_tables_cover_every_rpc_of_both_ring_services() {
+    use clockwise_proto::chatrouter::v1::chat_router_client::ChatRouterClient;
+    use clockwise_proto::hashring::v1::hash_ring_client::HashRingClient;
+    use prost::Message as _;
+    use table::Service;
+    use tonic::transport::Channel;
+
+    let set = prost_types::FileDescriptorSet::decode(clockwise_proto::FILE_DESCRIPTOR_SET)
+        .expect("the descriptor set decodes");
+    let declared = |service: &str| -> Vec<String> {
+        let mut methods: Vec<String> = set
+            .file
+            .iter()
+            .flat_map(|file| &file.service)
+            .filter(|s| s.name() == service)
+            .flat_map(|s| s.method.iter().map(|m| m.name().to_owned()))
+            .collect();
+        methods.sort();
+        methods
+    };
+    let tabled = |rpcs: &[&str]| -> Vec<String> {
+        let mut names: Vec<String> = rpcs.iter().map(|r| r.to_string()).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        tabled(<HashRingClient<Channel> as Service>::RPCS),
+        declared("HashRing")
+    );
+    assert_eq!(
+        tabled(<ChatRouterClient<Channel> as Service>::RPCS),
+        declared("ChatRouter")
+    );
+}
