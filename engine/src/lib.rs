@@ -122,6 +122,45 @@ impl Engine {
     pub fn state_digest(&self) -> String {
         snapshot::digest(&self.snapshot())
     }
+
+    /// A frozen copy of the whole state, for a snapshot written elsewhere while this
+    /// engine goes on applying.
+    // STUB (issue 15): a full clone; to become cheap (shared chunks, copy on write).
+    pub fn freeze(&self) -> EngineView {
+        EngineView {
+            engine: self.clone(),
+        }
+    }
+
+    /// Decodes a snapshot written by [`EngineView::write_to`]: `reader` holds exactly it
+    /// (read to its end; trailing bytes are refused).
+    // STUB (issue 15): reads the snapshot into memory first.
+    pub fn read_from(reader: &mut dyn std::io::Read) -> Result<Self, SnapshotError> {
+        let mut bytes = Vec::new();
+        reader
+            .read_to_end(&mut bytes)
+            .map_err(|e| SnapshotError::Io(e.to_string()))?;
+        Self::restore(&bytes)
+    }
+}
+
+/// A frozen copy of an [`Engine`]'s state (see [`Engine::freeze`]): `Send + Sync +
+/// 'static`, so a snapshot is encoded on another thread.
+#[derive(Debug)]
+pub struct EngineView {
+    engine: Engine,
+}
+
+impl EngineView {
+    /// Streams the snapshot encoding of the frozen state into `writer`.
+    pub fn write_to(&self, writer: &mut dyn std::io::Write) -> std::io::Result<()> {
+        writer.write_all(&self.engine.snapshot())
+    }
+
+    /// The frozen state's digest (as [`Engine::state_digest`] gave when frozen).
+    pub fn state_digest(&self) -> String {
+        self.engine.state_digest()
+    }
 }
 
 #[cfg(test)]

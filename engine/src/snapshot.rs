@@ -37,6 +37,8 @@ pub enum SnapshotError {
     TrailingBytes(usize),
     #[error("snapshot is corrupt: {0}")]
     Corrupt(&'static str),
+    #[error("reading the snapshot: {0}")]
+    Io(String),
 }
 
 /// Hex SHA-256 of a canonical encoding (the form `Status` and backups show).
