@@ -3,8 +3,77 @@
 //! Apart from `namespace` because a backup is the ring's canonical encoding
 //! (`snapshot`), which itself reads namespaces: this module depends on both, neither on it.
 
+use std::sync::Arc;
+
+use super::digest;
 use super::namespace::Namespace;
 use super::snapshot;
+
+/// One saved backup: its timestamp and the ring state (remaining TTLs in place of
+/// expiries), canonically encoded: it is replicated state, equal on every replica.
+#[derive(Clone, Debug)]
+pub(crate) struct Backup {
+    pub(crate) timestamp: i64,
+    /// Shared, so that freezing the engine for a snapshot copies no backup.
+    pub(crate) state: Arc<[u8]>,
+    /// The digest hash of `state`, computed once when the backup is made or read.
+    hash: u128,
+}
+
+impl Backup {
+    pub(crate) fn new(timestamp: i64, state: Arc<[u8]>) -> Self {
+        let hash = digest::bytes(&state);
+        Backup {
+            timestamp,
+            state,
+            hash,
+        }
+    }
+}
+
+/// A namespace's backups, oldest first, with their digest fact.
+#[derive(Clone, Debug)]
+pub(crate) struct Backups {
+    list: Vec<Backup>,
+    /// The digest fact of the whole list (O(backups) to recompute, on a change only).
+    fact: u128,
+}
+
+impl Default for Backups {
+    fn default() -> Self {
+        Backups {
+            list: Vec::new(),
+            fact: digest::backups(std::iter::empty()),
+        }
+    }
+}
+
+impl Backups {
+    pub(crate) fn list(&self) -> &[Backup] {
+        &self.list
+    }
+
+    pub(crate) fn fact(&self) -> u128 {
+        self.fact
+    }
+
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) fn recomputed_fact(&self) -> u128 {
+        digest::backups(
+            self.list
+                .iter()
+                .map(|b| (b.timestamp, digest::bytes(&b.state))),
+        )
+    }
+
+    /// Appends `backup`, then keeps only the newest `keep` (at least one).
+    pub(crate) fn push(&mut self, backup: Backup, keep: usize) {
+        self.list.push(backup);
+        let excess = self.list.len().saturating_sub(keep.max(1));
+        self.list.drain(..excess);
+        self.fact = digest::backups(self.list.iter().map(|b| (b.timestamp, b.hash)));
+    }
+}
 
 impl Namespace {
     /// Saves the ring's state at `timestamp` (the caller advanced to it), keeping at most
@@ -13,9 +82,8 @@ impl Namespace {
         // Remaining TTLs as of the ring's clock: a backup at an older timestamp sees the
         // ring as of the clock, and must not lengthen anyone's life.
         let state = snapshot::ring_state_bytes(self, timestamp.max(self.latest));
-        self.backups.push((timestamp, state));
-        let excess = self.backups.len().saturating_sub(max_backups.max(1));
-        self.backups.drain(..excess);
+        self.backups
+            .push(Backup::new(timestamp, state.into()), max_backups);
         self.placement.len() as i64
     }
 
@@ -24,21 +92,20 @@ impl Namespace {
     /// remaining TTL after `timestamp`; the caller purges afterwards. `None` (nothing changed) when there is none;
     /// otherwise how many keys it restored.
     pub(crate) fn restore(&mut self, timestamp: i64, backup_timestamp: i64) -> Option<i64> {
-        let (_, state) = self
+        let chosen = self
             .backups
+            .list()
             .iter()
-            .filter(|(saved, _)| *saved <= backup_timestamp)
-            .fold(
-                None,
-                |best: Option<&(i64, Vec<u8>)>, candidate| match best {
-                    Some(b) if b.0 >= candidate.0 => Some(b),
-                    _ => Some(candidate),
-                },
-            )?;
-        let restored = snapshot::ring_state_from(state, timestamp)
+            .filter(|b| b.timestamp <= backup_timestamp)
+            .fold(None, |best: Option<&Backup>, candidate| match best {
+                Some(b) if b.timestamp >= candidate.timestamp => Some(b),
+                _ => Some(candidate),
+            })?;
+        let restored = snapshot::ring_state_from(&chosen.state, timestamp)
             .expect("a backup this engine encoded decodes");
         let count = restored.placement.len() as i64;
         let (latest, backups) = (self.latest, std::mem::take(&mut self.backups));
+        // The restored namespace's digest facts were kept as it was decoded.
         *self = restored;
         self.latest = latest;
         self.backups = backups;

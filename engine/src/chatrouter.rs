@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use super::digest::{self, Sum};
 use super::item::expiry;
 use super::namespace::{Eviction, Location, Lookup, Namespace};
 use super::{BatchResult, PositionSpace};
@@ -41,7 +42,67 @@ pub struct ChatRouter {
     pub(crate) ns: Namespace,
     /// Sizes of requests dropped when the ring emptied. The drill keeps them, and a
     /// later assign of the same id keeps that first size.
-    pub(crate) stale_sizes: BTreeMap<Box<str>, i64>,
+    pub(crate) stale_sizes: StaleSizes,
+    /// This namespace's share of the engine digest as last folded into it.
+    pub(crate) folded: u128,
+}
+
+/// A ChatRouter's stale sizes, with the sum of their digest facts.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct StaleSizes {
+    map: BTreeMap<Box<str>, i64>,
+    sum: Sum,
+}
+
+impl StaleSizes {
+    pub(crate) fn insert(&mut self, key: Box<str>, size: i64) {
+        if let Some(&old) = self.map.get(&*key) {
+            self.sum = self.sum.wrapping_sub(digest::stale(&key, old));
+        }
+        self.sum = self.sum.wrapping_add(digest::stale(&key, size));
+        self.map.insert(key, size);
+    }
+
+    pub(crate) fn remove(&mut self, key: &str) -> Option<i64> {
+        let size = self.map.remove(key)?;
+        self.sum = self.sum.wrapping_sub(digest::stale(key, size));
+        Some(size)
+    }
+
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        let sum = &mut self.sum;
+        self.map.retain(|key, &mut size| {
+            let kept = keep(key);
+            if !kept {
+                *sum = sum.wrapping_sub(digest::stale(key, size));
+            }
+            kept
+        });
+    }
+
+    pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = (&str, i64)> + '_ {
+        self.map.iter().map(|(k, &v)| (&**k, v))
+    }
+
+    #[cfg(any(test, feature = "testing"))]
+    fn recomputed(&self) -> Sum {
+        self.iter()
+            .fold(0, |sum: Sum, (k, v)| sum.wrapping_add(digest::stale(k, v)))
+    }
+}
+
+impl ChatRouter {
+    /// The namespace's digest with its stale sizes (see `digest`). O(1).
+    pub(crate) fn digest_sum(&self) -> Sum {
+        self.ns.digest_sum().wrapping_add(self.stale_sizes.sum)
+    }
+
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) fn recomputed_digest(&self) -> Sum {
+        self.ns
+            .recomputed_digest()
+            .wrapping_add(self.stale_sizes.recomputed())
+    }
 }
 
 impl ChatRouter {
@@ -69,11 +130,10 @@ impl ChatRouter {
         let Some(dropped) = self.ns.remove(server_name) else {
             return false;
         };
-        self.stale_sizes.extend(
-            dropped
-                .into_iter()
-                .map(|item| (Box::from(item.key.as_str()), item.size)),
-        );
+        for item in dropped {
+            self.stale_sizes
+                .insert(Box::from(item.key.as_str()), item.size);
+        }
         true
     }
 
@@ -312,7 +372,7 @@ impl ChatRouter {
         // already expired and goes with the purge below).
         let ns = &self.ns;
         self.stale_sizes
-            .retain(|id, _| ns.placement.find(id).is_none());
+            .retain(|id| ns.placement.find(id).is_none());
         self.ns.purge();
         count
     }

@@ -169,7 +169,7 @@ impl Engine {
         let ts = command.timestamp;
         match &command.op {
             Op::HashRing(op) => {
-                let r = self.hash_ring_mut(&command.ring);
+                let r = self.ring_entry(&command.ring);
                 r.ns.advance(ts);
                 let outcome = match op {
                     HashRingOp::Configure { space } => Outcome::Done(r.configure(*space)),
@@ -203,10 +203,11 @@ impl Engine {
                     }
                 };
                 r.ns.purge();
+                self.fold_ring(&command.ring);
                 outcome
             }
             Op::ChatRouter(op) => {
-                let c = self.chat_router_mut(&command.ring);
+                let c = self.router_entry(&command.ring);
                 c.ns.advance(ts);
                 let outcome = match op {
                     ChatRouterOp::Configure { space } => Outcome::Done(c.configure(*space)),
@@ -257,6 +258,7 @@ impl Engine {
                     } => Outcome::Done(c.merge_servers(ts, from_server, to_server)),
                 };
                 c.ns.purge();
+                self.fold_router(&command.ring);
                 outcome
             }
         }

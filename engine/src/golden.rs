@@ -111,6 +111,7 @@ fn hashring_trace() {
         .map(|&(k, n, t)| (k.to_owned(), n.to_owned(), t, 1))
         .collect();
     assert_eq!(items(&r.ns), want);
+    assert_eq!(r.ns.digest_sum(), r.ns.recomputed_digest(), "digest kept");
 }
 
 #[test]
@@ -276,6 +277,7 @@ fn chatrouter_trace() {
         .map(|&(k, n, t, size)| (k.to_owned(), n.to_owned(), t, size))
         .collect();
     assert_eq!(items(&c.ns), want);
+    assert_eq!(c.digest_sum(), c.recomputed_digest(), "digest kept");
 }
 
 #[test]

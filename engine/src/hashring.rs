@@ -37,6 +37,8 @@ impl KeyOperationKind {
 #[derive(Clone, Debug, Default)]
 pub struct HashRing {
     pub(crate) ns: Namespace,
+    /// This namespace's share of the engine digest as last folded into it.
+    pub(crate) folded: u128,
 }
 
 impl HashRing {

@@ -93,6 +93,14 @@ impl SlotIndex {
         }
     }
 
+    /// Grows the table to hold `additional` more entries without growing again.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        let want = (self.len + additional) * MAX_LOAD_DEN / MAX_LOAD_NUM + 1;
+        if want > self.entries.len() {
+            self.grow_to(want.next_power_of_two().max(8));
+        }
+    }
+
     /// Indexes `slot` under `hash`; the caller knows its key is not indexed yet.
     pub(crate) fn insert(&mut self, hash: NonZeroU32, slot: Slot) {
         if (self.len + 1) * MAX_LOAD_DEN > self.entries.len() * MAX_LOAD_NUM {
@@ -111,7 +119,10 @@ impl SlotIndex {
     }
 
     fn grow(&mut self) {
-        let capacity = (self.entries.len() * 2).max(8);
+        self.grow_to((self.entries.len() * 2).max(8));
+    }
+
+    fn grow_to(&mut self, capacity: usize) {
         let old = std::mem::replace(&mut self.entries, vec![EMPTY; capacity]);
         self.shift = 64 - capacity.trailing_zeros();
         for e in old.into_iter().filter(|&e| e != EMPTY) {

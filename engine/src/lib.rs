@@ -8,19 +8,23 @@
 //!   `md5_batch`: the drill's md5, eight short strings at a time.
 //! - `ring`: nodes and their virtual nodes in `(position, name)` order; routing.
 //! - `item`: one stored key or request, its slot and expiry;
-//!   `slab`: the items' storage; `index`: the hash index from key to slot;
+//!   `slab`: the items' storage, in chunks shared copy-on-write with frozen views;
+//!   `index`: the hash index from key to slot;
 //!   `placement`: per-node loads and LRU order over them.
 //! - `namespace`: one ring with its items and limits; the semantics both drills share.
 //!   `backups`: a namespace's saved backups (`Backup`, `Restore`).
 //! - [`hashring`] / [`chatrouter`]: the two drill facades, method for method.
 //! - [`command`]: every mutation as a value, applied by [`Engine::apply`] (what a
 //!   replicated log carries).
-//! - [`snapshot`]: the versioned, canonical encoding of an [`Engine`] and its digest.
+//! - `digest`: the state digest, a sum of per-fact hashes kept as commands apply.
+//! - [`snapshot`]: the versioned, streamed encoding of an [`Engine`] (and the canonical
+//!   encoding of a ring that backups store); [`EngineView`], a frozen state to write.
 //! - `testing` (tests and the `testing` feature): a sample command log for the crates
 //!   over the engine.
 //!
 //! Module dependencies point one way: facades → namespace → placement → {index, slab} →
-//! item → ring → position; `backups` → {namespace, snapshot}.
+//! item → ring → position; `backups` → {namespace, snapshot}; everything that changes
+//! state → `digest`.
 //!
 //! An [`Engine`] holds many independent namespaces; HashRing and ChatRouter namespaces
 //! are separate even when they share a name. Every operation takes the caller's
@@ -29,6 +33,7 @@
 mod backups;
 pub mod chatrouter;
 pub mod command;
+mod digest;
 pub mod hashring;
 mod index;
 mod item;
@@ -40,14 +45,16 @@ mod ring;
 mod slab;
 pub mod snapshot;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+use digest::Sum;
 
 pub use chatrouter::{ChatRouter, RequestOperation, RequestOperationKind};
 pub use command::{ChatRouterOp, Command, HashRingOp, Op, Outcome};
 pub use hashring::{HashRing, KeyOperation, KeyOperationKind};
 pub use namespace::{Location, UNLIMITED};
 pub use position::PositionSpace;
-pub use snapshot::SnapshotError;
+pub use snapshot::{EngineView, SnapshotError};
 
 /// The namespace used when a request names none.
 pub const DEFAULT_RING: &str = "default";
@@ -77,6 +84,13 @@ impl BatchResult {
 pub struct Engine {
     hash_rings: BTreeMap<String, HashRing>,
     chat_routers: BTreeMap<String, ChatRouter>,
+    /// The sum over namespaces of their digest share as last folded (see `digest`);
+    /// each facade keeps its share as folded, so a fold is O(1).
+    digest: Sum,
+    /// Namespaces handed out by `*_mut` (their changes not folded yet); `apply` folds the
+    /// one it changes, so these are empty unless the facades were used directly.
+    dirty_rings: BTreeSet<String>,
+    dirty_routers: BTreeSet<String>,
 }
 
 impl Engine {
@@ -91,6 +105,13 @@ impl Engine {
 
     /// A HashRing namespace, created empty on first use.
     pub fn hash_ring_mut(&mut self, ring: &str) -> &mut HashRing {
+        if !self.dirty_rings.contains(ring) {
+            self.dirty_rings.insert(ring.to_owned());
+        }
+        self.ring_entry(ring)
+    }
+
+    fn ring_entry(&mut self, ring: &str) -> &mut HashRing {
         if !self.hash_rings.contains_key(ring) {
             self.hash_rings.insert(ring.to_owned(), HashRing::default());
         }
@@ -102,6 +123,13 @@ impl Engine {
     }
 
     pub fn chat_router_mut(&mut self, ring: &str) -> &mut ChatRouter {
+        if !self.dirty_routers.contains(ring) {
+            self.dirty_routers.insert(ring.to_owned());
+        }
+        self.router_entry(ring)
+    }
+
+    fn router_entry(&mut self, ring: &str) -> &mut ChatRouter {
         if !self.chat_routers.contains_key(ring) {
             self.chat_routers
                 .insert(ring.to_owned(), ChatRouter::default());
@@ -109,62 +137,115 @@ impl Engine {
         self.chat_routers.get_mut(ring).expect("inserted above")
     }
 
-    /// The canonical encoding of the whole state (see [`snapshot`]).
-    pub fn snapshot(&self) -> Vec<u8> {
-        snapshot::encode(self)
-    }
-
-    pub fn restore(bytes: &[u8]) -> Result<Self, SnapshotError> {
-        snapshot::decode(bytes)
-    }
-
-    /// Hex SHA-256 of [`Engine::snapshot`]: equal on replicas with equal state.
-    pub fn state_digest(&self) -> String {
-        snapshot::digest(&self.snapshot())
-    }
-
-    /// A frozen copy of the whole state, for a snapshot written elsewhere while this
-    /// engine goes on applying.
-    // STUB (issue 15): a full clone; to become cheap (shared chunks, copy on write).
-    pub fn freeze(&self) -> EngineView {
-        EngineView {
-            engine: self.clone(),
+    /// Folds a HashRing namespace's current digest into the engine's: O(1).
+    fn fold_ring(&mut self, name: &str) {
+        let Some(ring) = self.hash_rings.get_mut(name) else {
+            return;
+        };
+        let share = digest::namespace(digest::HASH_RING, name, ring.ns.digest_sum());
+        self.digest = self
+            .digest
+            .wrapping_sub(std::mem::replace(&mut ring.folded, share))
+            .wrapping_add(share);
+        if !self.dirty_rings.is_empty() {
+            self.dirty_rings.remove(name);
         }
     }
 
-    /// Decodes a snapshot written by [`EngineView::write_to`]: `reader` holds exactly it
-    /// (read to its end; trailing bytes are refused).
-    // STUB (issue 15): reads the snapshot into memory first.
-    pub fn read_from(reader: &mut dyn std::io::Read) -> Result<Self, SnapshotError> {
+    fn fold_router(&mut self, name: &str) {
+        let Some(router) = self.chat_routers.get_mut(name) else {
+            return;
+        };
+        let share = digest::namespace(digest::CHAT_ROUTER, name, router.digest_sum());
+        self.digest = self
+            .digest
+            .wrapping_sub(std::mem::replace(&mut router.folded, share))
+            .wrapping_add(share);
+        if !self.dirty_routers.is_empty() {
+            self.dirty_routers.remove(name);
+        }
+    }
+
+    /// The engine sum with the namespaces not folded yet counted as they are now:
+    /// O(1) after `apply`, O(namespaces handed out by `*_mut`) otherwise.
+    fn digest_sum(&self) -> Sum {
+        let mut sum = self.digest;
+        for name in &self.dirty_rings {
+            if let Some(ring) = self.hash_rings.get(name) {
+                let share = digest::namespace(digest::HASH_RING, name, ring.ns.digest_sum());
+                sum = sum.wrapping_sub(ring.folded).wrapping_add(share);
+            }
+        }
+        for name in &self.dirty_routers {
+            if let Some(router) = self.chat_routers.get(name) {
+                let share = digest::namespace(digest::CHAT_ROUTER, name, router.digest_sum());
+                sum = sum.wrapping_sub(router.folded).wrapping_add(share);
+            }
+        }
+        sum
+    }
+
+    /// The snapshot encoding of the whole state (see [`snapshot`]), in memory: for
+    /// small states and tests; a node streams [`Engine::freeze`] instead.
+    pub fn snapshot(&self) -> Vec<u8> {
         let mut bytes = Vec::new();
-        reader
-            .read_to_end(&mut bytes)
-            .map_err(|e| SnapshotError::Io(e.to_string()))?;
-        Self::restore(&bytes)
-    }
-}
-
-/// A frozen copy of an [`Engine`]'s state (see [`Engine::freeze`]): `Send + Sync +
-/// 'static`, so a snapshot is encoded on another thread.
-#[derive(Debug)]
-pub struct EngineView {
-    engine: Engine,
-}
-
-impl EngineView {
-    /// Streams the snapshot encoding of the frozen state into `writer`.
-    pub fn write_to(&self, writer: &mut dyn std::io::Write) -> std::io::Result<()> {
-        writer.write_all(&self.engine.snapshot())
+        self.freeze()
+            .write_to(&mut bytes)
+            .expect("writing to a Vec does not fail");
+        bytes
     }
 
-    /// The frozen state's digest (as [`Engine::state_digest`] gave when frozen).
+    pub fn restore(bytes: &[u8]) -> Result<Self, SnapshotError> {
+        Self::read_from(&mut &bytes[..])
+    }
+
+    /// A digest of the whole replicated state, 64 lowercase hex digits: equal on
+    /// replicas with equal state (and only then, but for hash collisions). Kept up to
+    /// date as commands apply, so this is O(1) (see `digest`); it is not a hash of
+    /// [`Engine::snapshot`].
     pub fn state_digest(&self) -> String {
-        self.engine.state_digest()
+        digest::hex(self.digest_sum())
+    }
+
+    /// [`Engine::state_digest`] computed from scratch, from every fact (tests check that
+    /// the incremental one never drifts from it).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn recomputed_digest(&self) -> String {
+        let mut sum: Sum = 0;
+        for (name, ring) in &self.hash_rings {
+            let share = digest::namespace(digest::HASH_RING, name, ring.ns.recomputed_digest());
+            sum = sum.wrapping_add(share);
+        }
+        for (name, router) in &self.chat_routers {
+            let share = digest::namespace(digest::CHAT_ROUTER, name, router.recomputed_digest());
+            sum = sum.wrapping_add(share);
+        }
+        digest::hex(sum)
+    }
+
+    /// A frozen copy of the whole state, for a snapshot written elsewhere while this
+    /// engine goes on applying. O(item chunks + namespaces + nodes + backups + stale
+    /// sizes): the items' chunks and the backups are shared, and copied on write by the
+    /// live engine only if it changes them while the view lives (see `slab`).
+    pub fn freeze(&self) -> EngineView {
+        snapshot::freeze(self, self.digest_sum())
+    }
+
+    /// Decodes a snapshot written by [`EngineView::write_to`]: `reader` holds exactly it
+    /// (read to its end; trailing bytes are refused). The state's digest is recomputed
+    /// as it is rebuilt and must equal the one the snapshot carries.
+    ///
+    /// # Errors
+    /// [`SnapshotError`] for a damaged, forged or truncated snapshot, or a read error.
+    pub fn read_from(reader: &mut dyn std::io::Read) -> Result<Self, SnapshotError> {
+        snapshot::read_from(reader)
     }
 }
 
 #[cfg(test)]
 mod batch_tests;
+#[cfg(test)]
+mod digest_tests;
 #[cfg(test)]
 mod golden;
 #[cfg(test)]

@@ -10,6 +10,8 @@
 
 use std::collections::BTreeMap;
 
+use super::backups::Backups;
+use super::digest::{self, Sum};
 use super::item::{dead_by, NEVER};
 use super::item::{Item, Slot};
 use super::placement::Placement;
@@ -65,11 +67,14 @@ pub(crate) struct Namespace {
     limits: Vec<Option<i64>>,
     /// The latest command timestamp seen; nothing dead at it is kept.
     pub(crate) latest: i64,
-    /// Each merged-away node and the node it was merged into.
+    /// Each merged-away node and the node it was merged into (changed only through
+    /// [`Self::record_merge`] and [`Self::add`], which keep `facts`).
     pub(crate) merged: BTreeMap<Box<str>, Box<str>>,
-    /// Saved backups, oldest first: their timestamp and the ring state (remaining TTLs
-    /// in place of expiries), encoded.
-    pub(crate) backups: Vec<(i64, Vec<u8>)>,
+    /// Saved backups, oldest first.
+    pub(crate) backups: Backups,
+    /// The sum of the digest facts of the nodes, limits and merge records (the items'
+    /// are the placement's), kept by every change of them.
+    facts: Sum,
 }
 
 impl Default for Namespace {
@@ -91,8 +96,73 @@ impl Namespace {
             limits: Vec::new(),
             latest: 0,
             merged: BTreeMap::new(),
-            backups: Vec::new(),
+            backups: Backups::default(),
+            facts: 0,
         }
+    }
+
+    /// The namespace's digest: the sum of all its facts (see `digest`). O(1).
+    pub(crate) fn digest_sum(&self) -> Sum {
+        self.placement
+            .digest
+            .wrapping_add(self.facts)
+            .wrapping_add(self.header_fact())
+            .wrapping_add(self.backups.fact())
+    }
+
+    fn header_fact(&self) -> u128 {
+        digest::header(self.space.code(), self.latest, self.placement.next_seq())
+    }
+
+    /// [`Self::digest_sum`] computed from scratch.
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) fn recomputed_digest(&self) -> Sum {
+        let mut sum = self
+            .placement
+            .recomputed_digest()
+            .wrapping_add(self.header_fact())
+            .wrapping_add(self.backups.recomputed_fact());
+        for (name, idx) in self.ring.nodes() {
+            let info = self.ring.info(idx);
+            sum = sum.wrapping_add(digest::node(name, info.replicas, &info.positions));
+            if let Some(limit) = self.limits[idx as usize] {
+                sum = sum.wrapping_add(digest::limit(name, limit));
+            }
+        }
+        for (from, to) in &self.merged {
+            sum = sum.wrapping_add(digest::merged(from, to));
+        }
+        sum
+    }
+
+    /// Records that `from` was merged into `to` (replacing an older record of `from`).
+    pub(crate) fn record_merge(&mut self, from: &str, to: &str) {
+        if let Some(old) = self.merged.insert(from.into(), to.into()) {
+            self.facts = self.facts.wrapping_sub(digest::merged(from, &old));
+        }
+        self.facts = self.facts.wrapping_add(digest::merged(from, to));
+    }
+
+    /// Sets a node's recorded limit, keeping its digest fact.
+    fn put_limit(&mut self, idx: NodeIdx, limit: Option<i64>) {
+        let i = idx as usize;
+        if self.limits[i] == limit {
+            return;
+        }
+        let name = self.ring.name(idx);
+        if let Some(old) = self.limits[i] {
+            self.facts = self.facts.wrapping_sub(digest::limit(name, old));
+        }
+        if let Some(new) = limit {
+            self.facts = self.facts.wrapping_add(digest::limit(name, new));
+        }
+        self.limits[i] = limit;
+    }
+
+    /// The digest fact of a live node.
+    fn node_fact(&self, idx: NodeIdx) -> u128 {
+        let info = self.ring.info(idx);
+        digest::node(&info.name, info.replicas, &info.positions)
     }
 
     pub(crate) fn set_space(&mut self, space: PositionSpace) -> bool {
@@ -159,15 +229,26 @@ impl Namespace {
         if from == to || self.ring.lookup(from).is_none() || self.ring.lookup(to).is_none() {
             return false;
         }
+        let (from_node, to_node) = (
+            self.ring.lookup(from).expect("checked above"),
+            self.ring.lookup(to).expect("checked above"),
+        );
+        self.put_limit(from_node, None);
+        let before = self
+            .node_fact(from_node)
+            .wrapping_add(self.node_fact(to_node));
         let (from_idx, affected) = self.ring.merge(from, to);
-        self.limits[from_idx as usize] = None;
+        self.facts = self
+            .facts
+            .wrapping_sub(before)
+            .wrapping_add(self.node_fact(to_node));
         let ring = &self.ring;
         let dropped = self
             .placement
             .reroute(&affected, |pos| ring.route_vnode(pos));
         debug_assert!(dropped.is_empty(), "the merged ring has every position");
         debug_assert_eq!(self.placement.load(from_idx).count, 0);
-        self.merged.insert(from.into(), to.into());
+        self.record_merge(from, to);
         true
     }
 
@@ -205,7 +286,9 @@ impl Namespace {
             return false;
         }
         // A name added again is no longer "merged".
-        self.merged.remove(name);
+        if let Some(to) = self.merged.remove(name) {
+            self.facts = self.facts.wrapping_sub(digest::merged(name, &to));
+        }
         // Only keys of the virtual nodes that own the new positions now can move.
         let mut old_owners: Vec<VnodeId> = positions
             .iter()
@@ -214,11 +297,13 @@ impl Namespace {
         old_owners.sort_unstable();
         old_owners.dedup();
         let idx = self.ring.add(name, replicas, positions);
+        self.facts = self.facts.wrapping_add(self.node_fact(idx));
         self.placement.node_added(idx, self.ring.vnode_id_bound());
         if self.limits.len() <= idx as usize {
             self.limits.resize(idx as usize + 1, None);
         }
-        self.limits[idx as usize] = None;
+        // A reused slot's limit was cleared when its node went.
+        debug_assert_eq!(self.limits[idx as usize], None);
         let ring = &self.ring;
         let dropped = self
             .placement
@@ -231,8 +316,9 @@ impl Namespace {
     /// node; otherwise the items dropped because no position is left (in insertion order).
     pub(crate) fn remove(&mut self, name: &str) -> Option<Vec<Item>> {
         let idx = self.ring.lookup(name)?;
+        self.put_limit(idx, None);
+        self.facts = self.facts.wrapping_sub(self.node_fact(idx));
         let (_, info) = self.ring.remove(name).expect("looked up above");
-        self.limits[idx as usize] = None;
         let ring = &self.ring;
         let dropped = self
             .placement
@@ -308,7 +394,7 @@ impl Namespace {
         let Some(idx) = self.ring.lookup(name) else {
             return false;
         };
-        self.limits[idx as usize] = Some(limit);
+        self.put_limit(idx, Some(limit));
         true
     }
 

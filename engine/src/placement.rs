@@ -23,6 +23,7 @@ use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 use std::hash::BuildHasher;
 use std::num::NonZeroU32;
 
+use super::digest::{self, Sum};
 use super::index::SlotIndex;
 use super::item::{Item, Slot, NEVER};
 use super::ring::{NodeIdx, VnodeId};
@@ -104,11 +105,17 @@ pub(crate) struct Placement {
     lists: Vec<Vec<Slot>>,
     loads: Vec<NodeLoad>,
     next_seq: u64,
-    /// `(expiry, seq, slot)` of every item that expires.
+    /// `(expiry, seq, slot)` of every item that expires (their expiries, by slot, are
+    /// in the slab's chunks).
     expiring: BTreeSet<(i64, u64, Slot)>,
-    /// The expiry of every item that expires, by slot. Kept beside the items rather than
-    /// in them: most items never expire, and a 64-byte item fits a cache line.
-    expiries: hashbrown::HashMap<Slot, i64, foldhash::fast::FixedState>,
+    /// The sum of the items' digest facts (see `digest`), kept by every change below.
+    pub(crate) digest: Sum,
+}
+
+/// An item's digest fact.
+#[inline]
+fn fact(item: &Item, expiry: i64) -> u128 {
+    digest::item(&item.key, item.access, item.size, expiry, item.seq)
 }
 
 impl Placement {
@@ -211,7 +218,8 @@ impl Placement {
             return Some(slot);
         }
         let (pos, owner, access, size, expiry) = make(self);
-        self.insert_hashed(h, key, pos, owner, access, size, expiry);
+        let seq = self.take_seq();
+        self.insert_hashed(h, key, pos, owner, access, size, expiry, seq);
         None
     }
 
@@ -225,7 +233,50 @@ impl Placement {
         expiry: i64,
     ) -> Slot {
         let h = self.hash32(key);
-        self.insert_hashed(h, key, pos, owner, access, size, expiry)
+        let seq = self.take_seq();
+        self.insert_hashed(h, key, pos, owner, access, size, expiry, seq)
+    }
+
+    /// [`Self::insert`] with the item's insertion seq as a snapshot carries it; `false`
+    /// (nothing stored) if the key is stored already.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn insert_with_seq(
+        &mut self,
+        key: &str,
+        pos: u64,
+        owner: Owner,
+        access: i64,
+        size: i64,
+        expiry: i64,
+        seq: u64,
+    ) -> bool {
+        let h = self.hash32(key);
+        if self.index.find(h, |slot| self.holds(slot, key)).is_some() {
+            return false;
+        }
+        self.insert_hashed(h, key, pos, owner, access, size, expiry, seq);
+        true
+    }
+
+    /// The next insertion seq, as the digest header and a snapshot carry it.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    pub(crate) fn set_next_seq(&mut self, next_seq: u64) {
+        self.next_seq = next_seq;
+    }
+
+    /// Room for `additional` more keys in the index (a snapshot's count, capped by the
+    /// caller), so a restore does not rehash as it grows.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.index.reserve(additional);
+    }
+
+    fn take_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -238,12 +289,11 @@ impl Placement {
         access: i64,
         size: i64,
         expiry: i64,
+        seq: u64,
     ) -> Slot {
-        let seq = self.next_seq;
-        self.next_seq += 1;
         let list = &mut self.lists[vnode as usize];
         let list_pos = u32::try_from(list.len()).expect("fewer than 2^32 items per virtual node");
-        let slot = self.items.insert(Item {
+        let item = Item {
             key: key.into(),
             pos,
             access,
@@ -253,11 +303,12 @@ impl Placement {
             vnode,
             list_pos,
             hash32,
-        });
+        };
+        self.digest = self.digest.wrapping_add(fact(&item, expiry));
+        let slot = self.items.insert(item, expiry);
         list.push(slot);
         if expiry != NEVER {
             self.expiring.insert((expiry, seq, slot));
-            self.expiries.insert(slot, expiry);
         }
         self.index.insert(hash32, slot);
         let load = &mut self.loads[node as usize];
@@ -269,11 +320,17 @@ impl Placement {
 
     /// Records an access: the item keeps its node, size and insertion order.
     pub(crate) fn touch(&mut self, slot: Slot, access: i64) {
-        let item = self.items[slot].as_mut().expect("live slot");
-        if item.access == access {
+        if item_at(&self.items, slot).access == access {
             return;
         }
+        let expiry = self.items.expiry(slot);
+        let item = self.items.get_mut(slot).as_mut().expect("live slot");
+        let old = fact(item, expiry);
         item.access = access;
+        self.digest = self
+            .digest
+            .wrapping_sub(old)
+            .wrapping_add(fact(item, expiry));
         let (node, seq) = (item.node, item.seq);
         self.loads[node as usize].lru.push((access, seq, slot));
         self.compact_if_stale(node);
@@ -285,23 +342,24 @@ impl Placement {
         if old == expiry {
             return;
         }
-        let seq = item_at(&self.items, slot).seq;
+        let item = item_at(&self.items, slot);
+        let seq = item.seq;
+        self.digest = self
+            .digest
+            .wrapping_sub(fact(item, old))
+            .wrapping_add(fact(item, expiry));
         if old != NEVER {
             self.expiring.remove(&(old, seq, slot));
-            self.expiries.remove(&slot);
         }
         if expiry != NEVER {
             self.expiring.insert((expiry, seq, slot));
-            self.expiries.insert(slot, expiry);
         }
+        self.items.set_expiry(slot, expiry);
     }
 
     /// When the item in `slot` dies ([`NEVER`]: never).
     pub(crate) fn expiry(&self, slot: Slot) -> i64 {
-        if self.expiries.is_empty() {
-            return NEVER;
-        }
-        self.expiries.get(&slot).copied().unwrap_or(NEVER)
+        self.items.expiry(slot)
     }
 
     /// The items dead at `now` (expiry ≤ `now`), earliest expiry first.
@@ -336,10 +394,11 @@ impl Placement {
 
     pub(crate) fn remove(&mut self, slot: Slot) -> Item {
         self.unlist(slot);
-        let item = self.items.remove(slot).expect("live slot");
-        if let Some(expiry) = self.expiries.remove(&slot) {
+        let (item, expiry) = self.items.remove(slot).expect("live slot");
+        if expiry != NEVER {
             self.expiring.remove(&(expiry, item.seq, slot));
         }
+        self.digest = self.digest.wrapping_sub(fact(&item, expiry));
         self.index.remove(item.hash32, slot);
         let load = &mut self.loads[item.node as usize];
         load.count -= 1;
@@ -395,7 +454,7 @@ impl Placement {
         let list = &mut self.lists[vnode as usize];
         let list_pos = u32::try_from(list.len()).expect("fewer than 2^32 items per virtual node");
         list.push(slot);
-        let item = self.items[slot].as_mut().expect("live slot");
+        let item = self.items.get_mut(slot).as_mut().expect("live slot");
         item.vnode = vnode;
         item.list_pos = list_pos;
         let from = std::mem::replace(&mut item.node, node);
@@ -422,7 +481,11 @@ impl Placement {
         debug_assert_eq!(list[pos], slot);
         list.swap_remove(pos);
         if let Some(&moved) = list.get(pos) {
-            self.items[moved].as_mut().expect("live slot").list_pos = pos as u32;
+            self.items
+                .get_mut(moved)
+                .as_mut()
+                .expect("live slot")
+                .list_pos = pos as u32;
         }
     }
 
@@ -443,6 +506,19 @@ impl Placement {
             .collect();
         items.sort_unstable_by_key(|(item, _)| item.seq);
         items
+    }
+
+    /// The items' chunks, shared with the live placement (O(chunks); see `slab`).
+    pub(crate) fn freeze(&self) -> Vec<std::sync::Arc<super::slab::Chunk>> {
+        self.items.freeze()
+    }
+
+    /// [`Self::digest`] computed from scratch.
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) fn recomputed_digest(&self) -> Sum {
+        self.items.iter_slots().fold(0, |sum: Sum, (slot, item)| {
+            sum.wrapping_add(fact(item, self.expiry(slot)))
+        })
     }
 
     /// Drops a node's invalid LRU entries once they outnumber its items.

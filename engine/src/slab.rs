@@ -2,73 +2,157 @@
 //!
 //! Slots live in fixed-size chunks, so growing never copies the items already stored
 //! (a flat `Vec` would move every item at each doubling) and the unused tail is at most
-//! one chunk.
+//! one chunk. Each chunk sits behind an `Arc` and is copied on write: freezing the
+//! engine for a snapshot shares the chunks (O(chunks)), and only a chunk mutated while
+//! a frozen view still holds it is copied (issue 15).
 
-use std::ops::{Index, IndexMut};
+use std::ops::Index;
+use std::sync::Arc;
 
-use super::item::{Item, Slot};
+use super::item::{Item, Slot, NEVER};
 
 const CHUNK_BITS: u32 = 12;
 const CHUNK: usize = 1 << CHUNK_BITS;
 
+/// One chunk of slots and the expiries of its items that expire.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Chunk {
+    pub(crate) items: Vec<Option<Item>>,
+    /// By offset in the chunk. Kept beside the items rather than in them: most items
+    /// never expire, and a 64-byte item fits a cache line. Per chunk (not one map for
+    /// the slab) so that it is frozen and copied on write with its items.
+    expiries: hashbrown::HashMap<u16, i64, foldhash::fast::FixedState>,
+}
+
+impl Chunk {
+    /// The chunk's items with their expiry ([`NEVER`]: never).
+    pub(crate) fn items_with_expiry(&self) -> impl Iterator<Item = (&Item, i64)> + '_ {
+        self.items.iter().enumerate().filter_map(|(i, item)| {
+            let item = item.as_ref()?;
+            let expiry = if self.expiries.is_empty() {
+                NEVER
+            } else {
+                self.expiries.get(&(i as u16)).copied().unwrap_or(NEVER)
+            };
+            Some((item, expiry))
+        })
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Slab {
-    chunks: Vec<Vec<Option<Item>>>,
+    chunks: Vec<Arc<Chunk>>,
     free: Vec<Slot>,
 }
 
+#[inline]
+fn split(slot: Slot) -> (usize, usize) {
+    let s = slot as usize;
+    (s >> CHUNK_BITS, s & (CHUNK - 1))
+}
+
 impl Slab {
-    /// Stores `item` in a free slot (a released one first).
-    pub(crate) fn insert(&mut self, item: Item) -> Slot {
+    /// Stores `item` in a free slot (a released one first), expiring at `expiry`.
+    pub(crate) fn insert(&mut self, item: Item, expiry: i64) -> Slot {
         if let Some(slot) = self.free.pop() {
-            self[slot] = Some(item);
+            *self.get_mut(slot) = Some(item);
+            self.set_expiry(slot, expiry);
             return slot;
         }
-        if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
+        if self.chunks.last().is_none_or(|c| c.items.len() == CHUNK) {
             // The first chunk grows as needed, so a small ring stays small.
             let capacity = if self.chunks.is_empty() { 0 } else { CHUNK };
-            self.chunks.push(Vec::with_capacity(capacity));
+            self.chunks.push(Arc::new(Chunk {
+                items: Vec::with_capacity(capacity),
+                expiries: Default::default(),
+            }));
         }
         let last = self.chunks.len() - 1;
-        self.chunks[last].push(Some(item));
-        let slot = last * CHUNK + self.chunks[last].len() - 1;
-        Slot::try_from(slot)
+        let chunk = Arc::make_mut(&mut self.chunks[last]);
+        if last > 0 && chunk.items.capacity() < CHUNK {
+            // A tail chunk copied on write has only its length's capacity.
+            chunk.items.reserve_exact(CHUNK - chunk.items.len());
+        }
+        chunk.items.push(Some(item));
+        let slot = last * CHUNK + chunk.items.len() - 1;
+        let slot = Slot::try_from(slot)
             .ok()
             .filter(|&s| s != Slot::MAX)
-            .expect("fewer than 2^32 - 1 stored items")
+            .expect("fewer than 2^32 - 1 stored items");
+        self.set_expiry(slot, expiry);
+        slot
+    }
+
+    /// The item in `slot`, to change (copies its chunk first if a frozen view shares it).
+    #[inline]
+    pub(crate) fn get_mut(&mut self, slot: Slot) -> &mut Option<Item> {
+        let (chunk, at) = split(slot);
+        &mut Arc::make_mut(&mut self.chunks[chunk]).items[at]
+    }
+
+    /// When the item in `slot` dies ([`NEVER`]: never).
+    #[inline]
+    pub(crate) fn expiry(&self, slot: Slot) -> i64 {
+        let (chunk, at) = split(slot);
+        let expiries = &self.chunks[chunk].expiries;
+        if expiries.is_empty() {
+            return NEVER;
+        }
+        expiries.get(&(at as u16)).copied().unwrap_or(NEVER)
+    }
+
+    pub(crate) fn set_expiry(&mut self, slot: Slot, expiry: i64) {
+        let (chunk, at) = split(slot);
+        if expiry == NEVER {
+            if !self.chunks[chunk].expiries.is_empty() {
+                Arc::make_mut(&mut self.chunks[chunk])
+                    .expiries
+                    .remove(&(at as u16));
+            }
+        } else {
+            Arc::make_mut(&mut self.chunks[chunk])
+                .expiries
+                .insert(at as u16, expiry);
+        }
     }
 
     /// Asks the CPU to start loading `slot`'s item (a hint: no effect on results).
     #[inline]
     pub(crate) fn prefetch(&self, slot: Slot) {
-        let (chunk, at) = (slot as usize >> CHUNK_BITS, slot as usize & (CHUNK - 1));
-        if let Some(item) = self.chunks.get(chunk).and_then(|c| c.get(at)) {
+        let (chunk, at) = split(slot);
+        if let Some(item) = self.chunks.get(chunk).and_then(|c| c.items.get(at)) {
             super::index::prefetch(item);
         }
     }
 
-    /// Empties `slot` and returns what it held; the slot is reused later.
-    pub(crate) fn remove(&mut self, slot: Slot) -> Option<Item> {
-        let item = self[slot].take();
-        if item.is_some() {
-            self.free.push(slot);
-        }
-        item
+    /// Empties `slot` and returns what it held with its expiry; the slot is reused later.
+    pub(crate) fn remove(&mut self, slot: Slot) -> Option<(Item, i64)> {
+        self[slot].as_ref()?;
+        let expiry = self.expiry(slot);
+        self.set_expiry(slot, NEVER);
+        let item = self.get_mut(slot).take()?;
+        self.free.push(slot);
+        Some((item, expiry))
     }
 
     #[cfg(test)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Item> + '_ {
-        self.chunks.iter().flatten().flatten()
+        self.chunks.iter().flat_map(|c| c.items.iter()).flatten()
     }
 
     /// Every stored item with its slot.
     pub(crate) fn iter_slots(&self) -> impl Iterator<Item = (Slot, &Item)> + '_ {
         self.chunks.iter().enumerate().flat_map(|(c, chunk)| {
-            chunk.iter().enumerate().filter_map(move |(i, item)| {
+            chunk.items.iter().enumerate().filter_map(move |(i, item)| {
                 let slot = Slot::try_from(c * CHUNK + i).expect("slot fits");
                 item.as_ref().map(|item| (slot, item))
             })
         })
+    }
+
+    /// The chunks, shared (see the module docs): O(chunks).
+    pub(crate) fn freeze(&self) -> Vec<Arc<Chunk>> {
+        self.chunks.clone()
     }
 }
 
@@ -76,15 +160,7 @@ impl Index<Slot> for Slab {
     type Output = Option<Item>;
     #[inline]
     fn index(&self, slot: Slot) -> &Option<Item> {
-        let s = slot as usize;
-        &self.chunks[s >> CHUNK_BITS][s & (CHUNK - 1)]
-    }
-}
-
-impl IndexMut<Slot> for Slab {
-    #[inline]
-    fn index_mut(&mut self, slot: Slot) -> &mut Option<Item> {
-        let s = slot as usize;
-        &mut self.chunks[s >> CHUNK_BITS][s & (CHUNK - 1)]
+        let (chunk, at) = split(slot);
+        &self.chunks[chunk].items[at]
     }
 }

@@ -1,0 +1,137 @@
+//! Resident memory per key at scale, and the snapshot path's costs, in release:
+//! `cargo run --release -p clockwise-engine --example memory [keys]` (default 10M).
+//!
+//! The benchmark's shape: one `u64`-space HashRing ring of 64 nodes × 100 virtual nodes,
+//! keys `key-0000001`…, no TTL, loaded through batches of 5,000 stores. Resident memory
+//! is VmRSS from `/proc/self/status` (Linux), so it counts allocator slack too.
+
+use std::time::Instant;
+
+use clockwise_engine::{Command, Engine, HashRingOp, KeyOperation, KeyOperationKind, Op};
+
+const BATCH: usize = 5_000;
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn hr(timestamp: i64, op: HashRingOp) -> Command {
+    Command {
+        ring: "bench".into(),
+        timestamp,
+        op: Op::HashRing(op),
+    }
+}
+
+fn main() {
+    let keys: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000_000);
+    let base = rss_bytes();
+    let mut engine = Engine::new();
+    engine.apply(&hr(
+        1,
+        HashRingOp::Configure {
+            space: clockwise_engine::PositionSpace::U64,
+        },
+    ));
+    for i in 0..64 {
+        engine.apply(&hr(
+            1,
+            HashRingOp::AddNodeWithReplicas {
+                node_id: format!("node-{i:02}"),
+                num_replicas: 100,
+            },
+        ));
+    }
+    let start = Instant::now();
+    let mut batch = Vec::with_capacity(BATCH);
+    for i in 0..keys {
+        batch.push(KeyOperation {
+            kind: KeyOperationKind::Store,
+            key: format!("key-{:07}", i + 1),
+        });
+        if batch.len() == BATCH || i + 1 == keys {
+            let operations = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+            engine.apply(&hr(
+                2 + i as i64,
+                HashRingOp::BatchOperations { operations },
+            ));
+        }
+    }
+    let load = start.elapsed().as_secs_f64();
+    let loaded = rss_bytes();
+    println!("keys: {keys}");
+    println!(
+        "load (batches of {BATCH}): {:.0} k keys/s ({:.0} ns/key)",
+        keys as f64 / load / 1e3,
+        load * 1e9 / keys as f64
+    );
+    println!(
+        "resident after load: {:.1} B/key",
+        (loaded - base) as f64 / keys as f64
+    );
+
+    let start = Instant::now();
+    let digest = engine.state_digest();
+    println!(
+        "state_digest: {:.3} ms",
+        start.elapsed().as_secs_f64() * 1e3
+    );
+
+    let start = Instant::now();
+    let view = engine.freeze();
+    let freeze = start.elapsed().as_secs_f64();
+    println!("freeze: {:.3} ms", freeze * 1e3);
+
+    let path = std::env::temp_dir().join(format!("clockwise-memory-{}.snap", std::process::id()));
+    let start = Instant::now();
+    {
+        let file = std::fs::File::create(&path).expect("temp file");
+        let mut out = std::io::BufWriter::new(file);
+        view.write_to(&mut out).expect("writes");
+        std::io::Write::flush(&mut out).expect("flushes");
+    }
+    let write = start.elapsed().as_secs_f64();
+    let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+    println!(
+        "write_to (file): {:.0} ms, {:.0} MB/s, {:.0} ns/key, {:.1} B/key on disk",
+        write * 1e3,
+        size as f64 / write / 1e6,
+        write * 1e9 / keys as f64,
+        size as f64 / keys as f64
+    );
+    drop(view);
+    println!(
+        "resident after freeze + write_to: {:.1} B/key",
+        (rss_bytes() - base) as f64 / keys as f64
+    );
+
+    drop(engine);
+    let start = Instant::now();
+    let restored = {
+        let mut file = std::fs::File::open(&path).expect("temp file");
+        Engine::read_from(&mut file).expect("reads")
+    };
+    let read = start.elapsed().as_secs_f64();
+    println!(
+        "read_from (file): {:.0} ms, {:.0} ns/key",
+        read * 1e3,
+        read * 1e9 / keys as f64
+    );
+    assert_eq!(
+        restored.state_digest(),
+        digest,
+        "the restored state is the same"
+    );
+    let _ = std::fs::remove_file(&path);
+}

@@ -1,0 +1,517 @@
+//! The incremental state digest (issue 15): it never drifts from the digest recomputed
+//! from scratch, it tells apart states that differ in any one fact, it survives a
+//! snapshot, and a frozen view writes the state as it was when frozen.
+
+use super::testing::{cr, hr, random_log, sample_log};
+use super::{
+    BatchResult, ChatRouterOp, Command, Engine, HashRingOp, KeyOperation, KeyOperationKind,
+    PositionSpace,
+};
+
+fn apply_checked(engine: &mut Engine, command: &Command) {
+    engine.apply(command);
+    assert_eq!(
+        engine.state_digest(),
+        engine.recomputed_digest(),
+        "after {command:?}"
+    );
+}
+
+#[test]
+fn the_digest_equals_the_recomputed_one_after_every_command_of_the_sample_log() {
+    let mut engine = Engine::new();
+    assert_eq!(engine.state_digest(), engine.recomputed_digest());
+    for command in sample_log() {
+        apply_checked(&mut engine, &command);
+    }
+}
+
+#[test]
+fn the_digest_equals_the_recomputed_one_after_every_command_of_random_logs() {
+    for seed in 1..=12u64 {
+        let log = random_log(seed * 0x9E37_79B9, 1_500);
+        let mut engine = Engine::new();
+        for (i, command) in log.iter().enumerate() {
+            apply_checked(&mut engine, command);
+            if i % 97 == 0 {
+                // A replica restored from a snapshot here has the same digest, and
+                // converges with this one over the rest of the log.
+                let mut restored = Engine::restore(&engine.snapshot()).expect("restores");
+                assert_eq!(restored.state_digest(), engine.state_digest());
+                assert_eq!(restored.recomputed_digest(), engine.state_digest());
+                let mut original = engine.clone();
+                for later in &log[i + 1..(i + 60).min(log.len())] {
+                    assert_eq!(original.apply(later), restored.apply(later), "{later:?}");
+                    assert_eq!(restored.state_digest(), restored.recomputed_digest());
+                }
+                assert_eq!(restored.state_digest(), original.state_digest());
+            }
+        }
+    }
+}
+
+#[test]
+fn the_digest_tracks_changes_made_through_the_facades_directly() {
+    let mut engine = Engine::new();
+    let ring = engine.hash_ring_mut("x");
+    ring.add_node_with_replicas("a", 3);
+    ring.store_key_with_ttl(5, "k", 10);
+    assert_eq!(engine.state_digest(), engine.recomputed_digest());
+    engine.chat_router_mut("x").add_server("s");
+    engine.chat_router_mut("x").assign_request(6, "r", 4);
+    engine.chat_router_mut("x").remove_server("s");
+    assert_eq!(engine.state_digest(), engine.recomputed_digest());
+    engine.apply(&hr("x", 20, HashRingOp::StoreKey { key: "j".into() }));
+    assert_eq!(engine.state_digest(), engine.recomputed_digest());
+    let restored = Engine::restore(&engine.snapshot()).unwrap();
+    assert_eq!(restored.state_digest(), engine.state_digest());
+}
+
+/// An engine built by `build`: for telling states apart.
+fn digest_of(build: impl FnOnce(&mut Engine)) -> String {
+    let mut e = Engine::new();
+    build(&mut e);
+    assert_eq!(e.state_digest(), e.recomputed_digest());
+    e.state_digest()
+}
+
+#[test]
+fn changing_any_one_fact_changes_the_digest() {
+    use ChatRouterOp as C;
+    use HashRingOp as H;
+    let node = |e: &mut Engine, ring: &str, name: &str, replicas: i64| {
+        e.apply(&hr(
+            ring,
+            1,
+            H::AddNodeWithReplicas {
+                node_id: name.into(),
+                num_replicas: replicas,
+            },
+        ));
+    };
+    let store = |e: &mut Engine, ts: i64, key: &str, ttl_ms: i64| {
+        e.apply(&hr(
+            "r",
+            ts,
+            H::StoreKeyWithTtl {
+                key: key.into(),
+                ttl_ms,
+            },
+        ));
+    };
+    let base = |e: &mut Engine| {
+        node(e, "r", "a", 2);
+        node(e, "r", "b", 1);
+        store(e, 2, "k1", 0);
+        store(e, 3, "k2", 50);
+    };
+    let reference = digest_of(base);
+    type Build<'a> = Box<dyn Fn(&mut Engine) + 'a>;
+    let variants: Vec<(&str, Build)> = vec![
+        (
+            "an item's access",
+            Box::new(|e| {
+                base(e);
+                store(e, 4, "k1", 0);
+            }),
+        ),
+        (
+            "an item's expiry",
+            Box::new(|e| {
+                base(e);
+                store(e, 3, "k2", 51);
+            }),
+        ),
+        (
+            "an item's size",
+            Box::new(|e| {
+                node(e, "r", "a", 2);
+                node(e, "r", "b", 1);
+                e.apply(&cr(
+                    "r",
+                    1,
+                    C::AddServer {
+                        server_name: "a".into(),
+                    },
+                ));
+                e.apply(&cr(
+                    "r",
+                    2,
+                    C::AssignRequest {
+                        request_id: "q".into(),
+                        size_mb: 1,
+                    },
+                ));
+                e.apply(&hr("r", 2, H::StoreKey { key: "k1".into() }));
+                e.apply(&hr(
+                    "r",
+                    3,
+                    H::StoreKeyWithTtl {
+                        key: "k2".into(),
+                        ttl_ms: 50,
+                    },
+                ));
+            }),
+        ),
+        (
+            "insertion order",
+            Box::new(|e| {
+                node(e, "r", "a", 2);
+                node(e, "r", "b", 1);
+                store(e, 3, "k2", 50);
+                store(e, 2, "k1", 0);
+                store(e, 3, "k2", 50);
+            }),
+        ),
+        (
+            "the seq counter",
+            Box::new(|e| {
+                base(e);
+                store(e, 3, "gone", 0);
+                e.apply(&hr(
+                    "r",
+                    3,
+                    H::BatchOperations {
+                        operations: vec![KeyOperation {
+                            kind: KeyOperationKind::RemoveKey,
+                            key: "gone".into(),
+                        }],
+                    },
+                ));
+            }),
+        ),
+        (
+            "the clock",
+            Box::new(|e| {
+                base(e);
+                e.apply(&hr(
+                    "r",
+                    4,
+                    H::EvictLru {
+                        node_id: "nobody".into(),
+                    },
+                ));
+            }),
+        ),
+        (
+            "the position space",
+            Box::new(|e| {
+                e.apply(&hr(
+                    "r",
+                    0,
+                    H::Configure {
+                        space: PositionSpace::U64,
+                    },
+                ));
+                base(e);
+            }),
+        ),
+        (
+            "a node without positions",
+            Box::new(|e| {
+                base(e);
+                node(e, "r", "c", 0);
+            }),
+        ),
+        (
+            "a node's replica count alone",
+            Box::new(|e| {
+                base(e);
+                node(e, "r", "c", -1);
+            }),
+        ),
+        (
+            "a limit",
+            Box::new(|e| {
+                base(e);
+                e.apply(&hr(
+                    "r",
+                    3,
+                    H::SetCapacity {
+                        node_id: "b".into(),
+                        capacity: 9,
+                    },
+                ));
+            }),
+        ),
+        (
+            "a merge record",
+            Box::new(|e| {
+                base(e);
+                node(e, "r", "c", 1);
+                e.apply(&hr(
+                    "r",
+                    3,
+                    H::MergeNodes {
+                        from_node: "c".into(),
+                        to_node: "a".into(),
+                    },
+                ));
+                e.apply(&hr(
+                    "r",
+                    3,
+                    H::MergeNodes {
+                        from_node: "a".into(),
+                        to_node: "b".into(),
+                    },
+                ));
+                node(e, "r", "a", 2);
+                e.apply(&hr(
+                    "r",
+                    3,
+                    H::MergeNodes {
+                        from_node: "b".into(),
+                        to_node: "a".into(),
+                    },
+                ));
+                node(e, "r", "b", 1);
+            }),
+        ),
+        (
+            "a backup",
+            Box::new(|e| {
+                base(e);
+                e.apply(&hr("r", 3, H::Backup { max_backups: 2 }));
+            }),
+        ),
+        (
+            "the namespace's name",
+            Box::new(|e| {
+                node(e, "s", "a", 2);
+                node(e, "s", "b", 1);
+                e.apply(&hr("s", 2, H::StoreKey { key: "k1".into() }));
+                e.apply(&hr(
+                    "s",
+                    3,
+                    H::StoreKeyWithTtl {
+                        key: "k2".into(),
+                        ttl_ms: 50,
+                    },
+                ));
+            }),
+        ),
+        (
+            "another, empty namespace",
+            Box::new(|e| {
+                base(e);
+                e.apply(&cr(
+                    "r",
+                    0,
+                    C::EvictOldestSession {
+                        server_name: "x".into(),
+                    },
+                ));
+            }),
+        ),
+    ];
+    let mut seen = vec![reference];
+    for (what, build) in variants {
+        let d = digest_of(build);
+        assert!(!seen.contains(&d), "{what} did not change the digest");
+        seen.push(d);
+    }
+    // Backups differing only in their bytes, and stale sizes differing in one size.
+    let backed = |ttl: i64| {
+        digest_of(move |e| {
+            base(e);
+            store(e, 3, "k3", ttl);
+            e.apply(&hr("r", 3, H::Backup { max_backups: 2 }));
+            e.apply(&hr(
+                "r",
+                3,
+                H::BatchOperations {
+                    operations: vec![KeyOperation {
+                        kind: KeyOperationKind::RemoveKey,
+                        key: "k3".into(),
+                    }],
+                },
+            ));
+        })
+    };
+    assert_ne!(backed(30), backed(31));
+    let stale = |size: i64| {
+        digest_of(move |e| {
+            e.apply(&cr(
+                "c",
+                1,
+                C::AddServer {
+                    server_name: "a".into(),
+                },
+            ));
+            e.apply(&cr(
+                "c",
+                2,
+                C::AssignRequest {
+                    request_id: "q".into(),
+                    size_mb: size,
+                },
+            ));
+            e.apply(&cr(
+                "c",
+                3,
+                C::RemoveServer {
+                    server_name: "a".into(),
+                },
+            ));
+        })
+    };
+    assert_ne!(stale(1), stale(2));
+}
+
+#[test]
+fn a_snapshot_restores_to_the_same_digest_and_refuses_a_changed_one() {
+    let mut e = Engine::new();
+    for command in random_log(77, 800) {
+        e.apply(&command);
+    }
+    let bytes = e.snapshot();
+    let restored = Engine::restore(&bytes).unwrap();
+    assert_eq!(restored.state_digest(), e.state_digest());
+    assert_eq!(restored.snapshot(), bytes, "re-encoding a restored engine");
+    assert_eq!(crate::snapshot::digest(&bytes), e.state_digest());
+    // A flipped bit in the carried digest, or in the state, is refused.
+    let mut forged = bytes.clone();
+    forged[6] ^= 1;
+    assert!(matches!(
+        Engine::restore(&forged),
+        Err(crate::SnapshotError::Corrupt(_))
+    ));
+    let mut damaged = bytes.clone();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 1;
+    assert!(Engine::restore(&damaged).is_err());
+}
+
+#[test]
+fn a_frozen_view_writes_the_state_at_freeze_time_while_the_engine_goes_on() {
+    let mut e = Engine::new();
+    e.apply(&hr(
+        "big",
+        0,
+        HashRingOp::Configure {
+            space: PositionSpace::U64,
+        },
+    ));
+    for n in 0..8 {
+        e.apply(&hr(
+            "big",
+            1,
+            HashRingOp::AddNodeWithReplicas {
+                node_id: format!("n{n}"),
+                num_replicas: 10,
+            },
+        ));
+    }
+    // More than two chunks of items, some expiring.
+    for i in 0..10_000 {
+        let op = if i % 3 == 0 {
+            HashRingOp::StoreKeyWithTtl {
+                key: format!("key-{i}"),
+                ttl_ms: 1_000_000,
+            }
+        } else {
+            HashRingOp::StoreKey {
+                key: format!("key-{i}"),
+            }
+        };
+        e.apply(&hr("big", 2 + i / 100, op));
+    }
+    for command in random_log(5, 300) {
+        e.apply(&command);
+    }
+    let at_freeze = e.state_digest();
+    let expected_bytes = e.snapshot();
+    let view = e.freeze();
+    assert_eq!(view.state_digest(), at_freeze);
+    let before_mutations = e.clone();
+
+    // Stores, overwrites, deletes, evictions, TTL changes, node removals, a backup.
+    e.apply(&hr(
+        "big",
+        500,
+        HashRingOp::SetCapacity {
+            node_id: "n1".into(),
+            capacity: 10,
+        },
+    ));
+    for i in (0..10_000).step_by(7) {
+        e.apply(&hr(
+            "big",
+            600 + i,
+            HashRingOp::StoreKeyWithTtl {
+                key: format!("key-{i}"),
+                ttl_ms: (i % 5) * 100,
+            },
+        ));
+    }
+    for i in 0..3_000 {
+        e.apply(&hr(
+            "big",
+            20_000,
+            HashRingOp::StoreKey {
+                key: format!("new-{i}"),
+            },
+        ));
+    }
+    e.apply(&hr(
+        "big",
+        20_001,
+        HashRingOp::BatchOperations {
+            operations: (0..5_000)
+                .map(|i| KeyOperation {
+                    kind: KeyOperationKind::RemoveKey,
+                    key: format!("key-{i}"),
+                })
+                .collect(),
+        },
+    ));
+    e.apply(&hr(
+        "big",
+        20_002,
+        HashRingOp::EvictLru {
+            node_id: "n3".into(),
+        },
+    ));
+    e.apply(&hr(
+        "big",
+        20_003,
+        HashRingOp::RemoveNode {
+            node_id: "n2".into(),
+        },
+    ));
+    e.apply(&hr("big", 20_004, HashRingOp::Backup { max_backups: 1 }));
+    for command in random_log(6, 300) {
+        e.apply(&command);
+    }
+    assert_ne!(e.state_digest(), at_freeze);
+    assert_eq!(
+        e.state_digest(),
+        e.recomputed_digest(),
+        "the live engine is unaffected"
+    );
+
+    // The view is written on another thread.
+    let written = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        view.write_to(&mut out).unwrap();
+        out
+    })
+    .join()
+    .unwrap();
+    assert_eq!(
+        written, expected_bytes,
+        "the view is the state at freeze time"
+    );
+    let restored = Engine::read_from(&mut &written[..]).unwrap();
+    assert_eq!(restored.state_digest(), at_freeze);
+    assert_eq!(restored.recomputed_digest(), at_freeze);
+
+    // And the live engine behaves as one that never was frozen.
+    let mut unfrozen = before_mutations;
+    let mut replay = Engine::restore(&expected_bytes).unwrap();
+    for command in random_log(8, 400) {
+        assert_eq!(unfrozen.apply(&command), replay.apply(&command));
+    }
+    assert_eq!(unfrozen.state_digest(), replay.state_digest());
+    let _ = BatchResult::Empty;
+}
