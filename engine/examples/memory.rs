@@ -23,6 +23,22 @@ fn rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// This process's CPU seconds (user + system) from `/proc/self/stat`: on a shared,
+/// busy machine a steadier figure than wall time (10 ms resolution).
+fn cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which is in parentheses): utime is the 12th.
+            let rest = &s[s.rfind(')')? + 2..];
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let ticks: u64 =
+                fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+            Some(ticks as f64 / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
 fn hr(timestamp: i64, op: HashRingOp) -> Command {
     Command {
         ring: "bench".into(),
@@ -54,6 +70,7 @@ fn main() {
         ));
     }
     let start = Instant::now();
+    let cpu = cpu_seconds();
     let mut batch = Vec::with_capacity(BATCH);
     for i in 0..keys {
         batch.push(KeyOperation {
@@ -69,12 +86,14 @@ fn main() {
         }
     }
     let load = start.elapsed().as_secs_f64();
+    let load_cpu = cpu_seconds() - cpu;
     let loaded = rss_bytes();
     println!("keys: {keys}");
     println!(
-        "load (batches of {BATCH}): {:.0} k keys/s ({:.0} ns/key)",
+        "load (batches of {BATCH}): {:.0} k keys/s ({:.0} ns/key; CPU {:.0} ns/key)",
         keys as f64 / load / 1e3,
-        load * 1e9 / keys as f64
+        load * 1e9 / keys as f64,
+        load_cpu * 1e9 / keys as f64
     );
     println!(
         "resident after load: {:.1} B/key",
@@ -118,15 +137,18 @@ fn main() {
 
     drop(engine);
     let start = Instant::now();
+    let cpu = cpu_seconds();
     let restored = {
         let mut file = std::fs::File::open(&path).expect("temp file");
         Engine::read_from(&mut file).expect("reads")
     };
     let read = start.elapsed().as_secs_f64();
+    let read_cpu = cpu_seconds() - cpu;
     println!(
-        "read_from (file): {:.0} ms, {:.0} ns/key",
+        "read_from (file): {:.0} ms, {:.0} ns/key (CPU {:.0} ns/key)",
         read * 1e3,
-        read * 1e9 / keys as f64
+        read * 1e9 / keys as f64,
+        read_cpu * 1e9 / keys as f64
     );
     assert_eq!(
         restored.state_digest(),

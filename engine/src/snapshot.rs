@@ -247,6 +247,19 @@ fn write_namespace(w: &mut Output, ns: &NamespaceView) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Items decoded before any of them is inserted (see `read_namespace`).
+const GROUP: usize = 32;
+
+/// One decoded item; its key is a range of the group's key text.
+struct Record {
+    key: std::ops::Range<usize>,
+    access: i64,
+    size: i64,
+    expiry: i64,
+    seq: u64,
+    pos: u64,
+}
+
 pub(crate) fn read_from(reader: &mut dyn Read) -> Result<Engine, SnapshotError> {
     let mut r = Input::new(reader);
     if r.take(4)? != MAGIC {
@@ -346,32 +359,61 @@ fn read_namespace(r: &mut Input) -> Result<Namespace, SnapshotError> {
             .unwrap_or(usize::MAX)
             .min(MAX_INDEX_RESERVE),
     );
-    for _ in 0..count {
-        let (key, rest) = r.record(40, &mut text)?;
-        let field = |i: usize| -> [u8; 8] { rest[8 * i..8 * i + 8].try_into().expect("8 bytes") };
-        let access = i64::from_le_bytes(field(0));
-        let size = i64::from_le_bytes(field(1));
-        let expiry = i64::from_le_bytes(field(2));
-        let seq = u64::from_le_bytes(field(3));
-        let pos = u64::from_le_bytes(field(4));
-        // The position is trusted as written (a restore hashes no key) but must be one
-        // of the space's; the digest covers every fact but positions, which are derived.
-        if !space.holds(pos) {
-            return Err(SnapshotError::Corrupt("a key outside the ring's space"));
+    // Items are decoded a group at a time and the index places of a group's keys are
+    // prefetched before any is inserted, so their cache misses overlap.
+    let (mut keys, mut group) = (String::new(), Vec::with_capacity(GROUP));
+    let mut left = count;
+    while left > 0 {
+        let n = left.min(GROUP as u64) as usize;
+        left -= n as u64;
+        keys.clear();
+        group.clear();
+        for _ in 0..n {
+            let (key, rest) = r.record(40, &mut text)?;
+            let field =
+                |i: usize| -> [u8; 8] { rest[8 * i..8 * i + 8].try_into().expect("8 bytes") };
+            let record = Record {
+                key: keys.len()..keys.len() + key.len(),
+                access: i64::from_le_bytes(field(0)),
+                size: i64::from_le_bytes(field(1)),
+                expiry: i64::from_le_bytes(field(2)),
+                seq: u64::from_le_bytes(field(3)),
+                pos: u64::from_le_bytes(field(4)),
+            };
+            // The position is trusted as written (a restore hashes no key) but must be
+            // one of the space's; the digest covers every fact but positions (derived).
+            if !space.holds(record.pos) {
+                return Err(SnapshotError::Corrupt("a key outside the ring's space"));
+            }
+            if record.seq >= next_seq {
+                return Err(SnapshotError::Corrupt(
+                    "an item's seq is not below the counter",
+                ));
+            }
+            keys.push_str(key);
+            group.push(record);
         }
-        if seq >= next_seq {
-            return Err(SnapshotError::Corrupt(
-                "an item's seq is not below the counter",
-            ));
+        for record in &group {
+            ns.placement.prefetch(&keys[record.key.clone()]);
         }
-        let owner = ns.ring.route_vnode(pos).ok_or(SnapshotError::Corrupt(
-            "stored key on a ring without positions",
-        ))?;
-        if !ns
-            .placement
-            .insert_with_seq(key, pos, owner, access, size, expiry, seq)
-        {
-            return Err(SnapshotError::Corrupt("duplicate key"));
+        for record in &group {
+            let owner = ns
+                .ring
+                .route_vnode(record.pos)
+                .ok_or(SnapshotError::Corrupt(
+                    "stored key on a ring without positions",
+                ))?;
+            if !ns.placement.insert_with_seq(
+                &keys[record.key.clone()],
+                record.pos,
+                owner,
+                record.access,
+                record.size,
+                record.expiry,
+                record.seq,
+            ) {
+                return Err(SnapshotError::Corrupt("duplicate key"));
+            }
         }
     }
     ns.placement.set_next_seq(next_seq);
