@@ -1,6 +1,7 @@
 //! Engine benchmark: prints a markdown table (the source of `docs/benchmarks.md`).
 //!
 //! `cargo bench -p clockwise-engine --bench engine` (add `-- --quick` for 10k/100k only).
+//! The snapshot section (issue 15) runs at 1M keys, or `CLOCKWISE_BENCH_KEYS` keys.
 //! Rings are 64 nodes × 100 virtual nodes in the `u64` position space. Single thread.
 //! Each figure is the median of several runs; ratios compare runs of this same process
 //! (the machine is noisy: compare ratios, not absolute numbers, across runs).
@@ -15,7 +16,10 @@ use std::process::Command;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
-use clockwise_engine::{ChatRouter, HashRing, KeyOperation, KeyOperationKind, PositionSpace};
+use clockwise_engine::{
+    ChatRouter, Command as EngineCommand, Engine, HashRing, HashRingOp, KeyOperation,
+    KeyOperationKind, Op, PositionSpace,
+};
 
 /// Counts live heap bytes, to measure memory per stored key.
 struct CountingAlloc;
@@ -412,6 +416,205 @@ fn reference_baseline() -> Result<(f64, f64), String> {
     Ok((ours, theirs))
 }
 
+/// Stores per command in the snapshot section: the batches a loading client sends.
+const LOAD_BATCH: usize = 5_000;
+
+fn command(timestamp: i64, op: HashRingOp) -> EngineCommand {
+    EngineCommand {
+        ring: "bench".into(),
+        timestamp,
+        op: Op::HashRing(op),
+    }
+}
+
+fn store_command(timestamp: i64, keys: &[String]) -> EngineCommand {
+    command(
+        timestamp,
+        HashRingOp::BatchOperations {
+            operations: keys
+                .iter()
+                .map(|key| KeyOperation {
+                    kind: KeyOperationKind::Store,
+                    key: key.clone(),
+                })
+                .collect(),
+        },
+    )
+}
+
+/// A `Write` that only counts: the encoder's own cost, without a destination's.
+struct Counting(u64);
+
+impl std::io::Write for Counting {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn millis(seconds: f64) -> String {
+    format!("{:.2} ms", seconds * 1e3)
+}
+
+/// Issue 15: the digest, freeze, `write_to` and `read_from` on an engine of `keys` keys
+/// loaded through commands of [`LOAD_BATCH`] stores, as a node applies them.
+fn bench_snapshots(keys: usize) {
+    let names: Vec<String> = (0..keys).map(|i| format!("key-{:07}", i + 1)).collect();
+    let setup = |engine: &mut Engine| {
+        engine.apply(&command(
+            1,
+            HashRingOp::Configure {
+                space: PositionSpace::U64,
+            },
+        ));
+        for i in 0..NODES {
+            engine.apply(&command(
+                1,
+                HashRingOp::AddNodeWithReplicas {
+                    node_id: node_name(i),
+                    num_replicas: REPLICAS,
+                },
+            ));
+        }
+    };
+    let batches: Vec<EngineCommand> = names
+        .chunks(LOAD_BATCH)
+        .enumerate()
+        .map(|(i, chunk)| store_command(2 + i as i64, chunk))
+        .collect();
+    let mut engine = Engine::new();
+    let load_runs: Vec<f64> = (0..3)
+        .map(|_| {
+            engine = Engine::new();
+            setup(&mut engine);
+            let start = Instant::now();
+            for batch in &batches {
+                black_box(engine.apply(batch));
+            }
+            start.elapsed().as_secs_f64() * 1e9 / keys as f64
+        })
+        .collect();
+    let load_ns = median(load_runs);
+    drop(batches);
+
+    // What the digest adds to a store: one XXH3-128 of the item's fact (a new key; a
+    // stored key again: two, the old fact out and the new one in).
+    let mut fact = [7u8; 33 + 11];
+    let fact_ns = {
+        let n = 10_000_000;
+        let start = Instant::now();
+        for i in 0..n {
+            fact[1] = i as u8;
+            black_box(xxhash_rust::xxh3::xxh3_128(black_box(&fact)));
+        }
+        start.elapsed().as_secs_f64() * 1e9 / n as f64
+    };
+    let digest_time = median(
+        (0..RUNS)
+            .map(|_| {
+                let start = Instant::now();
+                black_box(engine.state_digest());
+                start.elapsed().as_secs_f64()
+            })
+            .collect(),
+    );
+    let freeze_time = median(
+        (0..RUNS)
+            .map(|_| {
+                let start = Instant::now();
+                let view = black_box(engine.freeze());
+                let t = start.elapsed().as_secs_f64();
+                drop(view);
+                t
+            })
+            .collect(),
+    );
+    let view = engine.freeze();
+    let mut size = 0;
+    let write_time = median(
+        (0..RUNS)
+            .map(|_| {
+                let mut sink = Counting(0);
+                let start = Instant::now();
+                view.write_to(&mut sink).expect("counting never fails");
+                size = sink.0;
+                start.elapsed().as_secs_f64()
+            })
+            .collect(),
+    );
+    let mut bytes = Vec::with_capacity(size as usize);
+    view.write_to(&mut bytes).expect("a Vec takes it");
+    // Applying while a view lives: the chunks a batch touches are copied once.
+    let mut rng = Rng(11);
+    let restores: Vec<EngineCommand> = (0..20)
+        .map(|b| {
+            let chunk: Vec<String> = (0..LOAD_BATCH)
+                .map(|_| names[rng.below(keys)].clone())
+                .collect();
+            store_command(1_000_000 + b, &chunk)
+        })
+        .collect();
+    let mut with_view = engine.clone();
+    let frozen = with_view.freeze();
+    let worst_with_view = restores
+        .iter()
+        .map(|batch| {
+            let start = Instant::now();
+            black_box(with_view.apply(batch));
+            start.elapsed().as_secs_f64()
+        })
+        .fold(0.0, f64::max);
+    drop((frozen, with_view));
+    let worst_without = restores
+        .iter()
+        .map(|batch| {
+            let start = Instant::now();
+            black_box(engine.apply(batch));
+            start.elapsed().as_secs_f64()
+        })
+        .fold(0.0, f64::max);
+    drop(view);
+    drop(engine);
+    let read_runs: Vec<f64> = (0..3)
+        .map(|_| {
+            let start = Instant::now();
+            let restored = Engine::read_from(&mut &bytes[..]).expect("restores");
+            let t = start.elapsed().as_secs_f64();
+            drop(black_box(restored));
+            t
+        })
+        .collect();
+    let read_time = median(read_runs);
+
+    println!("\n## Snapshots at {keys} keys (issue 15)\n");
+    println!("| figure | value |");
+    println!("|---|---:|");
+    println!("| load through commands of {LOAD_BATCH} stores | {load_ns:.0} ns/key |");
+    println!("| digest's share of a new store (XXH3-128 of the item's fact) | {fact_ns:.1} ns |");
+    println!("| `state_digest` | {:.2} µs |", digest_time * 1e6);
+    println!("| `freeze` | {} |", millis(freeze_time));
+    println!(
+        "| `write_to` (counting sink) | {}, {:.0} MB/s, {:.0} ns/key, {:.1} B/key |",
+        millis(write_time),
+        size as f64 / write_time / 1e6,
+        write_time * 1e9 / keys as f64,
+        size as f64 / keys as f64
+    );
+    println!(
+        "| `read_from` (in memory) | {}, {:.0} ns/key |",
+        millis(read_time),
+        read_time * 1e9 / keys as f64
+    );
+    println!(
+        "| slowest of 20 commands of {LOAD_BATCH} random re-stores, a view alive / none | {} / {} |",
+        millis(worst_with_view),
+        millis(worst_without)
+    );
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let sizes: &[usize] = if quick {
@@ -472,4 +675,9 @@ fn main() {
         ),
         Err(why) => println!("| 10k-call trace vs Python reference | — | not run: {why} | — |"),
     }
+    let snapshot_keys = std::env::var("CLOCKWISE_BENCH_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 100_000 } else { 1_000_000 });
+    bench_snapshots(snapshot_keys);
 }

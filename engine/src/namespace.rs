@@ -428,10 +428,11 @@ impl Namespace {
             return Some(node);
         }
         let limit = self.limit(node);
+        let vnodes = &self.ring.info(node).vnode_ids;
         // Every stored key sits on its routed node, so "already here" is "stored".
         let stored = self.placement.find_or_insert_with(key, hint, |placement| {
             if limit != UNLIMITED {
-                make_room(placement, node, limit, eviction);
+                make_room(placement, (node, vnodes), limit, eviction);
             }
             (pos, (node, vnode), ts, new_size(), expiry)
         });
@@ -443,7 +444,9 @@ impl Namespace {
     }
 
     pub(crate) fn evict_lru(&mut self, node: NodeIdx) -> Option<Item> {
-        let victim = self.placement.lru_victim(node)?;
+        let victim = self
+            .placement
+            .lru_victim(node, &self.ring.info(node).vnode_ids)?;
         Some(self.placement.remove(victim))
     }
 
@@ -490,9 +493,14 @@ impl Namespace {
     }
 }
 
-fn make_room(placement: &mut Placement, node: NodeIdx, limit: i64, eviction: Eviction) {
+fn make_room(
+    placement: &mut Placement,
+    (node, vnodes): (NodeIdx, &[VnodeId]),
+    limit: i64,
+    eviction: Eviction,
+) {
     let evict = |placement: &mut Placement| {
-        let victim = placement.lru_victim(node)?;
+        let victim = placement.lru_victim(node, vnodes)?;
         Some(placement.remove(victim))
     };
     match eviction {
@@ -547,10 +555,13 @@ mod tests {
                 let load = self.placement.load(idx);
                 let want = counts.get(&idx).copied().unwrap_or_default();
                 assert_eq!((load.count, load.size), want);
-                let victim = self.placement.lru_victim(idx).map(|s| {
-                    let item = self.placement.item(s);
-                    (item.access, item.seq)
-                });
+                let victim = self
+                    .placement
+                    .lru_victim(idx, &self.ring.info(idx).vnode_ids)
+                    .map(|s| {
+                        let item = self.placement.item(s);
+                        (item.access, item.seq)
+                    });
                 assert_eq!(victim, oldest.get(&idx).copied());
             }
         }

@@ -111,7 +111,7 @@ fn check_round_trip(engine: &Engine) {
     let snapshot = engine.snapshot();
     let again = Engine::restore(&snapshot).expect("a snapshot the engine wrote restores");
     assert_eq!(again.state_digest(), engine.state_digest());
-    // One round makes the encoding canonical.
+    // A restored engine writes back the bytes it was restored from.
     assert_eq!(again.snapshot(), snapshot);
 }
 
