@@ -5,13 +5,19 @@
 //! one chunk. Each chunk sits behind an `Arc` and is copied on write: freezing the
 //! engine for a snapshot shares the chunks (O(chunks)), and only a chunk mutated while
 //! a frozen view still holds it is copied (issue 15).
+//!
+//! Chunks are small (64 items, 4 KiB) because a copy on write costs a whole chunk: a
+//! command of 5,000 stores to random keys right after a freeze copies up to 5,000
+//! chunks, 20 MB at this size (1.3 GB at 4,096 items, a pause of hundreds of ms). The
+//! price is ~1.5 B per key of chunk headers and 156k `Arc`s to clone per freeze at 10M
+//! keys (about a millisecond).
 
 use std::ops::Index;
 use std::sync::Arc;
 
 use super::item::{Item, Slot, NEVER};
 
-const CHUNK_BITS: u32 = 12;
+const CHUNK_BITS: u32 = 6;
 const CHUNK: usize = 1 << CHUNK_BITS;
 
 /// One chunk of slots and the expiries of its items that expire.
