@@ -515,3 +515,47 @@ fn a_frozen_view_writes_the_state_at_freeze_time_while_the_engine_goes_on() {
     assert_eq!(unfrozen.state_digest(), replay.state_digest());
     let _ = BatchResult::Empty;
 }
+
+#[test]
+fn a_format_2_snapshot_still_restores_with_the_digest_of_the_same_state() {
+    // Format 2, built by hand: ring "r" with node "a" (1 replica) and key "k" stored at 2.
+    let mut v2 = b"CLKW".to_vec();
+    v2.extend_from_slice(&2u16.to_le_bytes());
+    let string = |out: &mut Vec<u8>, s: &str| {
+        out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        out.extend_from_slice(s.as_bytes());
+    };
+    v2.extend_from_slice(&1u32.to_le_bytes());
+    string(&mut v2, "r");
+    v2.extend_from_slice(&2i64.to_le_bytes()); // latest
+    v2.push(0); // drill space
+    v2.extend_from_slice(&1u32.to_le_bytes());
+    string(&mut v2, "a");
+    v2.extend_from_slice(&1i64.to_le_bytes());
+    v2.extend_from_slice(&1u32.to_le_bytes());
+    v2.extend_from_slice(&PositionSpace::Drill.position("a").to_le_bytes());
+    v2.push(0); // no limit
+    v2.extend_from_slice(&1u64.to_le_bytes());
+    string(&mut v2, "k");
+    for field in [2i64, 1, i64::MAX] {
+        v2.extend_from_slice(&field.to_le_bytes());
+    }
+    v2.extend_from_slice(&0u32.to_le_bytes()); // merged
+    v2.extend_from_slice(&0u32.to_le_bytes()); // backups
+    v2.extend_from_slice(&0u32.to_le_bytes()); // ChatRouter namespaces
+    let restored = Engine::restore(&v2).expect("format 2 restores");
+    let mut applied = Engine::new();
+    applied.apply(&hr(
+        "r",
+        1,
+        HashRingOp::AddNode {
+            node_id: "a".into(),
+        },
+    ));
+    applied.apply(&hr("r", 2, HashRingOp::StoreKey { key: "k".into() }));
+    assert_eq!(restored.state_digest(), applied.state_digest());
+    assert_eq!(restored.recomputed_digest(), applied.state_digest());
+    let mut longer = v2;
+    longer.push(0);
+    assert!(Engine::restore(&longer).is_err());
+}

@@ -34,6 +34,9 @@ use super::{ChatRouter, Engine, HashRing, PositionSpace};
 
 const MAGIC: &[u8; 4] = b"CLKW";
 const VERSION: u16 = 3;
+/// The format before issue 15 (canonical, in memory), still read: a node upgraded with
+/// such a snapshot in its data dir restarts from it.
+const VERSION_2: u16 = 2;
 
 /// Entries pre-allocated from a count a snapshot gives, at most: a forged count cannot
 /// make a restore allocate beyond what the input then delivers.
@@ -103,10 +106,18 @@ struct NamespaceView {
     nodes: Vec<NodeView>,
     /// Shared with the live engine, copied on its write: O(chunks) to freeze.
     chunks: Vec<Arc<Chunk>>,
+    /// How many items the chunks hold.
+    items: u64,
     merged: Vec<(Box<str>, Box<str>)>,
     /// Their bytes shared: O(backups).
     backups: Vec<Backup>,
 }
+
+// A view is written on another thread than the engine's.
+const _: () = {
+    const fn frozen<T: Send + Sync + 'static>() {}
+    frozen::<EngineView>();
+};
 
 pub(crate) fn freeze(engine: &Engine, digest: Sum) -> EngineView {
     EngineView {
@@ -150,6 +161,7 @@ fn freeze_namespace(ns: &Namespace) -> NamespaceView {
             })
             .collect(),
         chunks: ns.placement.freeze(),
+        items: ns.placement.len() as u64,
         merged: ns
             .merged
             .iter()
@@ -217,12 +229,7 @@ fn write_namespace(w: &mut Output, ns: &NamespaceView) -> std::io::Result<()> {
             None => w.u8(0)?,
         }
     }
-    let count: usize = ns
-        .chunks
-        .iter()
-        .map(|c| c.items.iter().filter(|i| i.is_some()).count())
-        .sum();
-    w.u64(count as u64)?;
+    w.u64(ns.items)?;
     for chunk in &ns.chunks {
         for (item, expiry) in chunk.items_with_expiry() {
             w.str(&item.key)?;
@@ -266,6 +273,9 @@ pub(crate) fn read_from(reader: &mut dyn Read) -> Result<Engine, SnapshotError> 
         return Err(SnapshotError::BadMagic);
     }
     let version = r.u16()?;
+    if version == VERSION_2 {
+        return read_version_2(&r.remaining()?);
+    }
     if version != VERSION {
         return Err(SnapshotError::UnsupportedVersion(version));
     }
@@ -495,6 +505,67 @@ fn encode_ring(w: &mut Writer, ns: &Namespace, base: i64) {
         w.str(from);
         w.str(to);
     }
+}
+
+/// A format-2 snapshot after its magic and version: the state is rebuilt (seqs
+/// renumbered in insertion order, as format 2 always did) and its digest computed.
+fn read_version_2(bytes: &[u8]) -> Result<Engine, SnapshotError> {
+    let mut r = Reader(bytes);
+    let mut engine = Engine::default();
+    for _ in 0..r.u32()? {
+        let name = r.string()?;
+        let ns = decode_namespace_2(&mut r)?;
+        let share = digest::namespace(digest::HASH_RING, &name, ns.digest_sum());
+        engine.digest = engine.digest.wrapping_add(share);
+        if engine
+            .hash_rings
+            .insert(name, HashRing { ns, folded: share })
+            .is_some()
+        {
+            return Err(SnapshotError::Corrupt("duplicate HashRing namespace"));
+        }
+    }
+    for _ in 0..r.u32()? {
+        let name = r.string()?;
+        let ns = decode_namespace_2(&mut r)?;
+        let mut router = ChatRouter {
+            ns,
+            ..ChatRouter::default()
+        };
+        for _ in 0..r.u32()? {
+            let key = r.string()?;
+            let size = r.i64()?;
+            if router.ns.placement.find(&key).is_some() {
+                return Err(SnapshotError::Corrupt("stale size for a live request"));
+            }
+            router.stale_sizes.insert(key.into_boxed_str(), size);
+        }
+        let share = digest::namespace(digest::CHAT_ROUTER, &name, router.digest_sum());
+        engine.digest = engine.digest.wrapping_add(share);
+        router.folded = share;
+        if engine.chat_routers.insert(name, router).is_some() {
+            return Err(SnapshotError::Corrupt("duplicate ChatRouter namespace"));
+        }
+    }
+    if !r.0.is_empty() {
+        return Err(SnapshotError::TrailingBytes(r.0.len()));
+    }
+    Ok(engine)
+}
+
+fn decode_namespace_2(r: &mut Reader) -> Result<Namespace, SnapshotError> {
+    let latest = r.i64()?;
+    let mut ns = decode_ring(r, 0)?;
+    ns.latest = latest;
+    for _ in 0..r.u32()? {
+        let timestamp = r.i64()?;
+        let len = usize::try_from(r.u64()?).map_err(|_| SnapshotError::Truncated)?;
+        let state = r.take(len)?.to_vec();
+        ring_state_from(&state, timestamp)?;
+        ns.backups
+            .push(Backup::new(timestamp, state.into()), usize::MAX);
+    }
+    Ok(ns)
 }
 
 fn decode_ring(r: &mut Reader, base: i64) -> Result<Namespace, SnapshotError> {
@@ -749,6 +820,16 @@ impl<'a> Input<'a> {
         let key =
             std::str::from_utf8(key).map_err(|_| SnapshotError::Corrupt("string is not UTF-8"))?;
         Ok((key, rest))
+    }
+
+    /// Everything left, in memory (format 2 only).
+    fn remaining(&mut self) -> Result<Vec<u8>, SnapshotError> {
+        let mut out = self.buf[self.at..self.end].to_vec();
+        self.at = self.end;
+        self.inner
+            .read_to_end(&mut out)
+            .map_err(|e| SnapshotError::Io(e.to_string()))?;
+        Ok(out)
     }
 
     /// How many bytes are left (read to the end).
