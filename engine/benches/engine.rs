@@ -547,6 +547,7 @@ fn bench_snapshots(keys: usize) {
     );
     let mut bytes = Vec::with_capacity(size as usize);
     view.write_to(&mut bytes).expect("a Vec takes it");
+    drop(view);
     // Applying while a view lives: the chunks a batch touches are copied once.
     let mut rng = Rng(11);
     let restores: Vec<EngineCommand> = (0..20)
@@ -576,7 +577,6 @@ fn bench_snapshots(keys: usize) {
             start.elapsed().as_secs_f64()
         })
         .fold(0.0, f64::max);
-    drop(view);
     drop(engine);
     let read_runs: Vec<f64> = (0..3)
         .map(|_| {

@@ -12,11 +12,16 @@ use clockwise_engine::{Command, Engine, HashRingOp, KeyOperation, KeyOperationKi
 const BATCH: usize = 5_000;
 
 fn rss_bytes() -> u64 {
+    status_bytes("VmRSS:")
+}
+
+/// A `/proc/self/status` figure in bytes (`VmRSS:` now, `VmHWM:` the peak).
+fn status_bytes(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<u64>().ok())
         })
@@ -135,6 +140,46 @@ fn main() {
         (rss_bytes() - base) as f64 / keys as f64
     );
 
+    // A snapshot while the engine applies on: the view is written on another thread
+    // while commands of random re-stores touch chunks (each copied once, on write).
+    let view = engine.freeze();
+    let writer = std::thread::spawn(move || {
+        let start = Instant::now();
+        view.write_to(&mut std::io::sink())
+            .expect("a sink takes it");
+        start.elapsed().as_secs_f64()
+    });
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let (mut worst, mut batches) = (0f64, 0);
+    while !writer.is_finished() || batches == 0 {
+        let operations = (0..BATCH)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                KeyOperation {
+                    kind: KeyOperationKind::Store,
+                    key: format!("key-{:07}", state % keys as u64 + 1),
+                }
+            })
+            .collect();
+        let start = Instant::now();
+        engine.apply(&hr(
+            keys as i64 + 10 + batches,
+            HashRingOp::BatchOperations { operations },
+        ));
+        worst = worst.max(start.elapsed().as_secs_f64());
+        batches += 1;
+    }
+    let written = writer.join().expect("the writer finishes");
+    println!(
+        "write_to on a thread, {batches} commands of {BATCH} random re-stores meanwhile: \
+         written in {:.0} ms, slowest command {:.1} ms; resident now {:.1} B/key, peak {:.1} B/key",
+        written * 1e3,
+        worst * 1e3,
+        (rss_bytes() - base) as f64 / keys as f64,
+        (status_bytes("VmHWM:") - base) as f64 / keys as f64
+    );
     drop(engine);
     let start = Instant::now();
     let cpu = cpu_seconds();

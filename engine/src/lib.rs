@@ -19,8 +19,8 @@
 //! - `digest`: the state digest, a sum of per-fact hashes kept as commands apply.
 //! - [`snapshot`]: the versioned, streamed encoding of an [`Engine`] (and the canonical
 //!   encoding of a ring that backups store); [`EngineView`], a frozen state to write.
-//! - `testing` (tests and the `testing` feature): a sample command log for the crates
-//!   over the engine.
+//! - `testing` (tests and the `testing` feature): a sample command log and a seeded
+//!   random one, for the crates over the engine.
 //!
 //! Module dependencies point one way: facades → namespace → placement → {index, slab} →
 //! item → ring → position; `backups` → {namespace, snapshot}; everything that changes
