@@ -10,7 +10,7 @@
 //! command of 5,000 stores to random keys right after a freeze copies up to 5,000
 //! chunks, 20 MB at this size (1.3 GB at 4,096 items, a pause of hundreds of ms). The
 //! price is ~1.5 B per key of chunk headers and 156k `Arc`s to clone per freeze at 10M
-//! keys (about a millisecond).
+//! keys (a few milliseconds).
 
 use std::ops::Index;
 use std::sync::Arc;
