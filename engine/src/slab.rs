@@ -6,10 +6,10 @@
 //! engine for a snapshot shares the chunks (O(chunks)), and only a chunk mutated while
 //! a frozen view still holds it is copied (issue 15).
 //!
-//! Chunks are small (64 items, 4 KiB) because a copy on write costs a whole chunk: a
+//! Chunks are small (32 items, 2 KiB) because a copy on write costs a whole chunk: a
 //! command of 5,000 stores to random keys right after a freeze copies up to 5,000
-//! chunks, 20 MB at this size (1.3 GB at 4,096 items, a pause of hundreds of ms). The
-//! price is ~1.5 B per key of chunk headers and 156k `Arc`s to clone per freeze at 10M
+//! chunks, 10 MB at this size (1.3 GB at 4,096 items, a pause of hundreds of ms). The
+//! price is ~2.5 B per key of chunk headers and 312k `Arc`s to clone per freeze at 10M
 //! keys (a few milliseconds).
 
 use std::ops::Index;
@@ -17,8 +17,10 @@ use std::sync::Arc;
 
 use super::item::{Item, Slot, NEVER};
 
-const CHUNK_BITS: u32 = 6;
+const CHUNK_BITS: u32 = 5;
 const CHUNK: usize = 1 << CHUNK_BITS;
+// Offsets in a chunk are `u8`s (the expiries' keys).
+const _: () = assert!(CHUNK <= 256);
 
 /// One chunk of slots and the expiries of its items that expire.
 #[derive(Clone, Debug, Default)]
@@ -26,21 +28,27 @@ pub(crate) struct Chunk {
     pub(crate) items: Vec<Option<Item>>,
     /// By offset in the chunk. Kept beside the items rather than in them: most items
     /// never expire, and a 64-byte item fits a cache line. Per chunk (not one map for
-    /// the slab) so that it is frozen and copied on write with its items.
-    expiries: hashbrown::HashMap<u16, i64, foldhash::fast::FixedState>,
+    /// the slab) so that it is frozen and copied on write with its items; boxed, and
+    /// `None` while no item of the chunk expires, so that it costs such a chunk 8 bytes.
+    expiries: Option<Box<Expiries>>,
 }
 
+type Expiries = hashbrown::HashMap<u8, i64, foldhash::fast::FixedState>;
+
 impl Chunk {
+    #[inline]
+    fn expiry(&self, at: usize) -> i64 {
+        self.expiries
+            .as_ref()
+            .and_then(|m| m.get(&(at as u8)).copied())
+            .unwrap_or(NEVER)
+    }
+
     /// The chunk's items with their expiry ([`NEVER`]: never).
     pub(crate) fn items_with_expiry(&self) -> impl Iterator<Item = (&Item, i64)> + '_ {
         self.items.iter().enumerate().filter_map(|(i, item)| {
             let item = item.as_ref()?;
-            let expiry = if self.expiries.is_empty() {
-                NEVER
-            } else {
-                self.expiries.get(&(i as u16)).copied().unwrap_or(NEVER)
-            };
-            Some((item, expiry))
+            Some((item, self.expiry(i)))
         })
     }
 }
@@ -70,7 +78,7 @@ impl Slab {
             let capacity = if self.chunks.is_empty() { 0 } else { CHUNK };
             self.chunks.push(Arc::new(Chunk {
                 items: Vec::with_capacity(capacity),
-                expiries: Default::default(),
+                expiries: None,
             }));
         }
         let last = self.chunks.len() - 1;
@@ -100,25 +108,32 @@ impl Slab {
     #[inline]
     pub(crate) fn expiry(&self, slot: Slot) -> i64 {
         let (chunk, at) = split(slot);
-        let expiries = &self.chunks[chunk].expiries;
-        if expiries.is_empty() {
-            return NEVER;
-        }
-        expiries.get(&(at as u16)).copied().unwrap_or(NEVER)
+        self.chunks[chunk].expiry(at)
     }
 
     pub(crate) fn set_expiry(&mut self, slot: Slot, expiry: i64) {
         let (chunk, at) = split(slot);
+        let at = at as u8;
         if expiry == NEVER {
-            if !self.chunks[chunk].expiries.is_empty() {
-                Arc::make_mut(&mut self.chunks[chunk])
-                    .expiries
-                    .remove(&(at as u16));
+            // Only a chunk that holds the expiry changes (and is copied if frozen).
+            let held = self.chunks[chunk]
+                .expiries
+                .as_ref()
+                .is_some_and(|m| m.contains_key(&at));
+            if held {
+                let expiries = &mut Arc::make_mut(&mut self.chunks[chunk]).expiries;
+                if let Some(m) = expiries {
+                    m.remove(&at);
+                    if m.is_empty() {
+                        *expiries = None;
+                    }
+                }
             }
         } else {
             Arc::make_mut(&mut self.chunks[chunk])
                 .expiries
-                .insert(at as u16, expiry);
+                .get_or_insert_with(Default::default)
+                .insert(at, expiry);
         }
     }
 
