@@ -89,8 +89,9 @@ impl Namespace {
 
     /// Replaces the ring's state with the latest backup saved at or before
     /// `backup_timestamp` (equal timestamps: the first saved), its items expiring their
-    /// remaining TTL after `timestamp`; the caller purges afterwards. `None` (nothing changed) when there is none;
-    /// otherwise how many keys it restored.
+    /// remaining TTL after `timestamp`; the caller purges afterwards. `None` (nothing
+    /// changed) when there is none, or it does not decode; otherwise how many keys it
+    /// restored.
     pub(crate) fn restore(&mut self, timestamp: i64, backup_timestamp: i64) -> Option<i64> {
         let chosen = self
             .backups
@@ -101,8 +102,10 @@ impl Namespace {
                 Some(b) if b.timestamp >= candidate.timestamp => Some(b),
                 _ => Some(candidate),
             })?;
-        let restored = snapshot::ring_state_from(&chosen.state, timestamp)
-            .expect("a backup this engine encoded decodes");
+        // A backup this engine made always decodes; one that came in a forged snapshot
+        // may not (snapshots do not decode backups, to keep restarts fast): it restores
+        // nothing, alike on every replica, rather than panic.
+        let restored = snapshot::ring_state_from(&chosen.state, timestamp).ok()?;
         let count = restored.placement.len() as i64;
         let (latest, backups) = (self.latest, std::mem::take(&mut self.backups));
         // The restored namespace's digest facts were kept as it was decoded.

@@ -559,3 +559,35 @@ fn a_format_2_snapshot_still_restores_with_the_digest_of_the_same_state() {
     longer.push(0);
     assert!(Engine::restore(&longer).is_err());
 }
+
+#[test]
+fn a_backup_that_does_not_decode_restores_nothing_instead_of_panicking() {
+    let mut e = Engine::new();
+    e.apply(&hr(
+        "r",
+        1,
+        HashRingOp::AddNode {
+            node_id: "a".into(),
+        },
+    ));
+    e.apply(&hr("r", 2, HashRingOp::StoreKey { key: "k".into() }));
+    // What a forged snapshot could carry: bytes no backup encodes, under a digest that
+    // matches them.
+    e.hash_ring_mut("r")
+        .ns
+        .backups
+        .push(crate::backups::Backup::new(2, vec![9u8; 5].into()), 4);
+    let mut restored = Engine::restore(&e.snapshot()).expect("backups are not decoded");
+    assert_eq!(restored.state_digest(), e.state_digest());
+    let before = restored.state_digest();
+    let outcome = restored.apply(&hr(
+        "r",
+        3,
+        HashRingOp::Restore {
+            backup_timestamp: 2,
+        },
+    ));
+    assert_eq!(outcome, crate::Outcome::Count(None));
+    assert_ne!(restored.state_digest(), before, "only the clock moved");
+    assert_eq!(restored.state_digest(), restored.recomputed_digest());
+}
