@@ -591,3 +591,50 @@ fn a_backup_that_does_not_decode_restores_nothing_instead_of_panicking() {
     assert_ne!(restored.state_digest(), before, "only the clock moved");
     assert_eq!(restored.state_digest(), restored.recomputed_digest());
 }
+
+#[test]
+fn forged_lengths_and_counts_end_in_an_error_not_a_panic_or_a_huge_allocation() {
+    let header = |body: &[u8]| {
+        let mut bytes = b"CLKW".to_vec();
+        bytes.extend_from_slice(&3u16.to_le_bytes());
+        bytes.extend_from_slice(&0u128.to_le_bytes());
+        bytes.extend_from_slice(body);
+        bytes
+    };
+    let mut namespace = 1u32.to_le_bytes().to_vec();
+    namespace.extend_from_slice(&1u32.to_le_bytes());
+    namespace.push(b'r');
+    namespace.extend_from_slice(&0i64.to_le_bytes()); // latest
+    namespace.extend_from_slice(&u64::MAX.to_le_bytes()); // next seq
+    namespace.push(1); // u64 space
+    let cases: Vec<Vec<u8>> = vec![
+        // A namespace name of 4 GiB.
+        header(&[1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]),
+        // 2^32 - 1 nodes, then a node with 2^32 - 1 positions.
+        header(&[namespace.as_slice(), &[0xff; 4]].concat()),
+        header(
+            &[
+                namespace.as_slice(),
+                &[1, 0, 0, 0, 1, 0, 0, 0, b'a'],
+                &[0; 8],
+                &[0xff; 4],
+            ]
+            .concat(),
+        ),
+        // 2^64 - 1 items on a ring without nodes, and with one.
+        header(&[namespace.as_slice(), &[0; 4], &[0xff; 8]].concat()),
+        // A key of 4 GiB.
+        header(
+            &[
+                namespace.as_slice(),
+                &[0; 4],
+                &[1, 0, 0, 0, 0, 0, 0, 0],
+                &[0xff; 4],
+            ]
+            .concat(),
+        ),
+    ];
+    for bytes in cases {
+        assert!(Engine::restore(&bytes).is_err());
+    }
+}

@@ -41,8 +41,10 @@ const VERSION_2: u16 = 2;
 /// Entries pre-allocated from a count a snapshot gives, at most: a forged count cannot
 /// make a restore allocate beyond what the input then delivers.
 const MAX_PREALLOC: usize = 1 << 16;
-/// Keys the index is sized for up front from a snapshot's count, at most.
-const MAX_INDEX_RESERVE: usize = 1 << 24;
+/// Keys the index is sized for up front from a snapshot's count, at most: 8M keys is
+/// a table of 2^24 entries (128 MiB), the one 10M keys need anyway, and the most a
+/// forged count can make a restore allocate before the items must actually arrive.
+const MAX_INDEX_RESERVE: usize = 1 << 23;
 /// The write and read buffers.
 const BUFFER: usize = 1 << 16;
 
