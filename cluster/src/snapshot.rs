@@ -701,6 +701,173 @@ mod tests {
         assert_eq!(&bytes[..bytes.len() - CHECKSUM_LEN], expected.as_slice());
     }
 
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("clockwise-snapfile-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn meta(index: u64, term: u64) -> SnapshotMetadata {
+        let mut meta = SnapshotMetadata {
+            index,
+            term,
+            ..SnapshotMetadata::default()
+        };
+        meta.set_conf_state(raft::eraftpb::ConfState::from((vec![1, 7], vec![3])));
+        meta
+    }
+
+    /// A file with a state of `len` bytes; answers its descriptor and bytes.
+    fn stored(dir: &Path, len: usize) -> (Descriptor, Vec<u8>) {
+        let state: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let descriptor = write_file(dir, &meta(42, 3), &sample().members, &mut |out| {
+            // In pieces, as a streaming writer would.
+            state.chunks(1000).try_for_each(|c| out.write_all(c))
+        })
+        .unwrap();
+        let bytes = std::fs::read(dir.join(descriptor.file_name())).unwrap();
+        (descriptor, bytes)
+    }
+
+    fn read_state(path: &Path, expected: Option<&Descriptor>) -> Result<Vec<u8>, String> {
+        let (_, mut reader) = open_file(path, expected).map_err(|e| e.to_string())?;
+        let mut state = Vec::new();
+        reader.read_to_end(&mut state).map_err(|e| e.to_string())?;
+        Ok(state)
+    }
+
+    #[test]
+    fn a_descriptor_round_trips_and_refuses_anything_else() {
+        let descriptor = Descriptor {
+            index: 9,
+            term: 2,
+            len: 1 << 40,
+            sha256: [5; 32],
+        };
+        let bytes = descriptor.encode();
+        assert_eq!(bytes.len(), 64, "a few bytes whatever the state's size");
+        assert_eq!(Descriptor::decode(&bytes), Ok(descriptor));
+        for cut in 0..bytes.len() {
+            assert!(Descriptor::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(
+            Descriptor::decode(&longer),
+            Err(SnapshotDataError::UnknownFormat)
+        );
+        // The state itself (an older node's snapshot data) is not a descriptor.
+        assert_eq!(
+            Descriptor::decode(&sample().encode()),
+            Err(SnapshotDataError::UnknownFormat)
+        );
+        assert_eq!(descriptor.file_name(), file_name(9, 2));
+    }
+
+    #[test]
+    fn a_file_streams_back_its_header_and_state_and_checksum() {
+        let dir = temp_dir("round-trip");
+        let (descriptor, bytes) = stored(&dir, 5000);
+        assert_eq!(descriptor.len, bytes.len() as u64);
+        assert_eq!(
+            descriptor.sha256,
+            sha256(&bytes[..bytes.len() - CHECKSUM_LEN]),
+            "the descriptor carries the file's own checksum"
+        );
+        let path = dir.join(descriptor.file_name());
+        let (header, mut reader) = open_file(&path, Some(&descriptor)).unwrap();
+        assert_eq!(header.meta, meta(42, 3));
+        assert_eq!(header.members, sample().members);
+        let mut state = Vec::new();
+        reader.read_to_end(&mut state).unwrap();
+        assert_eq!(
+            state,
+            (0..5000).map(|i| (i % 251) as u8).collect::<Vec<_>>()
+        );
+        assert_eq!(reader.descriptor(&header.meta), Some(descriptor));
+        // Nothing temporary is left.
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn any_flipped_byte_of_a_file_is_refused_before_the_state_ends() {
+        let dir = temp_dir("flip");
+        let (descriptor, bytes) = stored(&dir, 300);
+        let path = dir.join(descriptor.file_name());
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x01;
+            std::fs::write(&path, &bad).unwrap();
+            assert!(read_state(&path, None).is_err(), "flip at {i}");
+            std::fs::write(&path, &bad[..i]).unwrap();
+            assert!(read_state(&path, None).is_err(), "cut at {i}");
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(read_state(&path, Some(&descriptor)).is_ok());
+        let other = Descriptor {
+            sha256: [0; 32],
+            ..descriptor
+        };
+        assert!(
+            read_state(&path, Some(&other)).is_err(),
+            "another checksum than expected"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_received_file_is_stored_only_whole_and_intact() {
+        let source = temp_dir("receive-source");
+        let dir = temp_dir("receive");
+        let (descriptor, bytes) = stored(&source, 4000);
+        let receive = |chunks: &[&[u8]], limit: u64| {
+            let mut receiver = Receiver::create(&dir, descriptor, limit)?;
+            for chunk in chunks {
+                receiver.write(chunk)?;
+            }
+            receiver.finish()
+        };
+        assert!(matches!(
+            receive(&[&bytes], 100),
+            Err(SnapshotFileError::TooLarge(..))
+        ));
+        assert!(matches!(
+            receive(&[&bytes[..1000]], u64::MAX),
+            Err(SnapshotFileError::Short { .. })
+        ));
+        assert!(matches!(
+            receive(&[&bytes, &[0]], u64::MAX),
+            Err(SnapshotFileError::Overrun(_))
+        ));
+        for at in [0, 100, bytes.len() - 40, bytes.len() - 1] {
+            let mut bad = bytes.clone();
+            bad[at] ^= 0x80;
+            assert!(
+                matches!(receive(&[&bad], u64::MAX), Err(SnapshotFileError::Checksum)),
+                "flip at {at}"
+            );
+        }
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            0,
+            "refused: nothing stored, no temporary file left"
+        );
+        let path = receive(&[&bytes[..1], &bytes[1..3000], &bytes[3000..]], u64::MAX).unwrap();
+        assert_eq!(path, dir.join(descriptor.file_name()));
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            copy_file(&source, &dir, &descriptor).unwrap(),
+            path,
+            "an in-process copy goes through the same checks"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&source);
+    }
+
     #[test]
     fn any_flipped_or_missing_byte_is_refused() {
         let bytes = sample().encode();

@@ -882,6 +882,155 @@ mod tests {
         ));
     }
 
+    /// `term(i)` from the index against the entries' own terms, for every index and
+    /// around the log's ends.
+    fn assert_terms_match_entries(store: &LogStore) {
+        let (first, last) = (store.first_index().unwrap(), store.last_index().unwrap());
+        let entries = store
+            .entries(first, last + 1, None, GetEntriesContext::empty(false))
+            .unwrap();
+        for entry in &entries {
+            assert_eq!(store.term(entry.index).unwrap(), entry.term, "{entry:?}");
+        }
+        assert!(matches!(
+            store.term(last + 1),
+            Err(raft::Error::Store(StorageError::Unavailable))
+        ));
+        if first > 2 {
+            assert!(matches!(
+                store.term(first - 2),
+                Err(raft::Error::Store(StorageError::Compacted))
+            ));
+        }
+    }
+
+    #[test]
+    fn the_term_index_follows_appends_truncations_compactions_installs_and_reopens() {
+        let dir = TempDir::new("terms");
+        let store = LogStore::open(&dir.log()).unwrap();
+        let write = |entries: &[Entry]| {
+            store
+                .write(ReadyWrite {
+                    entries,
+                    sync: true,
+                    ..ReadyWrite::default()
+                })
+                .unwrap();
+        };
+        let terms = [1, 1, 1, 2, 2, 4, 4, 4, 4, 5];
+        let entries: Vec<_> = (1..).zip(terms).map(|(i, t)| entry(i, t, b"x")).collect();
+        write(&entries);
+        assert_terms_match_entries(&store);
+        assert_eq!(
+            store.term_index().runs,
+            BTreeMap::from([(1, 1), (4, 2), (6, 4), (10, 5)]),
+            "one run per term, not one per entry"
+        );
+        // A new leader replaces the tail from index 5.
+        write(&[entry(5, 6, b"y"), entry(6, 6, b"y")]);
+        assert_terms_match_entries(&store);
+        assert_eq!(store.term(5).unwrap(), 6);
+        assert_eq!(
+            store.term_index().runs,
+            BTreeMap::from([(1, 1), (4, 2), (5, 6)])
+        );
+        // Compaction in the middle of a run keeps the rest of the run.
+        store.compact(2, 1, None).unwrap();
+        assert_terms_match_entries(&store);
+        assert_eq!(store.term(2).unwrap(), 1, "the truncation point's term");
+        assert_eq!(store.term(3).unwrap(), 1);
+        // Reopened: rebuilt from the log, the same.
+        let before = store.term_index();
+        drop(store);
+        let store = LogStore::open(&dir.log()).unwrap();
+        assert_eq!(store.term_index(), before);
+        assert_terms_match_entries(&store);
+        // A snapshot beyond the log replaces it.
+        let mut meta = truncation_point(20, 7);
+        meta.set_conf_state(ConfState::from((vec![1], vec![])));
+        store
+            .write(ReadyWrite {
+                snapshot: Some(&meta),
+                entries: &[entry(21, 7, b"z")],
+                sync: true,
+                ..ReadyWrite::default()
+            })
+            .unwrap();
+        assert_eq!(store.term(20).unwrap(), 7);
+        assert_eq!(store.term(21).unwrap(), 7);
+        assert!(store.term(19).is_err());
+        assert_terms_match_entries(&store);
+        // Compacting the whole log.
+        store.compact(21, 7, None).unwrap();
+        assert_eq!(store.term(21).unwrap(), 7);
+        assert_eq!(store.term_index().runs, BTreeMap::new());
+    }
+
+    /// What a restart finds: the snapshot file, the log after it; `Storage::snapshot`
+    /// answers a descriptor from memory, never reading the file.
+    #[test]
+    fn a_store_restarts_from_a_snapshot_file_plus_the_log_after_it() {
+        use crate::snapshot::SnapshotData;
+        let dir = TempDir::new("restart-snapshot");
+        let store = LogStore::open(&dir.log()).unwrap();
+        store.bootstrap(&members(&[1, 2]), "c1").unwrap();
+        let entries: Vec<_> = (3..=10).map(|i| entry(i, 2, b"e")).collect();
+        store
+            .write(ReadyWrite {
+                entries: &entries,
+                hard_state: Some(&hard_state(2, 1, 10)),
+                sync: true,
+                ..ReadyWrite::default()
+            })
+            .unwrap();
+        let mut snapshot = Snapshot {
+            data: SnapshotData {
+                members: members(&[1, 2]),
+                state: b"state at 8".to_vec(),
+            }
+            .encode()
+            .into(),
+            ..Snapshot::default()
+        };
+        snapshot.mut_metadata().index = 8;
+        snapshot.mut_metadata().term = 2;
+        snapshot
+            .mut_metadata()
+            .set_conf_state(ConfState::from((vec![1, 2], vec![])));
+        let descriptor = store.save_snapshot(&snapshot).unwrap();
+        store.compact(6, 2, None).unwrap();
+        drop(store);
+
+        let store = LogStore::open(&dir.log()).unwrap();
+        assert_eq!(
+            (store.first_index().unwrap(), store.last_index().unwrap()),
+            (7, 10)
+        );
+        assert_terms_match_entries(&store);
+        let path = store.latest_snapshot_file_within(6, 10).unwrap().unwrap();
+        assert_eq!(path, store.snapshot_path(&descriptor));
+        let (header, data) = crate::snapshot::read_file_to_memory(&path).unwrap();
+        assert_eq!((header.meta.index, header.meta.term), (8, 2));
+        assert_eq!(data.state, b"state at 8");
+        assert_eq!(data.members, members(&[1, 2]));
+        assert_eq!(store.latest_snapshot().unwrap().unwrap(), snapshot);
+
+        // Nothing is offered until the driver records a verified snapshot as latest.
+        assert!(store.snapshot(8, 2).is_err());
+        assert!(store.take_snapshot_wanted());
+        store.set_latest_snapshot(header.meta, descriptor);
+        std::fs::remove_file(&path).unwrap();
+        let offered = store.snapshot(8, 2).unwrap();
+        assert_eq!(
+            Descriptor::decode(&offered.data),
+            Ok(descriptor),
+            "answered from memory (the file is gone: the send fails, raft retries)"
+        );
+        assert_eq!(offered.get_metadata().index, 8);
+        assert!(store.snapshot(9, 2).is_err(), "too old for the request");
+        assert!(store.snapshot(8, 5).is_err(), "not in its membership");
+    }
+
     #[test]
     fn compaction_and_snapshots_move_the_first_index() {
         let dir = TempDir::new("compact");

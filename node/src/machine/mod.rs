@@ -580,6 +580,57 @@ mod tests {
         }
     }
 
+    /// The end of a stream whose checksum does not match: every byte, then an error.
+    struct FailsAtTheEnd<'a>(&'a [u8]);
+
+    impl std::io::Read for FailsAtTheEnd<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0.is_empty() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "checksum mismatch",
+                ));
+            }
+            let n = buf.len().min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    /// Issue 15: the state is swapped in only once the whole stream was read, so a
+    /// checksum failing at its end leaves the machine as it was; a damaged sessions
+    /// length cannot ask for unbounded memory.
+    #[test]
+    fn a_stream_failing_at_its_end_or_oversized_changes_nothing() {
+        let (mut source, _) = machine();
+        let add = command(
+            1,
+            HashRingOp::AddNode {
+                node_id: "n".into(),
+            },
+        );
+        apply(&mut source, 1, &add, session("c1", 1));
+        let bytes = source.snapshot();
+        assert_eq!(bytes[0], MACHINE_SNAPSHOT_VERSION);
+
+        let (mut target, target_engine) = machine();
+        let empty = target.snapshot();
+        let digest = target_engine.read().unwrap().state_digest();
+        assert!(target.restore_from(&mut FailsAtTheEnd(&bytes)).is_err());
+        assert_eq!(target_engine.read().unwrap().state_digest(), digest);
+        assert_eq!(target.snapshot(), empty, "sessions unchanged too");
+
+        let mut oversized = bytes.clone();
+        oversized[1..9].copy_from_slice(&(MAX_SESSIONS_ENCODED + 1).to_be_bytes());
+        assert!(matches!(
+            target.restore(&oversized),
+            Err(MachineSnapshotError::Sessions(_))
+        ));
+        target.restore(&bytes).unwrap();
+        assert_eq!(target.snapshot(), bytes);
+    }
+
     #[test]
     fn the_leader_stamps_timestamp_zero_once() {
         let (m, _) = machine();
