@@ -422,6 +422,13 @@ impl Receiver {
             .map_err(|e| io_error(&self.temporary)(e.into_error()))?;
         file.sync_all().map_err(io_error(&self.temporary))?;
         let path = self.dir.join(self.descriptor.file_name());
+        if path.exists() {
+            // This node stored its own snapshot at the same index and term: the same
+            // state (its bytes may differ: raft's membership lists have no fixed order).
+            // Keep it; the one in use is never replaced under a reader.
+            let _ = std::fs::remove_file(&self.temporary);
+            return Ok(path);
+        }
         std::fs::rename(&self.temporary, &path).map_err(io_error(&path))?;
         sync_dir(&self.dir)?;
         Ok(path)

@@ -4,7 +4,8 @@
 //! (proposals, reads, membership) and one of peer messages, so a flood of proposals
 //! cannot crowd out heartbeats, and gets answers on per-request oneshot channels,
 //! matched by request id, never by queue position. The thread may block on fsync (the
-//! log's synced writes), which is why it is not a tokio task.
+//! log's synced writes), which is why it is not a tokio task. Snapshots are written by
+//! a second thread of their own (`snapshots.rs`), whose reports the run loop selects on.
 //!
 //! # Layout
 //!
@@ -14,7 +15,8 @@
 //! - `proposals.rs`: writes on the leader, request ids, failing what is in flight.
 //! - `reads.rs`: linearizable reads (ReadIndex).
 //! - `membership.rs`: membership changes, learner promotion, leadership transfer.
-//! - `snapshots.rs`: building, storing, installing and restoring snapshots.
+//! - `snapshots.rs`: the snapshot-writer thread (building and storing off this
+//!   thread), installing and restoring snapshots.
 
 mod membership;
 mod proposals;

@@ -199,9 +199,10 @@ impl<S: StateMachine> Driver<S> {
             ));
         }
         let path = self.store.snapshot_path(&descriptor);
-        // The transport checked it on arrival; a mismatch here is a bug or a damaged
-        // disk: stop.
-        let (header, mut reader) = snapshot::open_file(&path, Some(&descriptor))?;
+        // The transport checked it on arrival (or kept this node's own file of the same
+        // index and term, whose bytes may differ): it is checked against itself here,
+        // and a mismatch is a damaged disk: stop.
+        let (header, mut reader) = snapshot::open_file(&path, None)?;
         if (header.meta.index, header.meta.term) != (meta.index, meta.term) {
             return Err(StoreError::Raft(
                 "a received snapshot file holds another index or term".into(),
@@ -211,6 +212,9 @@ impl<S: StateMachine> Driver<S> {
             .restore_from(&mut reader)
             .map_err(|e| StoreError::Raft(format!("restoring the received snapshot: {e}")))?;
         reader.finish()?;
+        let descriptor = reader.descriptor(meta).ok_or(StoreError::Corrupt(
+            "an installed snapshot was not verified",
+        ))?;
         self.store.set_latest_snapshot(meta.clone(), descriptor);
         let members = header.members;
         for (&id, address) in &members {
