@@ -16,6 +16,7 @@
 //! - [`member`]: a member's addresses, their stored form, and `--peers` lists.
 //! - [`transport`]: raft messages between nodes and forwarded writes, over gRPC.
 //! - [`storage`]: the durable log in raft-engine, its term index, the snapshot files.
+//! - [`terms`]: the log's term runs in memory, so `term()` never decodes an entry.
 //! - [`snapshot`]: snapshot files (streamed write, receive, verified read), the
 //!   descriptor raft carries, the in-memory envelope of backups.
 //! - [`backup`]: whole-cluster backup files, and seeding a new cluster from one.
@@ -28,6 +29,7 @@ pub mod replica;
 pub mod snapshot;
 pub mod state_machine;
 pub mod storage;
+pub mod terms;
 pub mod transport;
 
 pub use driver::{
