@@ -39,7 +39,7 @@ use tokio::sync::oneshot;
 
 use super::{Driver, ProposeError};
 use crate::member::MemberAddress;
-use crate::snapshot::{self, Descriptor, SnapshotData};
+use crate::snapshot::{self, Descriptor, SnapshotData, SnapshotFileError};
 use crate::state_machine::{StateMachine, StateSnapshot};
 use crate::storage::{LogStore, ReadyWrite, StoreError};
 
@@ -155,13 +155,13 @@ pub(super) fn restore_latest_snapshot<S: StateMachine>(
         }
         return Ok((0, 0));
     };
-    let (header, mut reader) = snapshot::open_file(&path, None).map_err(|e| {
-        StoreError::Raft(format!(
-            "stored snapshot {} (a file from before issue 15's format cannot be read: \
-             restore the node from a backup or re-add it): {e}",
-            path.display()
-        ))
-    })?;
+    let (header, mut reader) = match snapshot::open_file(&path, None) {
+        Ok(opened) => opened,
+        Err(SnapshotFileError::Malformed(_)) if is_legacy_file(&path) => {
+            return restore_legacy_file(store, machine, &path);
+        }
+        Err(e) => return Err(e.into()),
+    };
     machine
         .restore_from(&mut reader)
         .map_err(|e| StoreError::Raft(format!("restoring the stored snapshot: {e}")))?;
@@ -172,6 +172,45 @@ pub(super) fn restore_latest_snapshot<S: StateMachine>(
     let index = header.meta.index;
     store.set_latest_snapshot(header.meta, descriptor);
     Ok((index, descriptor.len))
+}
+
+/// Whether `path` is a snapshot file of the format before issue 15: raft's `Snapshot`
+/// message, its data the in-memory envelope.
+fn is_legacy_file(path: &std::path::Path) -> bool {
+    use std::io::Read as _;
+    let mut head = [0u8; 8];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && &head != snapshot::FILE_MAGIC
+}
+
+/// Restores a snapshot file of the format before issue 15 (read whole into memory,
+/// once, on the first start after an upgrade) and rewrites it in today's format under
+/// the same name.
+fn restore_legacy_file<S: StateMachine>(
+    store: &LogStore,
+    machine: &mut S,
+    path: &std::path::Path,
+) -> Result<(u64, u64), StoreError> {
+    use protobuf::Message as _;
+    let bytes = std::fs::read(path).map_err(|source| StoreError::SnapshotFile {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let legacy = Snapshot::parse_from_bytes(&bytes)
+        .map_err(|_| StoreError::Corrupt("a snapshot file does not decode"))?;
+    let data = SnapshotData::decode(&legacy.data)
+        .map_err(|e| StoreError::Raft(format!("stored snapshot: {e}")))?;
+    machine
+        .restore_from(&mut &data.state[..])
+        .map_err(|e| StoreError::Raft(format!("restoring the stored snapshot: {e}")))?;
+    let descriptor = store.save_snapshot(&legacy)?;
+    tracing::info!(
+        index = descriptor.index,
+        "rewrote a stored snapshot in the streaming format"
+    );
+    Ok((descriptor.index, descriptor.len))
 }
 
 impl<S: StateMachine> Driver<S> {
@@ -386,5 +425,143 @@ impl<S: StateMachine> Driver<S> {
         );
         self.publish_status();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use protobuf::Message as _;
+    use raft::eraftpb::{ConfState, Entry, HardState};
+    use raft::Storage as _;
+
+    use super::*;
+    use crate::snapshot::BytesSnapshot;
+
+    /// A state that is its last restored bytes.
+    #[derive(Default)]
+    struct Bytes(Vec<u8>);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("unreadable")]
+    struct Unreadable;
+
+    impl StateMachine for Bytes {
+        type Error = Unreadable;
+        type Snapshot = BytesSnapshot;
+        fn apply(&mut self, _index: u64, _data: &[u8]) -> Vec<u8> {
+            Vec::new()
+        }
+        fn freeze(&self) -> BytesSnapshot {
+            BytesSnapshot(self.0.clone())
+        }
+        fn restore_from(&mut self, reader: &mut dyn std::io::Read) -> Result<(), Unreadable> {
+            let mut bytes = Vec::new();
+            reader.read_to_end(&mut bytes).map_err(|_| Unreadable)?;
+            self.0 = bytes;
+            Ok(())
+        }
+    }
+
+    /// A store holding entries 1..=10 (commit 10), compacted to 6, with `file` written
+    /// as the stored snapshot at index 8.
+    fn store_with_snapshot_file(name: &str, file: impl FnOnce(&LogStore, Snapshot)) -> LogStore {
+        let dir = std::env::temp_dir().join(format!(
+            "clockwise-driver-snapshots-{}-{name}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = LogStore::open(&dir).unwrap();
+        let entries: Vec<Entry> = (1..=10)
+            .map(|index| Entry {
+                index,
+                term: 1,
+                ..Entry::default()
+            })
+            .collect();
+        store
+            .write(ReadyWrite {
+                entries: &entries,
+                hard_state: Some(&HardState {
+                    term: 1,
+                    commit: 10,
+                    ..HardState::default()
+                }),
+                conf_state: Some(&ConfState::from((vec![1, 2], vec![]))),
+                sync: true,
+                ..ReadyWrite::default()
+            })
+            .unwrap();
+        let mut snapshot = Snapshot {
+            data: SnapshotData {
+                members: BTreeMap::from([(1, MemberAddress::decode("h:1"))]),
+                state: b"state at 8".to_vec(),
+            }
+            .encode()
+            .into(),
+            ..Snapshot::default()
+        };
+        snapshot.mut_metadata().index = 8;
+        snapshot.mut_metadata().term = 1;
+        snapshot
+            .mut_metadata()
+            .set_conf_state(ConfState::from((vec![1, 2], vec![])));
+        file(&store, snapshot);
+        store.compact(6, 1, None).unwrap();
+        store
+    }
+
+    #[test]
+    fn a_restart_restores_the_stored_file_streaming_and_offers_it() {
+        let store = store_with_snapshot_file("current", |store, snapshot| {
+            store.save_snapshot(&snapshot).unwrap();
+        });
+        // As a fresh process: nothing recorded as the latest yet.
+        let dir = store.snapshot_dir().parent().unwrap().to_owned();
+        drop(store);
+        let store = LogStore::open(&dir).unwrap();
+        let mut machine = Bytes::default();
+        let (index, len) = restore_latest_snapshot(&store, &mut machine).unwrap();
+        assert_eq!(index, 8);
+        assert_eq!(machine.0, b"state at 8");
+        let offered = store.snapshot(8, 2).unwrap();
+        assert_eq!(Descriptor::decode(&offered.data).unwrap().len, len);
+        let _ = std::fs::remove_dir_all(store.snapshot_dir().parent().unwrap());
+    }
+
+    #[test]
+    fn a_stored_file_of_the_format_before_issue_15_is_restored_and_rewritten() {
+        let store = store_with_snapshot_file("legacy", |store, snapshot| {
+            let path = store.snapshot_dir().join(snapshot::file_name(8, 1));
+            std::fs::write(path, snapshot.write_to_bytes().unwrap()).unwrap();
+        });
+        let mut machine = Bytes::default();
+        assert_eq!(restore_latest_snapshot(&store, &mut machine).unwrap().0, 8);
+        assert_eq!(machine.0, b"state at 8");
+        let path = store.snapshot_dir().join(snapshot::file_name(8, 1));
+        let (header, data) = snapshot::read_file_to_memory(&path).unwrap();
+        assert_eq!(
+            (header.meta.index, data.state.as_slice()),
+            (8, &b"state at 8"[..])
+        );
+        assert!(store.snapshot(8, 2).is_ok(), "offered in the new format");
+        let _ = std::fs::remove_dir_all(store.snapshot_dir().parent().unwrap());
+    }
+
+    #[test]
+    fn a_damaged_stored_file_stops_the_start() {
+        let store = store_with_snapshot_file("damaged", |store, snapshot| {
+            let descriptor = store.save_snapshot(&snapshot).unwrap();
+            let path = store.snapshot_path(&descriptor);
+            let mut bytes = std::fs::read(&path).unwrap();
+            let last = bytes.len() - 40;
+            bytes[last] ^= 1;
+            std::fs::write(&path, bytes).unwrap();
+        });
+        let mut machine = Bytes(b"before".to_vec());
+        assert!(restore_latest_snapshot(&store, &mut machine).is_err());
+        assert_eq!(machine.0, b"before", "nothing swapped in");
+        let _ = std::fs::remove_dir_all(store.snapshot_dir().parent().unwrap());
     }
 }
