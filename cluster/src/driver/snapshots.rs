@@ -424,7 +424,9 @@ impl<S: StateMachine> Driver<S> {
             "took a snapshot"
         );
         self.publish_status();
-        Ok(())
+        // What was applied while this one was written may already make the next due
+        // (an idle node has no Ready to check it after).
+        self.maybe_snapshot()
     }
 }
 
