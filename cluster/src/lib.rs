@@ -3,19 +3,22 @@
 //!
 //! # Layout
 //!
-//! - [`state_machine`]: what a replicated state offers (deterministic apply, snapshots).
+//! - [`state_machine`]: what a replicated state offers (deterministic apply, frozen
+//!   snapshot views, streaming restore).
 //! - [`driver`]: the thread that owns `RawNode`; its handle, config and run loop.
 //!   - `driver/ready.rs`: one Ready in raft-rs's order; applying committed entries.
 //!   - `driver/proposals.rs`: writes on the leader; request ids; failing what is in flight.
 //!   - `driver/reads.rs`: linearizable reads (ReadIndex).
 //!   - `driver/membership.rs`: membership changes, learner promotion, leader transfer.
-//!   - `driver/snapshots.rs`: building, installing and restoring snapshots.
+//!   - `driver/snapshots.rs`: the snapshot-writer thread; installing, restoring.
 //! - [`identity`]: the cluster id: made at founding, stored, checked on every peer call.
 //! - [`replica`]: a node's calls: propose anywhere, linearizable reads, membership.
 //! - [`member`]: a member's addresses, their stored form, and `--peers` lists.
 //! - [`transport`]: raft messages between nodes and forwarded writes, over gRPC.
-//! - [`storage`]: the durable log in raft-engine and the snapshot files.
-//! - [`snapshot`]: the snapshot envelope (members, state, SHA-256).
+//! - [`storage`]: the durable log in raft-engine, its term index, the snapshot files.
+//! - [`terms`]: the log's term runs in memory, so `term()` never decodes an entry.
+//! - [`snapshot`]: snapshot files (streamed write, receive, verified read), the
+//!   descriptor raft carries, the in-memory envelope of backups.
 //! - [`backup`]: whole-cluster backup files, and seeding a new cluster from one.
 
 pub mod backup;
@@ -26,6 +29,7 @@ pub mod replica;
 pub mod snapshot;
 pub mod state_machine;
 pub mod storage;
+pub mod terms;
 pub mod transport;
 
 pub use driver::{
@@ -34,6 +38,6 @@ pub use driver::{
 pub use identity::{ClusterIdentity, CLUSTER_ID_METADATA};
 pub use member::{MemberAddress, Peers, PeersError};
 pub use replica::{Backup, Replica, ReplicaError, CLUSTER_UNAVAILABLE_METADATA};
-pub use state_machine::StateMachine;
+pub use state_machine::{StateMachine, StateSnapshot};
 pub use storage::{LogStore, ReadyWrite, StoreError};
 pub use transport::{GrpcTransport, RaftTransportService};

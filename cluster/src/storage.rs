@@ -1,6 +1,6 @@
 //! The durable log: raft entries, hard state, membership, the truncation point and the
 //! applied index of one raft group, in raft-engine (`<dir>/log`); and the latest
-//! snapshot, as one fsync'd file (`<dir>/snapshots`).
+//! snapshot, as one fsync'd file (`<dir>/snapshots`, format in [`crate::snapshot`]).
 //!
 //! Everything one Ready needs persisted goes into one `LogBatch` and one write, synced
 //! when raft says so (`Ready::must_sync`); raft-engine groups concurrent synced writes,
@@ -9,13 +9,18 @@
 //!
 //! A snapshot file is written (to a temporary name, synced, renamed, directory synced)
 //! before the log is compacted up to it, so a crash between the two leaves a longer
-//! log, never a gap. When raft asks for a snapshot to send and the stored one is too
-//! old or predates the follower's membership, the store says "not yet" and raises
-//! [`LogStore::take_snapshot_wanted`] for the driver, which builds a fresh one.
+//! log, never a gap. Raft asks for a snapshot to send through `Storage::snapshot`:
+//! the store answers from the latest stored file's metadata and [`Descriptor`] kept in
+//! memory (no file read, no hashing in raft's step); the transport streams the file.
+//! When the stored one is too old or predates the follower's membership, the store
+//! says "not yet" and raises [`LogStore::take_snapshot_wanted`] for the driver, which
+//! builds a fresh one.
+//!
+//! `Storage::term` answers from a small in-memory index of term runs (the first index
+//! of each term in the log), kept with every append, truncation, compaction and
+//! install and rebuilt on open: ReadIndex and append checks never decode entries.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -28,6 +33,8 @@ use raft::{GetEntriesContext, RaftState, StorageError};
 use raft_engine::{Command, Config, Engine, LogBatch, MessageExt, ReadableSize};
 
 use crate::member::MemberAddress;
+use crate::snapshot::{self, Descriptor, SnapshotData, SnapshotFileError, FILE_EXT};
+pub use crate::terms::TermIndex;
 
 /// raft-engine's "region": the one raft group of a node.
 const GROUP: u64 = 1;
@@ -44,8 +51,8 @@ const KEY_CONF_INDEX: &[u8] = b"conf_index";
 /// The cluster's identity (see [`crate::identity`]), as its text.
 const KEY_CLUSTER_ID: &[u8] = b"cluster_id";
 
-/// A snapshot file's extension.
-const SNAPSHOT_EXT: &str = "snap";
+/// Entries decoded at a time while rebuilding the term index on open.
+const TERM_SCAN_BATCH: u64 = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -59,6 +66,8 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Snapshot(#[from] SnapshotFileError),
     #[error("raft log: {0}")]
     Engine(#[from] raft_engine::Error),
     #[error("raft log is corrupt: {0}")]
@@ -102,14 +111,17 @@ pub struct ReadyWrite<'a> {
 pub struct LogStore {
     engine: Arc<Engine>,
     snapshots: Arc<SnapshotFiles>,
+    /// Term runs of the log (see [`TermIndex`]); written by the one writer (the driver
+    /// thread) right after each log write, read by raft on the same thread.
+    terms: Arc<Mutex<TermIndex>>,
 }
 
 /// The latest snapshot, on disk, and what raft last asked of it.
 struct SnapshotFiles {
     dir: PathBuf,
-    /// The latest snapshot as last read or written, kept once raft asked to send one
-    /// (its data is a shared `Bytes`, so handing it out copies nothing).
-    cached: Mutex<Option<Snapshot>>,
+    /// The latest stored snapshot's metadata and descriptor (a few hundred bytes
+    /// whatever the state's size): what `Storage::snapshot` answers with.
+    latest: Mutex<Option<(SnapshotMetadata, Descriptor)>>,
     /// Raft wanted to send a snapshot that the stored one cannot serve.
     wanted: AtomicBool,
 }
@@ -124,6 +136,15 @@ impl LogStore {
         let log_dir = dir.join("log");
         let snapshot_dir = dir.join("snapshots");
         std::fs::create_dir_all(&snapshot_dir).map_err(dir_error)?;
+        // Temporary files are left only by a crash mid-write or mid-receive.
+        for entry in std::fs::read_dir(&snapshot_dir)
+            .map_err(dir_error)?
+            .flatten()
+        {
+            if entry.path().extension().is_some_and(|e| e == "tmp") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         let config = Config {
             dir: log_dir
                 .to_str()
@@ -133,71 +154,116 @@ impl LogStore {
             purge_threshold: ReadableSize::gb(1),
             ..Config::default()
         };
-        Ok(LogStore {
+        let store = LogStore {
             engine: Arc::new(Engine::open(config)?),
             snapshots: Arc::new(SnapshotFiles {
                 dir: snapshot_dir,
-                cached: Mutex::new(None),
+                latest: Mutex::new(None),
                 wanted: AtomicBool::new(false),
             }),
-        })
+            terms: Arc::new(Mutex::new(TermIndex::default())),
+        };
+        store.rebuild_term_index()?;
+        Ok(store)
     }
 
-    /// Stores `snapshot` as the latest (synced) and removes older snapshot files.
-    /// The log is not compacted here: see [`LogStore::compact`].
-    pub fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
-        let meta = snapshot.get_metadata();
-        let name = format!("{:020}-{:020}.{SNAPSHOT_EXT}", meta.index, meta.term);
-        let path = self.snapshots.dir.join(&name);
-        let file_error = |source| StoreError::SnapshotFile {
-            path: path.display().to_string(),
-            source,
-        };
-        let bytes = snapshot
-            .write_to_bytes()
-            .map_err(|_| StoreError::Corrupt("snapshot does not encode"))?;
-        let temporary = self.snapshots.dir.join(format!("{name}.tmp"));
-        let mut file = File::create(&temporary).map_err(file_error)?;
-        file.write_all(&bytes).map_err(file_error)?;
-        file.sync_all().map_err(file_error)?;
-        std::fs::rename(&temporary, &path).map_err(file_error)?;
-        File::open(&self.snapshots.dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(file_error)?;
-        *self
-            .snapshots
-            .cached
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = None;
+    /// Scans the log once (in batches) for its term runs.
+    fn rebuild_term_index(&self) -> Result<(), StoreError> {
+        let truncated = self
+            .truncated()
+            .map_err(|e| StoreError::Raft(e.to_string()))?;
+        let mut index = TermIndex::default();
+        index.install(truncated.index, truncated.term);
+        if let (Some(first), Some(last)) = (
+            self.engine.first_index(GROUP),
+            self.engine.last_index(GROUP),
+        ) {
+            let mut low = first;
+            let mut batch = Vec::new();
+            while low <= last {
+                let high = (low + TERM_SCAN_BATCH).min(last + 1);
+                batch.clear();
+                self.engine
+                    .fetch_entries_to::<EntryExt>(GROUP, low, high, None, &mut batch)?;
+                index.append(&batch);
+                low = high;
+            }
+        }
+        *self.terms.lock().unwrap_or_else(PoisonError::into_inner) = index;
         Ok(())
     }
 
-    /// The latest stored snapshot, read from disk (its data is not checked here).
-    pub fn latest_snapshot(&self) -> Result<Option<Snapshot>, StoreError> {
-        self.latest_snapshot_within(0, u64::MAX)
+    /// The term runs as they are now (for tests and diagnostics).
+    pub fn term_index(&self) -> TermIndex {
+        self.terms
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
-    /// The latest stored snapshot whose index is in `low..=high`.
-    pub fn latest_snapshot_within(
+    /// Where this node's snapshot files are (the transport streams from and receives
+    /// into it).
+    pub fn snapshot_dir(&self) -> &Path {
+        &self.snapshots.dir
+    }
+
+    /// Stores an in-memory snapshot (`snapshot.data` an in-memory [`SnapshotData`]
+    /// envelope: backups, seeding, tests) as a snapshot file, the latest. Older files
+    /// stay; the log is not compacted here: see [`LogStore::compact`].
+    pub fn save_snapshot(&self, snapshot: &Snapshot) -> Result<Descriptor, StoreError> {
+        let data = SnapshotData::decode(&snapshot.data)
+            .map_err(|e| StoreError::Raft(format!("snapshot to store: {e}")))?;
+        let meta = snapshot.get_metadata();
+        let descriptor =
+            snapshot::write_file(&self.snapshots.dir, meta, &data.members, &mut |out| {
+                out.write_all(&data.state)
+            })?;
+        self.set_latest_snapshot(meta.clone(), descriptor);
+        Ok(descriptor)
+    }
+
+    /// Records the file `descriptor` names (already stored) as the latest snapshot,
+    /// the one `Storage::snapshot` offers.
+    pub fn set_latest_snapshot(&self, meta: SnapshotMetadata, descriptor: Descriptor) {
+        *self
+            .snapshots
+            .latest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some((meta, descriptor));
+    }
+
+    /// The path of the stored file `descriptor` names.
+    pub fn snapshot_path(&self, descriptor: &Descriptor) -> PathBuf {
+        self.snapshots.dir.join(descriptor.file_name())
+    }
+
+    /// The latest stored snapshot, read into memory as an in-memory envelope (O(state):
+    /// for backups and tests), checksum verified.
+    pub fn latest_snapshot(&self) -> Result<Option<Snapshot>, StoreError> {
+        let Some(path) = self.latest_snapshot_file_within(0, u64::MAX)? else {
+            return Ok(None);
+        };
+        let (header, data) = snapshot::read_file_to_memory(&path)?;
+        let mut snapshot = Snapshot {
+            data: data.encode().into(),
+            ..Snapshot::default()
+        };
+        snapshot.set_metadata(header.meta);
+        Ok(Some(snapshot))
+    }
+
+    /// The path of the latest stored snapshot file whose index is in `low..=high`.
+    pub fn latest_snapshot_file_within(
         &self,
         low: u64,
         high: u64,
-    ) -> Result<Option<Snapshot>, StoreError> {
-        let Some((_, path)) = self
+    ) -> Result<Option<PathBuf>, StoreError> {
+        Ok(self
             .snapshot_files()?
             .into_iter()
             .rev()
             .find(|(index, _)| (low..=high).contains(index))
-        else {
-            return Ok(None);
-        };
-        let bytes = std::fs::read(&path).map_err(|source| StoreError::SnapshotFile {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let snapshot = Snapshot::parse_from_bytes(&bytes)
-            .map_err(|_| StoreError::Corrupt("a snapshot file does not decode"))?;
-        Ok(Some(snapshot))
+            .map(|(_, path)| path))
     }
 
     /// Removes the snapshot files older than `index` (call once the log no longer
@@ -211,7 +277,8 @@ impl LogStore {
         Ok(())
     }
 
-    /// The snapshot files, oldest first (leftover temporary files are removed).
+    /// The snapshot files, oldest first (temporary ones are not listed: one may be a
+    /// snapshot being received).
     fn snapshot_files(&self) -> Result<Vec<(u64, PathBuf)>, StoreError> {
         let dir = &self.snapshots.dir;
         let entries = std::fs::read_dir(dir).map_err(|source| StoreError::SnapshotFile {
@@ -221,14 +288,10 @@ impl LogStore {
         let mut files = Vec::new();
         for entry in entries.flatten() {
             let path = entry.path();
-            if path.extension().is_some_and(|e| e == "tmp") {
-                let _ = std::fs::remove_file(&path);
-                continue;
-            }
             let index = path
                 .file_stem()
                 .and_then(|stem| stem.to_str())
-                .filter(|_| path.extension().is_some_and(|e| e == SNAPSHOT_EXT))
+                .filter(|_| path.extension().is_some_and(|e| e == FILE_EXT))
                 .and_then(|stem| stem.split_once('-'))
                 .and_then(|(index, _)| index.parse::<u64>().ok());
             if let Some(index) = index {
@@ -243,6 +306,11 @@ impl LogStore {
     /// last call (clears the flag).
     pub fn take_snapshot_wanted(&self) -> bool {
         self.snapshots.wanted.swap(false, Ordering::AcqRel)
+    }
+
+    /// Raises [`LogStore::take_snapshot_wanted`] again (a build had to wait).
+    pub fn want_snapshot(&self) {
+        self.snapshots.wanted.store(true, Ordering::Release);
     }
 
     /// Records the first membership of a new cluster (voters and their addresses) and
@@ -389,6 +457,11 @@ impl LogStore {
             return Ok(());
         }
         self.engine.write(&mut batch, write.sync)?;
+        let mut terms = self.terms.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(snapshot) = write.snapshot {
+            terms.install(snapshot.index, snapshot.term);
+        }
+        terms.append(write.entries);
         Ok(())
     }
 
@@ -408,6 +481,10 @@ impl LogStore {
         batch.add_command(GROUP, Command::Compact { index: index + 1 });
         batch.put_message(GROUP, KEY_TRUNCATED.to_vec(), &truncated)?;
         self.engine.write(&mut batch, true)?;
+        self.terms
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .compact(index, term);
         // Compaction only drops the entries from the index; the files go here. (The
         // groups it names for a forced compaction are this one, compacted regularly.)
         self.engine.purge_expired_files()?;
@@ -520,19 +597,11 @@ impl raft::Storage for LogStore {
     }
 
     fn term(&self, index: u64) -> raft::Result<u64> {
-        let truncated = self.truncated()?;
-        if index == truncated.index {
-            return Ok(truncated.term);
-        }
-        match self
-            .engine
-            .get_entry::<EntryExt>(GROUP, index)
-            .map_err(storage_error)?
-        {
-            Some(entry) => Ok(entry.term),
-            None if index < truncated.index => Err(raft::Error::Store(StorageError::Compacted)),
-            None => Err(raft::Error::Store(StorageError::Unavailable)),
-        }
+        // From the term runs: no entry is read or decoded (issue 15).
+        self.terms
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .term(index)
     }
 
     fn first_index(&self) -> raft::Result<u64> {
@@ -550,30 +619,30 @@ impl raft::Storage for LogStore {
     }
 
     fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
-        let mut cached = self
+        // Only a snapshot this node built, installed or restored (its file verified
+        // then) is ever recorded as the latest; nothing is read here. Anything unusable
+        // makes the driver build a fresh one, instead of an error raft treats as fatal.
+        let latest = self
             .snapshots
-            .cached
+            .latest
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if cached.is_none() {
-            // Only a snapshot whose data checks out is ever offered; anything else (an
-            // unreadable or damaged file) makes the driver build a fresh one, instead of
-            // an error raft would treat as fatal.
-            *cached = self
-                .latest_snapshot()
-                .ok()
-                .flatten()
-                .filter(|s| crate::snapshot::SnapshotData::decode(&s.data).is_ok());
-        }
-        let usable = cached.as_ref().filter(|snapshot| {
-            let meta = snapshot.get_metadata();
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let usable = latest.filter(|(meta, _)| {
             let conf = meta.get_conf_state();
             meta.index >= request_index
                 && meta.index + 1 >= self.first_index().unwrap_or(u64::MAX)
                 && conf.voters.iter().chain(&conf.learners).any(|&id| id == to)
         });
         match usable {
-            Some(snapshot) => Ok(snapshot.clone()),
+            Some((meta, descriptor)) => {
+                let mut snapshot = Snapshot {
+                    data: descriptor.encode().into(),
+                    ..Snapshot::default()
+                };
+                snapshot.set_metadata(meta);
+                Ok(snapshot)
+            }
             None => {
                 // The driver builds a fresh one; raft asks again on its next probe.
                 self.snapshots.wanted.store(true, Ordering::Release);
@@ -745,6 +814,155 @@ mod tests {
             store.entries(1, 4, None, GetEntriesContext::empty(false)),
             Err(raft::Error::Store(StorageError::Unavailable))
         ));
+    }
+
+    /// `term(i)` from the index against the entries' own terms, for every index and
+    /// around the log's ends.
+    fn assert_terms_match_entries(store: &LogStore) {
+        let (first, last) = (store.first_index().unwrap(), store.last_index().unwrap());
+        let entries = store
+            .entries(first, last + 1, None, GetEntriesContext::empty(false))
+            .unwrap();
+        for entry in &entries {
+            assert_eq!(store.term(entry.index).unwrap(), entry.term, "{entry:?}");
+        }
+        assert!(matches!(
+            store.term(last + 1),
+            Err(raft::Error::Store(StorageError::Unavailable))
+        ));
+        if first > 2 {
+            assert!(matches!(
+                store.term(first - 2),
+                Err(raft::Error::Store(StorageError::Compacted))
+            ));
+        }
+    }
+
+    #[test]
+    fn the_term_index_follows_appends_truncations_compactions_installs_and_reopens() {
+        let dir = TempDir::new("terms");
+        let store = LogStore::open(&dir.log()).unwrap();
+        let write = |entries: &[Entry]| {
+            store
+                .write(ReadyWrite {
+                    entries,
+                    sync: true,
+                    ..ReadyWrite::default()
+                })
+                .unwrap();
+        };
+        let terms = [1, 1, 1, 2, 2, 4, 4, 4, 4, 5];
+        let entries: Vec<_> = (1..).zip(terms).map(|(i, t)| entry(i, t, b"x")).collect();
+        write(&entries);
+        assert_terms_match_entries(&store);
+        assert_eq!(
+            store.term_index().runs,
+            BTreeMap::from([(1, 1), (4, 2), (6, 4), (10, 5)]),
+            "one run per term, not one per entry"
+        );
+        // A new leader replaces the tail from index 5.
+        write(&[entry(5, 6, b"y"), entry(6, 6, b"y")]);
+        assert_terms_match_entries(&store);
+        assert_eq!(store.term(5).unwrap(), 6);
+        assert_eq!(
+            store.term_index().runs,
+            BTreeMap::from([(1, 1), (4, 2), (5, 6)])
+        );
+        // Compaction in the middle of a run keeps the rest of the run.
+        store.compact(2, 1, None).unwrap();
+        assert_terms_match_entries(&store);
+        assert_eq!(store.term(2).unwrap(), 1, "the truncation point's term");
+        assert_eq!(store.term(3).unwrap(), 1);
+        // Reopened: rebuilt from the log, the same.
+        let before = store.term_index();
+        drop(store);
+        let store = LogStore::open(&dir.log()).unwrap();
+        assert_eq!(store.term_index(), before);
+        assert_terms_match_entries(&store);
+        // A snapshot beyond the log replaces it.
+        let mut meta = truncation_point(20, 7);
+        meta.set_conf_state(ConfState::from((vec![1], vec![])));
+        store
+            .write(ReadyWrite {
+                snapshot: Some(&meta),
+                entries: &[entry(21, 7, b"z")],
+                sync: true,
+                ..ReadyWrite::default()
+            })
+            .unwrap();
+        assert_eq!(store.term(20).unwrap(), 7);
+        assert_eq!(store.term(21).unwrap(), 7);
+        assert!(store.term(19).is_err());
+        assert_terms_match_entries(&store);
+        // Compacting the whole log.
+        store.compact(21, 7, None).unwrap();
+        assert_eq!(store.term(21).unwrap(), 7);
+        assert_eq!(store.term_index().runs, BTreeMap::new());
+    }
+
+    /// What a restart finds: the snapshot file, the log after it; `Storage::snapshot`
+    /// answers a descriptor from memory, never reading the file.
+    #[test]
+    fn a_store_restarts_from_a_snapshot_file_plus_the_log_after_it() {
+        use crate::snapshot::SnapshotData;
+        let dir = TempDir::new("restart-snapshot");
+        let store = LogStore::open(&dir.log()).unwrap();
+        store.bootstrap(&members(&[1, 2]), "c1").unwrap();
+        let entries: Vec<_> = (3..=10).map(|i| entry(i, 2, b"e")).collect();
+        store
+            .write(ReadyWrite {
+                entries: &entries,
+                hard_state: Some(&hard_state(2, 1, 10)),
+                sync: true,
+                ..ReadyWrite::default()
+            })
+            .unwrap();
+        let mut snapshot = Snapshot {
+            data: SnapshotData {
+                members: members(&[1, 2]),
+                state: b"state at 8".to_vec(),
+            }
+            .encode()
+            .into(),
+            ..Snapshot::default()
+        };
+        snapshot.mut_metadata().index = 8;
+        snapshot.mut_metadata().term = 2;
+        snapshot
+            .mut_metadata()
+            .set_conf_state(ConfState::from((vec![1, 2], vec![])));
+        let descriptor = store.save_snapshot(&snapshot).unwrap();
+        store.compact(6, 2, None).unwrap();
+        drop(store);
+
+        let store = LogStore::open(&dir.log()).unwrap();
+        assert_eq!(
+            (store.first_index().unwrap(), store.last_index().unwrap()),
+            (7, 10)
+        );
+        assert_terms_match_entries(&store);
+        let path = store.latest_snapshot_file_within(6, 10).unwrap().unwrap();
+        assert_eq!(path, store.snapshot_path(&descriptor));
+        let (header, data) = crate::snapshot::read_file_to_memory(&path).unwrap();
+        assert_eq!((header.meta.index, header.meta.term), (8, 2));
+        assert_eq!(data.state, b"state at 8");
+        assert_eq!(data.members, members(&[1, 2]));
+        assert_eq!(store.latest_snapshot().unwrap().unwrap(), snapshot);
+
+        // Nothing is offered until the driver records a verified snapshot as latest.
+        assert!(store.snapshot(8, 2).is_err());
+        assert!(store.take_snapshot_wanted());
+        store.set_latest_snapshot(header.meta, descriptor);
+        std::fs::remove_file(&path).unwrap();
+        let offered = store.snapshot(8, 2).unwrap();
+        assert_eq!(
+            Descriptor::decode(&offered.data),
+            Ok(descriptor),
+            "answered from memory (the file is gone: the send fails, raft retries)"
+        );
+        assert_eq!(offered.get_metadata().index, 8);
+        assert!(store.snapshot(9, 2).is_err(), "too old for the request");
+        assert!(store.snapshot(8, 5).is_err(), "not in its membership");
     }
 
     #[test]

@@ -6,13 +6,20 @@
 //! task that sends what accumulated as one batch; a full queue or a failed send drops
 //! messages, which raft retransmits. The driver thread only ever enqueues.
 //!
-//! A snapshot message goes on its own `SendSnapshot` stream in 1 MiB chunks, the first
-//! carrying the data's length and SHA-256; the receiver steps it into raft only when
-//! all of it arrived intact, and the sender reports the outcome to its raft (which
-//! retries a failed one). Every batch names the sender's address, so a node that is
+//! A snapshot message carries only a descriptor of a stored snapshot file (see
+//! [`crate::snapshot`]); it goes on its own `SendSnapshot` stream, the file read from
+//! disk in 1 MiB chunks on a blocking thread (a few chunks read ahead), the first chunk
+//! carrying the file's length and SHA-256. The receiver writes the chunks to a
+//! temporary file in its own snapshots dir while hashing them (on a blocking thread),
+//! refuses more than announced, fsyncs, checks the checksum, and only then steps the
+//! message into raft; the sender reports the outcome to its raft (which retries a
+//! failed one). Neither side holds a whole snapshot in memory. A file pruned before the
+//! sender opened it fails the send cleanly (raft retries with a newer one); once open,
+//! a prune does not disturb it. Every batch names the sender's address, so a node that is
 //! just joining can answer a leader it has not heard of yet.
 
 use std::collections::HashMap;
+use std::io::Read as _;
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -30,7 +37,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::driver::{MembershipChange, ProposeError, RaftHandle, Transport};
 use crate::identity::{is_well_formed, Admission, ClusterIdentity, CLUSTER_ID_METADATA};
 use crate::member::MemberAddress;
-use crate::snapshot::sha256;
+use crate::snapshot::{Descriptor, Receiver as SnapshotReceiver, SnapshotFileError};
 
 /// Messages queued per peer before new ones are dropped.
 const PEER_QUEUE: usize = 4096;
@@ -44,8 +51,10 @@ pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 const SEND_TIMEOUT: Duration = Duration::from_secs(2);
 /// Bytes of snapshot data per `SendSnapshot` chunk.
 const SNAPSHOT_CHUNK: usize = 1 << 20;
-/// The largest snapshot a node accepts.
-pub const MAX_SNAPSHOT_BYTES: u64 = 4 << 30;
+/// Chunks read ahead of the network, per snapshot sent or received.
+const SNAPSHOT_READ_AHEAD: usize = 4;
+/// The largest snapshot a node accepts (streamed to disk, never held in memory).
+pub const MAX_SNAPSHOT_BYTES: u64 = 64 << 30;
 /// Deadline of one whole `SendSnapshot` call.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -304,37 +313,76 @@ async fn send_batch(origin: &Origin, client: &mut PeerClient, messages: Vec<Vec<
     let _ = client.send(request).await;
 }
 
-/// Streams a snapshot message in chunks and tells raft whether it arrived.
-async fn send_snapshot(origin: Origin, mut client: PeerClient, mut message: Message) {
+/// Streams the snapshot file a snapshot message names, in chunks read on a blocking
+/// thread, and tells raft whether it arrived.
+async fn send_snapshot(origin: Origin, mut client: PeerClient, message: Message) {
     let to = message.to;
-    let data = message.mut_snapshot().take_data();
-    if data.len() as u64 > MAX_SNAPSHOT_BYTES {
-        tracing::error!(
-            to,
-            bytes = data.len(),
-            "the snapshot is larger than a node accepts; the follower cannot catch up"
-        );
+    let report = |delivered| {
         if let Some(driver) = origin.driver.get() {
-            driver.report_snapshot(to, false);
+            driver.report_snapshot(to, delivered);
         }
-        return;
-    }
+    };
+    let (Ok(descriptor), Some(driver)) = (
+        Descriptor::decode(&message.get_snapshot().data),
+        origin.driver.get(),
+    ) else {
+        return report(false);
+    };
+    let path = driver.snapshot_dir().join(descriptor.file_name());
+    let opened = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&path)?;
+        if file.metadata()?.len() != descriptor.len {
+            return Err(std::io::Error::other(
+                "the file's length is not the descriptor's",
+            ));
+        }
+        Ok(file)
+    })
+    .await;
+    let mut file = match opened {
+        Ok(Ok(file)) => file,
+        Ok(Err(e)) => {
+            // Pruned by a newer snapshot since raft chose it: raft retries.
+            tracing::info!(to, index = descriptor.index, error = %e, "snapshot file gone; raft retries");
+            return report(false);
+        }
+        Err(_) => return report(false),
+    };
     let header = message.write_to_bytes().unwrap_or_default();
     let first = pb::SnapshotChunk {
         from: origin.id,
         from_address: origin.address.clone(),
         message: header,
-        data_len: data.len() as u64,
-        data_sha256: sha256(&data).to_vec(),
+        data_len: descriptor.len,
+        data_sha256: descriptor.sha256.to_vec(),
         data: Vec::new(),
     };
-    let pieces = (0..data.len())
-        .step_by(SNAPSHOT_CHUNK)
-        .map(move |at| pb::SnapshotChunk {
-            data: data[at..(at + SNAPSHOT_CHUNK).min(data.len())].to_vec(),
+    let (chunks, read) = mpsc::channel(SNAPSHOT_READ_AHEAD);
+    tokio::task::spawn_blocking(move || loop {
+        let mut data = vec![0u8; SNAPSHOT_CHUNK];
+        let mut filled = 0;
+        while filled < data.len() {
+            match file.read(&mut data[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                // The stream ends short: the receiver refuses it, raft retries.
+                Err(_) => return,
+            }
+        }
+        if filled == 0 {
+            return;
+        }
+        data.truncate(filled);
+        let chunk = pb::SnapshotChunk {
+            data,
             ..pb::SnapshotChunk::default()
-        });
-    let mut request = Request::new(tokio_stream::iter(std::iter::once(first).chain(pieces)));
+        };
+        if chunks.blocking_send(chunk).is_err() {
+            return; // the call ended
+        }
+    });
+    let stream = tokio_stream::once(first).chain(tokio_stream::wrappers::ReceiverStream::new(read));
+    let mut request = Request::new(stream);
     request.set_timeout(SNAPSHOT_TIMEOUT);
     let delivered = match client.send_snapshot(request).await {
         Ok(_) => true,
@@ -343,8 +391,22 @@ async fn send_snapshot(origin: Origin, mut client: PeerClient, mut message: Mess
             false
         }
     };
-    if let Some(driver) = origin.driver.get() {
-        driver.report_snapshot(to, delivered);
+    report(delivered);
+}
+
+/// How a refused snapshot stream is answered.
+fn receive_status(error: SnapshotFileError) -> Status {
+    match error {
+        SnapshotFileError::TooLarge(..) => Status::resource_exhausted(format!("data_len: {error}")),
+        SnapshotFileError::Overrun(_) | SnapshotFileError::Short { .. } => {
+            Status::invalid_argument(format!("data: {error}"))
+        }
+        SnapshotFileError::Checksum => Status::data_loss(format!("data_sha256: {error}")),
+        SnapshotFileError::Malformed(_) => Status::invalid_argument(format!("data: {error}")),
+        SnapshotFileError::Io { .. } => {
+            tracing::error!(error = %error, "cannot store a received snapshot");
+            Status::internal("cannot store the snapshot")
+        }
     }
 }
 
@@ -352,7 +414,7 @@ async fn send_snapshot(origin: Origin, mut client: PeerClient, mut message: Mess
 pub struct RaftTransportService {
     handle: RaftHandle,
     transport: Arc<GrpcTransport>,
-    /// One snapshot is received at a time (each may hold a whole state in memory).
+    /// One snapshot is received at a time (each is a file being written and fsynced).
     receiving: tokio::sync::Semaphore,
 }
 
@@ -481,57 +543,67 @@ impl RaftTransport for RaftTransportService {
             Status::invalid_argument("message: the snapshot stream is empty (no first chunk)")
         })??;
         self.learn_sender(first.from, &first.from_address);
-        let mut message = Message::parse_from_bytes(&first.message)
+        let message = Message::parse_from_bytes(&first.message)
             .map_err(|e| Status::invalid_argument(format!("message: not a raft message: {e}")))?;
         if message.get_msg_type() != MessageType::MsgSnapshot {
             return Err(Status::invalid_argument("message: not a snapshot message"));
         }
-        if first.data_len > MAX_SNAPSHOT_BYTES {
-            return Err(Status::resource_exhausted(format!(
-                "data_len: {} bytes is over this node's snapshot limit of {MAX_SNAPSHOT_BYTES}",
-                first.data_len
-            )));
-        }
-        let expected = usize::try_from(first.data_len)
-            .map_err(|_| Status::resource_exhausted("data_len: too large for this node"))?;
-        // Grows as data arrives: the announced length alone reserves at most 64 MiB.
-        let mut data = Vec::with_capacity(expected.min(64 << 20));
-        data.extend_from_slice(&first.data);
-        let mut pieces = 1;
-        while let Some(chunk) = chunks.next().await {
-            let chunk = chunk?;
-            pieces += 1;
-            if data.len() + chunk.data.len() > expected {
-                return Err(Status::invalid_argument(
-                    "data: more snapshot data than data_len announced",
-                ));
-            }
-            data.extend_from_slice(&chunk.data);
-        }
-        if data.len() != expected {
-            return Err(Status::invalid_argument(format!(
-                "data: the snapshot stream ended after {} of {expected} bytes",
-                data.len()
-            )));
-        }
-        if sha256(&data).as_slice() != first.data_sha256.as_slice() {
-            return Err(Status::data_loss(
-                "data_sha256: the snapshot data does not match its checksum",
+        let descriptor = Descriptor::decode(&message.get_snapshot().data).map_err(|e| {
+            Status::invalid_argument(format!("message: its snapshot descriptor: {e}"))
+        })?;
+        let meta = message.get_snapshot().get_metadata();
+        if (descriptor.index, descriptor.term) != (meta.index, meta.term)
+            || descriptor.len != first.data_len
+            || descriptor.sha256.as_slice() != first.data_sha256.as_slice()
+        {
+            return Err(Status::invalid_argument(
+                "data_len, data_sha256: not the snapshot the message describes",
             ));
         }
-        // The envelope has a checksum of its own (over what the leader built): a leader
-        // serving a damaged file is refused here, not installed.
-        if let Err(e) = crate::snapshot::SnapshotData::decode(&data) {
-            return Err(Status::data_loss(format!("data: {e}")));
+        // Written and hashed on a blocking thread (fsync never on a tokio worker), fed
+        // through a short queue: memory stays a few chunks whatever the size.
+        let receiver =
+            SnapshotReceiver::create(self.handle.snapshot_dir(), descriptor, MAX_SNAPSHOT_BYTES)
+                .map_err(receive_status)?;
+        let (pieces, mut arriving) = mpsc::channel::<Vec<u8>>(SNAPSHOT_READ_AHEAD);
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut receiver = receiver;
+            while let Some(piece) = arriving.blocking_recv() {
+                receiver.write(&piece)?;
+            }
+            receiver.finish()
+        });
+        let mut count = 0u64;
+        let streamed: Result<(), Status> = async {
+            if !first.data.is_empty() {
+                count += 1;
+                if pieces.send(first.data).await.is_err() {
+                    return Ok(()); // the writer refused it: its error follows
+                }
+            }
+            while let Some(chunk) = chunks.next().await {
+                count += 1;
+                if pieces.send(chunk?.data).await.is_err() {
+                    break;
+                }
+            }
+            Ok(())
         }
+        .await;
+        drop(pieces);
+        let stored = writer
+            .await
+            .map_err(|_| Status::internal("the snapshot writer failed"))?;
+        streamed?;
+        stored.map_err(receive_status)?;
         tracing::info!(
             from = first.from,
-            bytes = expected,
-            chunks = pieces,
+            index = descriptor.index,
+            bytes = descriptor.len,
+            chunks = count,
             "received a snapshot"
         );
         self.admit(&header, first.from, true)?;
-        message.mut_snapshot().data = data.into();
         if !self.handle.step(message) {
             return Err(Status::unavailable("the raft queue is full; retry later"));
         }

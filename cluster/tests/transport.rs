@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clockwise_cluster::driver::{self, DriverConfig, RaftHandle, Role};
-use clockwise_cluster::snapshot::{sha256, SnapshotData};
+use clockwise_cluster::snapshot::{self, sha256, Descriptor};
 use clockwise_cluster::transport::{PeerAccess, MAX_SNAPSHOT_BYTES};
 use clockwise_cluster::{
     GrpcTransport, LogStore, MemberAddress, RaftTransportService, StateMachine,
@@ -17,7 +17,7 @@ use clockwise_proto::raft::v1 as pb;
 use clockwise_proto::raft::v1::raft_transport_client::RaftTransportClient;
 use clockwise_proto::raft::v1::raft_transport_server::RaftTransportServer;
 use protobuf::Message as _;
-use raft::eraftpb::{Message, MessageType};
+use raft::eraftpb::{Message, MessageType, SnapshotMetadata};
 use tonic::transport::Channel;
 use tonic::Code;
 
@@ -32,10 +32,12 @@ impl StateMachine for Nothing {
     fn apply(&mut self, _index: u64, _data: &[u8]) -> Vec<u8> {
         Vec::new()
     }
-    fn snapshot(&self) -> Vec<u8> {
-        Vec::new()
+    type Snapshot = snapshot::BytesSnapshot;
+    fn freeze(&self) -> snapshot::BytesSnapshot {
+        snapshot::BytesSnapshot(Vec::new())
     }
-    fn restore(&mut self, _snapshot: &[u8]) -> Result<(), Never> {
+    fn restore_from(&mut self, reader: &mut dyn std::io::Read) -> Result<(), Never> {
+        let _ = std::io::copy(reader, &mut std::io::sink());
         Ok(())
     }
 }
@@ -89,19 +91,32 @@ async fn wait_leader(handle: &RaftHandle) -> u64 {
     led
 }
 
-fn snapshot_header() -> Vec<u8> {
+/// A snapshot message naming `descriptor`.
+fn snapshot_header(descriptor: &Descriptor) -> Vec<u8> {
     let mut message = Message::default();
     message.set_msg_type(MessageType::MsgSnapshot);
     message.from = 2;
     message.to = 1;
+    let snapshot = message.mut_snapshot();
+    snapshot.data = descriptor.encode().into();
+    snapshot.mut_metadata().index = descriptor.index;
+    snapshot.mut_metadata().term = descriptor.term;
     message.write_to_bytes().unwrap()
 }
 
+/// A first chunk announcing a file of `data_len` bytes and `checksum`, as its message's
+/// descriptor does too.
 fn first_chunk(data_len: u64, checksum: &[u8], data: &[u8]) -> pb::SnapshotChunk {
+    let descriptor = Descriptor {
+        index: 5,
+        term: 1,
+        len: data_len,
+        sha256: checksum.try_into().unwrap(),
+    };
     pb::SnapshotChunk {
         from: 2,
         from_address: String::new(),
-        message: snapshot_header(),
+        message: snapshot_header(&descriptor),
         data_len,
         data_sha256: checksum.to_vec(),
         data: data.to_vec(),
@@ -151,13 +166,23 @@ async fn malformed_peer_input_is_refused_with_the_field_named() {
         .map(|_| ());
     assert_refused(garbage, Code::InvalidArgument, "messages");
 
-    let data = SnapshotData {
-        members: BTreeMap::from([(2, MemberAddress::decode("127.0.0.1:2"))]),
-        state: vec![7u8; 2500],
-    }
-    .encode();
+    // A real snapshot file, as a leader streams it.
+    let source = temp_dir("source");
+    std::fs::create_dir_all(&source).unwrap();
+    let meta = SnapshotMetadata {
+        index: 5,
+        term: 1,
+        ..SnapshotMetadata::default()
+    };
+    let members = BTreeMap::from([(2, MemberAddress::decode("127.0.0.1:2"))]);
+    let descriptor = snapshot::write_file(&source, &meta, &members, &mut |out| {
+        out.write_all(&[7u8; 2500])
+    })
+    .unwrap();
+    let data = std::fs::read(source.join(descriptor.file_name())).unwrap();
     let len = data.len() as u64;
-    let checksum = sha256(&data);
+    let checksum = descriptor.sha256;
+    let stored = dir.join("snapshots").join(descriptor.file_name());
     // Whole, in three chunks: accepted.
     send_snapshot(
         &mut client,
@@ -169,6 +194,11 @@ async fn malformed_peer_input_is_refused_with_the_field_named() {
     )
     .await
     .expect("a whole snapshot in chunks is accepted");
+    assert_eq!(
+        std::fs::read(&stored).unwrap(),
+        data,
+        "stored under its name"
+    );
 
     assert_refused(
         send_snapshot(&mut client, Vec::new()).await,
@@ -176,6 +206,18 @@ async fn malformed_peer_input_is_refused_with_the_field_named() {
         "message",
     );
     let mut not_snapshot = first_chunk(0, &sha256(&[]), &[]);
+    let not_a_descriptor = {
+        let mut chunk = first_chunk(len, &checksum, &data);
+        let mut message = Message::parse_from_bytes(&chunk.message).unwrap();
+        message.mut_snapshot().data = data.clone().into();
+        chunk.message = message.write_to_bytes().unwrap();
+        chunk
+    };
+    assert_refused(
+        send_snapshot(&mut client, vec![not_a_descriptor]).await,
+        Code::InvalidArgument,
+        "message",
+    );
     let mut heartbeat = Message::default();
     heartbeat.set_msg_type(MessageType::MsgHeartbeat);
     not_snapshot.message = heartbeat.write_to_bytes().unwrap();
@@ -200,17 +242,23 @@ async fn malformed_peer_input_is_refused_with_the_field_named() {
         Code::InvalidArgument,
         "data",
     );
+    // More than announced.
     assert_refused(
         send_snapshot(
             &mut client,
-            vec![
-                first_chunk(1000, &checksum, &data[..1000]),
-                piece(&data[..1]),
-            ],
+            vec![first_chunk(len, &checksum, &data), piece(&data[..1])],
         )
         .await,
         Code::InvalidArgument,
         "data",
+    );
+    // The first chunk and its message disagree.
+    let mut disagreeing = first_chunk(len, &checksum, &data);
+    disagreeing.data_len = len - 1;
+    assert_refused(
+        send_snapshot(&mut client, vec![disagreeing]).await,
+        Code::InvalidArgument,
+        "data_len",
     );
     let mut flipped = data.clone();
     flipped[1234] ^= 1;
@@ -219,15 +267,26 @@ async fn malformed_peer_input_is_refused_with_the_field_named() {
         Code::DataLoss,
         "data_sha256",
     );
-    // Intact in transit but damaged at the source (the envelope's own checksum fails).
+    // Intact in transit but damaged at the source (the file's own checksum fails).
+    let body_sha = sha256(&flipped[..flipped.len() - 32]);
     assert_refused(
-        send_snapshot(
-            &mut client,
-            vec![first_chunk(len, &sha256(&flipped), &flipped)],
-        )
-        .await,
+        send_snapshot(&mut client, vec![first_chunk(len, &body_sha, &flipped)]).await,
         Code::DataLoss,
-        "data",
+        "data_sha256",
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(
+        left,
+        vec![stored.clone()],
+        "nothing refused is stored, no temporary file is left"
+    );
+    assert_eq!(
+        std::fs::read(&stored).unwrap(),
+        data,
+        "the accepted one intact"
     );
     assert_refused(
         send_snapshot(
@@ -245,6 +304,7 @@ async fn malformed_peer_input_is_refused_with_the_field_named() {
         .map(|_| ());
     assert_refused(unspecified, Code::InvalidArgument, "change");
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&source);
 }
 
 fn temp_dir(name: &str) -> std::path::PathBuf {

@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use clockwise_cluster::snapshot::SnapshotData;
-use clockwise_cluster::{LogStore, MemberAddress, StateMachine};
+use clockwise_cluster::{LogStore, MemberAddress};
 use clockwise_engine::{Engine, PositionSpace};
 use clockwise_node::machine::EngineMachine;
 use raft::eraftpb::Snapshot;

@@ -4,7 +4,8 @@
 //! (proposals, reads, membership) and one of peer messages, so a flood of proposals
 //! cannot crowd out heartbeats, and gets answers on per-request oneshot channels,
 //! matched by request id, never by queue position. The thread may block on fsync (the
-//! log's synced writes), which is why it is not a tokio task.
+//! log's synced writes), which is why it is not a tokio task. Snapshots are written by
+//! a second thread of their own (`snapshots.rs`), whose reports the run loop selects on.
 //!
 //! # Layout
 //!
@@ -14,7 +15,8 @@
 //! - `proposals.rs`: writes on the leader, request ids, failing what is in flight.
 //! - `reads.rs`: linearizable reads (ReadIndex).
 //! - `membership.rs`: membership changes, learner promotion, leadership transfer.
-//! - `snapshots.rs`: building, storing, installing and restoring snapshots.
+//! - `snapshots.rs`: the snapshot-writer thread (building and storing off this
+//!   thread), installing and restoring snapshots.
 
 mod membership;
 mod proposals;
@@ -24,6 +26,7 @@ mod snapshots;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -72,6 +75,10 @@ pub struct DriverConfig {
     pub snapshot_entries: u64,
     /// Bytes of entries applied since the last snapshot that trigger a new one.
     pub snapshot_bytes: u64,
+    /// Besides those thresholds, the bytes applied since the last snapshot must reach
+    /// this percentage of its file's size, so the interval grows with the state and
+    /// the cost per write stays flat (see `driver/snapshots.rs`); 0: thresholds only.
+    pub snapshot_growth_percent: u64,
     /// Entries kept in the log before a snapshot's index when compacting, so a follower
     /// that lags a little catches up from the log rather than a whole snapshot.
     pub log_retain: u64,
@@ -93,6 +100,7 @@ impl Default for DriverConfig {
             queue: 4096,
             snapshot_entries: 50_000,
             snapshot_bytes: 64 << 20,
+            snapshot_growth_percent: 50,
             log_retain: 5_000,
             max_uncommitted_bytes: 64 << 20,
         }
@@ -193,6 +201,9 @@ pub struct RaftHandle {
     /// sends the follower anything else), and at most one per snapshot sent.
     reports: Sender<(u64, bool)>,
     status: watch::Receiver<RaftStatus>,
+    /// This node's snapshots dir: the transport streams stored snapshots from it and
+    /// receives the leader's into it.
+    snapshot_dir: Arc<PathBuf>,
 }
 
 impl RaftHandle {
@@ -244,6 +255,11 @@ impl RaftHandle {
         answer.await.unwrap_or(Err(ProposeError::Stopped))
     }
 
+    /// Where this node's snapshot files are (named by [`crate::snapshot::Descriptor`]).
+    pub fn snapshot_dir(&self) -> &Path {
+        &self.snapshot_dir
+    }
+
     /// Tells raft whether a snapshot sent to `to` arrived (it resumes or retries).
     pub fn report_snapshot(&self, to: u64, delivered: bool) {
         let _ = self.reports.send((to, delivered));
@@ -269,6 +285,14 @@ impl RaftHandle {
     pub fn stop(&self) {
         let _ = self.events.send(Event::Stop);
     }
+}
+
+/// The log (or a snapshot) cannot be written or replayed: a node that cannot persist
+/// must not keep answering (fail-stop).
+fn fatal(e: &StoreError) -> ! {
+    tracing::error!(error = %e, "raft driver failed; aborting the node");
+    eprintln!("fatal: raft driver failed: {e}");
+    std::process::abort();
 }
 
 /// A random number for this run of the driver.
@@ -304,7 +328,8 @@ pub fn spawn<S: StateMachine>(
     // Without a membership (a node started to join), raft waits for the leader.
     let members = store.members()?;
     let mut machine = machine;
-    let snapshot_index = snapshots::restore_latest_snapshot(&store, &mut machine)?;
+    let (snapshot_index, last_snapshot_bytes) =
+        snapshots::restore_latest_snapshot(&store, &mut machine)?;
     for (&id, address) in &members {
         if id != config.id {
             transport.add_peer(id, address);
@@ -330,6 +355,14 @@ pub fn spawn<S: StateMachine>(
     let (events, inbox) = crossbeam_channel::bounded(config.queue);
     let (messages, message_inbox) = crossbeam_channel::bounded(config.queue);
     let (reports, report_inbox) = crossbeam_channel::unbounded();
+    let (snapshot_jobs, job_inbox) = crossbeam_channel::bounded(snapshots::SNAPSHOT_JOBS);
+    let (built_sender, built) = crossbeam_channel::bounded(snapshots::SNAPSHOT_JOBS);
+    snapshots::spawn_writer(
+        config.id,
+        store.snapshot_dir().to_owned(),
+        job_inbox,
+        built_sender,
+    )?;
     let (status, status_receiver) = watch::channel(RaftStatus {
         id: config.id,
         ..RaftStatus::default()
@@ -339,6 +372,7 @@ pub fn spawn<S: StateMachine>(
         messages,
         reports,
         status: status_receiver,
+        snapshot_dir: Arc::new(store.snapshot_dir().to_owned()),
     };
     let alone = store
         .conf_state()?
@@ -360,9 +394,13 @@ pub fn spawn<S: StateMachine>(
         tick: config.tick,
         snapshot_entries: config.snapshot_entries.max(1),
         snapshot_bytes: config.snapshot_bytes.max(1),
+        snapshot_growth_percent: config.snapshot_growth_percent,
         log_retain: config.log_retain,
         snapshot_index,
         bytes_since_snapshot: 0,
+        last_snapshot_bytes,
+        snapshot_jobs,
+        building: None,
         pending_changes: HashMap::new(),
         misaddressed: 0,
         identity: config.identity.clone(),
@@ -376,7 +414,7 @@ pub fn spawn<S: StateMachine>(
                     // A group of one needs no election timeout to know who leads.
                     let _ = driver.node.campaign();
                 }
-                driver.run(inbox, message_inbox, report_inbox)
+                driver.run(inbox, message_inbox, report_inbox, built)
             }));
             if outcome.is_err() {
                 // Fail-stop: a node whose raft driver died must not keep answering.
@@ -388,7 +426,7 @@ pub fn spawn<S: StateMachine>(
     Ok((handle, thread))
 }
 
-struct Driver<S> {
+struct Driver<S: StateMachine> {
     node: RawNode<LogStore>,
     store: LogStore,
     machine: S,
@@ -415,11 +453,19 @@ struct Driver<S> {
     tick: Duration,
     snapshot_entries: u64,
     snapshot_bytes: u64,
+    snapshot_growth_percent: u64,
     log_retain: u64,
     /// Index of the latest snapshot built or installed.
     snapshot_index: u64,
-    /// Bytes of entries applied since that snapshot.
+    /// Bytes of entries applied since that snapshot (or since the one being built).
     bytes_since_snapshot: u64,
+    /// Size of the latest snapshot file: the next is due only once half as many bytes
+    /// were applied since (see `snapshots.rs`).
+    last_snapshot_bytes: u64,
+    /// Jobs for the snapshot-writer thread (its reports come on the run loop's `built`).
+    snapshot_jobs: Sender<snapshots::Job<S::Snapshot>>,
+    /// The index of the stored snapshot being written, if any (one at a time).
+    building: Option<u64>,
     /// Peer messages dropped because they were addressed to another node id.
     misaddressed: u64,
     identity: ClusterIdentity,
@@ -431,6 +477,7 @@ impl<S: StateMachine> Driver<S> {
         inbox: Receiver<Event>,
         messages: Receiver<Message>,
         reports: Receiver<(u64, bool)>,
+        built: Receiver<Result<snapshots::Built, StoreError>>,
     ) {
         let mut next_tick = Instant::now() + self.tick;
         loop {
@@ -450,6 +497,13 @@ impl<S: StateMachine> Driver<S> {
                     Ok(Event::Stop) | Err(_) => break,
                     Ok(event) => self.handle(event),
                 },
+                recv(built) -> outcome => {
+                    if let Ok(outcome) = outcome {
+                        if let Err(e) = self.snapshot_built(outcome) {
+                            fatal(&e);
+                        }
+                    }
+                }
                 default(wait) => {}
             }
             // Take everything already queued before the next Ready (peer messages first):
@@ -476,11 +530,7 @@ impl<S: StateMachine> Driver<S> {
                 self.name_legacy_cluster();
             }
             if let Err(e) = self.on_ready() {
-                // The log cannot be written or replayed: a node that cannot persist must
-                // not keep answering (fail-stop).
-                tracing::error!(error = %e, "raft driver failed; aborting the node");
-                eprintln!("fatal: raft driver failed: {e}");
-                std::process::abort();
+                fatal(&e);
             }
         }
         self.fail_pending(ProposeError::Stopped);
@@ -499,12 +549,7 @@ impl<S: StateMachine> Driver<S> {
             Event::TransferLeader { target, reply } => {
                 let _ = reply.send(self.transfer_leader(target));
             }
-            Event::TakeSnapshot { reply } => {
-                let _ = reply
-                    .send(self.current_snapshot().map_err(|e| {
-                        ProposeError::Refused(format!("cannot take a snapshot: {e}"))
-                    }));
-            }
+            Event::TakeSnapshot { reply } => self.take_backup(reply),
             Event::Stop => {}
         }
     }

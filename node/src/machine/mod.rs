@@ -3,25 +3,29 @@
 //! - [`codec`]: the log's wire format for commands and outcomes (prost), with the
 //!   range checks every replica applies to what it decodes.
 //! - `sessions`: per-client retry deduplication (a retried write applies once).
-//! - [`envelope`]: the byte layout of a state-machine snapshot (engine + sessions).
+//! - [`envelope`]: the byte layout of a state-machine snapshot (sessions + engine).
 //! - [`clock`]: the leader's clock, stamped into commands sent with timestamp 0.
 //!
 //! [`EngineMachine`] implements `clockwise_cluster::StateMachine`: `prepare` on the
 //! leader (stamp time, fill defaults), `apply` on every replica (deterministic: no
-//! clock, no randomness), `snapshot`/`restore` through the envelope.
+//! clock, no randomness), `freeze` (a frozen engine view and the encoded sessions,
+//! written on the cluster's snapshot thread) and `restore_from` (streaming) through the
+//! envelope.
 
 pub mod clock;
 pub mod codec;
 pub mod envelope;
 mod sessions;
 
+use std::io::{Read, Write};
 use std::sync::{Arc, PoisonError, RwLock};
 
+use clockwise_cluster::state_machine::StateSnapshot;
 use clockwise_cluster::StateMachine;
-use clockwise_engine::{ChatRouterOp, Engine, HashRingOp, Op};
+use clockwise_engine::{ChatRouterOp, Engine, EngineView, HashRingOp, Op};
 
 pub use envelope::MachineSnapshotError;
-use envelope::{known_version, Reader, MACHINE_SNAPSHOT_VERSION, TRUNCATED};
+use envelope::{known_version, MACHINE_SNAPSHOT_VERSION, MAX_SESSIONS_ENCODED, TRUNCATED};
 use sessions::Sessions;
 pub use sessions::{MAX_SESSIONS, MAX_SESSION_BYTES, SESSION_WINDOW_MS};
 
@@ -52,13 +56,110 @@ impl EngineMachine {
     }
 }
 
+/// The machine frozen for a snapshot: the engine's copy-on-write view and the sessions
+/// already encoded (bounded by `MAX_SESSION_BYTES`).
+pub struct MachineSnapshot {
+    engine: EngineView,
+    sessions: Vec<u8>,
+}
+
+impl StateSnapshot for MachineSnapshot {
+    /// Envelope version 3: version, sessions (length-prefixed), engine stream.
+    fn write_to(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        out.write_all(&[MACHINE_SNAPSHOT_VERSION])?;
+        out.write_all(&(self.sessions.len() as u64).to_be_bytes())?;
+        out.write_all(&self.sessions)?;
+        self.engine.write_to(out)
+    }
+}
+
+fn read_error(e: std::io::Error) -> MachineSnapshotError {
+    match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => TRUNCATED,
+        _ => MachineSnapshotError::Read(e.to_string()),
+    }
+}
+
+fn read_u64(reader: &mut dyn Read) -> Result<u64, MachineSnapshotError> {
+    let mut bytes = [0u8; 8];
+    reader.read_exact(&mut bytes).map_err(read_error)?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
+/// Reads `len` bytes (refused over `MAX_SESSIONS_ENCODED`), or with `None`, the rest.
+fn read_sessions(reader: &mut dyn Read, len: Option<u64>) -> Result<Vec<u8>, MachineSnapshotError> {
+    if len.is_some_and(|len| len > MAX_SESSIONS_ENCODED) {
+        return Err(MachineSnapshotError::Sessions(
+            "longer than sessions can be",
+        ));
+    }
+    let limit = len.unwrap_or(MAX_SESSIONS_ENCODED + 1);
+    let mut bytes = Vec::new();
+    reader
+        .take(limit)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    match len {
+        Some(len) if bytes.len() as u64 != len => Err(TRUNCATED),
+        None if bytes.len() as u64 > MAX_SESSIONS_ENCODED => Err(MachineSnapshotError::Sessions(
+            "longer than sessions can be",
+        )),
+        _ => Ok(bytes),
+    }
+}
+
+/// Decodes a machine snapshot of any known version from `reader` (read to its end).
+fn decode(reader: &mut dyn Read) -> Result<(Engine, Sessions), MachineSnapshotError> {
+    let mut version = [0u8; 1];
+    reader.read_exact(&mut version).map_err(read_error)?;
+    let version = known_version(version[0])?;
+    let (engine, sessions) = if version >= 3 {
+        let len = read_u64(reader)?;
+        let sessions = read_sessions(reader, Some(len))?;
+        // The engine is last: it reads to the end (where the checksum is verified).
+        let engine = Engine::read_from(reader)?;
+        (engine, Sessions::decode(&sessions, 2)?)
+    } else {
+        let len = read_u64(reader)?;
+        let mut limited = reader.take(len);
+        let engine = Engine::read_from(&mut limited)?;
+        if limited.limit() != 0 {
+            return Err(TRUNCATED);
+        }
+        let sessions = read_sessions(reader, None)?;
+        (engine, Sessions::decode(&sessions, version)?)
+    };
+    let mut extra = [0u8; 1];
+    if reader.read(&mut extra).map_err(read_error)? != 0 {
+        return Err(MachineSnapshotError::Sessions("trailing bytes"));
+    }
+    Ok((engine, sessions))
+}
+
 impl EngineMachine {
-    /// The state digest (as `Cluster.Status` reports it) of a machine snapshot.
+    /// The state digest (as `Cluster.Status` reports it) of a machine snapshot (any
+    /// version): restores the engine it holds and asks its digest.
     pub fn digest_of_snapshot(snapshot: &[u8]) -> Result<String, MachineSnapshotError> {
-        let mut reader = Reader(snapshot);
-        known_version(reader.take(1)?[0])?;
-        let len = usize::try_from(reader.u64()?).map_err(|_| TRUNCATED)?;
-        Ok(clockwise_engine::snapshot::digest(reader.take(len)?))
+        let (engine, _) = decode(&mut &snapshot[..])?;
+        Ok(engine.state_digest())
+    }
+
+    /// The machine snapshot in memory (tests, fuzzing, benches): what
+    /// [`StateSnapshot::write_to`] streams.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.freeze()
+            .write_to(&mut out)
+            .expect("writing to memory does not fail");
+        out
+    }
+
+    /// Restores an in-memory machine snapshot (any known version).
+    ///
+    /// # Errors
+    /// The snapshot is refused; the state is unchanged.
+    pub fn restore(&mut self, snapshot: &[u8]) -> Result<(), MachineSnapshotError> {
+        self.restore_from(&mut &snapshot[..])
     }
 }
 
@@ -123,28 +224,25 @@ impl StateMachine for EngineMachine {
         outcome
     }
 
-    /// Version byte, the engine's snapshot (length-prefixed), then the sessions, so a
-    /// retry after a snapshot install still applies once.
-    fn snapshot(&self) -> Vec<u8> {
+    type Snapshot = MachineSnapshot;
+
+    /// The engine's frozen view and the sessions (so a retry after a snapshot install
+    /// still applies once).
+    fn freeze(&self) -> MachineSnapshot {
         let engine = self
             .engine
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .snapshot();
-        let mut out = Vec::with_capacity(1 + 8 + engine.len() + 8 + self.sessions.bytes);
-        out.push(MACHINE_SNAPSHOT_VERSION);
-        out.extend_from_slice(&(engine.len() as u64).to_be_bytes());
-        out.extend_from_slice(&engine);
-        self.sessions.encode_into(&mut out);
-        out
+            .freeze();
+        let mut sessions = Vec::with_capacity(16 + self.sessions.bytes);
+        self.sessions.encode_into(&mut sessions);
+        MachineSnapshot { engine, sessions }
     }
 
-    fn restore(&mut self, snapshot: &[u8]) -> Result<(), MachineSnapshotError> {
-        let mut reader = Reader(snapshot);
-        let version = known_version(reader.take(1)?[0])?;
-        let len = usize::try_from(reader.u64()?).map_err(|_| TRUNCATED)?;
-        let engine = Engine::restore(reader.take(len)?)?;
-        let sessions = Sessions::decode(reader.0, version)?;
+    /// Decodes into a new engine and sessions (the reader verifies the checksum at its
+    /// end), and swaps them in only once all of it decoded.
+    fn restore_from(&mut self, reader: &mut dyn Read) -> Result<(), MachineSnapshotError> {
+        let (engine, sessions) = decode(reader)?;
         *self.engine.write().unwrap_or_else(PoisonError::into_inner) = engine;
         self.sessions = sessions;
         Ok(())
@@ -383,20 +481,34 @@ mod tests {
     /// A version-1 snapshot (sessions without times) still restores; its sessions count
     /// as first seen at the first stamp applied after it.
     #[test]
-    fn a_version_1_snapshot_restores_with_its_sessions() {
-        let (mut m, _) = machine();
+    fn a_version_1_or_2_snapshot_restores_with_its_sessions() {
+        let (m, _engine) = machine();
         let add = command(
             1,
             HashRingOp::AddNode {
                 node_id: "n".into(),
             },
         );
+        let (mut m, engine) = (m, _engine);
         let first = apply(&mut m, 1, &add, session("c1", 3));
-        // Version 1: the same engine bytes, then the sessions without clock or times.
-        let v2 = m.snapshot();
-        let engine_len = u64::from_be_bytes(v2[1..9].try_into().unwrap()) as usize;
+        // Version 1: the engine bytes, then the sessions without clock or times.
+        let current = m.snapshot();
+        let engine_bytes = engine.read().unwrap().snapshot();
         let mut v1 = vec![1u8];
-        v1.extend_from_slice(&v2[1..9 + engine_len]);
+        v1.extend_from_slice(&(engine_bytes.len() as u64).to_be_bytes());
+        v1.extend_from_slice(&engine_bytes);
+        // Version 2: the engine bytes, then the sessions as version 3 holds them.
+        let mut v2 = vec![2u8];
+        v2.extend_from_slice(&(engine_bytes.len() as u64).to_be_bytes());
+        v2.extend_from_slice(&engine_bytes);
+        m.sessions.encode_into(&mut v2);
+        let (mut from_v2, _) = machine();
+        from_v2.restore(&v2).unwrap();
+        assert_eq!(
+            from_v2.snapshot(),
+            current,
+            "version 2 restores the same state"
+        );
         v1.extend_from_slice(&1u64.to_be_bytes());
         v1.extend_from_slice(&1u64.to_be_bytes()); // index
         v1.extend_from_slice(&3u64.to_be_bytes()); // seq
@@ -408,8 +520,8 @@ mod tests {
         restored.restore(&v1).unwrap();
         assert_eq!(
             restored.snapshot(),
-            v2,
-            "the same state as the version-2 writer's"
+            current,
+            "the same state as the current writer's"
         );
         assert_eq!(
             apply_at(&mut restored, 2, &add, session("c1", 3), T0),
@@ -466,6 +578,57 @@ mod tests {
         for cut in 0..snapshot.len() {
             assert!(restored.restore(&snapshot[..cut]).is_err(), "cut at {cut}");
         }
+    }
+
+    /// The end of a stream whose checksum does not match: every byte, then an error.
+    struct FailsAtTheEnd<'a>(&'a [u8]);
+
+    impl std::io::Read for FailsAtTheEnd<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0.is_empty() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "checksum mismatch",
+                ));
+            }
+            let n = buf.len().min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    /// Issue 15: the state is swapped in only once the whole stream was read, so a
+    /// checksum failing at its end leaves the machine as it was; a damaged sessions
+    /// length cannot ask for unbounded memory.
+    #[test]
+    fn a_stream_failing_at_its_end_or_oversized_changes_nothing() {
+        let (mut source, _) = machine();
+        let add = command(
+            1,
+            HashRingOp::AddNode {
+                node_id: "n".into(),
+            },
+        );
+        apply(&mut source, 1, &add, session("c1", 1));
+        let bytes = source.snapshot();
+        assert_eq!(bytes[0], MACHINE_SNAPSHOT_VERSION);
+
+        let (mut target, target_engine) = machine();
+        let empty = target.snapshot();
+        let digest = target_engine.read().unwrap().state_digest();
+        assert!(target.restore_from(&mut FailsAtTheEnd(&bytes)).is_err());
+        assert_eq!(target_engine.read().unwrap().state_digest(), digest);
+        assert_eq!(target.snapshot(), empty, "sessions unchanged too");
+
+        let mut oversized = bytes.clone();
+        oversized[1..9].copy_from_slice(&(MAX_SESSIONS_ENCODED + 1).to_be_bytes());
+        assert!(matches!(
+            target.restore(&oversized),
+            Err(MachineSnapshotError::Sessions(_))
+        ));
+        target.restore(&bytes).unwrap();
+        assert_eq!(target.snapshot(), bytes);
     }
 
     #[test]

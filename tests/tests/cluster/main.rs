@@ -8,6 +8,8 @@
 //! - [`ctl`]: every `clockwise ctl` subcommand, in text and JSON.
 //! - [`identity`]: one cluster id; founding is explicit; a wiped member cannot vote.
 //! - [`backup`]: `clockwise backup save` / `restore` of a whole cluster.
+//! - [`snapshots`]: snapshots built off the driver thread while writes go on, restarts
+//!   from a snapshot file plus log, a wiped member caught up by a streamed snapshot.
 //! - [`cluster_up`]: `clockwise cluster up` restarting killed nodes, rejoining a wiped
 //!   one, stopping on SIGINT.
 
@@ -17,6 +19,7 @@ mod ctl;
 mod identity;
 mod replication;
 mod sdk;
+mod snapshots;
 
 use std::process::Command;
 

@@ -362,11 +362,14 @@ async fn a_wiped_follower_rejoins_through_a_snapshot_and_converges() {
         store(&mut cluster.hash_ring(leader), &key).await.unwrap();
         keys.push(key);
     }
-    let status = cluster.status(leader).await.unwrap();
-    assert!(
-        status.snapshot_index > 0 && status.first_log_index > 1,
-        "the leader snapshotted and compacted its log: {status:?}"
-    );
+    // Snapshots are built off the driver thread: done shortly after they were due.
+    cluster
+        .wait_status(
+            leader,
+            "the leader snapshotted and compacted its log",
+            |s| s.snapshot_index > 0 && s.first_log_index > 1,
+        )
+        .await;
 
     // The follower's data is lost. Raft forbids it to come back as the member it was
     // (it would have forgotten entries it acknowledged): it is removed and added again,
