@@ -16,11 +16,13 @@ use clockwise_proto::cluster::v1::{Role, StatusRequest, StatusResponse};
 use tonic::transport::{Channel, Endpoint};
 
 /// Deadline of one Status call: far above any healthy answer, so only a hung node
-/// reaches it.
-pub const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
+/// reaches it. Generous because today's Status costs time in proportion to the state
+/// (hundreds of ms at 1M keys): at 10M a 5 s deadline would break the run instead of
+/// measuring it.
+pub const STATUS_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a started node may take to answer Status, and a new cluster to elect.
-pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One node process; a restart runs it again over the same data directory.
 pub struct Member {

@@ -159,7 +159,7 @@ impl Run {
              `key-00000001`… stored by `BatchOperations` of {} stores from {} concurrent \
              loaders. Meanwhile a writer stores a key every {} ms through the SDK (its \
              latency includes the SDK's retries), and every second each node is asked its \
-             own `Cluster.Status` (direct, 5 s deadline) and its VmRSS is read.\n\
+             own `Cluster.Status` (direct, 30 s deadline) and its VmRSS is read.\n\
              - A row covers the load since the previous one; B/key is the largest node's \
              RSS (process baseline included) over the keys stored; leader changes are \
              rises of the term seen in Status answers since the load began.",
