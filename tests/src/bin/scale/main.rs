@@ -50,8 +50,9 @@ const USAGE: &str = "usage: scale [--keys N]";
 const RING: &str = "scale";
 const RING_NODES: usize = 64;
 const VIRTUAL_NODES: i64 = 100;
-/// A load that acknowledges no batch for this long is broken.
-const LOAD_STALL: Duration = Duration::from_secs(120);
+/// A load that acknowledges no batch for this long is broken (a little over the time a
+/// loader keeps retrying one batch).
+const LOAD_STALL: Duration = Duration::from_secs(150);
 /// How long a restarted or re-added follower may take to catch up; past it the step
 /// is reported as not done (and the target as not met).
 const RECOVERY_TIMEOUT: Duration = Duration::from_secs(300);
@@ -238,13 +239,13 @@ async fn load(
     keys: u64,
     nodes: &Nodes,
     ring: &HashRing,
-    probes: &Probes,
+    probes: &Arc<Probes>,
 ) -> Result<(Vec<Milestone>, Duration), String> {
     let step = milestone_step(keys);
     let (loaded, mut progress) = watch::channel(0u64);
     probes.take(); // what the probes saw while the ring was made
     let began = Instant::now();
-    let mut loaders = Box::pin(probes::load(ring.clone(), keys, loaded));
+    let mut loaders = Box::pin(probes::load(ring.clone(), keys, loaded, probes.clone()));
     let mut milestones = Vec::new();
     let (mut next, mut previous) = (step.min(keys), (0, began));
     let changes_before = probes.leader_changes.load(Ordering::Relaxed);

@@ -101,9 +101,19 @@ fn thousands(n: u64) -> String {
 }
 
 fn errors(r: &Records) -> String {
-    match (r.status_errors, r.write_errors) {
-        (0, 0) => "0".into(),
-        (s, w) => format!("{s} Status, {w} writes"),
+    let counts = [
+        (r.status_errors, "Status"),
+        (r.write_errors, "writes"),
+        (r.batch_errors, "batches"),
+    ];
+    let failed: Vec<String> = counts
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+    match failed.is_empty() {
+        true => "0".into(),
+        false => failed.join(", "),
     }
 }
 
@@ -162,7 +172,8 @@ impl Run {
              own `Cluster.Status` (direct, 30 s deadline) and its VmRSS is read.\n\
              - A row covers the load since the previous one; B/key is the largest node's \
              RSS (process baseline included) over the keys stored; leader changes are \
-             rises of the term seen in Status answers since the load began.",
+             rises of the term seen in Status answers since the load began; errors are \
+             failed calls (a failed batch is tried again 1 s later).",
             self.command,
             thousands(self.keys),
             machine(),
