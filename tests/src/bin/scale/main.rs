@@ -282,11 +282,10 @@ async fn load(
             records: probes.take(),
             leader_changes: probes.leader_changes.load(Ordering::Relaxed) - changes_before,
         };
-        eprintln!(
-            "scale: {stored} keys, {:.0} keys/s, RSS max {} MiB",
-            (stored - previous.0) as f64 / (now - previous.1).as_secs_f64(),
-            milestone.records.rss_max >> 20,
-        );
+        if milestones.is_empty() {
+            eprintln!("{}", report::MILESTONE_HEADER);
+        }
+        eprintln!("{}", milestone.row());
         milestones.push(milestone);
         previous = (stored, now);
         if stored >= keys {

@@ -117,7 +117,30 @@ fn errors(r: &Records) -> String {
     }
 }
 
+/// The milestone table's header, for the progress lines too.
+pub const MILESTONE_HEADER: &str = "| keys | load keys/s | Status p50 | Status max | \
+    writer p99 | writer max | leader changes | max RSS | B/key | errors |";
+
 impl Milestone {
+    /// Its row of the table (also printed on stderr when it is reached, so a long run
+    /// shows its numbers as it goes).
+    pub fn row(&self) -> String {
+        let r = &self.records;
+        format!(
+            "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {:.0} | {} |",
+            thousands(self.keys),
+            self.rate(),
+            time(percentile(&r.status, 50)),
+            time(max(&r.status)),
+            time(percentile(&r.writes, 99)),
+            time(max(&r.writes)),
+            self.leader_changes,
+            mib(r.rss_max),
+            self.bytes_per_key(),
+            errors(r),
+        )
+    }
+
     fn rate(&self) -> f64 {
         (self.keys - self.keys_before) as f64 / self.interval.as_secs_f64().max(1e-9)
     }
@@ -182,27 +205,12 @@ impl Run {
             LOADERS,
             WRITE_EVERY.as_millis(),
         );
-        out.push_str(
-            "\n| keys | load keys/s | Status p50 | Status max | writer p99 | writer max | \
-             leader changes | max RSS | B/key | errors |\n\
-             |---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+        let _ = writeln!(
+            out,
+            "\n{MILESTONE_HEADER}\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
         );
         for m in &self.milestones {
-            let r = &m.records;
-            let _ = writeln!(
-                out,
-                "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {:.0} | {} |",
-                thousands(m.keys),
-                m.rate(),
-                time(percentile(&r.status, 50)),
-                time(max(&r.status)),
-                time(percentile(&r.writes, 99)),
-                time(max(&r.writes)),
-                m.leader_changes,
-                mib(r.rss_max),
-                m.bytes_per_key(),
-                errors(r),
-            );
+            let _ = writeln!(out, "{}", m.row());
         }
         let _ = writeln!(
             out,
