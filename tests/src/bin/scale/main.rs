@@ -307,8 +307,8 @@ async fn follower(nodes: &Nodes) -> Result<usize, String> {
 /// the leader; a stage not reached within [`RECOVERY_TIMEOUT`] stays `None`. Progress
 /// goes to stderr each second (applied indexes: is it replaying, or waiting?).
 ///
-/// Caught up: its applied index ≥ the leader's as read at the previous check, one
-/// [`CHECK_EVERY`] before. Not the leader's of the same instant: a follower learns an
+/// Caught up: its applied index ≥ the leader's as read at the previous check that
+/// found a leader (one [`CHECK_EVERY`] plus the calls' time before). Not the leader's of the same instant: a follower learns an
 /// entry is committed from the leader's next message, so while the writer runs it
 /// trails the leader by an entry nearly all the time, and "≥ the leader's now" holds
 /// only when a check falls in a gap between writes (seconds apart, by chance).
@@ -318,8 +318,10 @@ async fn catch_up(nodes: &Nodes, i: usize, began: Instant) -> CaughtUp {
     let mut shown = began;
     let mut leader_before = None;
     while Instant::now() < deadline {
-        let leader = nodes.leader_status().await.ok();
-        if let Ok((node, _)) = nodes.status(i).await {
+        // Both at once: either may be slow (today's Status costs time with the state).
+        let (leader, node) = tokio::join!(nodes.leader_status(), nodes.status(i));
+        let leader = leader.ok();
+        if let Ok((node, _)) = node {
             if out.answered.is_none() {
                 out.answered = Some(began.elapsed());
                 out.first_applied = node.applied_index;
@@ -344,7 +346,10 @@ async fn catch_up(nodes: &Nodes, i: usize, began: Instant) -> CaughtUp {
                 }
             }
         }
-        leader_before = leader.map(|l| l.applied_index);
+        // Kept when no leader answered (an election): the target stays the last known.
+        if let Some(leader) = leader {
+            leader_before = Some(leader.applied_index);
+        }
         tokio::time::sleep(CHECK_EVERY).await;
     }
     out

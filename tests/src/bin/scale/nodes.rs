@@ -319,16 +319,18 @@ impl Nodes {
         .await
     }
 
-    /// The Status of the node that says it leads.
+    /// The Status of the node that says it leads (of the highest term, if two do), all
+    /// asked at once: a node slow to answer (replaying its log) does not hold up the
+    /// check.
     pub async fn leader_status(&self) -> Result<StatusResponse, String> {
-        for i in 0..self.len() {
-            if let Ok((s, _)) = self.status(i).await {
-                if s.role == Role::Leader as i32 {
-                    return Ok(s);
-                }
-            }
-        }
-        Err("no node says it leads".into())
+        let answers = futures::future::join_all((0..self.len()).map(|i| self.status(i))).await;
+        answers
+            .into_iter()
+            .filter_map(Result::ok)
+            .map(|(s, _)| s)
+            .filter(|s| s.role == Role::Leader as i32)
+            .max_by_key(|s| s.term)
+            .ok_or_else(|| "no node says it leads".into())
     }
 }
 

@@ -226,8 +226,8 @@ impl Run {
         };
         out.push_str(
             "\nRecovery, with the writer running (times from the follower's start; caught up: \
-             its Status shows an applied index ≥ the leader's at the previous check, 50 ms \
-             before: a follower learns of a commit one message after the leader, so under \
+             its Status shows an applied index ≥ the leader's at the previous check that \
+             found a leader, 50 ms plus the calls' time before: a follower learns of a commit one message after the leader, so under \
              writes it is almost never ≥ the leader's index of the same instant):\n\n\
              | step | node | answers Status | its applied index then | caught up | leader's \
              index then | writer p99 | writer max | Status max | leader changes | errors |\n\
