@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Benchmarks (not tests): the tables of docs/benchmarks.md.
-# Usage: scripts/bench.sh [--quick | --etcd]
+# Usage: scripts/bench.sh [--quick | --etcd | --scale [--keys N]]
 #   (no flag)  everything, the comparison with etcd last
 #   --quick    engine and snapshots at 10k/100k keys only
 #   --etcd     only the comparison with etcd 3.4 (installs Debian's etcd-server if it is
 #              missing, and rewrites its section of docs/benchmarks.md)
+#   --scale    only issue 15's scale run (not part of the no-flag run): 3 release nodes,
+#              N keys (default 10,000,000) loaded beside a writer and a Status poller, a
+#              follower restarted and one wiped, snapshots; rewrites its section of
+#              docs/benchmarks.md (tens of minutes at 10M keys)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CLOCKWISE_SHARED=${CLOCKWISE_SHARED:-$(pwd)/../shared}
@@ -61,8 +65,44 @@ stop_compare() {
     fi
 }
 
+# Issue 15's scale run: tests/src/bin/scale, a binary of the root workspace's tests
+# crate (it needs only the SDK; no etcd-client, so no protoc and no lock of its own). It
+# owns the three node processes: it kills them when it ends or gets SIGTERM, and the
+# kernel kills them if it dies any other way (PR_SET_PDEATHSIG).
+scale() {
+    cargo build --release --locked -p clockwise-tests --bin scale
+    scale_work=$(mktemp -d -t clockwise-scale.XXXXXX)
+    trap stop_scale EXIT
+    trap 'stop_scale; exit 130' INT TERM
+    SCALE_WORK_DIR=$scale_work SCALE_DOC=docs/benchmarks.md \
+        SCALE_COMMAND="scripts/bench.sh --scale${*:+ $*}" \
+        "${CARGO_TARGET_DIR:-$(pwd)/target}/release/scale" "$@" &
+    scale_pid=$!
+    # In the background, so a signal to this script runs the trap at once.
+    local status=0
+    wait "$scale_pid" || status=$?
+    scale_pid=
+    return "$status"
+}
+
+stop_scale() {
+    if [[ -n ${scale_pid:-} ]]; then
+        kill -TERM "$scale_pid" 2>/dev/null || true
+        wait "$scale_pid" 2>/dev/null || true
+        scale_pid=
+    fi
+    if [[ -n ${scale_work:-} ]]; then
+        rm -rf "$scale_work"
+    fi
+}
+
 cargo build --release --locked -p clockwise-node --bin clockwise
 export CLOCKWISE_BIN=$(pwd)/target/release/clockwise
+if [[ ${1:-} == --scale ]]; then
+    shift
+    scale "$@"
+    exit
+fi
 if [[ ${1:-} == --etcd ]]; then
     etcd_compare
     exit
