@@ -130,6 +130,17 @@ pub(crate) fn namespace(kind: u8, name: &str, sum: Sum) -> u128 {
     hash2(&head, name.as_bytes())
 }
 
+/// The state digest in its raw form: 16 bytes, cheap to copy and to publish beside the
+/// engine (so `Status` needs no engine lock); it displays as [`hex`] does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct StateDigest(pub(crate) Sum);
+
+impl std::fmt::Display for StateDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex(self.0))
+    }
+}
+
 /// The engine sum as `Status` shows it: 64 lowercase hex digits.
 pub(crate) fn hex(sum: Sum) -> String {
     let mut hasher = Sha256::new();

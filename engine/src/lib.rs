@@ -51,6 +51,7 @@ use digest::Sum;
 
 pub use chatrouter::{ChatRouter, RequestOperation, RequestOperationKind};
 pub use command::{ChatRouterOp, Command, HashRingOp, Op, Outcome};
+pub use digest::StateDigest;
 pub use hashring::{HashRing, KeyOperation, KeyOperationKind};
 pub use namespace::{Location, UNLIMITED};
 pub use position::PositionSpace;
@@ -204,7 +205,12 @@ impl Engine {
     /// date as commands apply, so this is O(1) (see `digest`); it is not a hash of
     /// [`Engine::snapshot`].
     pub fn state_digest(&self) -> String {
-        digest::hex(self.digest_sum())
+        self.digest().to_string()
+    }
+
+    /// [`Engine::state_digest`] in its raw, `Copy` form (formatting it costs a SHA-256).
+    pub fn digest(&self) -> StateDigest {
+        StateDigest(self.digest_sum())
     }
 
     /// [`Engine::state_digest`] computed from scratch, from every fact (tests check that

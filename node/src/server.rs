@@ -23,7 +23,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
 use crate::config::{ConfigError, InitialClusterState, NodeConfig};
-use crate::machine::EngineMachine;
+use crate::machine::{EngineMachine, PublishedDigest};
 use crate::service::auth::Auth;
 use crate::service::deadline::DeadlineLayer;
 use crate::service::gate::GateLayer;
@@ -166,7 +166,11 @@ impl BoundNode {
     }
 
     /// Starts the raft driver over the log in the data dir.
-    async fn start_replica(&self, engine: Arc<RwLock<Engine>>) -> Result<Replica, ServeError> {
+    /// Answers the replica and where its state machine publishes the state digest.
+    async fn start_replica(
+        &self,
+        engine: Arc<RwLock<Engine>>,
+    ) -> Result<(Replica, Arc<PublishedDigest>), ServeError> {
         let config = &self.config;
         let bound = self.bound_address();
         let configured: BTreeMap<u64, MemberAddress> = if config.join {
@@ -219,26 +223,32 @@ impl BoundNode {
         // Bootstrapping a new log is a synced write: keep it off the async workers too.
         let peers = transport.clone();
         let machine = EngineMachine::with_max_backups(engine, config.max_backups_per_ring);
+        let digest = machine.published_digest();
         let (handle, thread) = tokio::task::spawn_blocking(move || {
             driver::spawn(driver_config, store, machine, peers)
         })
         .await
         .map_err(|e| ServeError::Config(format!("starting the raft driver panicked: {e}")))??;
         transport.set_driver(handle.clone());
-        Ok(Replica::new(handle, thread, transport))
+        Ok((Replica::new(handle, thread, transport), digest))
     }
 
     /// Serves until `shutdown` resolves, then drains in-flight calls.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServeError> {
         let engine = Arc::new(RwLock::new(Engine::new()));
-        let replica = self.start_replica(engine.clone()).await?;
+        let (replica, digest) = self.start_replica(engine.clone()).await?;
         let raft_service = RaftTransportServer::new(RaftTransportService::new(
             replica.handle(),
             replica.transport().clone(),
         ))
         .max_decoding_message_size(clockwise_cluster::transport::MAX_MESSAGE_BYTES);
         let advertised = self.bound_address();
-        let state = Arc::new(NodeState::new(engine, replica, self.config.request_timeout));
+        let state = Arc::new(NodeState::new(
+            engine,
+            digest,
+            replica,
+            self.config.request_timeout,
+        ));
         let metrics = Arc::new(Metrics::default());
         let sync = Arc::new(SyncRunner::new(
             self.config.sync.clone(),

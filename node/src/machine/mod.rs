@@ -18,11 +18,11 @@ pub mod envelope;
 mod sessions;
 
 use std::io::{Read, Write};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use clockwise_cluster::state_machine::StateSnapshot;
 use clockwise_cluster::StateMachine;
-use clockwise_engine::{ChatRouterOp, Engine, EngineView, HashRingOp, Op};
+use clockwise_engine::{ChatRouterOp, Engine, EngineView, HashRingOp, Op, StateDigest};
 
 pub use envelope::MachineSnapshotError;
 use envelope::{known_version, MACHINE_SNAPSHOT_VERSION, MAX_SESSIONS_ENCODED, TRUNCATED};
@@ -37,6 +37,23 @@ pub struct EngineMachine {
     /// This node's `--max-backups-per-ring`: written into a backup command when this
     /// node leads and proposes it, so every replica keeps the same number.
     max_backups_per_ring: u32,
+    digest: Arc<PublishedDigest>,
+}
+
+/// The engine's digest as of the last apply or restore, published beside the engine so
+/// that `Cluster.Status` reads it without the engine lock (a batch apply holds that lock
+/// for milliseconds at a time).
+#[derive(Debug, Default)]
+pub struct PublishedDigest(Mutex<StateDigest>);
+
+impl PublishedDigest {
+    pub fn get(&self) -> StateDigest {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set(&self, digest: StateDigest) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = digest;
+    }
 }
 
 /// Backups kept per ring unless `--max-backups-per-ring` says otherwise.
@@ -48,11 +65,24 @@ impl EngineMachine {
     }
 
     pub fn with_max_backups(engine: Arc<RwLock<Engine>>, max_backups_per_ring: u32) -> Self {
+        let digest = Arc::new(PublishedDigest::default());
+        digest.set(
+            engine
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .digest(),
+        );
         EngineMachine {
             engine,
             sessions: Sessions::default(),
             max_backups_per_ring: max_backups_per_ring.max(1),
+            digest,
         }
+    }
+
+    /// Where this machine publishes its digest after every apply and restore.
+    pub fn published_digest(&self) -> Arc<PublishedDigest> {
+        self.digest.clone()
     }
 }
 
@@ -216,7 +246,9 @@ impl StateMachine for EngineMachine {
         }
         let outcome = {
             let mut engine = self.engine.write().unwrap_or_else(PoisonError::into_inner);
-            codec::encode_outcome(&engine.apply(&command))
+            let outcome = codec::encode_outcome(&engine.apply(&command));
+            self.digest.set(engine.digest());
+            outcome
         };
         if let Some(session) = session {
             self.sessions.record(session, index, outcome.clone());
@@ -243,7 +275,14 @@ impl StateMachine for EngineMachine {
     /// end), and swaps them in only once all of it decoded.
     fn restore_from(&mut self, reader: &mut dyn Read) -> Result<(), MachineSnapshotError> {
         let (engine, sessions) = decode(reader)?;
-        *self.engine.write().unwrap_or_else(PoisonError::into_inner) = engine;
+        let digest = engine.digest();
+        let replaced = std::mem::replace(
+            &mut *self.engine.write().unwrap_or_else(PoisonError::into_inner),
+            engine,
+        );
+        self.digest.set(digest);
+        // Freeing millions of items takes a while: not under the lock.
+        drop(replaced);
         self.sessions = sessions;
         Ok(())
     }
@@ -278,6 +317,28 @@ mod tests {
 
     fn apply(m: &mut EngineMachine, index: u64, c: &Command, s: Option<Session>) -> Vec<u8> {
         m.apply(index, &codec::encode_entry(c, s.as_ref()))
+    }
+
+    #[test]
+    fn the_published_digest_follows_every_apply_and_restore() {
+        let (mut m, engine) = machine();
+        let published = m.published_digest();
+        assert_eq!(published.get(), Engine::new().digest());
+        let mut seen = std::collections::HashSet::from([published.get()]);
+        for (i, c) in clockwise_engine::testing::sample_log().iter().enumerate() {
+            apply(&mut m, 1 + i as u64, c, None);
+            assert_eq!(published.get(), engine.read().unwrap().digest(), "after {c:?}");
+            seen.insert(published.get());
+        }
+        assert!(seen.len() > 10, "the digest moved with the log: {}", seen.len());
+        let snapshot = m.snapshot();
+        let (mut restored, restored_engine) = machine();
+        restored.restore(&snapshot).unwrap();
+        assert_eq!(restored.published_digest().get(), published.get());
+        assert_eq!(
+            restored.published_digest().get().to_string(),
+            restored_engine.read().unwrap().state_digest()
+        );
     }
 
     #[test]

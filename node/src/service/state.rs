@@ -17,6 +17,7 @@ use clockwise_cluster::Replica;
 use super::error::ServiceError;
 use super::validate::{Consistency, SEQ_METADATA};
 use crate::machine::codec::{self, CodecError, Session};
+use crate::machine::PublishedDigest;
 use clockwise_engine::{ChatRouter, Command, Engine, HashRing, Outcome};
 
 static EMPTY_HASH_RING: LazyLock<HashRing> = LazyLock::new(HashRing::default);
@@ -24,15 +25,22 @@ static EMPTY_CHAT_ROUTER: LazyLock<ChatRouter> = LazyLock::new(ChatRouter::defau
 
 pub struct NodeState {
     engine: Arc<RwLock<Engine>>,
+    digest: Arc<PublishedDigest>,
     replica: Replica,
     /// How long a write or a linearizable read may wait for a quorum.
     timeout: Duration,
 }
 
 impl NodeState {
-    pub fn new(engine: Arc<RwLock<Engine>>, replica: Replica, timeout: Duration) -> Self {
+    pub fn new(
+        engine: Arc<RwLock<Engine>>,
+        digest: Arc<PublishedDigest>,
+        replica: Replica,
+        timeout: Duration,
+    ) -> Self {
         NodeState {
             engine,
+            digest,
             replica,
             timeout,
         }
@@ -111,11 +119,9 @@ impl NodeState {
         .await
     }
 
-    /// The digest of this replica's state as it is now.
+    /// The digest of this replica's state as of its last apply: O(1), and without the
+    /// engine lock.
     pub fn state_digest(&self) -> String {
-        self.engine
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .state_digest()
+        self.digest.get().to_string()
     }
 }
