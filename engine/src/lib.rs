@@ -19,6 +19,9 @@
 //! - `digest`: the state digest, a sum of per-fact hashes kept as commands apply.
 //! - [`snapshot`]: the versioned, streamed encoding of an [`Engine`] (and the canonical
 //!   encoding of a ring that backups store); [`EngineView`], a frozen state to write.
+//!   Its files: `mod.rs` (format, errors, freezing), `writer`/`reader` (format 3),
+//!   `format2` (the legacy format, still read), `ring_state` (a backup's ring bytes),
+//!   `codec` (the byte readers and writers).
 //! - `testing` (tests and the `testing` feature): a sample command log and a seeded
 //!   random one, for the crates over the engine.
 //!
