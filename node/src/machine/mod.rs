@@ -327,10 +327,18 @@ mod tests {
         let mut seen = std::collections::HashSet::from([published.get()]);
         for (i, c) in clockwise_engine::testing::sample_log().iter().enumerate() {
             apply(&mut m, 1 + i as u64, c, None);
-            assert_eq!(published.get(), engine.read().unwrap().digest(), "after {c:?}");
+            assert_eq!(
+                published.get(),
+                engine.read().unwrap().digest(),
+                "after {c:?}"
+            );
             seen.insert(published.get());
         }
-        assert!(seen.len() > 10, "the digest moved with the log: {}", seen.len());
+        assert!(
+            seen.len() > 10,
+            "the digest moved with the log: {}",
+            seen.len()
+        );
         let snapshot = m.snapshot();
         let (mut restored, restored_engine) = machine();
         restored.restore(&snapshot).unwrap();
