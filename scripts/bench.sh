@@ -97,7 +97,7 @@ stop_scale() {
 }
 
 cargo build --release --locked -p clockwise-node --bin clockwise
-export CLOCKWISE_BIN=$(pwd)/target/release/clockwise
+export CLOCKWISE_BIN=${CARGO_TARGET_DIR:-$(pwd)/target}/release/clockwise
 if [[ ${1:-} == --scale ]]; then
     shift
     scale "$@"
