@@ -19,6 +19,8 @@
 //! - [`terms`]: the log's term runs in memory, so `term()` never decodes an entry.
 //! - [`snapshot`]: snapshot files (streamed write, receive, verified read), the
 //!   descriptor raft carries, the in-memory envelope of backups.
+//!   `snapshot_io`: its writers (hashing; syncing every 8 MiB so a big file never
+//!   stalls the log's fsyncs).
 //! - [`backup`]: whole-cluster backup files, and seeding a new cluster from one.
 
 pub mod backup;
@@ -27,6 +29,7 @@ pub mod identity;
 pub mod member;
 pub mod replica;
 pub mod snapshot;
+mod snapshot_io;
 pub mod state_machine;
 pub mod storage;
 pub mod terms;

@@ -29,6 +29,7 @@ use raft::eraftpb::SnapshotMetadata;
 use sha2::{Digest, Sha256};
 
 use crate::member::MemberAddress;
+use crate::snapshot_io::{HashingWriter, SyncingFile};
 use crate::state_machine::StateSnapshot;
 
 pub const MAGIC: &[u8; 8] = b"CWSNAP01";
@@ -253,23 +254,6 @@ pub struct FileHeader {
     pub members: BTreeMap<u64, MemberAddress>,
 }
 
-/// Counts and hashes what passes through to `inner`.
-struct HashingWriter<W> {
-    inner: W,
-    hasher: Sha256,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// Fsyncs a directory, so a rename in it survives a crash.
 pub fn sync_dir(dir: &Path) -> Result<(), SnapshotFileError> {
     File::open(dir)
@@ -295,7 +279,7 @@ pub fn write_file(
     let written = (|| {
         let file = File::create(&temporary)?;
         let mut out = HashingWriter {
-            inner: BufWriter::with_capacity(IO_BUFFER, file),
+            inner: BufWriter::with_capacity(IO_BUFFER, SyncingFile::new(file)),
             hasher: Sha256::new(),
         };
         let meta_bytes = meta
@@ -310,7 +294,10 @@ pub fn write_file(
         let sha256: [u8; 32] = out.hasher.finalize().into();
         let mut file = out.inner;
         file.write_all(&sha256)?;
-        let file = file.into_inner().map_err(io::IntoInnerError::into_error)?;
+        let file = file
+            .into_inner()
+            .map_err(io::IntoInnerError::into_error)?
+            .file;
         file.sync_all()?;
         let len = file.metadata()?.len();
         Ok((len, sha256))
@@ -340,7 +327,7 @@ pub struct Receiver {
     dir: PathBuf,
     descriptor: Descriptor,
     temporary: PathBuf,
-    file: Option<BufWriter<File>>,
+    file: Option<BufWriter<SyncingFile>>,
     hasher: Sha256,
     received: u64,
     /// The file's last 32 bytes (its checksum), kept out of the hash.
@@ -372,7 +359,7 @@ impl Receiver {
             dir: dir.to_owned(),
             descriptor,
             temporary,
-            file: Some(BufWriter::with_capacity(IO_BUFFER, file)),
+            file: Some(BufWriter::with_capacity(IO_BUFFER, SyncingFile::new(file))),
             hasher: Sha256::new(),
             received: 0,
             trailer: Vec::with_capacity(CHECKSUM_LEN),
@@ -419,7 +406,8 @@ impl Receiver {
         let file = self.file.take().expect("open until finished");
         let file = file
             .into_inner()
-            .map_err(|e| io_error(&self.temporary)(e.into_error()))?;
+            .map_err(|e| io_error(&self.temporary)(e.into_error()))?
+            .file;
         file.sync_all().map_err(io_error(&self.temporary))?;
         let path = self.dir.join(self.descriptor.file_name());
         if path.exists() {
