@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 /// A frozen copy of a state machine's state (see [`StateMachine::freeze`]), encoded on
 /// the snapshot-writer thread while the driver goes on applying.
 pub trait StateSnapshot: Send + 'static {
-    /// Streams the canonical encoding of the frozen state into `out`.
+    /// Streams the encoding of the frozen state into `out`.
     ///
     /// # Errors
     /// Only `out`'s own errors.
@@ -13,7 +13,8 @@ pub trait StateSnapshot: Send + 'static {
 }
 
 /// A deterministic state machine: the same entries applied in the same order give the
-/// same results and the same snapshot bytes on every replica. Implementations must not
+/// same results and the same state on every replica (their snapshot bytes may differ:
+/// memory layouts do). Implementations must not
 /// read clocks, randomness or anything outside the entry.
 pub trait StateMachine: Send + 'static {
     /// Why `restore_from` refused a snapshot.

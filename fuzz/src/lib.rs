@@ -9,7 +9,6 @@
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use clockwise_cluster::StateMachine;
 use clockwise_engine::{
     ChatRouterOp, Command, Engine, HashRingOp, KeyOperation, KeyOperationKind, Op, PositionSpace,
     RequestOperation, RequestOperationKind,

@@ -1,5 +1,5 @@
 //! The state-machine snapshot envelope: a version byte, the retry sessions
-//! (length-prefixed, small and bounded), then the engine's canonical snapshot stream to
+//! (length-prefixed, small and bounded), then the engine's snapshot stream to
 //! the end (last, so it is written streaming with no length known in advance and read
 //! through a length-limited reader: issue 15).
 //!

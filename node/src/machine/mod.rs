@@ -633,7 +633,11 @@ mod tests {
             restored_engine.read().unwrap().state_digest(),
             engine.read().unwrap().state_digest()
         );
-        assert_eq!(restored.snapshot(), snapshot, "the encoding is canonical");
+        assert_eq!(
+            restored.snapshot(),
+            snapshot,
+            "a restored machine writes the same bytes"
+        );
         assert_eq!(
             EngineMachine::digest_of_snapshot(&snapshot).unwrap(),
             engine.read().unwrap().state_digest()
