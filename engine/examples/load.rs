@@ -1,0 +1,85 @@
+//! Load time per key: `cargo run --release -p clockwise-engine --example load [keys] [runs]`.
+//! One `u64`-space HashRing ring of 64 nodes × 100 virtual nodes, keys `key-00000001`…,
+//! no TTL, loaded through `BatchOperations` of 5,000 stores; prints ns/key per run and
+//! at each quarter of the load (a cost that grows with the key count shows there).
+
+use std::time::Instant;
+
+use clockwise_engine::{Command, Engine, HashRingOp, KeyOperation, KeyOperationKind, Op};
+
+const BATCH: usize = 5_000;
+
+fn hr(timestamp: i64, op: HashRingOp) -> Command {
+    Command {
+        ring: "bench".into(),
+        timestamp,
+        op: Op::HashRing(op),
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let keys: usize = args
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2_000_000);
+    let runs: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(1);
+    for _ in 0..runs {
+        let mut engine = Engine::new();
+        engine.apply(&hr(
+            1,
+            HashRingOp::Configure {
+                space: clockwise_engine::PositionSpace::U64,
+            },
+        ));
+        for i in 0..64 {
+            engine.apply(&hr(
+                1,
+                HashRingOp::AddNodeWithReplicas {
+                    node_id: format!("node-{i:02}"),
+                    num_replicas: 100,
+                },
+            ));
+        }
+        // Commands are built before timing: only `apply` is measured.
+        let batches: Vec<Command> = (0..keys.div_ceil(BATCH))
+            .map(|b| {
+                let operations = (b * BATCH..((b + 1) * BATCH).min(keys))
+                    .map(|i| KeyOperation {
+                        kind: KeyOperationKind::Store,
+                        key: format!("key-{:08}", i + 1),
+                    })
+                    .collect();
+                hr(2 + b as i64, HashRingOp::BatchOperations { operations })
+            })
+            .collect();
+        let quarter = batches.len().div_ceil(4);
+        let mut quarters = Vec::new();
+        let start = Instant::now();
+        let (mut mark, mut since) = (start, 0);
+        for (b, command) in batches.iter().enumerate() {
+            engine.apply(command);
+            since += BATCH.min(keys - b * BATCH);
+            if (b + 1) % quarter == 0 || b + 1 == batches.len() {
+                let now = Instant::now();
+                let n = std::mem::take(&mut since);
+                quarters.push(format!(
+                    "{:.0}",
+                    (now - mark).as_secs_f64() * 1e9 / n as f64
+                ));
+                mark = now;
+            }
+        }
+        let total = start.elapsed().as_secs_f64();
+        println!(
+            "{keys} keys: {:.0} ns/key ({:.0} k keys/s); by quarter: {}",
+            total * 1e9 / keys as f64,
+            keys as f64 / total / 1e3,
+            quarters.join(" ")
+        );
+        drop(batches);
+        let start = Instant::now();
+        drop(engine);
+        println!("  drop: {:.0} ms", start.elapsed().as_secs_f64() * 1e3);
+    }
+}
