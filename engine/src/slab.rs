@@ -6,18 +6,26 @@
 //! engine for a snapshot shares the chunks (O(chunks)), and only a chunk mutated while
 //! a frozen view still holds it is copied (issue 15).
 //!
-//! Chunks are small (32 items, 2 KiB) because a copy on write costs a whole chunk: a
-//! command of 5,000 stores to random keys right after a freeze copies up to 5,000
-//! chunks, 10 MB at this size (1.3 GB at 4,096 items, a pause of hundreds of ms). The
-//! price is ~2.5 B per key of chunk headers and 312k `Arc`s to clone per freeze at 10M
-//! keys (a few milliseconds).
+//! Chunks hold 256 items (16 KiB). A copy on write costs a whole chunk, so smaller
+//! chunks make the first command after a freeze cheaper: 5,000 stores to random keys
+//! copy up to 5,000 chunks, ~80 MB at this size against 10 MB at 32 items. But every
+//! chunk is an allocation of glibc's large-bin size (≥ 1 KiB), and each such malloc
+//! consolidates the fast bins that the commands' small frees fill: at 32 items (a
+//! chunk per 32 stores) malloc took ~18% of the time of loading 2M new keys through
+//! `BatchOperations` (medians ~720 against ~590 ns/key, the pre-issue-15 engine's).
+//! Measured at 2M keys (`examples/load.rs`), the first command of 5,000 random
+//! re-stores after a freeze takes ~13 ms at 32 items, ~35 ms at 128 and ~55 ms at 256
+//! (3–6 ms with no view), later ones less as the touched chunks are copied already.
+//! At 256 items the load costs what it did before chunks were shared, a freeze clones
+//! 39k `Arc`s at 10M keys (well under a millisecond), and chunk headers cost ~0.3 B per
+//! key. Offsets in a chunk must fit a `u8` (the expiries' keys), so 256 is the largest.
 
 use std::ops::Index;
 use std::sync::Arc;
 
 use super::item::{Item, Slot, NEVER};
 
-const CHUNK_BITS: u32 = 5;
+const CHUNK_BITS: u32 = 8;
 const CHUNK: usize = 1 << CHUNK_BITS;
 // Offsets in a chunk are `u8`s (the expiries' keys).
 const _: () = assert!(CHUNK <= 256);
