@@ -6,9 +6,10 @@
 //! engine for a snapshot shares the chunks (O(chunks)), and only a chunk mutated while
 //! a frozen view still holds it is copied (issue 15).
 //!
-//! Chunks hold 256 items (16 KiB). A copy on write costs a whole chunk, so smaller
+//! Chunks hold 128 items (8 KiB). A copy on write costs a whole chunk, so smaller
 //! chunks make the first command after a freeze cheaper: 5,000 stores to random keys
-//! copy up to 5,000 chunks, ~80 MB at this size against 10 MB at 32 items. But every
+//! copy up to 5,000 chunks, ~40 MB at this size against 10 MB at 32 items and 80 MB at
+//! 256. But every
 //! chunk is an allocation of glibc's large-bin size (≥ 1 KiB), and each such malloc
 //! consolidates the fast bins that the commands' small frees fill: at 32 items (a
 //! chunk per 32 stores) malloc took ~18% of the time of loading 2M new keys through
@@ -16,16 +17,18 @@
 //! Measured at 2M keys (`examples/load.rs`), the first command of 5,000 random
 //! re-stores after a freeze takes ~13 ms at 32 items, ~35 ms at 128 and ~55 ms at 256
 //! (3–6 ms with no view), later ones less as the touched chunks are copied already.
-//! At 256 items the load costs what it did before chunks were shared, a freeze clones
-//! 39k `Arc`s at 10M keys (well under a millisecond), and chunk headers cost ~0.3 B per
-//! key. Offsets in a chunk must fit a `u8` (the expiries' keys), so 256 is the largest.
+//! At 128 or 256 items the load costs about what it did before chunks were shared
+//! (alternating runs could not tell the two apart); 128 keeps the first command after a
+//! freeze within the 50 ms that issue 15 allows. A freeze clones 78k `Arc`s at 10M keys
+//! (about a millisecond), and chunk headers cost ~0.6 B per key. Offsets in a chunk
+//! must fit a `u8` (the expiries' keys), so 256 is the largest.
 
 use std::ops::Index;
 use std::sync::Arc;
 
 use super::item::{Item, Slot, NEVER};
 
-const CHUNK_BITS: u32 = 8;
+const CHUNK_BITS: u32 = 7;
 const CHUNK: usize = 1 << CHUNK_BITS;
 // Offsets in a chunk are `u8`s (the expiries' keys).
 const _: () = assert!(CHUNK <= 256);
