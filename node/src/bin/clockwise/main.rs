@@ -12,6 +12,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc rather than glibc's malloc: the apply path allocates and frees per key
+/// (strings, results, slab chunks), and glibc spent about a quarter of the raft
+/// thread's time in `_int_malloc`, `free` and `malloc_consolidate` while 10M keys loaded
+/// (perf, issue 15); `docs/benchmarks.md` has the load rates with each.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod backup;
 mod cluster_up;
 mod ctl;
