@@ -29,7 +29,7 @@ use raft::eraftpb::SnapshotMetadata;
 use sha2::{Digest, Sha256};
 
 use crate::member::MemberAddress;
-use crate::snapshot_io::{HashingWriter, SyncingFile};
+use crate::snapshot_io::{HashingWriter, SyncingFile, PACED_BYTES_PER_SECOND};
 use crate::state_machine::StateSnapshot;
 
 pub const MAGIC: &[u8; 8] = b"CWSNAP01";
@@ -279,7 +279,10 @@ pub fn write_file(
     let written = (|| {
         let file = File::create(&temporary)?;
         let mut out = HashingWriter {
-            inner: BufWriter::with_capacity(IO_BUFFER, SyncingFile::new(file)),
+            inner: BufWriter::with_capacity(
+                IO_BUFFER,
+                SyncingFile::paced(file, PACED_BYTES_PER_SECOND),
+            ),
             hasher: Sha256::new(),
         };
         let meta_bytes = meta
