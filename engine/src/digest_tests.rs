@@ -368,7 +368,7 @@ fn a_snapshot_restores_to_the_same_digest_and_refuses_a_changed_one() {
     let restored = Engine::restore(&bytes).unwrap();
     assert_eq!(restored.state_digest(), e.state_digest());
     assert_eq!(restored.snapshot(), bytes, "re-encoding a restored engine");
-    assert_eq!(crate::snapshot::digest(&bytes), e.state_digest());
+    assert_eq!(crate::snapshot::digest(&bytes), Some(e.state_digest()));
     // A flipped bit in the carried digest, or in the state, is refused.
     let mut forged = bytes.clone();
     forged[6] ^= 1;

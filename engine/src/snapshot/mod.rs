@@ -28,8 +28,6 @@ mod writer;
 
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
-
 use super::backups::Backup;
 use super::digest::{self, Sum};
 use super::namespace::Namespace;
@@ -72,16 +70,10 @@ pub enum SnapshotError {
 }
 
 /// The state digest a snapshot carries (as [`Engine::state_digest`] gave when it was
-/// frozen), read from its header without decoding the rest. For bytes that are not a
-/// format-3 snapshot: their hex SHA-256, a label that is no state digest.
-pub fn digest(bytes: &[u8]) -> String {
-    match carried_sum(bytes) {
-        Some(sum) => digest::hex(sum),
-        None => Sha256::digest(bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
-    }
+/// frozen), read from its header without decoding the rest: O(1). `None` for bytes
+/// that are not a format-3 snapshot (format 2 carries none: restore it to ask).
+pub fn digest(bytes: &[u8]) -> Option<String> {
+    carried_sum(bytes).map(digest::hex)
 }
 
 fn carried_sum(bytes: &[u8]) -> Option<Sum> {

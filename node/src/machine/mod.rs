@@ -166,10 +166,25 @@ fn decode(reader: &mut dyn Read) -> Result<(Engine, Sessions), MachineSnapshotEr
     Ok((engine, sessions))
 }
 
+/// The engine's bytes of a version-3 machine snapshot: after the version byte and the
+/// length-prefixed sessions.
+fn engine_part(snapshot: &[u8]) -> Option<&[u8]> {
+    let (&version, rest) = snapshot.split_first()?;
+    if version < 3 {
+        return None;
+    }
+    let len = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+    rest.get(8..)?.get(usize::try_from(len).ok()?..)
+}
+
 impl EngineMachine {
     /// The state digest (as `Cluster.Status` reports it) of a machine snapshot (any
-    /// version): restores the engine it holds and asks its digest.
+    /// version). Version 3 carries it in the engine's header: read there, O(1), rather
+    /// than rebuilding millions of keys for one string; older versions are restored.
     pub fn digest_of_snapshot(snapshot: &[u8]) -> Result<String, MachineSnapshotError> {
+        if let Some(digest) = engine_part(snapshot).and_then(clockwise_engine::snapshot::digest) {
+            return Ok(digest);
+        }
         let (engine, _) = decode(&mut &snapshot[..])?;
         Ok(engine.state_digest())
     }
