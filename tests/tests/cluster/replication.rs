@@ -16,9 +16,12 @@ use clockwise_proto::hashring::v1::hash_ring_client::HashRingClient;
 use clockwise_tests::cluster::{TestCluster, WAIT};
 use tonic::transport::Channel;
 
-const RING: &str = "cluster";
+pub(super) const RING: &str = "cluster";
 
-async fn store(client: &mut HashRingClient<Channel>, key: &str) -> Result<(), tonic::Status> {
+pub(super) async fn store(
+    client: &mut HashRingClient<Channel>,
+    key: &str,
+) -> Result<(), tonic::Status> {
     let req = hr::StoreKeyRequest {
         ring: RING.into(),
         timestamp: 0,
@@ -30,7 +33,8 @@ async fn store(client: &mut HashRingClient<Channel>, key: &str) -> Result<(), to
     Ok(())
 }
 
-async fn add_nodes(cluster: &TestCluster) {
+/// Nodes `a`, `b`, `c` (5 virtual nodes each), added through nodes 0, 1 and 2.
+pub(super) async fn add_nodes(cluster: &TestCluster) {
     for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
         let req = hr::AddNodeWithReplicasRequest {
             ring: RING.into(),
@@ -50,8 +54,8 @@ async fn add_nodes(cluster: &TestCluster) {
     }
 }
 
-/// Writes keys through `node` until stopped, recording the acknowledged ones.
-fn spawn_writer(
+/// Writes keys through `client` until stopped, recording the acknowledged ones.
+pub(super) fn spawn_writer(
     client: HashRingClient<Channel>,
     prefix: &'static str,
     acked: Arc<Mutex<Vec<String>>>,

@@ -11,56 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clockwise_proto::cluster::v1::{AddMemberRequest, RemoveMemberRequest};
-use clockwise_proto::hashring::v1 as hr;
-use clockwise_proto::hashring::v1::hash_ring_client::HashRingClient;
 use clockwise_tests::cluster::{TestCluster, WAIT};
-use tonic::transport::Channel;
 
-const RING: &str = "snapshots";
+use super::replication::{add_nodes, spawn_writer, store, RING};
+
 const FLAGS: &[&str] = &["--snapshot-entries", "50"];
-
-async fn add_nodes(cluster: &TestCluster, through: usize) {
-    for name in ["a", "b", "c"] {
-        let req = hr::AddNodeWithReplicasRequest {
-            ring: RING.into(),
-            timestamp: 1,
-            node_id: name.into(),
-            num_replicas: 5,
-        };
-        let added = cluster.hash_ring(through).add_node_with_replicas(req).await;
-        assert!(added.unwrap().into_inner().ok);
-    }
-}
-
-async fn store(client: &mut HashRingClient<Channel>, key: &str) -> Result<(), tonic::Status> {
-    let req = hr::StoreKeyRequest {
-        ring: RING.into(),
-        timestamp: 0,
-        key: key.into(),
-        ttl_ms: 0,
-    };
-    client.store_key(req).await.map(|_| ())
-}
-
-/// Stores keys `prefix0, prefix1, …` through `client` until `stop`, recording the
-/// acknowledged ones.
-fn spawn_writer(
-    mut client: HashRingClient<Channel>,
-    prefix: &'static str,
-    acked: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut i = 0;
-        while !stop.load(Ordering::Relaxed) {
-            let key = format!("{prefix}{i}");
-            i += 1;
-            if store(&mut client, &key).await.is_ok() {
-                acked.lock().unwrap().push(key);
-            }
-        }
-    })
-}
 
 /// Stores `n` keys through `node`, each acknowledged.
 async fn store_all(cluster: &TestCluster, node: usize, prefix: &str, n: usize) -> Vec<String> {
@@ -100,7 +55,7 @@ fn snapshot_log_fields(log: &str) -> Vec<(u64, u64, u64)> {
 async fn snapshots_are_taken_while_writes_continue_and_replicas_agree() {
     let cluster = TestCluster::start_with(3, FLAGS);
     let leader = cluster.leader().await;
-    add_nodes(&cluster, leader).await;
+    add_nodes(&cluster).await;
     let acked = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let writer = spawn_writer(cluster.hash_ring(leader), "w", acked.clone(), stop.clone());
@@ -143,7 +98,7 @@ async fn snapshots_are_taken_while_writes_continue_and_replicas_agree() {
 async fn a_killed_follower_restarts_from_its_snapshot_and_log_and_converges() {
     let mut cluster = TestCluster::start_with(3, FLAGS);
     let leader = cluster.leader().await;
-    add_nodes(&cluster, leader).await;
+    add_nodes(&cluster).await;
     let follower = (leader + 1) % 3;
     let mut keys = store_all(&cluster, leader, "k", 150).await;
     // The follower builds its own snapshots from what it applied.
@@ -178,7 +133,7 @@ async fn a_killed_follower_restarts_from_its_snapshot_and_log_and_converges() {
 async fn a_wiped_follower_re_added_catches_up_from_a_streamed_snapshot() {
     let mut cluster = TestCluster::start_with(3, FLAGS);
     let leader = cluster.leader().await;
-    add_nodes(&cluster, leader).await;
+    add_nodes(&cluster).await;
     let mut keys = store_all(&cluster, leader, "k", 150).await;
     cluster
         .wait_status(leader, "snapshotted and compacted its log", |s| {
