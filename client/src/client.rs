@@ -26,6 +26,7 @@ pub struct ClientBuilder {
     client_id: Option<String>,
     token: Option<String>,
     tls: Option<Tls>,
+    discover_members: bool,
 }
 
 /// TLS towards nodes whose client port speaks it (`clockwise node --cert`): the CA the
@@ -74,13 +75,15 @@ impl Default for ClientBuilder {
             client_id: None,
             token: None,
             tls: None,
+            discover_members: false,
         }
     }
 }
 
 impl ClientBuilder {
-    /// Nodes to talk to, as `host:port` or `http://host:port` (any subset of the
-    /// cluster: the others are learned from it).
+    /// Nodes to talk to, as `host:port` or `http://host:port`. Only these are called
+    /// unless [`ClientBuilder::discover_members`] is on: a member the cluster reports at
+    /// another address is not trusted with calls (or the token) by default.
     pub fn endpoints<I, S>(mut self, endpoints: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -140,6 +143,17 @@ impl ClientBuilder {
         self
     }
 
+    /// Also call members the cluster's `Status` reports at addresses not among the
+    /// endpoints (at most [`crate::MAX_LEARNED_MEMBERS`] of them; default off). A member
+    /// list can be wrong or written by a compromised node, so a learned member is
+    /// trusted only as far as the transport proves it: with a token, discovery needs
+    /// [`ClientBuilder::tls`] (the member must hold a certificate from the CA), and
+    /// `build` refuses it without.
+    pub fn discover_members(mut self, discover: bool) -> Self {
+        self.discover_members = discover;
+        self
+    }
+
     /// Checks the configuration and asks the cluster who leads (an unreachable cluster
     /// is not an error here: calls retry until their deadline).
     pub async fn build(self) -> Result<Client, Error> {
@@ -160,6 +174,13 @@ impl ClientBuilder {
         }
         self.retry.validate()?;
         self.breaker.validate()?;
+        if self.discover_members && self.token.is_some() && self.tls.is_none() {
+            return Err(Error::InvalidConfig {
+                setting: "discover_members",
+                reason: "with a token and no TLS, the token would go in clear text to \
+                         members the cluster names: list every endpoint, or use TLS",
+            });
+        }
         let client_id = match self.client_id {
             Some(id)
                 if id.is_empty() || id.len() > 100 || !id.bytes().all(|b| b.is_ascii_graphic()) =>
@@ -172,18 +193,28 @@ impl ClientBuilder {
             None => format!("sdk-{:016x}", entropy()),
         };
         let token = match self.token {
-            Some(token) => Some(
-                MetadataValue::try_from(format!("Bearer {token}"))
+            Some(token) => {
+                let mut value = MetadataValue::try_from(format!("Bearer {token}"))
                     .ok()
                     .filter(|_| !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic()))
-                    .ok_or_else(|| Error::Config("token: visible ASCII characters only".into()))?,
-            ),
+                    .ok_or_else(|| Error::Config("token: visible ASCII characters only".into()))?;
+                // Never entered in HPACK's dynamic table, so a compression side channel
+                // cannot guess it.
+                value.set_sensitive(true);
+                Some(value)
+            }
             None => None,
         };
         let connect_timeout = self.attempt_timeout.min(Duration::from_secs(2));
         let tls = self.tls.as_ref().map(Tls::config);
         let inner = Inner {
-            peers: Peers::new(tls, connect_timeout, self.breaker, self.clock),
+            peers: Peers::new(
+                tls,
+                connect_timeout,
+                self.breaker,
+                self.clock,
+                self.discover_members,
+            ),
             timeout: self.timeout,
             attempt_timeout: self.attempt_timeout,
             retry: self.retry,
@@ -247,7 +278,8 @@ impl Client {
         Some(self.inner.peers.leader()).filter(|&id| id != 0)
     }
 
-    /// Every endpoint known (given or learned from the cluster), as `host:port`.
+    /// Every endpoint called: the given ones, and those learned from the cluster when
+    /// [`ClientBuilder::discover_members`] is on; as `host:port`.
     pub fn endpoints(&self) -> Vec<String> {
         self.inner
             .peers
@@ -340,6 +372,42 @@ mod tests {
                 Ok(_) => panic!("{expected}: accepted"),
             }
         }
+    }
+
+    #[tokio::test]
+    async fn discovery_with_a_token_needs_tls() {
+        let builder = || {
+            Client::builder()
+                .endpoints(["127.0.0.1:1"])
+                .attempt_timeout(Duration::from_millis(50))
+                .discover_members(true)
+        };
+        match builder().token("t0k3n").build().await {
+            Err(Error::InvalidConfig { setting, .. }) => assert_eq!(setting, "discover_members"),
+            Err(other) => panic!("{other}"),
+            Ok(_) => panic!("a token in clear text to learned members was accepted"),
+        }
+        builder().build().await.expect("no token: nothing to leak");
+        let tls = Tls::new(b"-----BEGIN CERTIFICATE-----\n".to_vec());
+        // With TLS a learned member must prove itself with a certificate from the CA.
+        assert!(!matches!(
+            builder().token("t0k3n").tls(tls).build().await,
+            Err(Error::InvalidConfig { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_token_is_marked_sensitive() {
+        let client = Client::builder()
+            .endpoints(["127.0.0.1:1"])
+            .attempt_timeout(Duration::from_millis(50))
+            .token("t0k3n")
+            .build()
+            .await
+            .unwrap();
+        let request = client.authorized(());
+        let header = request.metadata().get("authorization").unwrap();
+        assert!(header.is_sensitive());
     }
 
     #[tokio::test]

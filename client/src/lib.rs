@@ -25,6 +25,13 @@
 //! every follower says that, and counting it would shut off the healthy nodes. Writes
 //! carry a session id and sequence number, so a retried write is applied once.
 //!
+//! Only the endpoints given are called. The members a node's `Status` lists elsewhere
+//! are called only after [`ClientBuilder::discover_members`] (at most
+//! [`MAX_LEARNED_MEMBERS`]), and with a token only over TLS (`build` refuses discovery
+//! with a token in clear text): a member list a compromised or mistaken node wrote
+//! must not receive the application's token. The token is sent as a sensitive header
+//! (never indexed by HTTP/2 header compression).
+//!
 //! # Layout
 //! - `client`: [`Client`], its [`ClientBuilder`] and [`Tls`] settings.
 //! - `call`: the one unary call path: attempts, retries, deadlines, breakers, errors.
@@ -48,6 +55,7 @@ pub use client::{Client, ClientBuilder, Tls};
 mod call;
 mod hash_ring;
 mod peers;
+pub use peers::MAX_LEARNED_MEMBERS;
 mod session;
 pub use hash_ring::{HashRing, KeyOperation};
 mod chat_router;

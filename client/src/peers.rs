@@ -39,6 +39,8 @@ pub(crate) struct Peer {
     pub(crate) raft_id: AtomicU64,
     /// It answered with another cluster's id: never picked again.
     pub(crate) foreign: AtomicBool,
+    /// Learned from a node's `Status`, not given by the application.
+    pub(crate) learned: bool,
 }
 
 /// Every peer known (given or learned), and which of them leads.
@@ -54,7 +56,15 @@ pub(crate) struct Peers {
     clock: Arc<dyn Clock>,
     /// The cluster id pinned from the first reply that carried one.
     cluster_id: RwLock<Option<String>>,
+    /// Whether members a node reports at other addresses than the application's may be
+    /// called ([`crate::ClientBuilder::discover_members`]).
+    discover: bool,
 }
+
+/// Most members learned from the cluster's `Status` beyond the application's own
+/// endpoints: a node that lists thousands cannot make the client open thousands of
+/// channels.
+pub const MAX_LEARNED_MEMBERS: usize = 16;
 
 /// The metadata key of a node's cluster id, on every reply.
 pub(crate) const CLUSTER_ID_METADATA: &str = "x-clockwise-cluster-id";
@@ -78,6 +88,7 @@ impl Peers {
         connect_timeout: Duration,
         breaker: BreakerConfig,
         clock: Arc<dyn Clock>,
+        discover: bool,
     ) -> Self {
         Peers {
             list: RwLock::new(Vec::new()),
@@ -88,6 +99,7 @@ impl Peers {
             breaker,
             clock,
             cluster_id: RwLock::new(None),
+            discover,
         }
     }
 
@@ -152,7 +164,8 @@ impl Peers {
         self.all().into_iter().find(|p| p.address == address)
     }
 
-    /// The peer at `address`, added (with a lazy channel) if it is new.
+    /// The peer at `address`, one of the application's endpoints, added (with a lazy
+    /// channel) if it is new.
     pub(crate) fn add(&self, address: &str) -> Result<Arc<Peer>, Error> {
         let mut peers = self.list.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(peer) = peers.iter().find(|p| p.address == address) {
@@ -161,6 +174,27 @@ impl Peers {
         let peer = Arc::new(self.connect(address)?);
         peers.push(peer.clone());
         Ok(peer)
+    }
+
+    /// The peer at `address` a node reported: a known one, or a new one only when
+    /// discovery is on and fewer than [`MAX_LEARNED_MEMBERS`] were learned. A member
+    /// named by the cluster is otherwise never called, so a wrong or hostile member
+    /// address never sees a call or its token.
+    fn add_learned(&self, address: &str) -> Option<Arc<Peer>> {
+        let mut peers = self.list.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(peer) = peers.iter().find(|p| p.address == address) {
+            return Some(peer.clone());
+        }
+        let learned = peers.iter().filter(|p| p.learned).count();
+        if !self.discover || learned >= MAX_LEARNED_MEMBERS {
+            tracing::debug!(%address, learned, "a member the client was not given: not called");
+            return None;
+        }
+        let mut peer = self.connect(address).ok()?;
+        peer.learned = true;
+        let peer = Arc::new(peer);
+        peers.push(peer.clone());
+        Some(peer)
     }
 
     /// A peer for `address`, not added to the list: the channel connects on first use.
@@ -185,6 +219,7 @@ impl Peers {
             )),
             raft_id: AtomicU64::new(0),
             foreign: AtomicBool::new(false),
+            learned: false,
         })
     }
 
@@ -227,7 +262,8 @@ impl Peers {
         }
     }
 
-    /// Takes in what a node's status says about the cluster.
+    /// Takes in what a node's status says about the cluster: the raft ids of the peers
+    /// it names, and new peers only as [`Peers::add_learned`] allows.
     fn learn(&self, asked: &Peer, status: &pb::StatusResponse) {
         asked.raft_id.store(status.id, Ordering::Release);
         for member in &status.members {
@@ -238,7 +274,7 @@ impl Peers {
             if address.starts_with("0.0.0.0:") || address.starts_with("[::]:") {
                 continue;
             }
-            if let Ok(peer) = self.add(&address) {
+            if let Some(peer) = self.add_learned(&address) {
                 peer.raft_id.store(member.id, Ordering::Release);
             }
         }
@@ -297,5 +333,66 @@ mod tests {
         for bad in ["", "node", ":80", "h:0", "h:x", "ftp://h:1", "h:1/path"] {
             assert_eq!(normalize(bad), None, "{bad}");
         }
+    }
+
+    fn peers(discover: bool) -> Peers {
+        let peers = Peers::new(
+            None,
+            Duration::from_secs(1),
+            BreakerConfig::default(),
+            Arc::new(crate::clock::SystemClock),
+            discover,
+        );
+        peers.add("127.0.0.1:50051").unwrap();
+        peers
+    }
+
+    /// A status from node 1 listing itself and `others` more members at new addresses.
+    fn status(others: u64) -> pb::StatusResponse {
+        let member = |id: u64, address: String| pb::Member {
+            id,
+            address,
+            ..pb::Member::default()
+        };
+        let mut members = vec![member(1, "127.0.0.1:50051".into())];
+        members.extend((2..2 + others).map(|id| member(id, format!("10.9.9.9:{}", 1000 + id))));
+        pb::StatusResponse {
+            id: 1,
+            leader_id: 2,
+            members,
+            ..pb::StatusResponse::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn members_at_addresses_the_application_did_not_give_are_never_called() {
+        let peers = peers(false);
+        let given = peers.all()[0].clone();
+        peers.learn(&given, &status(3));
+        let known: Vec<String> = peers.all().iter().map(|p| p.address.clone()).collect();
+        assert_eq!(known, ["127.0.0.1:50051"]);
+        assert_eq!(given.raft_id.load(Ordering::Acquire), 1);
+        // Even told the leader is elsewhere, every pick stays on the given endpoint.
+        for kind in [CallKind::Write, CallKind::Read, CallKind::StaleRead] {
+            let (picked, _permit) = peers.pick(kind, Some("127.0.0.1:50051")).unwrap();
+            assert_eq!(picked.address, "127.0.0.1:50051");
+        }
+    }
+
+    #[tokio::test]
+    async fn discovery_learns_members_up_to_its_cap() {
+        let peers = peers(true);
+        let given = peers.all()[0].clone();
+        peers.learn(&given, &status(100));
+        let all = peers.all();
+        assert_eq!(all.len(), 1 + MAX_LEARNED_MEMBERS);
+        assert_eq!(
+            all.iter().filter(|p| p.learned).count(),
+            MAX_LEARNED_MEMBERS
+        );
+        assert!(!given.learned);
+        // Learning again adds none beyond the cap.
+        peers.learn(&given, &status(200));
+        assert_eq!(peers.all().len(), 1 + MAX_LEARNED_MEMBERS);
     }
 }

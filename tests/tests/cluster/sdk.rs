@@ -1,15 +1,17 @@
 //! The client SDK against real node processes: a write loop rides out a SIGKILL of the
 //! leader with nothing applied twice; dead endpoints trip their breakers while calls
 //! go elsewhere; refusals are not retried; a dead cluster exhausts retries in time; a
-//! node without quorum says so before the caller's deadline and keeps its breaker closed.
+//! node without quorum says so before the caller's deadline and keeps its breaker closed;
+//! a member added at a rogue address never receives a call or the token.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clockwise_client::{BreakerConfig, BreakerState, Client, Error, RetryPolicy};
 use clockwise_proto::hashring::v1::hash_ring_client::HashRingClient;
 use clockwise_proto::hashring::v1::{GetNodeCountRequest, StoreKeyRequest};
 use clockwise_tests::cluster::TestCluster;
-use clockwise_tests::{free_local_addr, NodeProcess};
+use clockwise_tests::{free_local_addr, unique_temp_dir, NodeProcess};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_loop_survives_a_kill_of_the_leader_and_applies_each_write_once() {
@@ -197,6 +199,7 @@ async fn a_node_without_quorum_says_so_in_time_and_its_breaker_stays_closed() {
 
     let client = Client::builder()
         .endpoints([survivor.clone()])
+        .discover_members(true)
         .timeout(Duration::from_secs(2))
         .attempt_timeout(Duration::from_millis(300))
         .retry(RetryPolicy {
@@ -242,4 +245,104 @@ async fn a_node_without_quorum_says_so_in_time_and_its_breaker_stays_closed() {
         }
     }
     assert_eq!(ring.store_key("k").await.unwrap().as_deref(), Some("n"));
+}
+
+/// What a rogue member saw: the `authorization` header of each call it got (`None`:
+/// the call carried none).
+type Seen = Arc<Mutex<Vec<Option<String>>>>;
+
+/// A gRPC server standing for a member at a rogue address: it records every call's
+/// `authorization` header and refuses the call.
+async fn rogue_member() -> (String, Seen) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let seen = Seen::default();
+    let record = seen.clone();
+    let recorder = tonic::service::InterceptorLayer::new(move |call: tonic::Request<()>| {
+        let token = call
+            .metadata()
+            .get("authorization")
+            .map(|v| v.to_str().unwrap_or("(not text)").to_owned());
+        record.lock().unwrap().push(token);
+        Err(tonic::Status::unavailable("a rogue member"))
+    });
+    let (_, health) = tonic_health::server::health_reporter();
+    let server = tonic::transport::Server::builder()
+        .layer(recorder)
+        .add_service(health)
+        .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener));
+    tokio::spawn(server);
+    (address, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_added_at_a_rogue_address_never_receives_a_call_or_the_token() {
+    const ADMIN: &str = "admin-token-0123456789abcdef0123456789";
+    const PEER: &str = "peer-token-0123456789abcdef0123456789ab";
+    let tokens = unique_temp_dir().join("tokens");
+    std::fs::write(&tokens, format!("{ADMIN} admin\n{PEER} peer\n")).unwrap();
+    std::fs::set_permissions(&tokens, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let node = NodeProcess::start_with(&["--auth-token-file", tokens.to_str().unwrap()]);
+    let endpoint = node.grpc_addr().to_string();
+    let (rogue, seen) = rogue_member().await;
+
+    // The recorder works: a call straight to it is seen.
+    let mut direct = tonic_health::pb::health_client::HealthClient::new(
+        tonic::transport::Endpoint::from_shared(format!("http://{rogue}"))
+            .unwrap()
+            .connect_lazy(),
+    );
+    let _ = direct
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await;
+    assert_eq!(seen.lock().unwrap().drain(..).collect::<Vec<_>>(), [None]);
+
+    let client = Client::builder()
+        .endpoints([endpoint.clone()])
+        .token(ADMIN)
+        .build()
+        .await
+        .unwrap();
+    let members = client
+        .cluster()
+        .add_member(2, &rogue, &free_local_addr())
+        .await
+        .unwrap();
+    assert!(members.iter().any(|m| m.address == rogue), "{members:?}");
+
+    // Everything that learns members or spreads calls over them: every known node's
+    // status, stale reads (any replica), writes, linearizable reads.
+    let statuses = client.cluster().statuses().await;
+    assert_eq!(statuses.len(), 1, "only the given endpoint: {statuses:?}");
+    let ring = client.hash_ring("rogue");
+    assert!(ring.add_node("n").await.unwrap());
+    let stale = client.hash_ring("rogue").stale_reads();
+    for _ in 0..10 {
+        assert_eq!(stale.get_node_count().await.unwrap(), 1);
+        assert_eq!(ring.route_key("k").await.unwrap().as_deref(), Some("n"));
+    }
+    assert_eq!(client.endpoints(), [endpoint]);
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "the rogue member was called: {:?}",
+        seen.lock().unwrap()
+    );
+
+    // Opting into discovery with a token but no TLS is refused, not silently unsafe.
+    let refused = Client::builder()
+        .endpoints([node.grpc_addr().to_string()])
+        .token(ADMIN)
+        .discover_members(true)
+        .build()
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(Error::InvalidConfig {
+                setting: "discover_members",
+                ..
+            })
+        ),
+        "discovery with a clear-text token was accepted"
+    );
 }
