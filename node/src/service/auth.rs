@@ -81,6 +81,41 @@ pub enum TokenFileError {
     Line { line: usize, reason: String },
     #[error("the token file has no tokens")]
     Empty,
+    /// As ssh refuses a private key others may read: a token is a password.
+    #[error(
+        "the token file {path} is open to others (mode {mode:04o}); \
+         restrict it with `chmod 600 {path}`"
+    )]
+    OpenToOthers { path: String, mode: u32 },
+}
+
+/// Group and world permission bits: a file holding tokens must have none.
+const OTHERS_MODE_BITS: u32 = 0o077;
+
+/// Reads a file of secrets (a node's token file, ctl's `--token-file`), refusing one
+/// whose permissions let anyone but its owner read or change it. The mode is checked
+/// on the file opened, so a swap between the check and the read changes nothing.
+pub fn read_secret_file(path: &Path) -> Result<String, TokenFileError> {
+    use std::io::Read as _;
+    let unreadable = |source| TokenFileError::Read {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(unreadable)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = file.metadata().map_err(unreadable)?.permissions().mode() & 0o7777;
+        if mode & OTHERS_MODE_BITS != 0 {
+            return Err(TokenFileError::OpenToOthers {
+                path: path.display().to_string(),
+                mode,
+            });
+        }
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(unreadable)?;
+    Ok(text)
 }
 
 /// The tokens a node accepts, by digest.
@@ -104,12 +139,10 @@ impl std::fmt::Debug for Tokens {
 pub const MIN_TOKEN_LEN: usize = 32;
 
 impl Tokens {
+    /// Loads a token file; one others may read or write is refused
+    /// ([`read_secret_file`]).
     pub fn load(path: &Path) -> Result<Tokens, TokenFileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TokenFileError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Tokens::parse(&text)
+        Tokens::parse(&read_secret_file(path)?)
     }
 
     pub fn parse(text: &str) -> Result<Tokens, TokenFileError> {
@@ -375,6 +408,34 @@ mod tests {
             Err(TokenFileError::Empty)
         ));
         assert_eq!(tokens().peer_token(), Some(PEER));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_token_file_others_may_read_is_refused_naming_file_mode_and_fix() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("clockwise-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tokens");
+        std::fs::write(&path, format!("{ADMIN} admin\n{PEER} peer\n")).unwrap();
+        for mode in [0o644, 0o640, 0o604, 0o660] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let refused = Tokens::load(&path).unwrap_err();
+            assert!(matches!(refused, TokenFileError::OpenToOthers { .. }));
+            let message = refused.to_string();
+            assert!(
+                message.contains(&path.display().to_string())
+                    && message.contains(&format!("{mode:04o}"))
+                    && message.contains("chmod 600"),
+                "{message}"
+            );
+            assert!(!message.contains(ADMIN), "{message}");
+        }
+        for mode in [0o600, 0o400] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(Tokens::load(&path).unwrap().peer_token(), Some(PEER));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Authentication, authorization and limits against real node processes: tokens and
 //! roles on every service (raft between nodes included), the loopback-only default,
-//! per-client rate limits with a retry hint the SDK follows, message size caps, and
-//! deadlines the server enforces by itself.
+//! per-client rate limits with a retry hint the SDK follows, message size caps,
+//! deadlines the server enforces by itself, and token files only their owner may read.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -29,8 +29,15 @@ fn token_file(with_peer: bool) -> PathBuf {
     if with_peer {
         text.push_str(&format!("{PEER} peer\n"));
     }
-    std::fs::write(&path, text).unwrap();
+    write_with_mode(&path, &text, 0o600);
     path
+}
+
+/// Writes `text` to `path` with permissions `mode` (token files must be 0600 or less).
+fn write_with_mode(path: &std::path::Path, text: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
 /// A request with `token` as its bearer token.
@@ -205,7 +212,7 @@ async fn a_cluster_with_tokens_replicates_with_its_peer_token() {
 }
 
 #[test]
-fn a_node_refuses_to_start_exposed_without_insecure_or_without_a_peer_token() {
+fn a_node_refuses_to_start_exposed_without_a_peer_token_or_with_an_open_token_file() {
     let exposed = refused_start(&["--listen", "0.0.0.0:0"]);
     assert!(exposed.contains("--insecure"), "{exposed}");
     let tokens = token_file(false);
@@ -223,6 +230,20 @@ fn a_node_refuses_to_start_exposed_without_insecure_or_without_a_peer_token() {
         "/nonexistent/tokens",
     ]);
     assert!(missing.contains("/nonexistent/tokens"), "{missing}");
+    let open = token_file(true);
+    write_with_mode(&open, &std::fs::read_to_string(&open).unwrap(), 0o644);
+    let open_to_others = refused_start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--auth-token-file",
+        open.to_str().unwrap(),
+    ]);
+    assert!(
+        open_to_others.contains(open.to_str().unwrap())
+            && open_to_others.contains("0644")
+            && open_to_others.contains("chmod 600"),
+        "{open_to_others}"
+    );
     // Explicitly insecure, it serves.
     let dir = unique_temp_dir();
     let node = NodeProcess::start_at("0.0.0.0:0", &dir, &["--insecure"]);
@@ -364,7 +385,23 @@ fn ctl_sends_the_token_from_a_file_or_the_environment() {
     assert!(stderr.contains("authorization"), "{stderr}");
 
     let file = unique_temp_dir().join("writer-token");
-    std::fs::write(&file, format!("{WRITER}\n")).unwrap();
+    write_with_mode(&file, &format!("{WRITER}\n"), 0o644);
+    let args = [
+        "--token-file",
+        file.to_str().unwrap(),
+        "hashring",
+        "--ring",
+        "ctl",
+        "add-node",
+        "n",
+    ];
+    let (code, stderr) = ctl(&[], &args);
+    assert_eq!(code, Some(1), "a token file others may read: {stderr}");
+    assert!(
+        stderr.contains("chmod 600") && stderr.contains("0644") && !stderr.contains(WRITER),
+        "{stderr}"
+    );
+    write_with_mode(&file, &format!("{WRITER}\n"), 0o600);
     let (code, stderr) = ctl(
         &[],
         &[

@@ -14,7 +14,8 @@ pub struct TokenArgs {
 impl TokenArgs {
     pub fn token(&self) -> Result<Option<String>, String> {
         if let Some(path) = &self.token_file {
-            let text = std::fs::read_to_string(path)
+            // A file others may read is refused, as the node's own token file is.
+            let text = clockwise_node::service::auth::read_secret_file(path)
                 .map_err(|e| format!("--token-file {}: {e}", path.display()))?;
             return text
                 .split_whitespace()
