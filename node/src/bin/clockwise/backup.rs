@@ -2,8 +2,12 @@
 //! one-member cluster seeded from one (as `etcdctl snapshot save` and
 //! `etcdutl snapshot restore`). `save` goes through the SDK (`Cluster::snapshot_from`).
 
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
+use std::hash::{BuildHasher as _, Hasher as _};
 use std::io::{IsTerminal, Write as _};
 use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
@@ -23,7 +27,8 @@ pub enum BackupCommand {
 
 #[derive(Args, Debug)]
 pub struct SaveArgs {
-    /// Where to write the backup (written to FILE.tmp, synced, then renamed).
+    /// Where to write the backup (mode 0600: it holds the whole state; written to a new
+    /// temporary file beside it, synced, then renamed over it).
     file: PathBuf,
     /// Nodes to ask, as host:port, comma-separated; the first that answers serves it.
     #[arg(
@@ -122,17 +127,68 @@ async fn save_from(
     Ok(())
 }
 
-/// Writes `FILE.tmp`, syncs it, renames it to `FILE`, then syncs the directory so the
-/// rename itself survives a crash (issue #17).
+/// Writes a new temporary file beside `file` (owner-only, [`create_temporary`]), syncs
+/// it, renames it to `file`, then syncs the directory so the rename itself survives a
+/// crash (issue #17). A failed write leaves no temporary behind.
 fn write_synced(file: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let mut temporary = file.as_os_str().to_owned();
-    temporary.push(".tmp");
-    let temporary = PathBuf::from(temporary);
-    let mut out = std::fs::File::create(&temporary)?;
-    out.write_all(contents)?;
-    out.sync_all()?;
-    std::fs::rename(&temporary, file)?;
-    std::fs::File::open(parent_dir(file))?.sync_all()
+    let (temporary, mut out) = create_temporary(file)?;
+    let written = out
+        .write_all(contents)
+        .and_then(|()| out.sync_all())
+        .and_then(|()| std::fs::rename(&temporary, file));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written?;
+    File::open(parent_dir(file))?.sync_all()
+}
+
+/// Backups hold the whole state: readable and writable by their owner only.
+const BACKUP_FILE_MODE: u32 = 0o600;
+
+/// A new file beside `file` under a name no one can plant a file or symlink at in
+/// advance (process id and random bits), created exclusively (`O_CREAT | O_EXCL`, so a
+/// name that exists, a symlink included, is never opened) with [`BACKUP_FILE_MODE`].
+fn create_temporary(file: &Path) -> std::io::Result<(PathBuf, File)> {
+    let name = file.file_name().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} names no file", file.display()),
+        )
+    })?;
+    let mut last = None;
+    for _ in 0..8 {
+        let mut temporary = OsString::from(".");
+        temporary.push(name);
+        temporary.push(format!(
+            ".{}.{:016x}.tmp",
+            std::process::id(),
+            random_bits()
+        ));
+        let temporary = parent_dir(file).join(temporary);
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(BACKUP_FILE_MODE)
+            .open(&temporary)
+        {
+            Ok(out) => return Ok((temporary, out)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.expect("at least one attempt"))
+}
+
+/// 64 bits no other process can predict: std's per-process random hash keys, mixed
+/// with the time.
+fn random_bits() -> u64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    hasher.write_u128(now.as_nanos());
+    hasher.finish()
 }
 
 /// The directory holding `file` (`.` for a bare file name, whose parent is empty).
@@ -219,6 +275,35 @@ mod tests {
         assert_eq!(parent_dir(Path::new("/state.bak")), Path::new("/"));
         // A directory that does not exist: refused before anything is written.
         assert!(write_synced(&dir.join("missing/state.bak"), b"x").is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_backup_is_owner_only_and_never_written_through_a_planted_symlink() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("clockwise-backup-ln-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("state.bak");
+        // Someone else's file, and a symlink to it where the old code wrote its temporary.
+        let victim = dir.join("victim");
+        std::fs::write(&victim, b"untouched").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.join("state.bak.tmp")).unwrap();
+        write_synced(&file, b"state").unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"untouched");
+        assert_eq!(std::fs::read(&file).unwrap(), b"state");
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{mode:o}");
+        let mut left: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["state.bak", "state.bak.tmp", "victim"],
+            "no temporary left"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
