@@ -259,6 +259,12 @@ fn classify(path: &str) -> Option<Option<Role>> {
     Some(Some(role))
 }
 
+/// The token of an `authorization` header's value (`Bearer TOKEN`).
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
 /// Why a call is refused, if it is.
 pub fn check(tokens: &Tokens, path: &str, headers: &http::HeaderMap) -> Result<(), tonic::Status> {
     let Some(need) = required(path) else {
@@ -267,10 +273,7 @@ pub fn check(tokens: &Tokens, path: &str, headers: &http::HeaderMap) -> Result<(
     let token = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, token) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-        })
+        .and_then(bearer_token)
         .ok_or_else(|| {
             tonic::Status::unauthenticated(
                 "authorization: expected `Bearer TOKEN` (this node requires a token)",

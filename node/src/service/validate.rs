@@ -3,7 +3,9 @@
 //! Limits are part of the API (docs/api.md lists them).
 
 use clockwise_proto::common::v1::{PositionSpace as PbSpace, SyncMode};
+use sha2::{Digest, Sha256};
 
+use super::auth::bearer_token;
 use super::error::ServiceError;
 use crate::machine::codec::Session;
 use clockwise_engine::{PositionSpace, DEFAULT_RING};
@@ -66,6 +68,7 @@ pub fn session<T>(request: tonic::Request<T>) -> Result<(Option<Session>, T)> {
                 .ok()
                 .filter(|&s| s >= 1)
                 .ok_or_else(|| ServiceError::invalid(SEQ_METADATA, "must be an integer ≥ 1"))?;
+            let client_id = scoped_client_id(&request, client_id);
             Some(Session { client_id, seq })
         }
         (Some(_), None) => {
@@ -82,6 +85,48 @@ pub fn session<T>(request: tonic::Request<T>) -> Result<(Option<Session>, T)> {
         }
     };
     Ok((session, request.into_inner()))
+}
+
+/// Marks a session key scoped by a caller's credentials.
+const SCOPED_SESSION_PREFIX: &str = "scoped:";
+
+/// The retry-session key of a write: the client id it declares, scoped by what the
+/// caller proved it holds (its bearer token, which the auth layer checked when tokens
+/// are on; its client certificate under `--trusted-ca`), so a caller with other
+/// credentials declaring the same id reaches another session: it can neither make the
+/// owner's writes stale nor read back their outcomes. Without credentials (no tokens,
+/// no client certificates), every caller is alike and the id is the key as declared.
+/// The key is a digest (34 bytes, whatever the id's length): the log holds no
+/// credential, and replicas need nothing but the key to stay deterministic.
+pub fn scoped_client_id<T>(request: &tonic::Request<T>, client_id: String) -> String {
+    let token = request
+        .metadata()
+        .get(http::header::AUTHORIZATION.as_str())
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(bearer_token)
+                .map_or(v.as_bytes(), str::as_bytes)
+        });
+    let certs = request.peer_certs();
+    let certificate = certs.as_deref().and_then(|c| c.first()).map(|c| c.as_ref());
+    if token.is_none() && certificate.is_none() {
+        return client_id;
+    }
+    let mut digest = Sha256::new();
+    digest.update(b"clockwise retry session v1\0");
+    // Length-prefixed, so no two (token, certificate, id) triples hash alike.
+    for part in [
+        token.unwrap_or_default(),
+        certificate.unwrap_or_default(),
+        client_id.as_bytes(),
+    ] {
+        digest.update((part.len() as u64).to_be_bytes());
+        digest.update(part);
+    }
+    let digest = digest.finalize();
+    let high = u128::from_be_bytes(digest[..16].try_into().expect("16 bytes"));
+    format!("{SCOPED_SESSION_PREFIX}{high:032x}")
 }
 
 /// A request's consistency (from its metadata) and its message.

@@ -1,7 +1,8 @@
 //! Authentication, authorization and limits against real node processes: tokens and
 //! roles on every service (raft between nodes included), the loopback-only default,
 //! per-client rate limits with a retry hint the SDK follows, message size caps,
-//! deadlines the server enforces by itself, and token files only their owner may read.
+//! deadlines the server enforces by itself, token files only their owner may read, and
+//! retry sessions that belong to the token that opened them.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -429,4 +430,58 @@ fn ctl_sends_the_token_from_a_file_or_the_environment() {
         &["hashring", "--ring", "ctl", "list-nodes"],
     );
     assert_eq!(code, Some(0), "{stderr}");
+}
+
+/// An `AddNode` of `node_id` as write `seq` of the session `shared-id`, under `token`.
+fn add_in_session(node_id: &str, token: &str, seq: u64) -> tonic::Request<hr::AddNodeRequest> {
+    let add = hr::AddNodeRequest {
+        ring: "sessions".into(),
+        timestamp: 1,
+        node_id: node_id.into(),
+    };
+    let mut request = with_token(add, Some(token));
+    let metadata = request.metadata_mut();
+    metadata.insert("x-clockwise-client-id", "shared-id".parse().unwrap());
+    metadata.insert("x-clockwise-seq", seq.into());
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_session_belongs_to_the_token_that_opened_it() {
+    let tokens = token_file(true);
+    let node = NodeProcess::start_with(&["--auth-token-file", tokens.to_str().unwrap()]);
+    let mut ring = node.hash_ring().await;
+    let add = |ring: &mut HashRingClient<Channel>, node_id: &str, token: &str, seq| {
+        let mut ring = ring.clone();
+        let request = add_in_session(node_id, token, seq);
+        async move {
+            let reply = ring.add_node(request).await;
+            reply
+                .map(|r| r.into_inner().ok)
+                .map_err(|s| (s.code(), s.message().to_owned()))
+        }
+    };
+    // The owner (the writer token) opens the session.
+    assert_eq!(add(&mut ring, "a", WRITER, 5).await, Ok(true));
+    // Another token declaring the same id and seq is not answered the owner's outcome:
+    // its write applies (adding "a" again is `false`), the owner's `true` is not read back.
+    assert_eq!(add(&mut ring, "a", ADMIN, 5).await, Ok(false));
+    // Its high seq does not make the owner's next writes stale.
+    assert_eq!(add(&mut ring, "b", ADMIN, 1_000_000).await, Ok(true));
+    assert_eq!(add(&mut ring, "c", WRITER, 6).await, Ok(true));
+    // The owner's own retry is still answered once, from its session.
+    assert_eq!(add(&mut ring, "c", WRITER, 6).await, Ok(true));
+    let count = ring
+        .get_node_count(with_token(
+            hr::GetNodeCountRequest {
+                ring: "sessions".into(),
+                timestamp: 1,
+            },
+            Some(READER),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .count;
+    assert_eq!(count, 3);
 }

@@ -398,6 +398,39 @@ fn a_write_session_is_both_keys_or_neither_with_a_short_id_and_a_seq_of_at_least
 }
 
 #[test]
+fn a_session_is_scoped_by_the_callers_token() {
+    let key_of = |token: Option<&[u8]>| {
+        let mut metadata: Metadata = vec![(CLIENT_ID_METADATA, b"app"), (SEQ_METADATA, b"7")];
+        if let Some(token) = token {
+            metadata.push(("authorization", token));
+        }
+        session(with_metadata(&metadata))
+            .unwrap()
+            .0
+            .expect("a session")
+            .client_id
+    };
+    let owner = b"Bearer owner-token-0123456789abcdef0123456789";
+    let other = b"Bearer other-token-0123456789abcdef0123456789";
+    assert_eq!(
+        key_of(None),
+        "app",
+        "without credentials: the id as declared"
+    );
+    let (owners, others) = (key_of(Some(owner)), key_of(Some(other)));
+    assert_ne!(owners, others, "one id under two tokens: two sessions");
+    assert_ne!(owners, "app");
+    assert_eq!(owners, key_of(Some(owner)), "stable across calls");
+    // The same token however the scheme is spelled.
+    assert_eq!(
+        owners,
+        key_of(Some(b"bearer owner-token-0123456789abcdef0123456789"))
+    );
+    assert!(!owners.contains("owner-token"), "{owners}");
+    assert!(owners.len() <= 128, "fits the id limit: {owners}");
+}
+
+#[test]
 fn a_read_is_linearizable_unless_its_metadata_asks_for_stale() {
     let key = CONSISTENCY_METADATA;
     let rows: [(Metadata, Want<Consistency>); 7] = [
