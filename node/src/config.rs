@@ -13,6 +13,7 @@ use clockwise_cluster::Peers;
 
 use crate::machine::DEFAULT_MAX_BACKUPS_PER_RING;
 use crate::service::auth::Tokens;
+use crate::service::bulkhead::BulkheadConfig;
 use crate::service::limits::Limits;
 use crate::service::sync::SyncConfig;
 use crate::service::tls::NodeTls;
@@ -42,6 +43,8 @@ pub struct NodeConfig {
     /// Allow a non-loopback address on a port without TLS.
     pub insecure: bool,
     pub sync: SyncConfig,
+    /// The `batch` bulkhead (`--batch-max-calls`, `--batch-queue-wait-ms`).
+    pub batch: BulkheadConfig,
     /// This node's raft id (≥ 1).
     pub id: u64,
     /// Every member of a new cluster, this node included, with its client and peer
@@ -81,6 +84,7 @@ impl Default for NodeConfig {
             metrics_listen: None,
             insecure: false,
             sync: SyncConfig::default(),
+            batch: BulkheadConfig::default(),
             id: 1,
             peers: Peers::default(),
             data_dir: PathBuf::from("./data"),
@@ -125,6 +129,7 @@ pub mod range {
 
     pub const MAX_BACKUPS_PER_RING: RangeInclusive<u32> = 1..=1024;
     pub const SYNC_MAX_CALLS: RangeInclusive<usize> = 1..=100_000;
+    pub const BATCH_MAX_CALLS: RangeInclusive<usize> = 1..=100_000;
     pub const MAX_MESSAGE_BYTES: RangeInclusive<usize> = 1024..=(64 << 20);
     /// `--request-timeout-ms`: 0 would refuse every write; beyond 10 minutes a caller
     /// waits on a cluster without quorum for longer than anyone watches.
@@ -136,6 +141,8 @@ pub mod range {
     pub const SYNC_DELAY_MS: RangeInclusive<u128> = 0..=60_000;
     /// `--sync-queue-wait-ms` (0: refuse at once when every place is taken).
     pub const SYNC_QUEUE_WAIT_MS: RangeInclusive<u128> = 0..=60_000;
+    /// `--batch-queue-wait-ms`, as `--sync-queue-wait-ms`.
+    pub const BATCH_QUEUE_WAIT_MS: RangeInclusive<u128> = 0..=60_000;
 }
 
 /// Fewer voters than this cannot lose one and keep a quorum.
@@ -232,6 +239,12 @@ impl NodeConfig {
                 range::SYNC_QUEUE_WAIT_MS,
                 "0 to 60000",
             ),
+            (
+                "--batch-queue-wait-ms",
+                self.batch.queue_wait,
+                range::BATCH_QUEUE_WAIT_MS,
+                "0 to 60000",
+            ),
         ];
         for (flag, value, range, expected) in millis {
             // Whole milliseconds, as the flags give them (0.5 ms is 0).
@@ -252,6 +265,9 @@ impl NodeConfig {
         }
         if !range::SYNC_MAX_CALLS.contains(&self.sync.max_calls) {
             return out_of_range("--sync-max-calls", self.sync.max_calls, "1 to 100000");
+        }
+        if !range::BATCH_MAX_CALLS.contains(&self.batch.max_calls) {
+            return out_of_range("--batch-max-calls", self.batch.max_calls, "1 to 100000");
         }
         if !range::MAX_MESSAGE_BYTES.contains(&self.limits.max_message_bytes) {
             return out_of_range(
@@ -404,6 +420,26 @@ mod tests {
                 NodeConfig {
                     sync: SyncConfig {
                         max_calls: 0,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            ),
+            (
+                "--batch-max-calls",
+                NodeConfig {
+                    batch: BulkheadConfig {
+                        max_calls: 0,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            ),
+            (
+                "--batch-queue-wait-ms",
+                NodeConfig {
+                    batch: BulkheadConfig {
+                        queue_wait: Duration::from_millis(60_001),
                         ..Default::default()
                     },
                     ..Default::default()

@@ -25,6 +25,7 @@ use tonic::transport::Server;
 use crate::config::{ConfigError, InitialClusterState, NodeConfig};
 use crate::machine::{EngineMachine, PublishedDigest};
 use crate::service::auth::Auth;
+use crate::service::bulkhead::{BulkheadLayer, Bulkheads};
 use crate::service::deadline::DeadlineLayer;
 use crate::service::gate::GateLayer;
 use crate::service::identity::IdentityLayer;
@@ -243,13 +244,16 @@ impl BoundNode {
         ))
         .max_decoding_message_size(clockwise_cluster::transport::MAX_MESSAGE_BYTES);
         let advertised = self.bound_address();
-        let state = Arc::new(NodeState::new(
-            engine,
-            digest,
-            replica,
-            self.config.request_timeout,
-        ));
         let metrics = Arc::new(Metrics::default());
+        let state = Arc::new(
+            NodeState::new(engine, digest, replica, self.config.request_timeout)
+                .counting_reads(metrics.linearizable_reads.clone()),
+        );
+        let bulkheads = Arc::new(Bulkheads::new(
+            self.config.sync.bulkhead(),
+            self.config.batch.clone(),
+        ));
+        metrics.show_bulkheads(bulkheads.clone());
         let sync = Arc::new(SyncRunner::new(
             self.config.sync.clone(),
             metrics.sync.clone(),
@@ -318,6 +322,8 @@ impl BoundNode {
             .layer(MetricsLayer(metrics.clone()))
             .layer(access.0.clone())
             .layer(access.1)
+            // A family's place is taken before decoding or any read (after auth).
+            .layer(BulkheadLayer(bulkheads))
             .layer(DeadlineLayer)
             .add_service(health_service)
             .add_service(reflection().build_v1()?)

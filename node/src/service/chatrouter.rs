@@ -366,7 +366,7 @@ impl ChatRouter for ChatRouterService {
                 )
             })
             .await?;
-        let results = self.sync.run(validity, max_concurrent, mode).await?;
+        let results = self.sync.run(validity, max_concurrent, mode).await;
         ok(pb::ReplicateSessionsResponse { results })
     }
 

@@ -332,7 +332,7 @@ impl HashRing for HashRingService {
                 )
             })
             .await?;
-        let results = self.sync.run(validity, max_concurrent, mode).await?;
+        let results = self.sync.run(validity, max_concurrent, mode).await;
         ok(pb::SyncReplicasResponse { results })
     }
 

@@ -11,7 +11,8 @@
 //! Elsewhere, and documented there: the per-call budget within that deadline
 //! ([`super::deadline`]), the raft transport's message and snapshot sizes
 //! (`clockwise_cluster::transport`), a leader's uncommitted proposals
-//! (`clockwise_cluster::DriverConfig::max_uncommitted_bytes`), the sync bulkhead (`--sync-max-calls`), the wait
+//! (`clockwise_cluster::DriverConfig::max_uncommitted_bytes`), the sync and batch
+//! bulkheads ([`super::bulkhead`]: `--sync-max-calls`, `--batch-max-calls`), the wait
 //! for a quorum (`--request-timeout-ms`), the per-field caps of `validate`.
 //!
 //! A client is its bearer token when it sends one (the identity auth vouches for),

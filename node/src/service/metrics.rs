@@ -7,13 +7,14 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+use super::bulkhead::Bulkheads;
 use super::sync::SyncCounters;
 
 /// Upper bounds of the latency buckets, in seconds.
@@ -39,6 +40,10 @@ pub struct Metrics {
     permission_denied: AtomicU64,
     /// Calls refused by a client's rate limit.
     rate_limited: AtomicU64,
+    /// The bulkheads whose in-use and capacity are shown, once the server made them.
+    bulkheads: OnceLock<Arc<Bulkheads>>,
+    /// ReadIndex rounds started for linearizable reads.
+    pub linearizable_reads: Arc<AtomicU64>,
 }
 
 impl Metrics {
@@ -49,6 +54,11 @@ impl Metrics {
             _ => &self.unauthenticated,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Shows `bulkheads` on `/metrics` (the first ones given).
+    pub fn show_bulkheads(&self, bulkheads: Arc<Bulkheads>) {
+        let _ = self.bulkheads.set(bulkheads);
     }
 
     /// Counts a call refused by its client's rate limit.
@@ -154,7 +164,13 @@ impl Metrics {
                 "clockwise_sync_rejected_total",
                 "counter",
                 "Sync RPCs refused because the sync bulkhead was full.",
-                sync.rejected.load(Ordering::Relaxed) as i64,
+                self.bulkheads.get().map_or(0, |b| b.sync.rejected()) as i64,
+            ),
+            (
+                "clockwise_linearizable_reads_total",
+                "counter",
+                "ReadIndex rounds started for linearizable reads.",
+                self.linearizable_reads.load(Ordering::Relaxed) as i64,
             ),
             (
                 "clockwise_auth_unauthenticated_total",
@@ -180,6 +196,9 @@ impl Metrics {
                 out,
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
             );
+        }
+        if let Some(bulkheads) = self.bulkheads.get() {
+            bulkheads.render(&mut out);
         }
         out
     }

@@ -14,10 +14,13 @@
 //! - [`auth`]: bearer tokens and roles, checked in one layer before any handler.
 //! - [`limits`]: every limit on callers in one place; the per-client rate limit layer.
 //! - [`tls`]: TLS on the client port, mutual TLS on the peer port.
-//! - [`sync`]: L6 simulated calls, per-call semaphores, the node-wide bulkhead.
+//! - [`sync`]: L6 simulated calls, per-call semaphores.
+//! - [`bulkhead`]: per RPC family (sync, batch), a bound on calls at once, taken in a
+//!   layer before any work.
 //! - [`metrics`]: per-RPC counters and latency, sync counters, `/metrics`.
 
 pub mod auth;
+pub mod bulkhead;
 pub mod chatrouter;
 pub mod cluster;
 pub mod deadline;

@@ -9,6 +9,7 @@
 //! Writes that carry a client id and sequence number apply once however often they are
 //! retried.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -29,6 +30,8 @@ pub struct NodeState {
     replica: Replica,
     /// How long a write or a linearizable read may wait for a quorum.
     timeout: Duration,
+    /// Counts the ReadIndex rounds of linearizable reads (`/metrics`).
+    linearizable_reads: Arc<AtomicU64>,
 }
 
 impl NodeState {
@@ -43,7 +46,14 @@ impl NodeState {
             digest,
             replica,
             timeout,
+            linearizable_reads: Arc::default(),
         }
+    }
+
+    /// Counts each linearizable read's ReadIndex round in `counter`.
+    pub fn counting_reads(mut self, counter: Arc<AtomicU64>) -> Self {
+        self.linearizable_reads = counter;
+        self
     }
 
     pub fn replica(&self) -> &Replica {
@@ -86,6 +96,7 @@ impl NodeState {
         f: impl FnOnce(&Engine) -> T,
     ) -> Result<T, ServiceError> {
         if consistency == Consistency::Linearizable {
+            self.linearizable_reads.fetch_add(1, Ordering::Relaxed);
             self.replica.read_index(self.timeout()).await?;
         }
         Ok(f(&self

@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use clockwise_cluster::Peers;
 use clockwise_node::service::auth::Tokens;
+use clockwise_node::service::bulkhead::{
+    BulkheadConfig, DEFAULT_BATCH_MAX_CALLS, DEFAULT_BATCH_QUEUE_WAIT,
+};
 use clockwise_node::service::limits::Limits;
 use clockwise_node::service::sync::SyncConfig;
 use clockwise_node::service::tls::{NodeTls, TlsFiles};
@@ -75,6 +78,13 @@ pub struct NodeArgs {
     /// How long a sync RPC waits for a place before it is refused with RESOURCE_EXHAUSTED, in ms.
     #[arg(long, default_value_t = 100)]
     sync_queue_wait_ms: u64,
+    /// Batch RPCs (BatchOperations / BatchRequests, up to 10,000 operations each) allowed
+    /// to run at once on this node.
+    #[arg(long, default_value_t = DEFAULT_BATCH_MAX_CALLS as u32, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    batch_max_calls: u32,
+    /// How long a batch RPC waits for a place before it is refused with RESOURCE_EXHAUSTED, in ms.
+    #[arg(long, default_value_t = DEFAULT_BATCH_QUEUE_WAIT.as_millis() as u64)]
+    batch_queue_wait_ms: u64,
     /// Tokio worker threads (default: one per core). Set it when several nodes or a load
     /// generator share the machine's cores.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
@@ -134,6 +144,10 @@ pub async fn run(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
             delay: Duration::from_millis(args.sync_delay_ms),
             max_calls: args.sync_max_calls as usize,
             queue_wait: Duration::from_millis(args.sync_queue_wait_ms),
+        },
+        batch: BulkheadConfig {
+            max_calls: args.batch_max_calls as usize,
+            queue_wait: Duration::from_millis(args.batch_queue_wait_ms),
         },
         id: args.id,
         peers: args.peers,
