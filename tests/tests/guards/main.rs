@@ -7,7 +7,8 @@
 //!   and in process; its doc says where each is now.)
 //! - [`security`]: tokens and roles, the loopback-only default, per-client rate limits,
 //!   message size caps, deadlines kept by the server.
-//! - [`sync_bulkhead`]: the node-wide sync bulkhead refuses sync calls, not point RPCs.
+//! - [`sync_bulkhead`]: the sync and batch bulkheads refuse their family's calls before
+//!   any work, not point RPCs or health.
 //! - [`tls`]: TLS on the client port, mutual TLS on the peer port.
 //! - [`scripts`]: the scripts run binaries from `$CARGO_TARGET_DIR` (no node needed).
 
