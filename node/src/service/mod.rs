@@ -13,6 +13,8 @@
 //! - [`identity`]: the cluster id on every reply (`x-clockwise-cluster-id`).
 //! - [`auth`]: bearer tokens and roles, checked in one layer before any handler.
 //! - [`limits`]: every limit on callers in one place; the per-client rate limit layer.
+//! - [`connections`]: both ports' accept pipeline (connection caps, accept backoff, the
+//!   handshake deadline), their HTTP/2 settings, the descriptor limit.
 //! - [`tls`]: TLS on the client port, mutual TLS on the peer port.
 //! - [`sync`]: L6 simulated calls, per-call semaphores, the node-wide bulkhead.
 //! - [`metrics`]: per-RPC counters and latency, sync counters, `/metrics`.
@@ -20,6 +22,7 @@
 pub mod auth;
 pub mod chatrouter;
 pub mod cluster;
+pub mod connections;
 pub mod deadline;
 pub mod error;
 pub mod gate;
