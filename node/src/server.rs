@@ -30,6 +30,7 @@ use crate::service::gate::GateLayer;
 use crate::service::identity::IdentityLayer;
 use crate::service::limits::{RateLimit, RateLimiter};
 use crate::service::metrics::{self, Metrics, MetricsLayer};
+use crate::service::open::OpenServicesLayer;
 use crate::service::state::NodeState;
 use crate::service::sync::SyncRunner;
 use crate::service::{chatrouter, cluster, hashring};
@@ -324,6 +325,7 @@ impl BoundNode {
             .layer(access.0.clone())
             .layer(access.1)
             .layer(DeadlineLayer)
+            .layer(OpenServicesLayer::default())
             .add_service(health_service)
             .add_service(reflection().build_v1()?)
             .add_service(reflection().build_v1alpha()?)

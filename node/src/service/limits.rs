@@ -11,6 +11,7 @@
 //! | connections the client port holds | `--max-connections` | 8192 |
 //! | connections the peer port holds (its own budget) | `--max-peer-connections` | 256 |
 //! | a new connection's first request (TLS, HTTP/2 preface, HEADERS) | `--handshake-timeout-ms` | 10 s |
+//! | `Health.Watch` / reflection streams per node | — ([`super::open`]) | 64 / 16 |
 //!
 //! The caps are clamped to the descriptor limit (raised to the hard one at start); the
 //! HTTP/2 settings of both ports (keepalive, connection age, reset-stream guards, the
@@ -26,7 +27,8 @@
 //! else the `x-clockwise-client-id` it declares (the SDK sends one), else its
 //! connection. A refused call gets `RESOURCE_EXHAUSTED` with a `retry-after-ms`
 //! metadata entry saying when a token will be there; the SDK waits at least that long.
-//! The health, reflection and raft transport services are never rate limited.
+//! The health, reflection and raft transport services are never rate limited (health
+//! watches and reflection streams are capped per node instead: [`super::open`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};

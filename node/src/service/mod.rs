@@ -15,6 +15,7 @@
 //! - [`limits`]: every limit on callers in one place; the per-client rate limit layer.
 //! - [`connections`]: both ports' accept pipeline (connection caps, accept backoff, the
 //!   handshake deadline), their HTTP/2 settings, the descriptor limit.
+//! - [`open`]: caps on the unauthenticated streams (health watches, reflection).
 //! - [`tls`]: TLS on the client port, mutual TLS on the peer port.
 //! - [`sync`]: L6 simulated calls, per-call semaphores, the node-wide bulkhead.
 //! - [`metrics`]: per-RPC counters and latency, sync counters, `/metrics`.
@@ -30,6 +31,7 @@ pub mod hashring;
 pub mod identity;
 pub mod limits;
 pub mod metrics;
+pub mod open;
 pub mod state;
 pub mod sync;
 pub mod tls;
