@@ -315,6 +315,25 @@ async fn a_flood_of_streams_the_server_must_reset_gets_goaway() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_body_never_comes_is_ended_by_the_server() {
+    let node = NodeProcess::start_with(&["--max-request-ms", "500"]);
+    let mut conn = TcpStream::connect(node.grpc_addr()).await.unwrap();
+    let mut opening = h2::client_preface();
+    // A unary call's headers, and then not a byte of its body.
+    opening.extend(h2::frame(
+        h2::HEADERS,
+        h2::END_HEADERS,
+        1,
+        &h2::grpc_request_headers("/clockwise.hashring.v1.HashRing/StoreKey"),
+    ));
+    conn.write_all(&opening).await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(10), h2::stream_ended(&mut conn, 1))
+        .await
+        .expect("the server ends the call within 10 s");
+    assert!(ended, "the connection closed before the call was answered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_watches_beyond_the_cap_are_refused() {
     let node = NodeProcess::start();
     let mut health = HealthClient::new(node.channel().await);
@@ -381,12 +400,8 @@ mod h2 {
 
     /// The next frame: `(kind, flags, payload)`, `None` at EOF or a reset.
     async fn read_frame(conn: &mut TcpStream) -> Option<(u8, u8, Vec<u8>)> {
-        let mut head = [0u8; 9];
-        conn.read_exact(&mut head).await.ok()?;
-        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
-        let mut payload = vec![0u8; len];
-        conn.read_exact(&mut payload).await.ok()?;
-        Some((head[3], head[4], payload))
+        let (kind, flags, payload, _) = read_frame_on(conn).await?;
+        Some((kind, flags, payload))
     }
 
     /// The server's SETTINGS (its first non-ACK SETTINGS frame).
@@ -405,6 +420,53 @@ mod h2 {
                     .collect();
             }
         }
+    }
+
+    const RST_STREAM: u8 = 0x3;
+
+    /// A gRPC request's header block (HPACK: static-table indices and literals without
+    /// indexing, no Huffman coding).
+    pub fn grpc_request_headers(path: &str) -> Vec<u8> {
+        // :method POST (static 3), :scheme http (static 6).
+        let mut block = vec![0x83, 0x86];
+        // :path (static name 4), :authority (static name 1): literal values.
+        for (index, value) in [(0x04, path), (0x01, "localhost")] {
+            block.push(index);
+            block.push(u8::try_from(value.len()).unwrap());
+            block.extend(value.as_bytes());
+        }
+        for (name, value) in [("content-type", "application/grpc"), ("te", "trailers")] {
+            block.push(0x00);
+            block.push(u8::try_from(name.len()).unwrap());
+            block.extend(name.as_bytes());
+            block.push(u8::try_from(value.len()).unwrap());
+            block.extend(value.as_bytes());
+        }
+        block
+    }
+
+    /// Reads until the server ends `stream` (HEADERS or DATA with END_STREAM, or
+    /// RST_STREAM): `true`; `false` when the connection ends first.
+    pub async fn stream_ended(conn: &mut TcpStream, stream: u32) -> bool {
+        loop {
+            let Some((kind, flags, _, on)) = read_frame_on(conn).await else {
+                return false;
+            };
+            let ends = kind == RST_STREAM || (kind <= HEADERS && flags & END_STREAM != 0);
+            if on == stream && ends {
+                return true;
+            }
+        }
+    }
+
+    async fn read_frame_on(conn: &mut TcpStream) -> Option<(u8, u8, Vec<u8>, u32)> {
+        let mut head = [0u8; 9];
+        conn.read_exact(&mut head).await.ok()?;
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        let mut payload = vec![0u8; len];
+        conn.read_exact(&mut payload).await.ok()?;
+        Some((head[3], head[4], payload, stream))
     }
 
     /// Reads until a GOAWAY (its error code) or the end of the connection (`None`).
