@@ -143,6 +143,13 @@ pub mod range {
     pub const SYNC_QUEUE_WAIT_MS: RangeInclusive<u128> = 0..=60_000;
     /// `--batch-queue-wait-ms`, as `--sync-queue-wait-ms`.
     pub const BATCH_QUEUE_WAIT_MS: RangeInclusive<u128> = 0..=60_000;
+    /// `--max-connections`, `--max-peer-connections` (clamped further to the
+    /// descriptor limit at start).
+    pub const MAX_CONNECTIONS: RangeInclusive<usize> = 1..=1_000_000;
+    /// `--handshake-timeout-ms`: a TLS handshake over a slow link takes well under 60 s.
+    pub const HANDSHAKE_TIMEOUT_MS: RangeInclusive<u128> = 1..=60_000;
+    /// `--max-request-ms`: at least the longest budget a call gets (`--request-timeout-ms`).
+    pub const MAX_REQUEST_MS: RangeInclusive<u128> = 1..=3_600_000;
 }
 
 /// Fewer voters than this cannot lose one and keep a quorum.
@@ -245,6 +252,18 @@ impl NodeConfig {
                 range::BATCH_QUEUE_WAIT_MS,
                 "0 to 60000",
             ),
+            (
+                "--handshake-timeout-ms",
+                self.limits.handshake_timeout,
+                range::HANDSHAKE_TIMEOUT_MS,
+                "1 to 60000",
+            ),
+            (
+                "--max-request-ms",
+                self.limits.max_request,
+                range::MAX_REQUEST_MS,
+                "1 to 3600000",
+            ),
         ];
         for (flag, value, range, expected) in millis {
             // Whole milliseconds, as the flags give them (0.5 ms is 0).
@@ -278,6 +297,14 @@ impl NodeConfig {
         }
         if self.limits.max_concurrent_streams == 0 {
             return out_of_range("--max-concurrent-streams", 0, "at least 1");
+        }
+        for (flag, cap) in [
+            ("--max-connections", self.limits.max_connections),
+            ("--max-peer-connections", self.limits.max_peer_connections),
+        ] {
+            if !range::MAX_CONNECTIONS.contains(&cap) {
+                return out_of_range(flag, cap, "1 to 1000000");
+            }
         }
         if self.join && self.initial_cluster_state == Some(InitialClusterState::New) {
             return Err(ConfigError::JoinAndFound);
@@ -460,6 +487,56 @@ mod tests {
                 NodeConfig {
                     limits: Limits {
                         max_concurrent_streams: 0,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            ),
+            (
+                "--max-connections",
+                NodeConfig {
+                    limits: Limits {
+                        max_connections: 0,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            ),
+            (
+                "--max-peer-connections",
+                NodeConfig {
+                    limits: Limits {
+                        max_peer_connections: 0,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            ),
+            (
+                "--handshake-timeout-ms",
+                NodeConfig {
+                    limits: Limits {
+                        handshake_timeout: Duration::ZERO,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            ),
+            (
+                "--handshake-timeout-ms",
+                NodeConfig {
+                    limits: Limits {
+                        handshake_timeout: Duration::from_millis(60_001),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            ),
+            (
+                "--max-request-ms",
+                NodeConfig {
+                    limits: Limits {
+                        max_request: Duration::ZERO,
                         ..Default::default()
                     },
                     ..Default::default()

@@ -19,18 +19,19 @@ use clockwise_proto::raft::v1::raft_transport_server::RaftTransportServer;
 use futures::FutureExt as _;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
 use crate::config::{ConfigError, InitialClusterState, NodeConfig};
 use crate::machine::{EngineMachine, PublishedDigest};
 use crate::service::auth::Auth;
 use crate::service::bulkhead::{BulkheadLayer, Bulkheads};
+use crate::service::connections::{self, FirstRequestLayer, Handshakes, PortLimits};
 use crate::service::deadline::DeadlineLayer;
 use crate::service::gate::GateLayer;
 use crate::service::identity::IdentityLayer;
 use crate::service::limits::{RateLimit, RateLimiter};
 use crate::service::metrics::{self, Metrics, MetricsLayer};
+use crate::service::open::OpenServicesLayer;
 use crate::service::state::NodeState;
 use crate::service::sync::SyncRunner;
 use crate::service::{chatrouter, cluster, hashring};
@@ -305,19 +306,24 @@ impl BoundNode {
                 ServeError::Config(format!("the {port} port's TLS certificate or key: {e}"))
             }
         };
-        let mut clients = Server::builder();
+        let mut clients = connections::hardened(Server::builder());
         if let Some(tls) = &self.config.tls.client {
             clients = clients
                 .tls_config(tls.clone())
                 .map_err(tls_error("client"))?;
         }
-        let mut peers = Server::builder();
+        let mut peers = connections::hardened(Server::builder());
         if let Some((tls, _)) = &self.config.tls.peer {
             peers = peers.tls_config(tls.clone()).map_err(tls_error("peer"))?;
         }
         let identity = state.replica().transport().access().auth.identity().clone();
+        let (client_port, peer_port) = port_limits(limits);
+        let client_handshakes = Arc::new(Handshakes::default());
+        let peer_handshakes = Arc::new(Handshakes::default());
         let clients = clients
             .max_concurrent_streams(limits.max_concurrent_streams)
+            .timeout(limits.max_request)
+            .layer(FirstRequestLayer(client_handshakes.clone()))
             .layer(IdentityLayer(identity))
             .layer(MetricsLayer(metrics.clone()))
             .layer(access.0.clone())
@@ -325,6 +331,7 @@ impl BoundNode {
             // A family's place is taken before decoding or any read (after auth).
             .layer(BulkheadLayer(bulkheads))
             .layer(DeadlineLayer)
+            .layer(OpenServicesLayer::default())
             .add_service(health_service)
             .add_service(reflection().build_v1()?)
             .add_service(reflection().build_v1alpha()?)
@@ -341,16 +348,26 @@ impl BoundNode {
                     .max_decoding_message_size(max_message),
             )
             .serve_with_incoming_shutdown(
-                TcpIncoming::from(self.grpc).with_nodelay(Some(true)),
+                connections::incoming(
+                    "client",
+                    self.grpc,
+                    client_port,
+                    client_handshakes,
+                    metrics.client_port.clone(),
+                ),
                 shutdown.clone(),
             );
         // Peers only: raft messages, snapshots, forwarded writes and membership changes.
+        let peer_counters = metrics.peer_port.clone();
         let peers = peers
+            .max_concurrent_streams(connections::PEER_MAX_CONCURRENT_STREAMS)
+            .timeout(connections::PEER_MAX_REQUEST)
+            .layer(FirstRequestLayer(peer_handshakes.clone()))
             .layer(MetricsLayer(metrics))
             .layer(access.0)
             .add_service(raft_service)
             .serve_with_incoming_shutdown(
-                TcpIncoming::from(self.peer).with_nodelay(Some(true)),
+                connections::incoming("peer", self.peer, peer_port, peer_handshakes, peer_counters),
                 shutdown,
             );
         let (clients, peers) = tokio::join!(clients, peers);
@@ -362,4 +379,26 @@ impl BoundNode {
         let _ = tokio::task::spawn_blocking(move || state.replica().stop()).await;
         Ok(result?)
     }
+}
+
+/// Each port's accept limits, the connection caps clamped to the descriptor limit (with
+/// a reserve for the log, snapshots and outgoing connections).
+fn port_limits(limits: &crate::service::limits::Limits) -> (PortLimits, PortLimits) {
+    let (mut client, mut peer) = (limits.max_connections, limits.max_peer_connections);
+    if let Some(descriptors) = connections::descriptor_limit() {
+        (client, peer) = connections::clamp_to_descriptors(client, peer, descriptors);
+        if (client, peer) != (limits.max_connections, limits.max_peer_connections) {
+            tracing::warn!(
+                descriptors,
+                max_connections = client,
+                max_peer_connections = peer,
+                "connection caps lowered to fit the descriptor limit"
+            );
+        }
+    }
+    let port = |max_connections| PortLimits {
+        max_connections,
+        handshake_timeout: limits.handshake_timeout,
+    };
+    (port(client), port(peer))
 }

@@ -32,6 +32,8 @@ pub struct TestCluster {
     /// Whether node `i` has been started before: its first start founds the cluster
     /// (`--initial-cluster-state new`), later ones say it is a member (`existing`).
     started: Vec<bool>,
+    /// A node started with this soft `RLIMIT_NOFILE`: `(index, limit)`.
+    soft_fd_limit: Option<(usize, u64)>,
 }
 
 impl TestCluster {
@@ -40,6 +42,20 @@ impl TestCluster {
     }
 
     pub fn start_with(size: usize, extra: &[&str]) -> TestCluster {
+        Self::start_limited(size, extra, None)
+    }
+
+    /// As [`TestCluster::start_with`], node `node` started (every time) with a soft
+    /// `RLIMIT_NOFILE` of `soft`, as many systems start processes.
+    pub fn start_with_fd_limit(size: usize, extra: &[&str], node: usize, soft: u64) -> TestCluster {
+        Self::start_limited(size, extra, Some((node, soft)))
+    }
+
+    fn start_limited(
+        size: usize,
+        extra: &[&str],
+        soft_fd_limit: Option<(usize, u64)>,
+    ) -> TestCluster {
         let addrs: Vec<String> = (0..size).map(|_| free_local_addr()).collect();
         let peer_addrs: Vec<String> = (0..size).map(|_| free_local_addr()).collect();
         let dirs = (0..size).map(|_| unique_temp_dir()).collect();
@@ -51,6 +67,7 @@ impl TestCluster {
             founders: size,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             started: vec![false; size],
+            soft_fd_limit,
         };
         for i in 0..size {
             cluster.start_node(i);
@@ -69,6 +86,7 @@ impl TestCluster {
             started: vec![true; nodes.len()],
             nodes: nodes.into_iter().map(Some).collect(),
             extra: Vec::new(),
+            soft_fd_limit: None,
         }
     }
 
@@ -173,7 +191,12 @@ impl TestCluster {
             args.extend(["--initial-cluster-state", state]);
         }
         args.extend(self.extra.iter().map(String::as_str));
-        NodeProcess::try_start_at(&self.addrs[i], &self.dirs[i], &args)
+        match self.soft_fd_limit {
+            Some((node, soft)) if node == i => {
+                NodeProcess::try_start_at_with_fd_limit(&self.addrs[i], &self.dirs[i], &args, soft)
+            }
+            _ => NodeProcess::try_start_at(&self.addrs[i], &self.dirs[i], &args),
+        }
     }
 
     /// SIGKILL.

@@ -156,11 +156,22 @@ impl NodeProcess {
         data_dir: &Path,
         extra: &[&str],
     ) -> Result<NodeProcess, String> {
-        NodeProcess::try_launch(listen, data_dir.to_path_buf(), false, extra)
+        NodeProcess::try_launch(listen, data_dir.to_path_buf(), false, extra, None)
+    }
+
+    /// As [`NodeProcess::try_start_at`], the child started with a soft `RLIMIT_NOFILE`
+    /// of `soft` (its hard limit unchanged), as many systems start processes.
+    pub fn try_start_at_with_fd_limit(
+        listen: &str,
+        data_dir: &Path,
+        extra: &[&str],
+        soft: u64,
+    ) -> Result<NodeProcess, String> {
+        NodeProcess::try_launch(listen, data_dir.to_path_buf(), false, extra, Some(soft))
     }
 
     fn launch(listen: &str, data_dir: PathBuf, owns_data_dir: bool, extra: &[&str]) -> NodeProcess {
-        NodeProcess::try_launch(listen, data_dir, owns_data_dir, extra)
+        NodeProcess::try_launch(listen, data_dir, owns_data_dir, extra, None)
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
@@ -169,9 +180,14 @@ impl NodeProcess {
         data_dir: PathBuf,
         owns_data_dir: bool,
         extra: &[&str],
+        soft_fd_limit: Option<u64>,
     ) -> Result<NodeProcess, String> {
         let bin = clockwise_bin();
-        let mut child = Command::new(bin)
+        let mut command = Command::new(bin);
+        if let Some(soft) = soft_fd_limit {
+            set_soft_fd_limit(&mut command, soft);
+        }
+        let mut child = command
             .arg("node")
             .args(["--listen", listen, "--metrics-listen", "127.0.0.1:0"])
             .arg("--data-dir")
@@ -373,6 +389,33 @@ impl Drop for NodeProcess {
         if self.owns_data_dir {
             let _ = std::fs::remove_dir_all(&self.data_dir);
         }
+    }
+}
+
+/// Starts `command` with a soft `RLIMIT_NOFILE` of `soft` (at most its hard limit).
+fn set_soft_fd_limit(command: &mut Command, soft: u64) {
+    use std::os::unix::process::CommandExt as _;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct it is given.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+        0,
+        "getrlimit"
+    );
+    limit.rlim_cur = soft.min(limit.rlim_max);
+    // SAFETY: between fork and exec the closure only calls setrlimit, which is
+    // async-signal-safe, on a struct copied in before the fork.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
     }
 }
 

@@ -7,6 +7,15 @@
 //! | calls per second per client (token bucket; 0: none) | `--client-rate` | 0 |
 //! | burst above that rate | `--client-burst` | 2 × rate |
 //! | a call's deadline | the caller's `grpc-timeout`, honoured by the server | — |
+//! | a client-port call until its response headers (streams are not cut) | `--max-request-ms` | 60 s |
+//! | connections the client port holds | `--max-connections` | 8192 |
+//! | connections the peer port holds (its own budget) | `--max-peer-connections` | 256 |
+//! | a new connection's first request (TLS, HTTP/2 preface, HEADERS) | `--handshake-timeout-ms` | 10 s |
+//! | `Health.Watch` / reflection streams per node | — ([`super::open`]) | 64 / 16 |
+//!
+//! The caps are clamped to the descriptor limit (raised to the hard one at start); the
+//! HTTP/2 settings of both ports (keepalive, connection age, reset-stream guards, the
+//! peer port's streams and request timeout) are constants in [`super::connections`].
 //!
 //! Elsewhere, and documented there: the per-call budget within that deadline
 //! ([`super::deadline`]), the raft transport's message and snapshot sizes
@@ -19,7 +28,8 @@
 //! else the `x-clockwise-client-id` it declares (the SDK sends one), else its
 //! connection. A refused call gets `RESOURCE_EXHAUSTED` with a `retry-after-ms`
 //! metadata entry saying when a token will be there; the SDK waits at least that long.
-//! The health, reflection and raft transport services are never rate limited.
+//! The health, reflection and raft transport services are never rate limited (health
+//! watches and reflection streams are capped per node instead: [`super::open`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -28,6 +38,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use tonic::transport::server::TcpConnectInfo;
 
+use super::connections;
 use super::gate::Gate;
 use super::metrics::Metrics;
 
@@ -45,6 +56,14 @@ pub struct Limits {
     /// Calls per second per client; 0: unlimited.
     pub client_rate: u32,
     pub client_burst: u32,
+    /// Client-port connections held at once; beyond it they are closed at once.
+    pub max_connections: usize,
+    /// Peer-port connections held at once (a budget apart from clients').
+    pub max_peer_connections: usize,
+    /// How long a new connection may take to send its first request.
+    pub handshake_timeout: Duration,
+    /// The longest a client-port call may run until its response headers.
+    pub max_request: Duration,
 }
 
 impl Default for Limits {
@@ -54,6 +73,10 @@ impl Default for Limits {
             max_concurrent_streams: 1024,
             client_rate: 0,
             client_burst: 0,
+            max_connections: connections::DEFAULT_MAX_CONNECTIONS,
+            max_peer_connections: connections::DEFAULT_MAX_PEER_CONNECTIONS,
+            handshake_timeout: connections::DEFAULT_HANDSHAKE_TIMEOUT,
+            max_request: connections::DEFAULT_MAX_REQUEST,
         }
     }
 }

@@ -15,6 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::bulkhead::Bulkheads;
+use super::connections::PortCounters;
 use super::sync::SyncCounters;
 
 /// Upper bounds of the latency buckets, in seconds.
@@ -44,6 +45,9 @@ pub struct Metrics {
     bulkheads: OnceLock<Arc<Bulkheads>>,
     /// ReadIndex rounds started for linearizable reads.
     pub linearizable_reads: Arc<AtomicU64>,
+    /// The accept pipelines of the client and peer ports.
+    pub client_port: Arc<PortCounters>,
+    pub peer_port: Arc<PortCounters>,
 }
 
 impl Metrics {
@@ -200,8 +204,57 @@ impl Metrics {
         if let Some(bulkheads) = self.bulkheads.get() {
             bulkheads.render(&mut out);
         }
+        self.render_ports(&mut out);
         out
     }
+
+    /// The accept pipelines' counters, by port (`client`, `peer`).
+    fn render_ports(&self, out: &mut String) {
+        let ports = [("client", &self.client_port), ("peer", &self.peer_port)];
+        let series = [
+            (
+                "clockwise_connections_open",
+                "gauge",
+                "Connections held now.",
+            ),
+            (
+                "clockwise_connections_refused_total",
+                "counter",
+                "Connections closed at once because the port was at its cap.",
+            ),
+            (
+                "clockwise_connections_handshake_timeouts_total",
+                "counter",
+                "Connections closed for sending no request within the handshake deadline.",
+            ),
+            (
+                "clockwise_accept_errors_total",
+                "counter",
+                "Accept errors (out of descriptors or buffers) the port backed off from.",
+            ),
+        ];
+        for (i, (name, kind, help)) in series.into_iter().enumerate() {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (port, counters) in ports {
+                let _ = writeln!(
+                    out,
+                    "{name}{{port=\"{port}\"}} {}",
+                    port_values(counters)[i]
+                );
+            }
+        }
+    }
+}
+
+/// A port's counters in the order `render_ports` lists them.
+fn port_values(counters: &PortCounters) -> [i64; 4] {
+    let count = |c: &AtomicU64| c.load(Ordering::Relaxed) as i64;
+    [
+        counters.open.load(Ordering::Relaxed),
+        count(&counters.refused),
+        count(&counters.handshake_timeouts),
+        count(&counters.accept_errors),
+    ]
 }
 
 /// Serves `GET /metrics` over plain HTTP/1.1 until the listener's task is dropped.

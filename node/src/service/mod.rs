@@ -13,6 +13,9 @@
 //! - [`identity`]: the cluster id on every reply (`x-clockwise-cluster-id`).
 //! - [`auth`]: bearer tokens and roles, checked in one layer before any handler.
 //! - [`limits`]: every limit on callers in one place; the per-client rate limit layer.
+//! - [`connections`]: both ports' accept pipeline (connection caps, accept backoff, the
+//!   handshake deadline), their HTTP/2 settings, the descriptor limit.
+//! - [`open`]: caps on the unauthenticated streams (health watches, reflection).
 //! - [`tls`]: TLS on the client port, mutual TLS on the peer port.
 //! - [`sync`]: L6 simulated calls, per-call semaphores.
 //! - [`bulkhead`]: per RPC family (sync, batch), a bound on calls at once, taken in a
@@ -23,6 +26,7 @@ pub mod auth;
 pub mod bulkhead;
 pub mod chatrouter;
 pub mod cluster;
+pub mod connections;
 pub mod deadline;
 pub mod error;
 pub mod gate;
@@ -30,6 +34,7 @@ pub mod hashring;
 pub mod identity;
 pub mod limits;
 pub mod metrics;
+pub mod open;
 pub mod state;
 pub mod sync;
 pub mod tls;

@@ -10,9 +10,12 @@
 //! - [`sync_bulkhead`]: the sync and batch bulkheads refuse their family's calls before
 //!   any work, not point RPCs or health.
 //! - [`tls`]: TLS on the client port, mutual TLS on the peer port.
+//! - [`hostile`]: idle-connection floods, connection caps, handshake deadlines, reset
+//!   floods and health-watch caps, while the node keeps answering.
 //! - [`scripts`]: the scripts run binaries from `$CARGO_TARGET_DIR` (no node needed).
 
 mod bad_input;
+mod hostile;
 mod scripts;
 mod security;
 mod sync_bulkhead;

@@ -52,7 +52,7 @@ enum Command {
     /// reflection and grpc.health.v1 on --listen, and prints `listening on ADDR` on stdout.
     /// Try: `grpcurl -plaintext 127.0.0.1:50051 list`. On Ctrl-C or SIGTERM it stops
     /// accepting calls, finishes those in flight, and exits 0.
-    Node(node::NodeArgs),
+    Node(Box<node::NodeArgs>),
     /// Local clusters for trying clockwise on one machine.
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -100,7 +100,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Node(args) => runtime.block_on(node::run(args)),
+        Command::Node(args) => runtime.block_on(node::run(*args)),
         Command::Cluster(ClusterCommand::Up(args)) => runtime.block_on(cluster_up::up(args)),
         Command::Ctl(args) => runtime.block_on(ctl::run(args)),
         Command::Backup(command) => runtime.block_on(backup::run(command)),

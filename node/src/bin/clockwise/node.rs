@@ -11,6 +11,7 @@ use clockwise_node::service::auth::Tokens;
 use clockwise_node::service::bulkhead::{
     BulkheadConfig, DEFAULT_BATCH_MAX_CALLS, DEFAULT_BATCH_QUEUE_WAIT,
 };
+use clockwise_node::service::connections;
 use clockwise_node::service::limits::Limits;
 use clockwise_node::service::sync::SyncConfig;
 use clockwise_node::service::tls::{NodeTls, TlsFiles};
@@ -130,9 +131,26 @@ pub struct NodeArgs {
     /// Calls a client may make at once above --client-rate (default: twice the rate).
     #[arg(long)]
     client_burst: Option<u32>,
+    /// Connections the client port holds at once; a connection beyond it is closed at
+    /// once (clamped to what the descriptor limit allows).
+    #[arg(long, default_value_t = connections::DEFAULT_MAX_CONNECTIONS as u64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_connections: u64,
+    /// Connections the peer port holds at once: a budget apart from the client port's.
+    #[arg(long, default_value_t = connections::DEFAULT_MAX_PEER_CONNECTIONS as u64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_peer_connections: u64,
+    /// How long a new connection (either port) may take to send its first request (TLS
+    /// handshake, HTTP/2 preface, first HEADERS) before it is closed, in ms.
+    #[arg(long, default_value_t = connections::DEFAULT_HANDSHAKE_TIMEOUT.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    handshake_timeout_ms: u64,
+    /// The longest a client-port call may run until its response headers, in ms (server
+    /// streams such as Health.Watch are not cut). Refused with CANCELLED beyond it.
+    #[arg(long, default_value_t = connections::DEFAULT_MAX_REQUEST.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    max_request_ms: u64,
 }
 
 pub async fn run(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    // Before any descriptor is opened; `cluster up`'s children inherit the raised limit.
+    connections::raise_descriptor_limit();
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| format!("cannot create --data-dir {}: {e}", args.data_dir.display()))?;
     let config = NodeConfig {
@@ -183,6 +201,10 @@ pub async fn run(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
             client_burst: args
                 .client_burst
                 .unwrap_or(args.client_rate.saturating_mul(2)),
+            max_connections: usize::try_from(args.max_connections)?,
+            max_peer_connections: usize::try_from(args.max_peer_connections)?,
+            handshake_timeout: Duration::from_millis(args.handshake_timeout_ms),
+            max_request: Duration::from_millis(args.max_request_ms),
         },
     };
     let node = BoundNode::bind(config).await?;
