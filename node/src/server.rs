@@ -242,6 +242,7 @@ impl BoundNode {
             replica.transport().clone(),
         ))
         .max_decoding_message_size(clockwise_cluster::transport::MAX_MESSAGE_BYTES);
+        let peer_identity_refused = replica.transport().identity_refusal_counter();
         let advertised = self.bound_address();
         let state = Arc::new(NodeState::new(
             engine,
@@ -249,7 +250,7 @@ impl BoundNode {
             replica,
             self.config.request_timeout,
         ));
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(Metrics::with_peer_identity_refusals(peer_identity_refused));
         let sync = Arc::new(SyncRunner::new(
             self.config.sync.clone(),
             metrics.sync.clone(),

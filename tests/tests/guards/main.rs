@@ -9,9 +9,12 @@
 //!   message size caps, deadlines kept by the server.
 //! - [`sync_bulkhead`]: the node-wide sync bulkhead refuses sync calls, not point RPCs.
 //! - [`tls`]: TLS on the client port, mutual TLS on the peer port.
+//! - [`peers`]: a peer certificate speaks only for the node it names; forwarded
+//!   commands pass the client port's checks.
 //! - [`scripts`]: the scripts run binaries from `$CARGO_TARGET_DIR` (no node needed).
 
 mod bad_input;
+mod peers;
 mod scripts;
 mod security;
 mod sync_bulkhead;
