@@ -12,9 +12,11 @@
 //!   - `driver/membership.rs`: membership changes, learner promotion, leader transfer.
 //!   - `driver/snapshots.rs`: the snapshot-writer thread; installing, restoring.
 //! - [`identity`]: the cluster id: made at founding, stored, checked on every peer call.
+//! - [`peer_cert`]: the node id a peer certificate names (URI SAN `clockwise://node/<id>`).
 //! - [`replica`]: a node's calls: propose anywhere, linearizable reads, membership.
 //! - [`member`]: a member's addresses, their stored form, and `--peers` lists.
 //! - [`transport`]: raft messages between nodes and forwarded writes, over gRPC.
+//!   `transport/service.rs`: its server side (caller identity, snapshot rules).
 //! - [`storage`]: the durable log in raft-engine, its term index, the snapshot files.
 //! - [`terms`]: the log's term runs in memory, so `term()` never decodes an entry.
 //! - [`snapshot`]: snapshot files (streamed write, receive, verified read), the
@@ -27,6 +29,7 @@ pub mod backup;
 pub mod driver;
 pub mod identity;
 pub mod member;
+pub mod peer_cert;
 pub mod replica;
 pub mod snapshot;
 mod snapshot_io;

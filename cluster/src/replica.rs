@@ -42,6 +42,10 @@ pub enum ReplicaError {
     /// The request cannot succeed as asked (e.g. removing a node that is not a member).
     #[error("{0}")]
     Refused(String),
+    /// The leader's state machine refused the command as no client could have sent it;
+    /// the message names the field.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 pub struct Replica {
@@ -88,6 +92,7 @@ impl Replica {
                     command: data.clone(),
                     client_id: String::new(),
                     seq: 0,
+                    from: self.transport.id(),
                 });
                 request.set_timeout(remaining);
                 async move { Ok(client.forward(request).await?.into_inner().result) }
@@ -119,6 +124,7 @@ impl Replica {
                         change: kind as i32,
                         id,
                         address: address.clone(),
+                        from: self.transport.id(),
                     });
                     request.set_timeout(remaining);
                     async move {
@@ -156,6 +162,7 @@ impl Replica {
                     change: pb::MembershipChange::TransferLeader as i32,
                     id: target,
                     address: String::new(),
+                    from: self.transport.id(),
                 });
                 request.set_timeout(remaining);
                 async move { client.change_membership(request).await.map(|_| ()) }
@@ -238,7 +245,9 @@ impl Replica {
                 Ok(Err(ProposeError::Stopped)) => {
                     return Err(ReplicaError::Unavailable("the node is stopping".into()))
                 }
-                Ok(Err(ProposeError::Refused(why))) => return Err(ReplicaError::Refused(why)),
+                Ok(Err(ProposeError::Refused(why) | ProposeError::Invalid(why))) => {
+                    return Err(ReplicaError::Refused(why))
+                }
                 Err(_) => {
                     return Err(ReplicaError::ClusterUnavailable(
                         "no quorum confirmed the read within the deadline".into(),
@@ -310,6 +319,7 @@ impl Replica {
                     return Err(ReplicaError::Unavailable(e.to_string()))
                 }
                 Err(ProposeError::Refused(why)) => return Err(ReplicaError::Refused(why)),
+                Err(ProposeError::Invalid(why)) => return Err(ReplicaError::Invalid(why)),
             }
             if Instant::now() + NO_LEADER_RETRY >= deadline {
                 return Err(ReplicaError::ClusterUnavailable(
@@ -380,9 +390,8 @@ fn forwarded_error(status: &tonic::Status) -> Option<ReplicaError> {
         tonic::Code::FailedPrecondition if status.metadata().contains_key(LEADER_METADATA) => None,
         tonic::Code::Aborted => None,
         tonic::Code::Unavailable if never_connected(status) => None,
-        tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument => {
-            Some(ReplicaError::Refused(message))
-        }
+        tonic::Code::FailedPrecondition => Some(ReplicaError::Refused(message)),
+        tonic::Code::InvalidArgument => Some(ReplicaError::Invalid(message)),
         tonic::Code::ResourceExhausted => Some(ReplicaError::Busy(message)),
         // The forwarded call ran out of this node's budget: the leader is slow or cut
         // off from its quorum; this node is fine.

@@ -22,11 +22,16 @@ pub trait StateMachine: Send + 'static {
     /// The frozen state [`StateMachine::freeze`] hands out.
     type Snapshot: StateSnapshot;
 
-    /// Runs on the leader just before `data` is proposed: the place to decide, once for
-    /// every replica, what `apply` must not compute itself (such as "now"). Default:
-    /// unchanged.
-    fn prepare(&self, data: Vec<u8>) -> Vec<u8> {
-        data
+    /// Runs on the leader just before `data` is proposed, whichever node took the
+    /// write (forwarded ones too): the place to decide, once for every replica, what
+    /// `apply` must not compute itself (such as "now"), and to refuse a command no
+    /// client could have sent (`Err`: why, naming the field; it is never proposed).
+    /// Default: unchanged.
+    ///
+    /// # Errors
+    /// The command is refused.
+    fn prepare(&self, data: Vec<u8>) -> Result<Vec<u8>, String> {
+        Ok(data)
     }
 
     /// Applies the command in `data` (committed at `index`) and returns its encoded result.

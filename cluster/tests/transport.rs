@@ -1,7 +1,9 @@
 //! The peer transport's server refuses malformed input with a status naming the
 //! field, over a real socket, in front of a real (single-node) driver: garbage raft
 //! messages, snapshot streams that are empty, short, long, oversized or fail their
-//! checksum, and membership requests without a change.
+//! checksum, and membership requests without a change. Hostile peers (issue #20): a
+//! snapshot is taken only from the leader the node follows, and within a deadline;
+//! an address learned from a sender must be a member's and well formed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -42,13 +44,19 @@ impl StateMachine for Nothing {
     }
 }
 
-/// One node serving the transport on an ephemeral port; answers a client to it.
-async fn serve(dir: &std::path::Path) -> RaftTransportClient<Channel> {
-    serve_node(dir).await.0
+/// One node serving the transport on an ephemeral port; answers a client to it and
+/// the node's driver handle.
+async fn serve_node(dir: &std::path::Path) -> (RaftTransportClient<Channel>, RaftHandle) {
+    let (client, handle, _) = serve_with(dir, None).await;
+    (client, handle)
 }
 
-/// [`serve`], with the node's driver handle.
-async fn serve_node(dir: &std::path::Path) -> (RaftTransportClient<Channel>, RaftHandle) {
+/// [`serve_node`], with its transport, receiving snapshots within `snapshot_timeout`
+/// (`None`: the default).
+async fn serve_with(
+    dir: &std::path::Path,
+    snapshot_timeout: Option<Duration>,
+) -> (RaftTransportClient<Channel>, RaftHandle, Arc<GrpcTransport>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     let transport = GrpcTransport::new(
@@ -64,7 +72,11 @@ async fn serve_node(dir: &std::path::Path) -> (RaftTransportClient<Channel>, Raf
     };
     let peers: Arc<dyn driver::Transport> = transport.clone();
     let (handle, _thread) = driver::spawn(config, store, Nothing, peers).unwrap();
-    let service = RaftTransportServer::new(RaftTransportService::new(handle.clone(), transport));
+    let mut service = RaftTransportService::new(handle.clone(), transport.clone());
+    if let Some(timeout) = snapshot_timeout {
+        service = service.with_snapshot_timeout(timeout);
+    }
+    let service = RaftTransportServer::new(service);
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(service)
@@ -74,7 +86,7 @@ async fn serve_node(dir: &std::path::Path) -> (RaftTransportClient<Channel>, Raf
         .unwrap()
         .timeout(Duration::from_secs(10))
         .connect_lazy();
-    (RaftTransportClient::new(channel), handle)
+    (RaftTransportClient::new(channel), handle, transport)
 }
 
 /// Waits (bounded) until the single node leads; answers its term.
@@ -119,21 +131,61 @@ fn first_chunk(data_len: u64, checksum: &[u8], data: &[u8]) -> pb::SnapshotChunk
         message: snapshot_header(&descriptor),
         data_len,
         data_sha256: checksum.to_vec(),
-        data: data.to_vec(),
+        data: data.to_vec().into(),
     }
 }
 
 fn piece(data: &[u8]) -> pb::SnapshotChunk {
     pb::SnapshotChunk {
-        data: data.to_vec(),
+        data: data.to_vec().into(),
         ..pb::SnapshotChunk::default()
     }
 }
 
+/// Makes node 1 follow node 2 in a newer term (a heartbeat from 2), as it would a
+/// leader it answers: only that leader's snapshots are taken. Answers the term.
+async fn follow_node_2(client: &mut RaftTransportClient<Channel>, handle: &RaftHandle) -> u64 {
+    let term = handle.status().term + 1;
+    client
+        .send(pb::RaftMessageBatch {
+            from: 2,
+            messages: vec![heartbeat(2, 1, term)],
+            from_address: String::new(),
+        })
+        .await
+        .expect("the heartbeat is accepted");
+    let mut status = handle.watch_status();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        status.wait_for(|s| s.term == term && s.leader_id == 2),
+    )
+    .await
+    .expect("node 1 follows node 2")
+    .expect("the driver runs");
+    term
+}
+
+/// `message` (a snapshot message) stamped with `term`; anything else unchanged.
+fn in_term(mut first: pb::SnapshotChunk, term: u64) -> pb::SnapshotChunk {
+    if let Ok(mut message) = Message::parse_from_bytes(&first.message) {
+        message.term = term;
+        first.message = message.write_to_bytes().unwrap();
+    }
+    first
+}
+
+/// `chunks` as the snapshot stream of node 2, made the leader node 1 follows; the
+/// first chunk's message is stamped with that leader's term.
 async fn send_snapshot(
     client: &mut RaftTransportClient<Channel>,
-    chunks: Vec<pb::SnapshotChunk>,
+    handle: &RaftHandle,
+    mut chunks: Vec<pb::SnapshotChunk>,
 ) -> Result<(), tonic::Status> {
+    let term = follow_node_2(client, handle).await;
+    if !chunks.is_empty() {
+        let first = chunks.remove(0);
+        chunks.insert(0, in_term(first, term));
+    }
     client
         .send_snapshot(tokio_stream::iter(chunks))
         .await
@@ -154,7 +206,8 @@ fn assert_refused(result: Result<(), tonic::Status>, code: Code, field: &str) {
 async fn malformed_peer_input_is_refused_with_the_field_named() {
     let dir = std::env::temp_dir().join(format!("clockwise-transport-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut client = serve(&dir).await;
+    let (mut client, handle) = serve_node(&dir).await;
+    wait_leader(&handle).await;
 
     let garbage = client
         .send(pb::RaftMessageBatch {
@@ -186,6 +239,7 @@ async fn malformed_peer_input_is_refused_with_the_field_named() {
     // Whole, in three chunks: accepted.
     send_snapshot(
         &mut client,
+        &handle,
         vec![
             first_chunk(len, &checksum, &data[..1000]),
             piece(&data[1000..2000]),
@@ -201,7 +255,7 @@ async fn malformed_peer_input_is_refused_with_the_field_named() {
     );
 
     assert_refused(
-        send_snapshot(&mut client, Vec::new()).await,
+        send_snapshot(&mut client, &handle, Vec::new()).await,
         Code::InvalidArgument,
         "message",
     );
@@ -214,7 +268,7 @@ async fn malformed_peer_input_is_refused_with_the_field_named() {
         chunk
     };
     assert_refused(
-        send_snapshot(&mut client, vec![not_a_descriptor]).await,
+        send_snapshot(&mut client, &handle, vec![not_a_descriptor]).await,
         Code::InvalidArgument,
         "message",
     );
@@ -222,20 +276,21 @@ async fn malformed_peer_input_is_refused_with_the_field_named() {
     heartbeat.set_msg_type(MessageType::MsgHeartbeat);
     not_snapshot.message = heartbeat.write_to_bytes().unwrap();
     assert_refused(
-        send_snapshot(&mut client, vec![not_snapshot]).await,
+        send_snapshot(&mut client, &handle, vec![not_snapshot]).await,
         Code::InvalidArgument,
         "message",
     );
     let mut unreadable = first_chunk(0, &sha256(&[]), &[]);
     unreadable.message = vec![0xff; 5];
     assert_refused(
-        send_snapshot(&mut client, vec![unreadable]).await,
+        send_snapshot(&mut client, &handle, vec![unreadable]).await,
         Code::InvalidArgument,
         "message",
     );
     assert_refused(
         send_snapshot(
             &mut client,
+            &handle,
             vec![first_chunk(len, &checksum, &data[..1000])],
         )
         .await,
@@ -246,6 +301,7 @@ async fn malformed_peer_input_is_refused_with_the_field_named() {
     assert_refused(
         send_snapshot(
             &mut client,
+            &handle,
             vec![first_chunk(len, &checksum, &data), piece(&data[..1])],
         )
         .await,
@@ -256,21 +312,31 @@ async fn malformed_peer_input_is_refused_with_the_field_named() {
     let mut disagreeing = first_chunk(len, &checksum, &data);
     disagreeing.data_len = len - 1;
     assert_refused(
-        send_snapshot(&mut client, vec![disagreeing]).await,
+        send_snapshot(&mut client, &handle, vec![disagreeing]).await,
         Code::InvalidArgument,
         "data_len",
     );
     let mut flipped = data.clone();
     flipped[1234] ^= 1;
     assert_refused(
-        send_snapshot(&mut client, vec![first_chunk(len, &checksum, &flipped)]).await,
+        send_snapshot(
+            &mut client,
+            &handle,
+            vec![first_chunk(len, &checksum, &flipped)],
+        )
+        .await,
         Code::DataLoss,
         "data_sha256",
     );
     // Intact in transit but damaged at the source (the file's own checksum fails).
     let body_sha = sha256(&flipped[..flipped.len() - 32]);
     assert_refused(
-        send_snapshot(&mut client, vec![first_chunk(len, &body_sha, &flipped)]).await,
+        send_snapshot(
+            &mut client,
+            &handle,
+            vec![first_chunk(len, &body_sha, &flipped)],
+        )
+        .await,
         Code::DataLoss,
         "data_sha256",
     );
@@ -291,6 +357,7 @@ async fn malformed_peer_input_is_refused_with_the_field_named() {
     assert_refused(
         send_snapshot(
             &mut client,
+            &handle,
             vec![first_chunk(MAX_SNAPSHOT_BYTES + 1, &checksum, &[])],
         )
         .await,
@@ -377,5 +444,115 @@ async fn a_raft_message_addressed_to_another_node_is_dropped() {
         moved < term + 5,
         "node 1 took the term of a message for node 9 (term {term} -> {moved})"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A real snapshot file of node 2's, as its leader would stream it: its bytes and the
+/// first chunk announcing them (no data in it).
+fn stored_snapshot(name: &str) -> (Vec<u8>, pb::SnapshotChunk) {
+    let source = temp_dir(name);
+    std::fs::create_dir_all(&source).unwrap();
+    let meta = SnapshotMetadata {
+        index: 5,
+        term: 1,
+        ..SnapshotMetadata::default()
+    };
+    let descriptor = snapshot::write_file(&source, &meta, &BTreeMap::new(), &mut |out| {
+        out.write_all(&[9u8; 4000])
+    })
+    .unwrap();
+    let data = std::fs::read(source.join(descriptor.file_name())).unwrap();
+    let _ = std::fs::remove_dir_all(&source);
+    let first = first_chunk(data.len() as u64, &descriptor.sha256, &[]);
+    (data, first)
+}
+
+/// Issue #20: a snapshot was taken from any peer. Only the leader node 1 follows, in
+/// its term, may send one: not a node while node 1 leads itself, not one claiming a
+/// newer term node 1 has not seen a leader for yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_is_taken_only_from_the_leader_this_node_follows() {
+    let dir = temp_dir("snapshot-leader");
+    let (mut client, handle) = serve_node(&dir).await;
+    let term = wait_leader(&handle).await;
+    let (data, first) = stored_snapshot("snapshot-leader-source");
+    let whole = |first: pb::SnapshotChunk| vec![first, piece(&data)];
+    for claimed in [term, term + 5] {
+        let refused = client
+            .send_snapshot(tokio_stream::iter(whole(in_term(first.clone(), claimed))))
+            .await
+            .map(|_| ());
+        assert_refused(refused, Code::FailedPrecondition, "message");
+    }
+    let stored = dir.join("snapshots").join(
+        Descriptor::decode(
+            Message::parse_from_bytes(&first.message)
+                .unwrap()
+                .get_snapshot()
+                .data
+                .as_ref(),
+        )
+        .unwrap()
+        .file_name(),
+    );
+    assert!(!stored.exists(), "nothing refused is stored");
+    // Once node 1 follows node 2, node 2's snapshot is taken.
+    send_snapshot(&mut client, &handle, whole(first))
+        .await
+        .expect("the leader's snapshot is taken");
+    assert_eq!(std::fs::read(&stored).unwrap(), data);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue #20: `SendSnapshot` had no deadline on the receiving side: a sender that
+/// stopped mid-stream held the one receiving slot for as long as it kept the stream
+/// open. The receiver now ends it at its own deadline and takes the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_snapshot_ends_at_the_receivers_deadline() {
+    let dir = temp_dir("snapshot-stalled");
+    let (mut client, handle, _) = serve_with(&dir, Some(Duration::from_millis(500))).await;
+    wait_leader(&handle).await;
+    let (data, first) = stored_snapshot("snapshot-stalled-source");
+    let term = follow_node_2(&mut client, &handle).await;
+    // Half the data, then nothing: the stream stays open while `_stalled` lives.
+    let (stalled, rest) = tokio::sync::mpsc::channel(2);
+    stalled.send(in_term(first.clone(), term)).await.unwrap();
+    stalled.send(piece(&data[..data.len() / 2])).await.unwrap();
+    let call = client.send_snapshot(tokio_stream::wrappers::ReceiverStream::new(rest));
+    let ended = tokio::time::timeout(Duration::from_secs(20), call)
+        .await
+        .expect("the receiver ends a stalled snapshot itself");
+    assert_refused(ended.map(|_| ()), Code::DeadlineExceeded, "data");
+    drop(stalled);
+    // The slot is free again, and no half-written file is left.
+    send_snapshot(&mut client, &handle, vec![first, piece(&data)])
+        .await
+        .expect("the next snapshot is taken");
+    let left = std::fs::read_dir(dir.join("snapshots")).unwrap().count();
+    assert_eq!(left, 1, "only the whole snapshot is stored");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue #20: `learn_sender` took any address for an unknown id. An address learned
+/// from a sender must parse as `host:port`, fit its cap, and belong to a member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_is_learned_only_well_formed_and_for_a_member() {
+    let dir = temp_dir("learn-sender");
+    let (mut client, handle, transport) = serve_with(&dir, None).await;
+    wait_leader(&handle).await;
+    let announce = |from: u64, address: String| pb::RaftMessageBatch {
+        from,
+        messages: Vec::new(),
+        from_address: address,
+    };
+    for (from, address) in [
+        (7, "not an address".to_owned()),
+        (7, format!("{}:1", "h".repeat(300))),
+        // Well formed, but node 7 is no member of node 1's cluster.
+        (7, "127.0.0.1:9".to_owned()),
+    ] {
+        client.send(announce(from, address.clone())).await.unwrap();
+        assert_eq!(transport.address(from), None, "{address:?} was learned");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

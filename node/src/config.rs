@@ -180,6 +180,11 @@ pub enum ConfigError {
     PlaintextPeerPort(SocketAddr),
     #[error("the token file has no `peer` token: nodes need one to reach each other")]
     NoPeerToken,
+    #[error(
+        "--peer-cert names node {named} (clockwise://node/{named}), not this node's --id \
+         {id}: peers would refuse its calls; give each node the certificate minted for its id"
+    )]
+    PeerCertificateOfAnotherNode { named: u64, id: u64 },
     #[error("--initial-cluster-state new founds a cluster, --join joins one: give one of them")]
     JoinAndFound,
 }
@@ -320,6 +325,9 @@ impl NodeConfig {
             if !peer.ip().is_loopback() && self.tls.peer.is_none() {
                 return Err(ConfigError::PlaintextPeerPort(peer));
             }
+        }
+        if let Some(named) = self.tls.peer_node_id.filter(|&named| named != self.id) {
+            return Err(ConfigError::PeerCertificateOfAnotherNode { named, id: self.id });
         }
         if self
             .tokens

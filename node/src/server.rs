@@ -244,8 +244,9 @@ impl BoundNode {
             replica.transport().clone(),
         ))
         .max_decoding_message_size(clockwise_cluster::transport::MAX_MESSAGE_BYTES);
+        let peer_identity_refused = replica.transport().identity_refusal_counter();
         let advertised = self.bound_address();
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(Metrics::with_peer_identity_refusals(peer_identity_refused));
         let state = Arc::new(
             NodeState::new(engine, digest, replica, self.config.request_timeout)
                 .counting_reads(metrics.linearizable_reads.clone()),

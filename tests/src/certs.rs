@@ -1,6 +1,7 @@
 //! Throwaway certificates for tests and local trials: a CA, and certificates for
 //! `127.0.0.1` / `localhost` signed by it (usable by servers and clients alike),
-//! written as PEM files. Nothing here is for production keys.
+//! written as PEM files; a node's peer certificate also names its raft id (URI SAN
+//! `clockwise://node/<id>`). Nothing here is for production keys.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -58,11 +59,26 @@ impl TestCa {
     /// A certificate for `127.0.0.1` and `localhost`, good for serving and for
     /// authenticating as a client: `DIR/LEAF.pem` and `DIR/LEAF-key.pem`.
     pub fn issue(&self, leaf: &str) -> Issued {
+        self.issue_with(leaf, &[])
+    }
+
+    /// [`TestCa::issue`] for node `id`'s peer certificate: it also names
+    /// `clockwise://node/<id>`. `DIR/LEAF.pem` and `DIR/LEAF-key.pem`.
+    pub fn issue_peer(&self, leaf: &str, id: u64) -> Issued {
+        self.issue_with(leaf, &[clockwise_cluster::peer_cert::node_uri(id)])
+    }
+
+    /// [`TestCa::issue`], naming `uris` too (URI SANs).
+    pub fn issue_with(&self, leaf: &str, uris: &[String]) -> Issued {
         let key = KeyPair::generate().expect("a key");
         let mut params = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
         params
             .subject_alt_names
             .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        for uri in uris {
+            let uri = uri.as_str().try_into().expect("an ASCII URI");
+            params.subject_alt_names.push(SanType::URI(uri));
+        }
         params.distinguished_name.push(DnType::CommonName, leaf);
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,

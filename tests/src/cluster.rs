@@ -27,7 +27,8 @@ pub struct TestCluster {
     pub nodes: Vec<Option<NodeProcess>>,
     /// How many nodes founded the cluster (the rest joined).
     founders: usize,
-    /// Extra flags for every node.
+    /// Extra flags for every node; `{id}` in one stands for the node's raft id (so each
+    /// node can be given its own peer certificate).
     extra: Vec<String>,
     /// Whether node `i` has been started before: its first start founds the cluster
     /// (`--initial-cluster-state new`), later ones say it is a member (`existing`).
@@ -112,7 +113,8 @@ impl TestCluster {
             "--raft-tick-ms",
             "20",
         ];
-        args.extend(self.extra.iter().map(String::as_str));
+        let extra = self.extra_for(i);
+        args.extend(extra.iter().map(String::as_str));
         self.nodes[i] = Some(NodeProcess::start_at(&self.addrs[i], &self.dirs[i], &args));
     }
 
@@ -190,13 +192,23 @@ impl TestCluster {
         if let Some(state) = state {
             args.extend(["--initial-cluster-state", state]);
         }
-        args.extend(self.extra.iter().map(String::as_str));
+        let extra = self.extra_for(i);
+        args.extend(extra.iter().map(String::as_str));
         match self.soft_fd_limit {
             Some((node, soft)) if node == i => {
                 NodeProcess::try_start_at_with_fd_limit(&self.addrs[i], &self.dirs[i], &args, soft)
             }
             _ => NodeProcess::try_start_at(&self.addrs[i], &self.dirs[i], &args),
         }
+    }
+
+    /// The extra flags of node `i`, `{id}` replaced by its raft id.
+    fn extra_for(&self, i: usize) -> Vec<String> {
+        let id = (i + 1).to_string();
+        self.extra
+            .iter()
+            .map(|arg| arg.replace("{id}", &id))
+            .collect()
     }
 
     /// SIGKILL.

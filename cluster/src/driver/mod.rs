@@ -122,6 +122,10 @@ pub enum ProposeError {
     /// The change is not possible (e.g. removing a node that is not a member).
     #[error("{0}")]
     Refused(String),
+    /// The state machine refused the command before it was proposed (see
+    /// `StateMachine::prepare`); the message names the field.
+    #[error("{0}")]
+    Invalid(String),
     /// Another membership change is still being applied; retrying later may succeed.
     #[error("{0}")]
     Conflict(String),

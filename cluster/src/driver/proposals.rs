@@ -29,9 +29,15 @@ impl<S: StateMachine> Driver<S> {
             let _ = reply.send(Err(ProposeError::NotLeader { leader }));
             return;
         }
+        let data = match self.machine.prepare(data) {
+            Ok(data) => data,
+            Err(why) => {
+                let _ = reply.send(Err(ProposeError::Invalid(why)));
+                return;
+            }
+        };
         let id = self.next_request;
         self.next_request += 1;
-        let data = self.machine.prepare(data);
         match self.node.propose(self.context(id), data) {
             Ok(()) => {
                 self.pending.insert(id, reply);

@@ -3,7 +3,9 @@
 //!
 //! Decoding refuses what the engine could not apply (a missing operation, an unknown
 //! enum value) instead of guessing: a replica must never apply something other than
-//! what was proposed.
+//! what was proposed. It also refuses what the client port would have refused (every
+//! field range-checked by `caps`): such an entry is skipped by every replica, and a
+//! forwarded one is refused before it is proposed.
 
 use clockwise_proto::command::v1 as pb;
 use clockwise_proto::common::v1::PositionSpace as PbSpace;
@@ -26,6 +28,10 @@ pub enum CodecError {
     /// skipped by every replica instead of being applied.
     #[error("command has {0} = {1}, beyond what the service accepts")]
     OutOfRange(&'static str, i64),
+    /// A field the client port refuses ("FIELD: reason", as the client port words it):
+    /// the leader refuses such a command; a replica skips such an entry.
+    #[error("{0}")]
+    Refused(String),
     /// A retried write's sequence number is older than the client's last applied one.
     #[error("the sequence number is older than this client's last applied one ({last})")]
     StaleSequence { last: u64 },
@@ -76,7 +82,10 @@ pub fn decode_stamped_entry(bytes: &[u8]) -> Result<(Command, Option<Session>, i
         seq: pb.seq,
     });
     let proposed_at_ms = pb.proposed_at_ms;
-    Ok((from_proto(pb)?, session, proposed_at_ms))
+    let command = from_proto(pb)?;
+    super::caps::check(&command, session.as_ref())
+        .map_err(|e| CodecError::Refused(e.to_string()))?;
+    Ok((command, session, proposed_at_ms))
 }
 
 /// The answer to a write with a new session when the sessions are full.

@@ -2,6 +2,7 @@
 //!
 //! - [`codec`]: the log's wire format for commands and outcomes (prost), with the
 //!   range checks every replica applies to what it decodes.
+//! - `caps`: those range checks: the client port's own (`service::validate`).
 //! - `sessions`: per-client retry deduplication (a retried write applies once).
 //! - [`envelope`]: the byte layout of a state-machine snapshot (sessions + engine).
 //! - [`clock`]: the leader's clock, stamped into commands sent with timestamp 0.
@@ -12,6 +13,7 @@
 //! written on the cluster's snapshot thread) and `restore_from` (streaming) through the
 //! envelope.
 
+mod caps;
 pub mod clock;
 pub mod codec;
 pub mod envelope;
@@ -214,11 +216,16 @@ impl StateMachine for EngineMachine {
     /// On the leader: a command sent with timestamp 0 gets the leader's clock, once, so
     /// every replica applies the same time; a write with a session gets the leader's
     /// clock as `proposed_at_ms`, the clock its retry session ages by.
-    fn prepare(&self, data: Vec<u8>) -> Vec<u8> {
-        let Ok((mut command, session, mut proposed_at_ms)) = codec::decode_stamped_entry(&data)
-        else {
-            return data;
-        };
+    /// Also refuses what the client port would have (a forwarded command skips it):
+    /// every field as `caps` checks it, and a timestamp more than a day ahead of this
+    /// leader's clock.
+    fn prepare(&self, data: Vec<u8>) -> Result<Vec<u8>, String> {
+        let (mut command, session, mut proposed_at_ms) = codec::decode_stamped_entry(&data)
+            .map_err(|e| match e {
+                codec::CodecError::Refused(why) => why,
+                e => format!("command: {e}"),
+            })?;
+        crate::service::validate::timestamp(command.timestamp).map_err(|e| e.to_string())?;
         let mut changed = false;
         if session.is_some() {
             proposed_at_ms = clock::resolve_timestamp(0);
@@ -236,11 +243,11 @@ impl StateMachine for EngineMachine {
                 changed = true;
             }
         }
-        if changed {
+        Ok(if changed {
             codec::encode_stamped_entry(&command, session.as_ref(), proposed_at_ms)
         } else {
             data
-        }
+        })
     }
 
     fn apply(&mut self, index: u64, data: &[u8]) -> Vec<u8> {
@@ -306,6 +313,7 @@ impl StateMachine for EngineMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::service::validate;
     use clockwise_engine::Outcome;
     use clockwise_engine::{Command, HashRingOp, Op};
     use codec::{CodecError, Session};
@@ -726,10 +734,148 @@ mod tests {
             &command(0, HashRingOp::StoreKey { key: "k".into() }),
             session("c", 1).as_ref(),
         );
-        let (stamped, kept_session) = codec::decode_entry(&m.prepare(zero)).unwrap();
+        let (stamped, kept_session) = codec::decode_entry(&m.prepare(zero).unwrap()).unwrap();
         assert!(stamped.timestamp > 0);
         assert_eq!(kept_session, session("c", 1));
         let fixed = codec::encode(&command(5, HashRingOp::StoreKey { key: "k".into() }));
-        assert_eq!(m.prepare(fixed.clone()), fixed);
+        assert_eq!(m.prepare(fixed.clone()), Ok(fixed));
+    }
+
+    /// Issue #20: a command a peer forwards skips the client port's checks; the leader
+    /// refuses what the client port would (naming the field), and a replica that finds
+    /// one in its log skips it instead of applying it.
+    #[test]
+    fn a_command_the_client_port_refuses_is_never_proposed_nor_applied() {
+        let (mut m, engine) = machine();
+        let long = "k".repeat(validate::MAX_ID_BYTES + 1);
+        let day_ahead = clock::resolve_timestamp(0) + 2 * validate::MAX_CLOCK_AHEAD_MS;
+        let batch = |n: usize| HashRingOp::BatchOperations {
+            operations: vec![
+                clockwise_engine::KeyOperation {
+                    kind: clockwise_engine::KeyOperationKind::Store,
+                    key: "k".into(),
+                };
+                n
+            ],
+        };
+        let refused = [
+            (
+                command(1, HashRingOp::StoreKey { key: long.clone() }),
+                None,
+                "key:",
+            ),
+            (
+                command(
+                    1,
+                    HashRingOp::AddNode {
+                        node_id: String::new(),
+                    },
+                ),
+                None,
+                "node_id:",
+            ),
+            (
+                command(
+                    1,
+                    HashRingOp::AddNodeWithReplicas {
+                        node_id: "n".into(),
+                        num_replicas: -1,
+                    },
+                ),
+                None,
+                "num_replicas:",
+            ),
+            (
+                command(1, batch(validate::MAX_BATCH_OPERATIONS + 1)),
+                None,
+                "operations:",
+            ),
+            (
+                command(
+                    1,
+                    HashRingOp::SetCapacity {
+                        node_id: "n".into(),
+                        capacity: -2,
+                    },
+                ),
+                None,
+                "capacity:",
+            ),
+            (
+                command(
+                    1,
+                    HashRingOp::StoreKeyWithTtl {
+                        key: "k".into(),
+                        ttl_ms: -1,
+                    },
+                ),
+                None,
+                "ttl_ms:",
+            ),
+            (
+                command(
+                    1,
+                    HashRingOp::Backup {
+                        max_backups: u32::MAX,
+                    },
+                ),
+                None,
+                "max_backups:",
+            ),
+            (
+                Command {
+                    ring: long.clone(),
+                    ..command(1, HashRingOp::StoreKey { key: "k".into() })
+                },
+                None,
+                "ring:",
+            ),
+            (
+                command(-1, HashRingOp::StoreKey { key: "k".into() }),
+                None,
+                "timestamp:",
+            ),
+            (
+                command(1, HashRingOp::StoreKey { key: "k".into() }),
+                session(&"c".repeat(validate::MAX_CLIENT_ID_BYTES + 1), 1),
+                validate::CLIENT_ID_METADATA,
+            ),
+        ];
+        let before = engine.read().unwrap().digest();
+        for (index, (c, s, field)) in refused.iter().enumerate() {
+            let entry = codec::encode_entry(c, s.as_ref());
+            let why = m.prepare(entry.clone()).expect_err(field);
+            assert!(why.starts_with(field), "{field}: {why}");
+            assert!(matches!(
+                codec::decode_entry(&entry),
+                Err(CodecError::Refused(_))
+            ));
+            assert_eq!(
+                m.apply(1 + index as u64, &entry),
+                Vec::<u8>::new(),
+                "{field}"
+            );
+        }
+        assert_eq!(engine.read().unwrap().digest(), before, "nothing applied");
+        // The clock check is the leader's alone (replicas must decide alike).
+        let ahead = codec::encode(&command(
+            day_ahead,
+            HashRingOp::StoreKey { key: "k".into() },
+        ));
+        assert!(m
+            .prepare(ahead.clone())
+            .unwrap_err()
+            .starts_with("timestamp:"));
+        assert!(codec::decode(&ahead).is_ok());
+        // At the caps: accepted.
+        let key = "k".repeat(validate::MAX_ID_BYTES);
+        let fine = codec::encode(&command(1, HashRingOp::StoreKey { key }));
+        assert_eq!(m.prepare(fine.clone()), Ok(fine));
+        assert!(m
+            .prepare(codec::encode(&command(
+                1,
+                batch(validate::MAX_BATCH_OPERATIONS)
+            )))
+            .is_ok());
     }
 }

@@ -68,6 +68,11 @@ impl From<clockwise_cluster::ReplicaError> for ServiceError {
             }
             clockwise_cluster::ReplicaError::Busy(why) => ServiceError::ResourceExhausted(why),
             clockwise_cluster::ReplicaError::Refused(why) => ServiceError::FailedPrecondition(why),
+            // The leader's word, "FIELD: reason", kept as it named it.
+            clockwise_cluster::ReplicaError::Invalid(why) => match why.split_once(": ") {
+                Some((field, reason)) => ServiceError::invalid(field, reason),
+                None => ServiceError::invalid("command", why),
+            },
         }
     }
 }

@@ -48,9 +48,21 @@ pub struct Metrics {
     /// The accept pipelines of the client and peer ports.
     pub client_port: Arc<PortCounters>,
     pub peer_port: Arc<PortCounters>,
+    /// Peer calls refused because the caller's certificate did not name the node it
+    /// claimed to be (the raft transport counts them).
+    peer_identity_refused: Arc<AtomicU64>,
 }
 
 impl Metrics {
+    /// Metrics that also show `counter`: the raft transport's count of peer calls
+    /// refused for their certificate's identity.
+    pub fn with_peer_identity_refusals(counter: Arc<AtomicU64>) -> Metrics {
+        Metrics {
+            peer_identity_refused: counter,
+            ..Metrics::default()
+        }
+    }
+
     /// Counts a call the auth layer refused with `code`.
     pub fn refused_auth(&self, code: tonic::Code) {
         let counter = match code {
@@ -193,6 +205,12 @@ impl Metrics {
                 "counter",
                 "Calls refused by the caller's rate limit (RESOURCE_EXHAUSTED).",
                 self.rate_limited.load(Ordering::Relaxed) as i64,
+            ),
+            (
+                "clockwise_peer_identity_refused_total",
+                "counter",
+                "Peer calls refused (PERMISSION_DENIED) because the caller's certificate does not name the node id the call claims.",
+                self.peer_identity_refused.load(Ordering::Relaxed) as i64,
             ),
         ];
         for (name, kind, help, value) in gauges {

@@ -7,22 +7,32 @@
 //!   TLS. The node serves raft with its peer certificate and accepts only peers whose
 //!   certificate chains to the peer CA; it dials its peers with the same certificate
 //!   and checks theirs against the same CA. A process without such a certificate
-//!   cannot join or send a raft message.
+//!   cannot join or send a raft message. The certificate names the node's raft id
+//!   (URI SAN `clockwise://node/<id>`, see `clockwise_cluster::peer_cert`): peers
+//!   accept a call only for the id it names, and a node whose own certificate names
+//!   another id, or none, refuses to start.
 
 use std::path::{Path, PathBuf};
 
+use clockwise_cluster::peer_cert::{self, PeerCertError};
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot read {flag} {path}: {source}")]
-pub struct TlsError {
-    flag: &'static str,
-    path: String,
-    source: std::io::Error,
+pub enum TlsError {
+    #[error("cannot read {flag} {path}: {source}")]
+    Read {
+        flag: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "--peer-cert {path}: {source}; peers take a node's calls only for the raft id its          certificate names (docs/security.md, \"TLS\")"
+    )]
+    PeerNodeId { path: String, source: PeerCertError },
 }
 
 fn read(flag: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError {
+    std::fs::read(path).map_err(|source| TlsError::Read {
         flag,
         path: path.display().to_string(),
         source,
@@ -60,6 +70,8 @@ pub struct NodeTls {
     pub client: Option<ServerTlsConfig>,
     /// Serving the raft transport, and dialling peers.
     pub peer: Option<(ServerTlsConfig, ClientTlsConfig)>,
+    /// The raft id the peer certificate names (with `peer`); it must be the node's.
+    pub peer_node_id: Option<u64>,
 }
 
 impl std::fmt::Debug for NodeTls {
@@ -67,6 +79,7 @@ impl std::fmt::Debug for NodeTls {
         f.debug_struct("NodeTls")
             .field("client", &self.client.is_some())
             .field("peer", &self.peer.is_some())
+            .field("peer_node_id", &self.peer_node_id)
             .finish()
     }
 }
@@ -87,9 +100,16 @@ impl NodeTls {
             }
             None => None,
         };
+        let mut peer_node_id = None;
         let peer = match peer {
             Some(files) => {
                 let cert = read("--peer-cert", &files.cert)?;
+                let id =
+                    peer_cert::node_id_in_pem(&cert).map_err(|source| TlsError::PeerNodeId {
+                        path: files.cert.display().to_string(),
+                        source,
+                    })?;
+                peer_node_id = Some(id);
                 let key = read("--peer-key", &files.key)?;
                 let ca_path = files.trusted_ca.as_deref().unwrap_or(Path::new(""));
                 let ca = Certificate::from_pem(read("--peer-trusted-ca", ca_path)?);
@@ -103,6 +123,10 @@ impl NodeTls {
             }
             None => None,
         };
-        Ok(NodeTls { client, peer })
+        Ok(NodeTls {
+            client,
+            peer,
+            peer_node_id,
+        })
     }
 }

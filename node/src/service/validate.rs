@@ -42,6 +42,25 @@ pub enum Consistency {
 /// sequence number (≥ 1) that the client raises for each new write and repeats on retry.
 pub const CLIENT_ID_METADATA: &str = "x-clockwise-client-id";
 pub const SEQ_METADATA: &str = "x-clockwise-seq";
+/// Longest client id of a write's session, in bytes.
+pub const MAX_CLIENT_ID_BYTES: usize = 128;
+
+/// A session's client id (1 to [`MAX_CLIENT_ID_BYTES`] bytes) and sequence number (≥ 1).
+pub fn session_id(client_id: &str, seq: u64) -> Result<()> {
+    if client_id.is_empty() || client_id.len() > MAX_CLIENT_ID_BYTES {
+        return Err(ServiceError::invalid(
+            CLIENT_ID_METADATA,
+            format!("must be 1 to {MAX_CLIENT_ID_BYTES} bytes"),
+        ));
+    }
+    if seq == 0 {
+        return Err(ServiceError::invalid(
+            SEQ_METADATA,
+            "must be an integer ≥ 1",
+        ));
+    }
+    Ok(())
+}
 
 /// A write's session (from its metadata, both keys or neither) and its message.
 pub fn session<T>(request: tonic::Request<T>) -> Result<(Option<Session>, T)> {
@@ -57,17 +76,8 @@ pub fn session<T>(request: tonic::Request<T>) -> Result<(Option<Session>, T)> {
     let session = match (text(CLIENT_ID_METADATA)?, text(SEQ_METADATA)?) {
         (None, None) => None,
         (Some(client_id), Some(seq)) => {
-            if client_id.is_empty() || client_id.len() > 128 {
-                return Err(ServiceError::invalid(
-                    CLIENT_ID_METADATA,
-                    "must be 1 to 128 bytes",
-                ));
-            }
-            let seq = seq
-                .parse::<u64>()
-                .ok()
-                .filter(|&s| s >= 1)
-                .ok_or_else(|| ServiceError::invalid(SEQ_METADATA, "must be an integer ≥ 1"))?;
+            let seq = seq.parse::<u64>().unwrap_or(0);
+            session_id(&client_id, seq)?;
             let client_id = scoped_client_id(&request, client_id);
             Some(Session { client_id, seq })
         }

@@ -445,20 +445,19 @@ async fn the_peer_port_speaks_only_raft_and_refuses_garbage_raft_messages() {
         Code::InvalidArgument,
         Some("change"),
     );
-    // A forwarded command that does not decode is committed and skipped by the state
-    // machine, as every replica would: an empty answer, and the state is unchanged.
+    // A forwarded command that does not decode is refused before it is proposed (issue
+    // #20: the leader checks a forwarded command as the client port would; one already
+    // in a log is skipped by every replica), and the state is unchanged.
     let (_, digest) = applied(&node).await;
     let forward = raft::ForwardRequest {
         command: b"not a command".to_vec(),
         ..Default::default()
     };
-    let answer = raft
-        .forward(forward)
-        .await
-        .expect("a forwarded write is proposed");
-    assert!(
-        answer.into_inner().result.is_empty(),
-        "a skipped command answers nothing"
+    assert_refused(
+        "Forward of garbage",
+        raft.forward(forward).await,
+        Code::InvalidArgument,
+        Some("command"),
     );
     assert_eq!(
         applied(&node).await.1,

@@ -12,10 +12,13 @@
 //! - [`tls`]: TLS on the client port, mutual TLS on the peer port.
 //! - [`hostile`]: idle-connection floods, connection caps, handshake deadlines, reset
 //!   floods and health-watch caps, while the node keeps answering.
+//! - [`peers`]: a peer certificate speaks only for the node it names; forwarded
+//!   commands pass the client port's checks.
 //! - [`scripts`]: the scripts run binaries from `$CARGO_TARGET_DIR` (no node needed).
 
 mod bad_input;
 mod hostile;
+mod peers;
 mod scripts;
 mod security;
 mod sync_bulkhead;

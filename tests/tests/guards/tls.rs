@@ -21,6 +21,7 @@ struct Pki {
     node: Issued,
     client: Issued,
     peers: TestCa,
+    /// Node 1's peer certificate; nodes 2 and 3 have theirs beside it.
     peer: Issued,
     stranger: Issued,
 }
@@ -30,11 +31,14 @@ fn pki() -> Pki {
     let clients = TestCa::new(&dir, "clients");
     let peers = TestCa::new(&dir, "peers");
     let strangers = TestCa::new(&dir, "strangers");
+    for id in 2..=3 {
+        peers.issue_peer(&format!("peer-{id}"), id);
+    }
     Pki {
         node: clients.issue("node"),
         client: clients.issue("client"),
-        peer: peers.issue("peer"),
-        stranger: strangers.issue("stranger"),
+        peer: peers.issue_peer("peer-1", 1),
+        stranger: strangers.issue_peer("stranger", 1),
         clients,
         peers,
     }
@@ -44,18 +48,29 @@ fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap()
 }
 
+/// Every node's flags; `{id}` stands for its raft id ([`TestCluster`] fills it in), so
+/// each node presents the peer certificate minted for it.
 fn flags(pki: &Pki) -> Vec<String> {
+    let per_node = |path: &Path| path.display().to_string().replace("peer-1", "peer-{id}");
     [
-        ("--cert", &pki.node.cert),
-        ("--key", &pki.node.key),
-        ("--trusted-ca", &pki.clients.ca_path()),
-        ("--peer-cert", &pki.peer.cert),
-        ("--peer-key", &pki.peer.key),
-        ("--peer-trusted-ca", &pki.peers.ca_path()),
+        ("--cert", pki.node.cert.display().to_string()),
+        ("--key", pki.node.key.display().to_string()),
+        ("--trusted-ca", pki.clients.ca_path().display().to_string()),
+        ("--peer-cert", per_node(&pki.peer.cert)),
+        ("--peer-key", per_node(&pki.peer.key)),
+        (
+            "--peer-trusted-ca",
+            pki.peers.ca_path().display().to_string(),
+        ),
     ]
-    .iter()
-    .flat_map(|(flag, path)| [flag.to_string(), path.display().to_string()])
+    .into_iter()
+    .flat_map(|(flag, path)| [flag.to_owned(), path])
     .collect()
+}
+
+/// [`flags`] for node 1 alone.
+fn node_1_flags(pki: &Pki) -> Vec<String> {
+    flags(pki).iter().map(|f| f.replace("{id}", "1")).collect()
 }
 
 /// A client that gives up fast.
@@ -174,7 +189,7 @@ async fn a_cluster_over_mutual_tls_serves_only_holders_of_its_certificates() {
 fn tls_on_both_ports_lifts_the_loopback_rule_and_bad_files_stop_the_start() {
     let pki = pki();
     let dir = unique_temp_dir();
-    let mut args = flags(&pki);
+    let mut args = node_1_flags(&pki);
     args.extend(["--peer-listen".into(), "0.0.0.0:0".into()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let node = NodeProcess::start_at("0.0.0.0:0", &dir, &args);

@@ -109,7 +109,8 @@ pub struct NodeArgs {
     #[arg(long, requires = "cert")]
     trusted_ca: Option<PathBuf>,
     /// This node's certificate (PEM) on the peer port, served and presented to peers;
-    /// with --peer-key and --peer-trusted-ca the peer port speaks only mutual TLS.
+    /// with --peer-key and --peer-trusted-ca the peer port speaks only mutual TLS. It
+    /// must name this node's --id as the URI SAN clockwise://node/<id>.
     #[arg(long, requires_all = ["peer_key", "peer_trusted_ca"])]
     peer_cert: Option<PathBuf>,
     /// The private key (PEM) of --peer-cert.

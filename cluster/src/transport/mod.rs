@@ -17,27 +17,35 @@
 //! sender opened it fails the send cleanly (raft retries with a newer one); once open,
 //! a prune does not disturb it. Every batch names the sender's address, so a node that is
 //! just joining can answer a leader it has not heard of yet.
+//!
+//! The server side ([`RaftTransportService`], `transport/service.rs`) checks who calls:
+//! with mutual TLS, every message, forward, membership request and snapshot must come
+//! from the node id the caller's certificate names ([`crate::peer_cert`]); a snapshot
+//! only from the leader this node follows, within a deadline.
 
 use std::collections::HashMap;
 use std::io::Read as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use clockwise_proto::raft::v1 as pb;
 use clockwise_proto::raft::v1::raft_transport_client::RaftTransportClient;
-use clockwise_proto::raft::v1::raft_transport_server::RaftTransport;
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt as _;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Request, Status};
 
-use crate::driver::{MembershipChange, ProposeError, RaftHandle, Transport};
-use crate::identity::{is_well_formed, Admission, ClusterIdentity, CLUSTER_ID_METADATA};
+use crate::driver::{RaftHandle, Transport};
+use crate::identity::{ClusterIdentity, CLUSTER_ID_METADATA};
 use crate::member::MemberAddress;
-use crate::snapshot::{Descriptor, Receiver as SnapshotReceiver, SnapshotFileError};
+use crate::snapshot::Descriptor;
+
+mod service;
+pub use service::{propose_status, RaftTransportService, SNAPSHOT_RECEIVE_TIMEOUT};
 
 /// Messages queued per peer before new ones are dropped.
 const PEER_QUEUE: usize = 4096;
@@ -55,7 +63,7 @@ const SNAPSHOT_CHUNK: usize = 1 << 20;
 const SNAPSHOT_READ_AHEAD: usize = 4;
 /// The largest snapshot a node accepts (streamed to disk, never held in memory).
 pub const MAX_SNAPSHOT_BYTES: u64 = 64 << 30;
-/// Deadline of one whole `SendSnapshot` call.
+/// Deadline of one whole `SendSnapshot` call, as the sender sets it.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The gRPC metadata key naming the leader when a node refuses a forwarded write.
@@ -108,6 +116,11 @@ impl PeerAuth {
             .map(|t| {
                 format!("Bearer {t}")
                     .parse()
+                    .map(|mut value: tonic::metadata::MetadataValue<_>| {
+                        // Kept out of HTTP/2's header compression table (HPACK).
+                        value.set_sensitive(true);
+                        value
+                    })
                     .map_err(|_| "the peer token is not valid header text".to_owned())
             })
             .transpose()
@@ -152,6 +165,9 @@ pub struct GrpcTransport {
     runtime: tokio::runtime::Handle,
     peers: RwLock<HashMap<u64, Peer>>,
     access: PeerAccess,
+    /// Peer calls refused because the caller's certificate did not prove the node id
+    /// the call claimed (or named none): counted by the server side, read by metrics.
+    identity_refusals: Arc<AtomicU64>,
 }
 
 /// Who sends: what every outbound call names, and the driver told how snapshot sends
@@ -187,7 +203,36 @@ impl GrpcTransport {
             runtime,
             peers: RwLock::new(HashMap::new()),
             access,
+            identity_refusals: Arc::default(),
         })
+    }
+
+    /// This node's raft id, which its calls to peers declare.
+    pub fn id(&self) -> u64 {
+        self.origin.id
+    }
+
+    /// Peer calls refused so far because the caller's certificate did not name the
+    /// node it claimed to be.
+    pub fn identity_refusals(&self) -> u64 {
+        self.identity_refusals.load(Ordering::Relaxed)
+    }
+
+    /// The counter behind [`GrpcTransport::identity_refusals`], for a metrics page.
+    pub fn identity_refusal_counter(&self) -> Arc<AtomicU64> {
+        self.identity_refusals.clone()
+    }
+
+    fn count_identity_refusal(&self) {
+        self.identity_refusals.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many peers this node sends to.
+    fn peer_count(&self) -> usize {
+        self.peers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// How this node reaches its peers.
@@ -355,7 +400,7 @@ async fn send_snapshot(origin: Origin, mut client: PeerClient, message: Message)
         message: header,
         data_len: descriptor.len,
         data_sha256: descriptor.sha256.to_vec(),
-        data: Vec::new(),
+        data: Default::default(),
     };
     let (chunks, read) = mpsc::channel(SNAPSHOT_READ_AHEAD);
     tokio::task::spawn_blocking(move || loop {
@@ -374,7 +419,7 @@ async fn send_snapshot(origin: Origin, mut client: PeerClient, message: Message)
         }
         data.truncate(filled);
         let chunk = pb::SnapshotChunk {
-            data,
+            data: data.into(),
             ..pb::SnapshotChunk::default()
         };
         if chunks.blocking_send(chunk).is_err() {
@@ -392,303 +437,4 @@ async fn send_snapshot(origin: Origin, mut client: PeerClient, message: Message)
         }
     };
     report(delivered);
-}
-
-/// How a refused snapshot stream is answered.
-fn receive_status(error: SnapshotFileError) -> Status {
-    match error {
-        SnapshotFileError::TooLarge(..) => Status::resource_exhausted(format!("data_len: {error}")),
-        SnapshotFileError::Overrun(_) | SnapshotFileError::Short { .. } => {
-            Status::invalid_argument(format!("data: {error}"))
-        }
-        SnapshotFileError::Checksum => Status::data_loss(format!("data_sha256: {error}")),
-        SnapshotFileError::Malformed(_) => Status::invalid_argument(format!("data: {error}")),
-        SnapshotFileError::Io { .. } => {
-            tracing::error!(error = %error, "cannot store a received snapshot");
-            Status::internal("cannot store the snapshot")
-        }
-    }
-}
-
-/// The server side: peer messages go to the driver; forwarded writes are proposed here.
-pub struct RaftTransportService {
-    handle: RaftHandle,
-    transport: Arc<GrpcTransport>,
-    /// One snapshot is received at a time (each is a file being written and fsynced).
-    receiving: tokio::sync::Semaphore,
-}
-
-impl RaftTransportService {
-    pub fn new(handle: RaftHandle, transport: Arc<GrpcTransport>) -> Self {
-        RaftTransportService {
-            handle,
-            transport,
-            receiving: tokio::sync::Semaphore::new(1),
-        }
-    }
-
-    /// Learns a sender this node has no address for (a joining node hears from the
-    /// leader before it has applied the membership that names it).
-    /// Checks the caller's cluster id against this node's: another cluster's call is
-    /// refused (FAILED_PRECONDITION, logged with both ids). A node without an id adopts
-    /// the caller's, persisted before the call goes on, only from a leader's messages
-    /// (`from_leader`): a joining node learns its cluster from the leader that added
-    /// it, never from a stray candidate.
-    fn admit<T>(&self, request: &Request<T>, from: u64, from_leader: bool) -> Result<(), Status> {
-        let identity = self.transport.access().auth.identity();
-        let theirs = match request.metadata().get(CLUSTER_ID_METADATA) {
-            None => None,
-            Some(value) => Some(
-                value
-                    .to_str()
-                    .ok()
-                    .filter(|id| is_well_formed(id))
-                    .ok_or_else(|| {
-                        Status::invalid_argument(format!("{CLUSTER_ID_METADATA}: not a cluster id"))
-                    })?,
-            ),
-        };
-        let admission = match (identity.get(), theirs) {
-            (None, Some(_)) if !from_leader => Ok(Admission::Accept),
-            _ => identity.admit(theirs),
-        };
-        match admission {
-            Ok(Admission::Accept) => Ok(()),
-            Ok(Admission::Adopted) => {
-                tracing::info!(cluster_id = theirs, from, "joined cluster: stored its id");
-                Ok(())
-            }
-            Ok(Admission::Refuse { ours, theirs }) => {
-                tracing::warn!(
-                    ours = %ours,
-                    theirs = %theirs,
-                    from,
-                    "refused a peer of another cluster"
-                );
-                Err(Status::failed_precondition(format!(
-                    "{CLUSTER_ID_METADATA}: this node belongs to cluster {ours}, the caller \
-                     (node {from}) to cluster {theirs}"
-                )))
-            }
-            Err(e) => Err(Status::internal(format!(
-                "cannot store the cluster id: {e}"
-            ))),
-        }
-    }
-
-    fn learn_sender(&self, from: u64, address: &str) {
-        if from != 0 && !address.is_empty() && self.transport.address(from).is_none() {
-            // A bare `host:port`, which decodes as both addresses.
-            self.transport
-                .add_peer(from, &MemberAddress::decode(address));
-        }
-    }
-}
-
-#[tonic::async_trait]
-impl RaftTransport for RaftTransportService {
-    async fn send(
-        &self,
-        request: Request<pb::RaftMessageBatch>,
-    ) -> Result<Response<pb::SendAck>, Status> {
-        let messages = request
-            .get_ref()
-            .messages
-            .iter()
-            .map(|bytes| {
-                Message::parse_from_bytes(bytes).map_err(|e| {
-                    Status::invalid_argument(format!("messages: not a raft message: {e}"))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let from_leader = messages.iter().any(|m| {
-            matches!(
-                m.get_msg_type(),
-                MessageType::MsgAppend | MessageType::MsgHeartbeat
-            )
-        });
-        self.admit(&request, request.get_ref().from, from_leader)?;
-        let batch = request.into_inner();
-        self.learn_sender(batch.from, &batch.from_address);
-        for message in messages {
-            self.handle.step(message);
-        }
-        Ok(Response::new(pb::SendAck {}))
-    }
-
-    async fn send_snapshot(
-        &self,
-        request: Request<Streaming<pb::SnapshotChunk>>,
-    ) -> Result<Response<pb::SendAck>, Status> {
-        let _receiving = self
-            .receiving
-            .try_acquire()
-            .map_err(|_| Status::unavailable("another snapshot is being received; retry"))?;
-        // Checked before any data is read; the id is adopted (a snapshot comes from a
-        // leader) only once the whole snapshot arrived intact, below.
-        let identity = self.transport.access().auth.identity().clone();
-        let theirs = request
-            .metadata()
-            .get(CLUSTER_ID_METADATA)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        if let (Some(ours), Some(theirs)) = (identity.get(), theirs.as_deref()) {
-            if ours != theirs {
-                self.admit(&request, 0, false)?;
-            }
-        }
-        let header = Request::from_parts(request.metadata().clone(), Default::default(), ());
-        let mut chunks = request.into_inner();
-        let first = chunks.next().await.ok_or_else(|| {
-            Status::invalid_argument("message: the snapshot stream is empty (no first chunk)")
-        })??;
-        self.learn_sender(first.from, &first.from_address);
-        let message = Message::parse_from_bytes(&first.message)
-            .map_err(|e| Status::invalid_argument(format!("message: not a raft message: {e}")))?;
-        if message.get_msg_type() != MessageType::MsgSnapshot {
-            return Err(Status::invalid_argument("message: not a snapshot message"));
-        }
-        let descriptor = Descriptor::decode(&message.get_snapshot().data).map_err(|e| {
-            Status::invalid_argument(format!("message: its snapshot descriptor: {e}"))
-        })?;
-        let meta = message.get_snapshot().get_metadata();
-        if (descriptor.index, descriptor.term) != (meta.index, meta.term)
-            || descriptor.len != first.data_len
-            || descriptor.sha256.as_slice() != first.data_sha256.as_slice()
-        {
-            return Err(Status::invalid_argument(
-                "data_len, data_sha256: not the snapshot the message describes",
-            ));
-        }
-        // Written and hashed on a blocking thread (fsync never on a tokio worker), fed
-        // through a short queue: memory stays a few chunks whatever the size.
-        let receiver =
-            SnapshotReceiver::create(self.handle.snapshot_dir(), descriptor, MAX_SNAPSHOT_BYTES)
-                .map_err(receive_status)?;
-        let (pieces, mut arriving) = mpsc::channel::<Vec<u8>>(SNAPSHOT_READ_AHEAD);
-        let writer = tokio::task::spawn_blocking(move || {
-            let mut receiver = receiver;
-            while let Some(piece) = arriving.blocking_recv() {
-                receiver.write(&piece)?;
-            }
-            receiver.finish()
-        });
-        let mut count = 0u64;
-        let streamed: Result<(), Status> = async {
-            if !first.data.is_empty() {
-                count += 1;
-                if pieces.send(first.data).await.is_err() {
-                    return Ok(()); // the writer refused it: its error follows
-                }
-            }
-            while let Some(chunk) = chunks.next().await {
-                count += 1;
-                if pieces.send(chunk?.data).await.is_err() {
-                    break;
-                }
-            }
-            Ok(())
-        }
-        .await;
-        drop(pieces);
-        let stored = writer
-            .await
-            .map_err(|_| Status::internal("the snapshot writer failed"))?;
-        streamed?;
-        stored.map_err(receive_status)?;
-        tracing::info!(
-            from = first.from,
-            index = descriptor.index,
-            bytes = descriptor.len,
-            chunks = count,
-            "received a snapshot"
-        );
-        self.admit(&header, first.from, true)?;
-        if !self.handle.step(message) {
-            return Err(Status::unavailable("the raft queue is full; retry later"));
-        }
-        Ok(Response::new(pb::SendAck {}))
-    }
-
-    async fn change_membership(
-        &self,
-        request: Request<pb::MembershipRequest>,
-    ) -> Result<Response<pb::MembershipResponse>, Status> {
-        self.admit(&request, 0, false)?;
-        let request = request.into_inner();
-        let change = pb::MembershipChange::try_from(request.change)
-            .unwrap_or(pb::MembershipChange::Unspecified);
-        let applied_index = match change {
-            pb::MembershipChange::AddLearner => self
-                .handle
-                .change_membership(MembershipChange::AddLearner {
-                    id: request.id,
-                    address: MemberAddress::decode(&request.address),
-                })
-                .await
-                .map_err(propose_status)?,
-            pb::MembershipChange::Remove => self
-                .handle
-                .change_membership(MembershipChange::Remove { id: request.id })
-                .await
-                .map_err(propose_status)?,
-            pb::MembershipChange::TransferLeader => {
-                self.handle
-                    .transfer_leader(request.id)
-                    .await
-                    .map_err(propose_status)?;
-                0
-            }
-            pb::MembershipChange::Unspecified => {
-                return Err(Status::invalid_argument("change: must be set"))
-            }
-        };
-        Ok(Response::new(pb::MembershipResponse {
-            applied_index,
-            leader_id: self.handle.status().leader_id,
-        }))
-    }
-
-    async fn forward(
-        &self,
-        request: Request<pb::ForwardRequest>,
-    ) -> Result<Response<pb::ForwardResponse>, Status> {
-        self.admit(&request, 0, false)?;
-        let command = request.into_inner().command;
-        if command.is_empty() {
-            // An empty entry would be taken for raft's no-op and never answered.
-            return Err(Status::invalid_argument("command: must not be empty"));
-        }
-        match self.handle.propose(command).await {
-            Ok(result) => Ok(Response::new(pb::ForwardResponse { result })),
-            Err(e) => Err(propose_status(e)),
-        }
-    }
-}
-
-/// How a refused proposal travels back to a forwarding node.
-pub fn propose_status(error: ProposeError) -> Status {
-    match error {
-        ProposeError::NotLeader { leader } => {
-            // The metadata marks the refusal as "not the leader" (0: none known).
-            let mut status = Status::failed_precondition("not the leader");
-            if let Ok(value) = leader.unwrap_or(0).to_string().parse() {
-                status.metadata_mut().insert(LEADER_METADATA, value);
-            }
-            status
-        }
-        ProposeError::Busy => Status::resource_exhausted("the proposal queue is full; retry later"),
-        ProposeError::Unknown => {
-            let mut status =
-                Status::unavailable("leadership changed; the write may or may not be applied");
-            status.metadata_mut().insert(
-                OUTCOME_UNKNOWN_METADATA,
-                tonic::metadata::MetadataValue::from_static("1"),
-            );
-            status
-        }
-        ProposeError::Stopped => Status::unavailable("the node is stopping"),
-        ProposeError::Refused(why) => Status::failed_precondition(why),
-        ProposeError::Conflict(why) => Status::aborted(why),
-    }
 }
