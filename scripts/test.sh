@@ -6,7 +6,9 @@
 #  1. cargo fmt --check, clippy with warnings as errors, the layout rules
 #     (scripts/check-layout.sh: file sizes, a pure engine, a node library without clap);
 #  2. cargo test for every crate (unit tests, golden vectors, integration tests that
-#     start real `clockwise node` processes);
+#     start real `clockwise node` processes), then the hostile-client suite (idle
+#     connection floods, reset floods, forged peer identities, oversized forwards, open
+#     token files, rogue members) on its own;
 #  3. the differential conformance test (tests/conformance/ring_diff.py) against the
 #     Python drill reference (shared/reference/ring_reference.py): in process on fixed
 #     seeds in both position spaces, then through the gRPC API of a running node; and
@@ -71,8 +73,20 @@ cargo build --locked -p clockwise-client --examples
 export CLOCKWISE_BIN=$root/target/debug/clockwise
 replay=$root/target/debug/replay
 
-step "cargo test (every crate)"
-cargo test --workspace --locked
+step "cargo test (every crate; the hostile-client suite runs next, on its own)"
+cargo test --workspace --locked -- --skip hostile::
+
+# Issue 20's suite, one place to see that nothing unauthenticated takes a node down:
+# thousands of idle connections, connection caps, silent connections and a reset flood
+# while a 3-node cluster keeps answering health and committing writes (hostile::); a
+# peer certificate of one node claiming to be another, and oversized forwarded commands
+# (peers::); a token file others may read (security::); a member added at a rogue
+# address never receives a call or the token (sdk::).
+step "hostile-client suite"
+cargo test --locked -p clockwise-tests --test guards -- hostile:: peers::a_ \
+  security::a_node_refuses_to_start_exposed_without_a_peer_token_or_with_an_open_token_file
+cargo test --locked -p clockwise-tests --test cluster -- \
+  sdk::a_member_added_at_a_rogue_address_never_receives_a_call_or_the_token
 
 passed=0
 failed=0
