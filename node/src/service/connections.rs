@@ -252,6 +252,14 @@ fn about_one_connection(error: &io::Error) -> bool {
     )
 }
 
+/// The wait after an accept error, given the last one in this burst (`None`: the first).
+fn next_backoff(last: Option<Duration>) -> Duration {
+    match last {
+        None => ACCEPT_BACKOFF_START,
+        Some(last) => (last * 2).min(ACCEPT_BACKOFF_MAX),
+    }
+}
+
 impl Acceptor {
     async fn next(&mut self) -> GuardedStream {
         loop {
@@ -322,17 +330,14 @@ impl Acceptor {
     /// Out of descriptors or buffers: retrying at once would spin. Wait, doubling.
     async fn back_off(&mut self, error: &io::Error) {
         self.counters.accept_errors.fetch_add(1, Ordering::Relaxed);
-        let wait = match self.backoff {
-            None => {
-                tracing::warn!(
-                    port = self.port,
-                    %error,
-                    "cannot accept connections; backing off until it can"
-                );
-                ACCEPT_BACKOFF_START
-            }
-            Some(last) => (last * 2).min(ACCEPT_BACKOFF_MAX),
-        };
+        if self.backoff.is_none() {
+            tracing::warn!(
+                port = self.port,
+                %error,
+                "cannot accept connections; backing off until it can"
+            );
+        }
+        let wait = next_backoff(self.backoff);
         self.backoff = Some(wait);
         tokio::time::sleep(wait).await;
     }
@@ -496,6 +501,26 @@ mod tests {
         assert_eq!(clamp_to_descriptors(8192, 256, 1024), (512, 256));
         // Tiny limits still leave each port a connection.
         assert_eq!(clamp_to_descriptors(8192, 256, 100), (1, 1));
+    }
+
+    #[test]
+    fn running_out_of_descriptors_backs_off_instead_of_retrying_at_once() {
+        // Before: tonic retried every accept error at once, spinning a core while the
+        // process had no descriptor left.
+        for errno in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {
+            assert!(!about_one_connection(&io::Error::from_raw_os_error(errno)));
+        }
+        assert!(about_one_connection(&io::Error::from(
+            io::ErrorKind::ConnectionAborted
+        )));
+        let mut waits = vec![next_backoff(None)];
+        for _ in 0..10 {
+            waits.push(next_backoff(waits.last().copied()));
+        }
+        assert_eq!(waits[0], ACCEPT_BACKOFF_START);
+        assert_eq!(waits[1], ACCEPT_BACKOFF_START * 2);
+        assert!(waits.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(*waits.last().unwrap(), ACCEPT_BACKOFF_MAX);
     }
 
     #[test]
