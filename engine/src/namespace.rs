@@ -91,7 +91,7 @@ impl Namespace {
     pub(crate) fn new(space: PositionSpace) -> Self {
         Namespace {
             space,
-            ring: Ring::new(space),
+            ring: Ring::default(),
             placement: Placement::default(),
             limits: Vec::new(),
             latest: 0,
@@ -170,7 +170,7 @@ impl Namespace {
             return false;
         }
         self.space = space;
-        self.ring = Ring::new(space);
+        self.ring = Ring::default();
         self.placement = Placement::default();
         self.limits.clear();
         true
