@@ -12,6 +12,7 @@
 //!   `index`: the hash index from key to slot;
 //!   `placement`: per-node loads and LRU order over them.
 //! - `namespace`: one ring with its items and limits; the semantics both drills share.
+//!   `merges`: its merge records, each with its final target kept (`GetMergedInto`).
 //!   `backups`: a namespace's saved backups (`Backup`, `Restore`).
 //! - [`hashring`] / [`chatrouter`]: the two drill facades, method for method.
 //! - [`command`]: every mutation as a value, applied by [`Engine::apply`] (what a
@@ -41,6 +42,7 @@ pub mod hashring;
 mod index;
 mod item;
 mod md5_batch;
+mod merges;
 mod namespace;
 mod placement;
 pub mod position;

@@ -14,6 +14,7 @@ use super::backups::Backups;
 use super::digest::{self, Sum};
 use super::item::{dead_by, NEVER};
 use super::item::{Item, Slot};
+use super::merges::Merges;
 use super::placement::Placement;
 use super::ring::{NodeIdx, Ring, VnodeId};
 use super::PositionSpace;
@@ -69,7 +70,7 @@ pub(crate) struct Namespace {
     pub(crate) latest: i64,
     /// Each merged-away node and the node it was merged into (changed only through
     /// [`Self::record_merge`] and [`Self::add`], which keep `facts`).
-    pub(crate) merged: BTreeMap<Box<str>, Box<str>>,
+    pub(crate) merged: Merges,
     /// Saved backups, oldest first.
     pub(crate) backups: Backups,
     /// The sum of the digest facts of the nodes, limits and merge records (the items'
@@ -95,7 +96,7 @@ impl Namespace {
             placement: Placement::default(),
             limits: Vec::new(),
             latest: 0,
-            merged: BTreeMap::new(),
+            merged: Merges::default(),
             backups: Backups::default(),
             facts: 0,
         }
@@ -129,18 +130,22 @@ impl Namespace {
                 sum = sum.wrapping_add(digest::limit(name, limit));
             }
         }
-        for (from, to) in &self.merged {
+        for (from, to) in self.merged.iter() {
             sum = sum.wrapping_add(digest::merged(from, to));
         }
         sum
     }
 
-    /// Records that `from` was merged into `to` (replacing an older record of `from`).
-    pub(crate) fn record_merge(&mut self, from: &str, to: &str) {
-        if let Some(old) = self.merged.insert(from.into(), to.into()) {
-            self.facts = self.facts.wrapping_sub(digest::merged(from, &old));
+    /// Records that `from` was merged into `to`; `false` (nothing recorded) when `from`
+    /// has a record already or `to` leads back to `from` (only a forged snapshot or
+    /// backup holds such records).
+    pub(crate) fn record_merge(&mut self, from: &str, to: &str) -> bool {
+        if !self.merged.admits(from, to) {
+            return false;
         }
+        self.merged.insert(from, to);
         self.facts = self.facts.wrapping_add(digest::merged(from, to));
+        true
     }
 
     /// Sets a node's recorded limit, keeping its digest fact.
@@ -248,23 +253,15 @@ impl Namespace {
             .reroute(&affected, |pos| ring.route_vnode(pos));
         debug_assert!(dropped.is_empty(), "the merged ring has every position");
         debug_assert_eq!(self.placement.load(from_idx).count, 0);
-        self.record_merge(from, to);
+        let recorded = self.record_merge(from, to);
+        debug_assert!(recorded, "a live node has no merge record");
         true
     }
 
     /// Where `name` was merged into, following later merges of the target; `None` if it
-    /// was not merged (or was added again since).
+    /// was not merged (or was added again since). O(log n): see `merges`.
     pub(crate) fn merged_into(&self, name: &str) -> Option<String> {
-        let mut target = self.merged.get(name)?;
-        // Records form chains without cycles (adding a node again clears its record);
-        // the bound is a guard.
-        for _ in 0..self.merged.len() {
-            match self.merged.get(target) {
-                Some(next) => target = next,
-                None => break,
-            }
-        }
-        Some(target.to_string())
+        self.merged.final_target(name).map(str::to_owned)
     }
 
     /// `add_node` / `add_server`: one position, the bare name.
