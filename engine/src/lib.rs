@@ -10,7 +10,8 @@
 //! - `item`: one stored key or request, its slot and expiry;
 //!   `slab`: the items' storage, in chunks shared copy-on-write with frozen views;
 //!   `index`: the hash index from key to slot;
-//!   `placement`: per-node loads and LRU order over them.
+//!   `placement`: per-node loads and LRU order over them;
+//!   `expiry_sums`: a node's expiring items summed by expiry (reads ahead of the clock).
 //! - `namespace`: one ring with its items and limits; the semantics both drills share.
 //!   `merges`: its merge records, each with its final target kept (`GetMergedInto`).
 //!   `backups`: a namespace's saved backups (`Backup`, `Restore`).
@@ -38,6 +39,7 @@ mod backups;
 pub mod chatrouter;
 pub mod command;
 mod digest;
+mod expiry_sums;
 pub mod hashring;
 mod index;
 mod item;
