@@ -18,6 +18,7 @@
 //! - [`hashring`] / [`chatrouter`]: the two drill facades, method for method.
 //! - [`command`]: every mutation as a value, applied by [`Engine::apply`] (what a
 //!   replicated log carries).
+//! - [`quota`]: the rings, nodes and virtual nodes a command may grow the state to.
 //! - `digest`: the state digest, a sum of per-fact hashes kept as commands apply.
 //! - [`snapshot`]: the versioned, streamed encoding of an [`Engine`] (and the canonical
 //!   encoding of a ring that backups store); [`EngineView`], a frozen state to write.
@@ -48,6 +49,7 @@ mod merges;
 mod namespace;
 mod placement;
 pub mod position;
+pub mod quota;
 mod ring;
 mod slab;
 pub mod snapshot;
@@ -62,6 +64,7 @@ pub use digest::StateDigest;
 pub use hashring::{HashRing, KeyOperation, KeyOperationKind};
 pub use namespace::{Location, UNLIMITED};
 pub use position::PositionSpace;
+pub use quota::{Quota, QuotaExceeded, Quotas};
 pub use snapshot::{EngineView, SnapshotError};
 
 /// The namespace used when a request names none.
@@ -124,6 +127,11 @@ impl Engine {
             self.hash_rings.insert(ring.to_owned(), HashRing::default());
         }
         self.hash_rings.get_mut(ring).expect("inserted above")
+    }
+
+    /// How many namespaces exist, HashRing and ChatRouter together (the rings quota).
+    pub fn ring_count(&self) -> usize {
+        self.hash_rings.len() + self.chat_routers.len()
     }
 
     pub fn chat_router(&self, ring: &str) -> Option<&ChatRouter> {

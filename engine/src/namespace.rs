@@ -89,6 +89,17 @@ impl Namespace {
         self.ring.node_count() == 0 && self.placement.len() == 0
     }
 
+    /// Holds nothing but its clock: no node, key, backup or merge record, and the
+    /// default position space. Such a namespace is not worth creating (see
+    /// [`crate::Engine::apply_within`]).
+    pub(crate) fn is_pristine(&self) -> bool {
+        self.space == PositionSpace::default()
+            && self.is_empty()
+            && self.placement.next_seq() == 0
+            && self.merged.is_empty()
+            && self.backups.list().is_empty()
+    }
+
     pub(crate) fn new(space: PositionSpace) -> Self {
         Namespace {
             space,

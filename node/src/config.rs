@@ -16,6 +16,7 @@ use crate::service::auth::Tokens;
 use crate::service::limits::Limits;
 use crate::service::sync::SyncConfig;
 use crate::service::tls::NodeTls;
+use clockwise_engine::Quotas;
 
 /// How far above its client port a node's peer port is by default.
 pub const PEER_PORT_OFFSET: u16 = 100;
@@ -65,6 +66,10 @@ pub struct NodeConfig {
     pub snapshot_entries: u64,
     /// Backups kept per ring (the leader's value is written into each backup command).
     pub max_backups_per_ring: u32,
+    /// Rings, nodes per ring and virtual nodes per ring a write may grow the state to
+    /// (`--max-rings`, `--max-nodes-per-ring`, `--max-vnodes-per-ring`; the leader's
+    /// values are written into each entry it proposes).
+    pub quotas: Quotas,
     /// The bearer tokens this node accepts; `None`: no authentication.
     pub tokens: Option<Arc<Tokens>>,
     /// Message sizes, streams per connection, per-client rates.
@@ -90,6 +95,7 @@ impl Default for NodeConfig {
             initial_cluster_state: None,
             snapshot_entries: DriverConfig::default().snapshot_entries,
             max_backups_per_ring: DEFAULT_MAX_BACKUPS_PER_RING,
+            quotas: Quotas::default(),
             tokens: None,
             limits: Limits::default(),
             tls: NodeTls::default(),
@@ -249,6 +255,17 @@ impl NodeConfig {
                 self.max_backups_per_ring,
                 "1 to 1024",
             );
+        }
+        let quotas = [
+            ("--max-rings", self.quotas.max_rings),
+            ("--max-nodes-per-ring", self.quotas.max_nodes_per_ring),
+            ("--max-vnodes-per-ring", self.quotas.max_vnodes_per_ring),
+        ];
+        for (flag, value) in quotas {
+            // 0 would refuse every ring or node.
+            if value == 0 {
+                return out_of_range(flag, value, "at least 1");
+            }
         }
         if !range::SYNC_MAX_CALLS.contains(&self.sync.max_calls) {
             return out_of_range("--sync-max-calls", self.sync.max_calls, "1 to 100000");

@@ -11,7 +11,7 @@ use prost::Message;
 
 use clockwise_engine::{
     BatchResult, ChatRouterOp, Command, HashRingOp, KeyOperation, KeyOperationKind, Op, Outcome,
-    PositionSpace, RequestOperation, RequestOperationKind,
+    PositionSpace, Quota, QuotaExceeded, Quotas, RequestOperation, RequestOperationKind,
 };
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -33,6 +33,9 @@ pub enum CodecError {
     /// their window.
     #[error("the retry sessions are full ({limit}) and none is old enough to drop")]
     SessionsFull { limit: u64 },
+    /// The command was refused by a quota; nothing changed.
+    #[error("{0}")]
+    QuotaExceeded(QuotaExceeded),
 }
 
 /// A retrying client's identity and the sequence number of one write: the state machine
@@ -66,6 +69,48 @@ pub fn encode_stamped_entry(
 
 pub fn decode_entry(bytes: &[u8]) -> Result<(Command, Option<Session>), CodecError> {
     decode_stamped_entry(bytes).map(|(command, session, _)| (command, session))
+}
+
+/// [`encode_stamped_entry`] with the leader's quotas, which every replica applies the
+/// entry within.
+pub fn encode_entry_within(
+    command: &Command,
+    session: Option<&Session>,
+    proposed_at_ms: i64,
+    quotas: &Quotas,
+) -> Vec<u8> {
+    let mut pb = to_proto(command);
+    if let Some(session) = session {
+        pb.client_id = session.client_id.clone();
+        pb.seq = session.seq;
+    }
+    pb.proposed_at_ms = proposed_at_ms;
+    pb.quotas = Some(pb::Quotas {
+        max_rings: quotas.max_rings,
+        max_nodes_per_ring: quotas.max_nodes_per_ring,
+        max_vnodes_per_ring: quotas.max_vnodes_per_ring,
+    });
+    pb.encode_to_vec()
+}
+
+/// [`decode_stamped_entry`] with the quotas the entry is to be applied within: the
+/// leader's stamp, or none at all for an entry written before quotas (so that replaying
+/// it gives what it gave then).
+pub fn decode_entry_within(
+    bytes: &[u8],
+) -> Result<(Command, Option<Session>, i64, Quotas), CodecError> {
+    let mut pb = pb::Command::decode(bytes).map_err(|e| CodecError::Malformed(e.to_string()))?;
+    let session = (!pb.client_id.is_empty()).then(|| Session {
+        client_id: pb.client_id.clone(),
+        seq: pb.seq,
+    });
+    let quotas = pb.quotas.take().map_or(Quotas::UNLIMITED, |q| Quotas {
+        max_rings: q.max_rings,
+        max_nodes_per_ring: q.max_nodes_per_ring,
+        max_vnodes_per_ring: q.max_vnodes_per_ring,
+    });
+    let proposed_at_ms = pb.proposed_at_ms;
+    Ok((from_proto(pb)?, session, proposed_at_ms, quotas))
 }
 
 /// [`decode_entry`], with the leader's `proposed_at_ms` stamp (0: none).
@@ -102,6 +147,10 @@ pub fn encode_outcome(outcome: &Outcome) -> Vec<u8> {
             value: name.clone(),
         }),
         Outcome::Count(value) => pb::outcome::Value::Count(pb::Count { value: *value }),
+        Outcome::Refused(refused) => pb::outcome::Value::QuotaExceeded(pb::QuotaExceeded {
+            quota: refused.quota.name().to_owned(),
+            limit: refused.limit,
+        }),
         Outcome::Batch(results) => pb::outcome::Value::Batch(pb::BatchOutcome {
             results: results
                 .iter()
@@ -126,6 +175,19 @@ pub fn decode_outcome(bytes: &[u8]) -> Result<Outcome, CodecError> {
         pb::outcome::Value::Count(count) => Outcome::Count(count.value),
         pb::outcome::Value::StaleSequence(last) => return Err(CodecError::StaleSequence { last }),
         pb::outcome::Value::SessionsFull(limit) => return Err(CodecError::SessionsFull { limit }),
+        pb::outcome::Value::QuotaExceeded(refused) => {
+            let quota = [Quota::Rings, Quota::NodesPerRing, Quota::VnodesPerRing]
+                .into_iter()
+                .find(|q| q.name() == refused.quota)
+                .ok_or(CodecError::Malformed(format!(
+                    "unknown quota {:?}",
+                    refused.quota
+                )))?;
+            return Err(CodecError::QuotaExceeded(QuotaExceeded {
+                quota,
+                limit: refused.limit,
+            }));
+        }
         pb::outcome::Value::Batch(batch) => Outcome::Batch(
             batch
                 .results
@@ -296,6 +358,7 @@ fn to_proto(command: &Command) -> pb::Command {
         client_id: String::new(),
         seq: 0,
         proposed_at_ms: 0,
+        quotas: None,
     }
 }
 
@@ -532,6 +595,7 @@ mod tests {
             client_id: String::new(),
             seq: 0,
             proposed_at_ms: 0,
+            quotas: None,
             op: Some(pb::command::Op::HashRing(pb::HashRingOp {
                 op: Some(pb::hash_ring_op::Op::Configure(7)),
             })),
@@ -546,6 +610,7 @@ mod tests {
             client_id: String::new(),
             seq: 0,
             proposed_at_ms: 0,
+            quotas: None,
             op: Some(pb::command::Op::ChatRouter(pb::ChatRouterOp { op: None })),
         };
         assert_eq!(

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use clockwise_cluster::state_machine::StateSnapshot;
 use clockwise_cluster::StateMachine;
-use clockwise_engine::{ChatRouterOp, Engine, EngineView, HashRingOp, Op, StateDigest};
+use clockwise_engine::{ChatRouterOp, Engine, EngineView, HashRingOp, Op, Quotas, StateDigest};
 
 pub use envelope::MachineSnapshotError;
 use envelope::{known_version, MACHINE_SNAPSHOT_VERSION, MAX_SESSIONS_ENCODED, TRUNCATED};
@@ -37,6 +37,9 @@ pub struct EngineMachine {
     /// This node's `--max-backups-per-ring`: written into a backup command when this
     /// node leads and proposes it, so every replica keeps the same number.
     max_backups_per_ring: u32,
+    /// This node's quotas (`--max-rings`, …): written into every entry this node
+    /// proposes as leader, so every replica applies the entry within the same ones.
+    quotas: Quotas,
     digest: Arc<PublishedDigest>,
 }
 
@@ -76,8 +79,15 @@ impl EngineMachine {
             engine,
             sessions: Sessions::default(),
             max_backups_per_ring: max_backups_per_ring.max(1),
+            quotas: Quotas::default(),
             digest,
         }
+    }
+
+    /// The quotas this node writes into the entries it proposes as leader.
+    pub fn with_quotas(mut self, quotas: Quotas) -> Self {
+        self.quotas = quotas;
+        self
     }
 
     /// Where this machine publishes its digest after every apply and restore.
@@ -213,9 +223,11 @@ impl StateMachine for EngineMachine {
 
     /// On the leader: a command sent with timestamp 0 gets the leader's clock, once, so
     /// every replica applies the same time; a write with a session gets the leader's
-    /// clock as `proposed_at_ms`, the clock its retry session ages by.
+    /// clock as `proposed_at_ms`, the clock its retry session ages by; every entry gets
+    /// the leader's quotas (replacing any a forwarding peer wrote).
     fn prepare(&self, data: Vec<u8>) -> Vec<u8> {
-        let Ok((mut command, session, mut proposed_at_ms)) = codec::decode_stamped_entry(&data)
+        let Ok((mut command, session, mut proposed_at_ms, quotas)) =
+            codec::decode_entry_within(&data)
         else {
             return data;
         };
@@ -236,8 +248,8 @@ impl StateMachine for EngineMachine {
                 changed = true;
             }
         }
-        if changed {
-            codec::encode_stamped_entry(&command, session.as_ref(), proposed_at_ms)
+        if changed || quotas != self.quotas {
+            codec::encode_entry_within(&command, session.as_ref(), proposed_at_ms, &self.quotas)
         } else {
             data
         }
@@ -246,7 +258,8 @@ impl StateMachine for EngineMachine {
     fn apply(&mut self, index: u64, data: &[u8]) -> Vec<u8> {
         // Every replica decodes the same bytes the same way: a command that does not
         // decode is skipped everywhere, and its proposer gets an empty answer.
-        let Ok((command, session, proposed_at_ms)) = codec::decode_stamped_entry(data) else {
+        let Ok((command, session, proposed_at_ms, quotas)) = codec::decode_entry_within(data)
+        else {
             return Vec::new();
         };
         // The sessions' clock is the leader's stamp in the log: the same on every replica.
@@ -261,7 +274,7 @@ impl StateMachine for EngineMachine {
         }
         let outcome = {
             let mut engine = self.engine.write().unwrap_or_else(PoisonError::into_inner);
-            let outcome = codec::encode_outcome(&engine.apply(&command));
+            let outcome = codec::encode_outcome(&engine.apply_within(&command, &quotas));
             self.digest.set(engine.digest());
             outcome
         };
@@ -730,6 +743,46 @@ mod tests {
         assert!(stamped.timestamp > 0);
         assert_eq!(kept_session, session("c", 1));
         let fixed = codec::encode(&command(5, HashRingOp::StoreKey { key: "k".into() }));
-        assert_eq!(m.prepare(fixed.clone()), fixed);
+        let prepared = m.prepare(fixed.clone());
+        assert_eq!(
+            codec::decode_entry(&prepared).unwrap(),
+            codec::decode_entry(&fixed).unwrap(),
+            "only the leader's quotas are added"
+        );
+        assert_eq!(m.prepare(prepared.clone()), prepared, "stamped once");
+    }
+
+    #[test]
+    fn every_replica_applies_an_entry_within_the_quotas_its_leader_wrote() {
+        let small = Quotas {
+            max_nodes_per_ring: 1,
+            ..Quotas::default()
+        };
+        let (leader, _) = machine();
+        let leader = leader.with_quotas(small);
+        // A replica configured otherwise applies what the entry says, not its own flags.
+        let (mut replica, _) = machine();
+        let add = |name: &str| {
+            command(
+                1,
+                HashRingOp::AddNode {
+                    node_id: name.into(),
+                },
+            )
+        };
+        // A forwarding peer's own quotas are replaced by the leader's.
+        let forged = codec::encode_entry_within(&add("a"), None, 0, &Quotas::UNLIMITED);
+        let (.., quotas) = codec::decode_entry_within(&leader.prepare(forged)).unwrap();
+        assert_eq!(quotas, small);
+        let first = replica.apply(1, &leader.prepare(codec::encode(&add("a"))));
+        assert_eq!(codec::decode_outcome(&first), Ok(Outcome::Done(true)));
+        let second = replica.apply(2, &leader.prepare(codec::encode(&add("b"))));
+        assert!(matches!(
+            codec::decode_outcome(&second),
+            Err(CodecError::QuotaExceeded(refused)) if refused.limit == 1
+        ));
+        // An entry from before quotas carries none and is applied without any.
+        let old = replica.apply(3, &codec::encode(&add("c")));
+        assert_eq!(codec::decode_outcome(&old), Ok(Outcome::Done(true)));
     }
 }
