@@ -92,6 +92,26 @@ async fn quotas_refuse_naming_the_quota_and_no_ops_create_no_ring() {
         timestamp: 0,
     };
     refused(&node, "max-nodes-per-ring", ring.add_node(fourth)).await;
+    // Listings are bounded by the quota, whatever `n` asks for.
+    let listed = ring
+        .list_nodes(hr::ListNodesRequest {
+            ring: "a".into(),
+            timestamp: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.nodes, ["n1", "n2", "n3"]);
+    let top = ring
+        .top_loaded(hr::TopLoadedRequest {
+            ring: "a".into(),
+            n: i64::MAX,
+            timestamp: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(top.entries.len(), 3);
 
     let server = |ring: &str| cr::AddServerRequest {
         ring: ring.into(),
