@@ -417,6 +417,36 @@ mod tests {
                 },
             ),
             (
+                "--max-rings",
+                NodeConfig {
+                    quotas: Quotas {
+                        max_rings: 0,
+                        ..Quotas::default()
+                    },
+                    ..Default::default()
+                },
+            ),
+            (
+                "--max-nodes-per-ring",
+                NodeConfig {
+                    quotas: Quotas {
+                        max_nodes_per_ring: 0,
+                        ..Quotas::default()
+                    },
+                    ..Default::default()
+                },
+            ),
+            (
+                "--max-vnodes-per-ring",
+                NodeConfig {
+                    quotas: Quotas {
+                        max_vnodes_per_ring: 0,
+                        ..Quotas::default()
+                    },
+                    ..Default::default()
+                },
+            ),
+            (
                 "--sync-max-calls",
                 NodeConfig {
                     sync: SyncConfig {
