@@ -699,6 +699,32 @@ mod tests {
         assert_eq!(&bytes[..bytes.len() - CHECKSUM_LEN], expected.as_slice());
     }
 
+    /// Issue 20: a state past 4 GiB must still travel as a snapshot. Every length on
+    /// the way is 64 bits: the descriptor raft carries, and the receiver's limit
+    /// (`MAX_SNAPSHOT_BYTES`, 64 GiB); no 4 GiB of data needed to show it.
+    #[test]
+    fn lengths_past_4_gib_survive_the_descriptor_and_are_received() {
+        let descriptor = Descriptor {
+            index: 9,
+            term: 2,
+            len: (5 << 30) + 7,
+            sha256: [3; 32],
+        };
+        assert_eq!(Descriptor::decode(&descriptor.encode()), Ok(descriptor));
+        let dir = temp_dir("past-4-gib");
+        let receiver = Receiver::create(&dir, descriptor, 64 << 30);
+        assert!(
+            receiver.is_ok(),
+            "a 5 GiB snapshot is accepted for receiving"
+        );
+        drop(receiver);
+        assert!(matches!(
+            Receiver::create(&dir, descriptor, 4 << 30),
+            Err(SnapshotFileError::TooLarge(len, _)) if len == descriptor.len
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     fn temp_dir(name: &str) -> PathBuf {
         let dir =
             std::env::temp_dir().join(format!("clockwise-snapfile-{}-{name}", std::process::id()));

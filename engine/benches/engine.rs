@@ -1,6 +1,7 @@
 //! Engine benchmark: prints a markdown table (the source of `docs/benchmarks.md`).
 //!
-//! `cargo bench -p clockwise-engine --bench engine` (add `-- --quick` for 10k/100k only).
+//! `cargo bench -p clockwise-engine --bench engine` (add `-- --quick` for 10k/100k only,
+//! `-- --topology` for the topology-by-ring-size section alone).
 //! The snapshot section (issue 15) runs at 1M keys, or `CLOCKWISE_BENCH_KEYS` keys.
 //! Rings are 64 nodes × 100 virtual nodes in the `u64` position space. Single thread.
 //! Each figure is the median of several runs; ratios compare runs of this same process
@@ -616,7 +617,41 @@ fn bench_snapshots(keys: usize) {
     );
 }
 
+/// A topology change's cost by ring size (issue 20: it used to rebuild and re-sort every
+/// virtual node): an empty `u64` ring of `vnodes` virtual nodes (nodes of 100), then a
+/// node of 100 added and removed again, median of several runs.
+fn bench_topology() {
+    println!("\n## Topology changes by ring size (no keys, u64 space)\n");
+    println!("| virtual nodes | add_node_with_replicas (100) | remove_node |");
+    println!("|---:|---:|---:|");
+    for vnodes in [10_000, 1_000_000] {
+        let mut ring = HashRing::default();
+        ring.configure(PositionSpace::U64);
+        for i in 0..vnodes / REPLICAS as usize {
+            ring.add_node_with_replicas(&format!("node-{i:06}"), REPLICAS);
+        }
+        let (mut adds, mut removes) = (Vec::new(), Vec::new());
+        for _ in 0..RUNS * 4 {
+            let start = Instant::now();
+            ring.add_node_with_replicas("node-new", REPLICAS);
+            adds.push(start.elapsed().as_secs_f64());
+            let start = Instant::now();
+            ring.remove_node("node-new");
+            removes.push(start.elapsed().as_secs_f64());
+        }
+        println!(
+            "| {vnodes} | {:.1} µs | {:.1} µs |",
+            median(adds) * 1e6,
+            median(removes) * 1e6
+        );
+    }
+}
+
 fn main() {
+    if std::env::args().any(|a| a == "--topology") {
+        bench_topology();
+        return;
+    }
     let quick = std::env::args().any(|a| a == "--quick");
     let sizes: &[usize] = if quick {
         &[10_000, 100_000]
@@ -681,4 +716,5 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(if quick { 100_000 } else { 1_000_000 });
     bench_snapshots(snapshot_keys);
+    bench_topology();
 }

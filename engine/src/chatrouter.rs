@@ -92,6 +92,11 @@ impl StaleSizes {
 }
 
 impl ChatRouter {
+    /// Holds nothing but its clock (see `Namespace::is_pristine`).
+    pub(crate) fn is_pristine(&self) -> bool {
+        self.ns.is_pristine() && self.stale_sizes.iter().len() == 0
+    }
+
     /// The namespace's digest with its stale sizes (see `digest`). O(1).
     pub(crate) fn digest_sum(&self) -> Sum {
         self.ns.digest_sum().wrapping_add(self.stale_sizes.sum)

@@ -10,12 +10,15 @@
 //! - `item`: one stored key or request, its slot and expiry;
 //!   `slab`: the items' storage, in chunks shared copy-on-write with frozen views;
 //!   `index`: the hash index from key to slot;
-//!   `placement`: per-node loads and LRU order over them.
+//!   `placement`: per-node loads and LRU order over them;
+//!   `expiry_sums`: a node's expiring items summed by expiry (reads ahead of the clock).
 //! - `namespace`: one ring with its items and limits; the semantics both drills share.
+//!   `merges`: its merge records, each with its final target kept (`GetMergedInto`).
 //!   `backups`: a namespace's saved backups (`Backup`, `Restore`).
 //! - [`hashring`] / [`chatrouter`]: the two drill facades, method for method.
 //! - [`command`]: every mutation as a value, applied by [`Engine::apply`] (what a
 //!   replicated log carries).
+//! - [`quota`]: the rings, nodes and virtual nodes a command may grow the state to.
 //! - `digest`: the state digest, a sum of per-fact hashes kept as commands apply.
 //! - [`snapshot`]: the versioned, streamed encoding of an [`Engine`] (and the canonical
 //!   encoding of a ring that backups store); [`EngineView`], a frozen state to write.
@@ -37,13 +40,16 @@ mod backups;
 pub mod chatrouter;
 pub mod command;
 mod digest;
+mod expiry_sums;
 pub mod hashring;
 mod index;
 mod item;
 mod md5_batch;
+mod merges;
 mod namespace;
 mod placement;
 pub mod position;
+pub mod quota;
 mod ring;
 mod slab;
 pub mod snapshot;
@@ -58,6 +64,7 @@ pub use digest::StateDigest;
 pub use hashring::{HashRing, KeyOperation, KeyOperationKind};
 pub use namespace::{Location, UNLIMITED};
 pub use position::PositionSpace;
+pub use quota::{Quota, QuotaExceeded, Quotas};
 pub use snapshot::{EngineView, SnapshotError};
 
 /// The namespace used when a request names none.
@@ -120,6 +127,11 @@ impl Engine {
             self.hash_rings.insert(ring.to_owned(), HashRing::default());
         }
         self.hash_rings.get_mut(ring).expect("inserted above")
+    }
+
+    /// How many namespaces exist, HashRing and ChatRouter together (the rings quota).
+    pub fn ring_count(&self) -> usize {
+        self.hash_rings.len() + self.chat_routers.len()
     }
 
     pub fn chat_router(&self, ring: &str) -> Option<&ChatRouter> {

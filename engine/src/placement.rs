@@ -18,8 +18,9 @@
 //!   Entries are invalidated lazily (an access adds a new entry; the old one is skipped
 //!   when it surfaces), and a node whose entries outnumber twice its items is compacted;
 //! - per node, the key count and the summed size;
-//! - the items that expire, by expiry: a command purges the dead ones in order, and a
-//!   read at a later time finds those that died since without scanning the rest.
+//! - the items that expire, by expiry: a command purges the dead ones in order; per
+//!   node, their sums by expiry (`expiry_sums`), so a read at a later time counts those
+//!   that died since in bounded steps.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, VecDeque};
@@ -27,6 +28,7 @@ use std::hash::BuildHasher;
 use std::num::NonZeroU32;
 
 use super::digest::{self, Sum};
+use super::expiry_sums::ExpirySums;
 use super::index::SlotIndex;
 use super::item::{Item, Slot, NEVER};
 use super::ring::{NodeIdx, VnodeId};
@@ -40,6 +42,8 @@ pub(crate) struct NodeLoad {
     pub(crate) count: u64,
     pub(crate) size: i128,
     lru: Lru,
+    /// The node's expiring items by expiry, for reads at a later timestamp.
+    pub(crate) expiring: ExpirySums,
 }
 
 /// One node's LRU entries, some of them stale (see the module docs).
@@ -321,6 +325,9 @@ impl Placement {
         }
         self.index.insert(hash32, slot);
         let load = &mut self.loads[node as usize];
+        if expiry != NEVER {
+            load.expiring.add(expiry, size);
+        }
         load.count += 1;
         load.size += i128::from(size);
         load.lru.push((access, seq, slot));
@@ -352,16 +359,19 @@ impl Placement {
             return;
         }
         let item = item_at(&self.items, slot);
-        let seq = item.seq;
+        let (seq, node, size) = (item.seq, item.node, item.size);
         self.digest = self
             .digest
             .wrapping_sub(fact(item, old))
             .wrapping_add(fact(item, expiry));
+        let sums = &mut self.loads[node as usize].expiring;
         if old != NEVER {
             self.expiring.remove(&(old, seq, slot));
+            sums.remove(old, size);
         }
         if expiry != NEVER {
             self.expiring.insert((expiry, seq, slot));
+            sums.add(expiry, size);
         }
         self.items.set_expiry(slot, expiry);
     }
@@ -387,18 +397,17 @@ impl Placement {
             .collect()
     }
 
-    /// The items that die after `after` and at or before `until`.
-    pub(crate) fn dying_between(&self, after: i64, until: i64) -> Vec<&Item> {
-        if self.expiring.is_empty() {
-            return Vec::new();
-        }
-        if until <= after {
-            return Vec::new();
-        }
-        self.expiring
-            .range((after + 1, 0, 0)..=(until, u64::MAX, Slot::MAX))
+    /// The items that die after `after` and at or before `until`, earliest first (lazily:
+    /// a caller may stop early).
+    pub(crate) fn dying_between(&self, after: i64, until: i64) -> impl Iterator<Item = &Item> {
+        let range = (until > after && !self.expiring.is_empty()).then(|| {
+            self.expiring
+                .range((after + 1, 0, 0)..=(until, u64::MAX, Slot::MAX))
+        });
+        range
+            .into_iter()
+            .flatten()
             .map(|&(_, _, slot)| item_at(&self.items, slot))
-            .collect()
     }
 
     pub(crate) fn remove(&mut self, slot: Slot) -> Item {
@@ -410,6 +419,9 @@ impl Placement {
         self.digest = self.digest.wrapping_sub(fact(&item, expiry));
         self.index.remove(item.hash32, slot);
         let load = &mut self.loads[item.node as usize];
+        if expiry != NEVER {
+            load.expiring.remove(expiry, item.size);
+        }
         load.count -= 1;
         load.size -= i128::from(item.size);
         self.compact_if_stale(item.node);
@@ -486,13 +498,20 @@ impl Placement {
         if from == node {
             return;
         }
-        let (access, seq, size) = (item.access, item.seq, i128::from(item.size));
+        let (access, seq, size) = (item.access, item.seq, item.size);
+        let expiry = self.items.expiry(slot);
         let old = &mut self.loads[from as usize];
         old.count -= 1;
-        old.size -= size;
+        old.size -= i128::from(size);
+        if expiry != NEVER {
+            old.expiring.remove(expiry, size);
+        }
         let new = &mut self.loads[node as usize];
         new.count += 1;
-        new.size += size;
+        new.size += i128::from(size);
+        if expiry != NEVER {
+            new.expiring.add(expiry, size);
+        }
         new.lru.push((access, seq, slot));
         self.compact_if_stale(from);
         self.compact_if_stale(node);

@@ -1,21 +1,25 @@
 //! The ring itself: which nodes exist, where their virtual nodes sit, and routing.
 //!
-//! Virtual nodes live in one array sorted by `(position, node name)`, exactly the drill's
-//! `items.sort()` over `(pos, name)` tuples. Routing finds the first entry at or after the
-//! key's position, wrapping to the first entry. A bucket table maps the top bits of a
-//! position to the array slice that can hold its answer, so routing is one table read
-//! and a search of a slice that is almost always one or two entries long. A topology
-//! change rebuilds both (O(V log V)); routing never allocates.
+//! Virtual nodes are kept in `(position, node name)` order, exactly the drill's
+//! `items.sort()` over `(pos, name)` tuples: a `BTreeMap` from position to the virtual
+//! nodes there, by name (almost always one in `u64` space). Routing finds the first
+//! position at or after the key's, wrapping to the first: O(log V). A topology change
+//! inserts or removes only its own virtual nodes: O(replicas · (log V + t)), where t is
+//! the number of virtual nodes sharing a position (1 in `u64` space but for hash
+//! collisions; up to V/100 in the drill's 100 slots), never a rebuild and re-sort of
+//! the whole ring (10M virtual nodes took about a second per change that way).
+//!
+//! A ring of at most [`FLAT_ROUTING_MAX`] virtual nodes also keeps them in one flat
+//! array, copied from the map in order after each change (O(V) ≤ 65,536 entries, no
+//! sort): a binary search there is several times faster than the map's, and routing is
+//! the hot path. Larger rings route through the map.
 
 use std::collections::BTreeMap;
-
-use super::PositionSpace;
 
 /// Index of a live node in [`Ring`]'s slots. Reused after the node is removed.
 pub(crate) type NodeIdx = u32;
 
-/// Identity of one virtual node, stable while its node lives (the array index of a
-/// virtual node changes whenever the ring changes). Reused after removal.
+/// Identity of one virtual node, stable while its node lives. Reused after removal.
 pub(crate) type VnodeId = u32;
 
 #[derive(Clone, Debug)]
@@ -29,40 +33,50 @@ pub(crate) struct NodeInfo {
     pub(crate) vnode_ids: Vec<VnodeId>,
 }
 
+/// The virtual nodes at one position, by node name, then by their order in the node's
+/// positions (a node may sit twice at one position): what a sort of `(pos, name)`
+/// tuples by a stable sort gives.
+#[derive(Clone, Debug)]
+enum AtPosition {
+    /// The usual case in `u64` space, without a heap allocation.
+    One([(NodeIdx, VnodeId); 1]),
+    Many(Vec<(NodeIdx, VnodeId)>),
+}
+
+impl AtPosition {
+    fn as_slice(&self) -> &[(NodeIdx, VnodeId)] {
+        match self {
+            AtPosition::One(one) => one,
+            AtPosition::Many(all) => all,
+        }
+    }
+}
+
+/// Most virtual nodes for which a ring keeps the flat routing array.
+pub(crate) const FLAT_ROUTING_MAX: usize = 1 << 16;
+
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Ring {
-    space: PositionSpace,
     by_name: BTreeMap<Box<str>, NodeIdx>,
     slots: Vec<Option<NodeInfo>>,
     free: Vec<NodeIdx>,
-    /// Every virtual node, sorted by `(position, name)`.
-    vnodes: Vec<(u64, NodeIdx, VnodeId)>,
+    /// Every virtual node, by `(position, name)`.
+    vnodes: BTreeMap<u64, AtPosition>,
+    vnode_count: usize,
+    /// `vnodes` flattened in ring order while there are at most [`FLAT_ROUTING_MAX`];
+    /// empty otherwise.
+    flat: Vec<(u64, NodeIdx, VnodeId)>,
     next_vnode_id: VnodeId,
     free_vnode_ids: Vec<VnodeId>,
-    /// `buckets[b]`: index of the first virtual node in bucket `b` or later; one extra
-    /// entry at the end holds `vnodes.len()`.
-    buckets: Vec<u32>,
-    /// `u64` space: bucket = position >> shift. Drill space: bucket = position.
-    shift: u32,
 }
 
 impl Ring {
-    /// An empty ring in `space`.
-    pub(crate) fn new(space: PositionSpace) -> Self {
-        let mut ring = Ring {
-            space,
-            ..Ring::default()
-        };
-        ring.rebuild_vnodes();
-        ring
-    }
-
     pub(crate) fn node_count(&self) -> usize {
         self.by_name.len()
     }
 
     pub(crate) fn vnode_count(&self) -> usize {
-        self.vnodes.len()
+        self.vnode_count
     }
 
     pub(crate) fn lookup(&self, name: &str) -> Option<NodeIdx> {
@@ -90,15 +104,25 @@ impl Ring {
         self.route_vnode(h).map(|(node, _)| node)
     }
 
-    /// The node owning position `h`, and which of its virtual nodes.
+    /// The node owning position `h`, and which of its virtual nodes. O(log V).
     #[inline]
     pub(crate) fn route_vnode(&self, h: u64) -> Option<(NodeIdx, VnodeId)> {
-        let first = self.vnodes.first()?;
-        let b = self.bucket(h);
-        let (lo, hi) = (self.buckets[b] as usize, self.buckets[b + 1] as usize);
-        let i = lo + self.vnodes[lo..hi].partition_point(|&(pos, _, _)| pos < h);
-        let &(_, node, vnode) = self.vnodes.get(i).unwrap_or(first);
-        Some((node, vnode))
+        if let Some(&first) = self.flat.first() {
+            let i = self.flat.partition_point(|&(pos, _, _)| pos < h);
+            let (_, node, vnode) = self.flat.get(i).copied().unwrap_or(first);
+            return Some((node, vnode));
+        }
+        self.route_in_map(h)
+    }
+
+    /// [`Self::route_vnode`] through the map (rings too large for the flat array).
+    fn route_in_map(&self, h: u64) -> Option<(NodeIdx, VnodeId)> {
+        let (_, at) = self
+            .vnodes
+            .range(h..)
+            .next()
+            .or_else(|| self.vnodes.first_key_value())?;
+        at.as_slice().first().copied()
     }
 
     /// One more than the largest virtual node id in use, for sizing per-vnode tables.
@@ -106,19 +130,15 @@ impl Ring {
         self.next_vnode_id as usize
     }
 
-    #[inline]
-    fn bucket(&self, h: u64) -> usize {
-        match self.space {
-            // Drill positions are < 100, and so are the bucket table's indices.
-            PositionSpace::Drill => h as usize,
-            PositionSpace::U64 => (h >> self.shift) as usize,
-        }
-    }
-
     /// Registers a node. The caller checked that the name is free.
     pub(crate) fn add(&mut self, name: &str, replicas: i64, positions: Vec<u64>) -> NodeIdx {
         debug_assert!(!self.by_name.contains_key(name));
-        let vnode_ids = positions.iter().map(|_| self.alloc_vnode_id()).collect();
+        let vnode_ids: Vec<VnodeId> = positions.iter().map(|_| self.alloc_vnode_id()).collect();
+        let entries: Vec<(u64, VnodeId)> = positions
+            .iter()
+            .copied()
+            .zip(vnode_ids.iter().copied())
+            .collect();
         let info = NodeInfo {
             name: name.into(),
             replicas,
@@ -136,17 +156,24 @@ impl Ring {
             }
         };
         self.by_name.insert(name.into(), idx);
-        self.rebuild_vnodes();
+        for (pos, vnode) in entries {
+            self.insert_vnode(pos, idx, vnode);
+        }
+        self.reflatten();
         idx
     }
 
     /// Unregisters a node and returns what it was.
     pub(crate) fn remove(&mut self, name: &str) -> Option<(NodeIdx, NodeInfo)> {
-        let idx = self.by_name.remove(name)?;
+        let idx = *self.by_name.get(name)?;
         let info = self.slots[idx as usize].take().expect("live node");
+        for (&pos, &vnode) in info.positions.iter().zip(&info.vnode_ids) {
+            self.remove_vnode(pos, vnode);
+        }
+        self.by_name.remove(name);
         self.free.push(idx);
         self.free_vnode_ids.extend(&info.vnode_ids);
-        self.rebuild_vnodes();
+        self.reflatten();
         Some((idx, info))
     }
 
@@ -155,21 +182,29 @@ impl Ring {
     /// keys may now belong elsewhere: `from`'s, and every other one at a position
     /// `from` had (the name tie-break there may now go the other way).
     pub(crate) fn merge(&mut self, from: &str, to: &str) -> (NodeIdx, Vec<VnodeId>) {
-        let from_idx = self.by_name.remove(from).expect("merge of a live node");
+        let from_idx = *self.by_name.get(from).expect("merge of a live node");
         let to_idx = *self.by_name.get(to).expect("merge into a live node");
         let info = self.slots[from_idx as usize].take().expect("live node");
+        // `from`'s virtual nodes leave while its name still orders them, and come back
+        // as `to`'s, after `to`'s own at each position (its positions list order).
+        for (&pos, &vnode) in info.positions.iter().zip(&info.vnode_ids) {
+            self.remove_vnode(pos, vnode);
+        }
+        self.by_name.remove(from);
         self.free.push(from_idx);
         let target = self.slots[to_idx as usize].as_mut().expect("live node");
         target.replicas = target.replicas.saturating_add(info.replicas);
         target.positions.extend(&info.positions);
         target.vnode_ids.extend(&info.vnode_ids);
-        self.rebuild_vnodes();
+        for (&pos, &vnode) in info.positions.iter().zip(&info.vnode_ids) {
+            self.insert_vnode(pos, to_idx, vnode);
+        }
+        self.reflatten();
         let shared: std::collections::BTreeSet<u64> = info.positions.iter().copied().collect();
-        let mut affected: Vec<VnodeId> = self
-            .vnodes
+        let mut affected: Vec<VnodeId> = shared
             .iter()
-            .filter(|(pos, _, _)| shared.contains(pos))
-            .map(|&(_, _, vnode)| vnode)
+            .filter_map(|pos| self.vnodes.get(pos))
+            .flat_map(|at| at.as_slice().iter().map(|&(_, vnode)| vnode))
             .collect();
         affected.sort_unstable();
         affected.dedup();
@@ -184,56 +219,105 @@ impl Ring {
         })
     }
 
-    fn rebuild_vnodes(&mut self) {
-        let slots = &self.slots;
-        self.vnodes.clear();
-        // by_name is in name order and the sort is stable, so equal positions end up
-        // ordered by name without comparing strings.
-        for &idx in self.by_name.values() {
-            let info = slots[idx as usize].as_ref().expect("live node");
-            let entries = info.positions.iter().zip(&info.vnode_ids);
+    /// Copies the map into the flat routing array, or drops the array for a ring too
+    /// large to copy at every change.
+    fn reflatten(&mut self) {
+        self.flat.clear();
+        if self.vnode_count > FLAT_ROUTING_MAX {
+            self.flat.shrink_to_fit();
+            return;
+        }
+        self.flat.extend(
             self.vnodes
-                .extend(entries.map(|(&pos, &vnode)| (pos, idx, vnode)));
-        }
-        self.vnodes.sort_by_key(|&(pos, _, _)| pos);
+                .iter()
+                .flat_map(|(&pos, at)| at.as_slice().iter().map(move |&(n, v)| (pos, n, v))),
+        );
+    }
 
-        let bucket_count = match self.space {
-            PositionSpace::Drill => 100,
-            PositionSpace::U64 => {
-                // About one virtual node per bucket, at most 2^16 buckets.
-                let bits = self
-                    .vnodes
-                    .len()
-                    .next_power_of_two()
-                    .trailing_zeros()
-                    .clamp(1, 16);
-                self.shift = 64 - bits;
-                1 << bits
+    /// Inserts a virtual node of the live node `node` at `pos`, after every one there
+    /// whose name is not greater: O(log V + t).
+    fn insert_vnode(&mut self, pos: u64, node: NodeIdx, vnode: VnodeId) {
+        self.vnode_count += 1;
+        let slots = &self.slots;
+        let name_of = |idx: NodeIdx| &*slots[idx as usize].as_ref().expect("live node").name;
+        let name = name_of(node);
+        match self.vnodes.get_mut(&pos) {
+            None => {
+                self.vnodes.insert(pos, AtPosition::One([(node, vnode)]));
             }
-        };
-        self.buckets.clear();
-        let mut i = 0;
-        for b in 0..bucket_count {
-            while i < self.vnodes.len() && self.bucket(self.vnodes[i].0) < b {
-                i += 1;
+            Some(at) => {
+                let mut all = match at {
+                    AtPosition::One(one) => one.to_vec(),
+                    AtPosition::Many(all) => std::mem::take(all),
+                };
+                let i = all.partition_point(|&(other, _)| name_of(other) <= name);
+                all.insert(i, (node, vnode));
+                *at = AtPosition::Many(all);
             }
-            self.buckets.push(i as u32);
         }
-        self.buckets.push(self.vnodes.len() as u32);
+    }
+
+    /// Removes virtual node `vnode` from `pos`: O(log V + t).
+    fn remove_vnode(&mut self, pos: u64, vnode: VnodeId) {
+        let at = self.vnodes.get_mut(&pos).expect("a live virtual node");
+        self.vnode_count -= 1;
+        match at {
+            AtPosition::One([(_, only)]) => {
+                debug_assert_eq!(*only, vnode);
+                self.vnodes.remove(&pos);
+            }
+            AtPosition::Many(all) => {
+                let i = all
+                    .iter()
+                    .position(|&(_, v)| v == vnode)
+                    .expect("a live virtual node");
+                all.remove(i);
+                if let [one] = all[..] {
+                    *at = AtPosition::One([one]);
+                }
+            }
+        }
+    }
+
+    /// Every virtual node in ring order (tests compare it with a full sort).
+    #[cfg(test)]
+    fn in_order(&self) -> Vec<(u64, NodeIdx, VnodeId)> {
+        self.vnodes
+            .iter()
+            .flat_map(|(&pos, at)| at.as_slice().iter().map(move |&(n, v)| (pos, n, v)))
+            .collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Ring;
+    use super::{NodeIdx, Ring, VnodeId};
     use crate::PositionSpace::{self, Drill};
 
     fn ring_of(names: &[&str]) -> Ring {
-        let mut ring = Ring::new(Drill);
+        let mut ring = Ring::default();
         for name in names {
             ring.add(name, 1, vec![Drill.position(name)]);
         }
         ring
+    }
+
+    /// The ring order as the engine built it before topology changes were incremental:
+    /// every virtual node, nodes in name order, each node's in its positions order,
+    /// stably sorted by position.
+    fn rebuilt(ring: &Ring) -> Vec<(u64, NodeIdx, VnodeId)> {
+        let mut all = Vec::new();
+        for (_, idx) in ring.nodes() {
+            let info = ring.info(idx);
+            all.extend(
+                info.positions
+                    .iter()
+                    .zip(&info.vnode_ids)
+                    .map(|(&pos, &vnode)| (pos, idx, vnode)),
+            );
+        }
+        all.sort_by_key(|&(pos, _, _)| pos);
+        all
     }
 
     #[test]
@@ -264,32 +348,91 @@ mod tests {
         assert_eq!(ring.route(45), Some(a));
         assert_eq!(ring.route(46), Some(b));
         assert_eq!(ring.route(0), Some(b));
-        assert_eq!(Ring::new(Drill).route(3), None);
+        assert_eq!(Ring::default().route(3), None);
     }
 
     #[test]
-    fn bucketed_routing_agrees_with_a_plain_search_in_u64_space() {
-        let mut ring = Ring::new(PositionSpace::U64);
-        for n in 0..20 {
+    fn incremental_changes_give_the_order_of_a_full_rebuild() {
+        for space in [Drill, PositionSpace::U64] {
+            let mut ring = Ring::default();
+            let mut state = 99u64;
+            let mut next = |n: u64| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (state >> 33) % n
+            };
+            for step in 0..3000 {
+                let name = format!("n{}", next(40));
+                match next(3) {
+                    0 if ring.lookup(&name).is_none() => {
+                        let k = next(12) as i64;
+                        let positions = (0..k).map(|i| space.replica_position(&name, i)).collect();
+                        ring.add(&name, k, positions);
+                    }
+                    1 => {
+                        ring.remove(&name);
+                    }
+                    2 => {
+                        let to = format!("n{}", next(40));
+                        if to != name && ring.lookup(&name).is_some() && ring.lookup(&to).is_some()
+                        {
+                            ring.merge(&name, &to);
+                        }
+                    }
+                    _ => {}
+                }
+                let order = ring.in_order();
+                assert_eq!(order, rebuilt(&ring), "{space:?}, step {step}");
+                assert_eq!(
+                    ring.flat, order,
+                    "the flat routing array is the map's order"
+                );
+                assert_eq!(ring.vnode_count(), order.len());
+                let near: Vec<u64> = (0..4)
+                    .filter_map(|_| order.get(next(order.len().max(1) as u64) as usize))
+                    .flat_map(|&(pos, _, _)| [pos.wrapping_sub(1), pos, pos.wrapping_add(1)])
+                    .collect();
+                for probe in near.into_iter().chain([0, 47, 99, u64::MAX]) {
+                    let probe = if space == Drill { probe % 100 } else { probe };
+                    let i = order.partition_point(|&(pos, _, _)| pos < probe);
+                    let want = order.get(i).or(order.first()).map(|&(_, n, v)| (n, v));
+                    assert_eq!(ring.route_vnode(probe), want, "{space:?}, position {probe}");
+                    assert_eq!(
+                        ring.route_in_map(probe),
+                        want,
+                        "{space:?}, position {probe}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_ring_past_the_flat_array_routes_through_the_map_and_back() {
+        let space = PositionSpace::U64;
+        let mut ring = Ring::default();
+        for n in 0..7 {
             let name = format!("n{n}");
-            let positions = (0..7)
-                .map(|i| PositionSpace::U64.replica_position(&name, i))
+            let positions = (0..10_000)
+                .map(|i| space.replica_position(&name, i))
                 .collect();
-            ring.add(&name, 7, positions);
+            ring.add(&name, 10_000, positions);
         }
-        let plain = |h: u64| {
-            let i = ring.vnodes.partition_point(|&(pos, _, _)| pos < h);
-            ring.vnodes.get(i).unwrap_or(&ring.vnodes[0]).1
+        assert!(ring.vnode_count() > super::FLAT_ROUTING_MAX && ring.flat.is_empty());
+        let check = |ring: &Ring| {
+            let order = ring.in_order();
+            for &(pos, _, _) in order.iter().step_by(997) {
+                for probe in [pos.wrapping_sub(1), pos, pos.wrapping_add(1), u64::MAX] {
+                    let i = order.partition_point(|&(p, _, _)| p < probe);
+                    let want = order.get(i).or(order.first()).map(|&(_, n, v)| (n, v));
+                    assert_eq!(ring.route_vnode(probe), want, "position {probe}");
+                }
+            }
         };
-        let mut probes: Vec<u64> = ring
-            .vnodes
-            .iter()
-            .flat_map(|&(p, _, _)| [p.wrapping_sub(1), p, p.wrapping_add(1)])
-            .collect();
-        probes.extend([0, u64::MAX, 1 << 63]);
-        probes.extend((0..1000).map(|i| PositionSpace::U64.position(&format!("k{i}"))));
-        for h in probes {
-            assert_eq!(ring.route(h), Some(plain(h)), "position {h}");
-        }
+        check(&ring);
+        ring.remove("n3");
+        assert_eq!(ring.flat, ring.in_order(), "small enough again");
+        check(&ring);
     }
 }

@@ -141,8 +141,9 @@ fuzz_target!(init: clockwise_fuzz::write_seeds(seeds), |data: &[u8]| {
         let outcome = match &call {
             Call::Batch(ops) => {
                 // A batch is its operations one by one, at one timestamp: compared with
-                // an empty batch (which only moves the clock and creates the ring, as
-                // any batch does) followed by batches of one, each checked.
+                // an empty batch (which only moves the clock, as any batch does, and
+                // creates no ring that would hold nothing) followed by batches of one,
+                // each checked.
                 let mut one_by_one = engine.clone();
                 one_by_one.apply(&empty_batch(chat, clock));
                 model.latest = model.latest.max(clock);
@@ -612,6 +613,16 @@ fn checked_apply(engine: &mut Engine, m: &mut Model, chat: bool, ts: i64, call: 
     let before = View::of(facade(engine, chat), ts);
     m.order.retain(|k| before.keys.contains_key(k));
     let outcome = engine.apply(&command(chat, ts, call));
+    // A command that leaves nothing on a ring never used creates no ring (issue 20), and
+    // so no clock: a ring made later starts from its own first command.
+    let exists = if chat {
+        engine.chat_router(RING).is_some()
+    } else {
+        engine.hash_ring(RING).is_some()
+    };
+    if !exists {
+        m.latest = 0;
+    }
     let f = facade(engine, chat);
     let after = View::of(f, m.latest);
     let (was, is) = (before.key_set(), after.key_set());

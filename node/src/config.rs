@@ -17,6 +17,7 @@ use crate::service::bulkhead::BulkheadConfig;
 use crate::service::limits::Limits;
 use crate::service::sync::SyncConfig;
 use crate::service::tls::NodeTls;
+use clockwise_engine::Quotas;
 
 /// How far above its client port a node's peer port is by default.
 pub const PEER_PORT_OFFSET: u16 = 100;
@@ -68,6 +69,10 @@ pub struct NodeConfig {
     pub snapshot_entries: u64,
     /// Backups kept per ring (the leader's value is written into each backup command).
     pub max_backups_per_ring: u32,
+    /// Rings, nodes per ring and virtual nodes per ring a write may grow the state to
+    /// (`--max-rings`, `--max-nodes-per-ring`, `--max-vnodes-per-ring`; the leader's
+    /// values are written into each entry it proposes).
+    pub quotas: Quotas,
     /// The bearer tokens this node accepts; `None`: no authentication.
     pub tokens: Option<Arc<Tokens>>,
     /// Message sizes, streams per connection, per-client rates.
@@ -94,6 +99,7 @@ impl Default for NodeConfig {
             initial_cluster_state: None,
             snapshot_entries: DriverConfig::default().snapshot_entries,
             max_backups_per_ring: DEFAULT_MAX_BACKUPS_PER_RING,
+            quotas: Quotas::default(),
             tokens: None,
             limits: Limits::default(),
             tls: NodeTls::default(),
@@ -287,6 +293,17 @@ impl NodeConfig {
                 "1 to 1024",
             );
         }
+        let quotas = [
+            ("--max-rings", self.quotas.max_rings),
+            ("--max-nodes-per-ring", self.quotas.max_nodes_per_ring),
+            ("--max-vnodes-per-ring", self.quotas.max_vnodes_per_ring),
+        ];
+        for (flag, value) in quotas {
+            // 0 would refuse every ring or node.
+            if value == 0 {
+                return out_of_range(flag, value, "at least 1");
+            }
+        }
         if !range::SYNC_MAX_CALLS.contains(&self.sync.max_calls) {
             return out_of_range("--sync-max-calls", self.sync.max_calls, "1 to 100000");
         }
@@ -447,6 +464,36 @@ mod tests {
                 "--max-backups-per-ring",
                 NodeConfig {
                     max_backups_per_ring: 1025,
+                    ..Default::default()
+                },
+            ),
+            (
+                "--max-rings",
+                NodeConfig {
+                    quotas: Quotas {
+                        max_rings: 0,
+                        ..Quotas::default()
+                    },
+                    ..Default::default()
+                },
+            ),
+            (
+                "--max-nodes-per-ring",
+                NodeConfig {
+                    quotas: Quotas {
+                        max_nodes_per_ring: 0,
+                        ..Quotas::default()
+                    },
+                    ..Default::default()
+                },
+            ),
+            (
+                "--max-vnodes-per-ring",
+                NodeConfig {
+                    quotas: Quotas {
+                        max_vnodes_per_ring: 0,
+                        ..Quotas::default()
+                    },
                     ..Default::default()
                 },
             ),

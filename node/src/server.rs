@@ -224,7 +224,8 @@ impl BoundNode {
         };
         // Bootstrapping a new log is a synced write: keep it off the async workers too.
         let peers = transport.clone();
-        let machine = EngineMachine::with_max_backups(engine, config.max_backups_per_ring);
+        let machine = EngineMachine::with_max_backups(engine, config.max_backups_per_ring)
+            .with_quotas(config.quotas);
         let digest = machine.published_digest();
         let (handle, thread) = tokio::task::spawn_blocking(move || {
             driver::spawn(driver_config, store, machine, peers)

@@ -187,10 +187,9 @@ fn read_namespace(r: &mut Input) -> Result<Namespace, SnapshotError> {
     for _ in 0..r.u32()? {
         let from = r.string(&mut text)?.to_owned();
         let to = r.string(&mut text)?;
-        if ns.merged.contains_key(from.as_str()) {
-            return Err(SnapshotError::Corrupt("duplicate merge record"));
+        if !ns.record_merge(&from, to) {
+            return Err(SnapshotError::Corrupt("duplicate or cyclic merge record"));
         }
-        ns.record_merge(&from, to);
     }
     let mut backups = Vec::new();
     for _ in 0..r.u32()? {

@@ -55,7 +55,7 @@ fn encode_ring(w: &mut Writer, ns: &Namespace, base: i64) {
         });
     }
     w.len(ns.merged.len());
-    for (from, to) in &ns.merged {
+    for (from, to) in ns.merged.iter() {
         w.str(from);
         w.str(to);
     }
@@ -111,7 +111,9 @@ pub(super) fn decode_ring(r: &mut Reader, base: i64) -> Result<Namespace, Snapsh
     for _ in 0..r.u32()? {
         let from = r.string()?;
         let to = r.string()?;
-        ns.record_merge(&from, &to);
+        if !ns.record_merge(&from, &to) {
+            return Err(SnapshotError::Corrupt("duplicate or cyclic merge record"));
+        }
     }
     Ok(ns)
 }

@@ -70,7 +70,7 @@ fn write_namespace(w: &mut Output, ns: &NamespaceView) -> std::io::Result<()> {
         }
     }
     w.len(ns.merged.len())?;
-    for (from, to) in &ns.merged {
+    for (from, to) in ns.merged.iter() {
         w.str(from)?;
         w.str(to)?;
     }

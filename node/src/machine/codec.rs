@@ -13,7 +13,7 @@ use prost::Message;
 
 use clockwise_engine::{
     BatchResult, ChatRouterOp, Command, HashRingOp, KeyOperation, KeyOperationKind, Op, Outcome,
-    PositionSpace, RequestOperation, RequestOperationKind,
+    PositionSpace, Quota, QuotaExceeded, Quotas, RequestOperation, RequestOperationKind,
 };
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -39,6 +39,9 @@ pub enum CodecError {
     /// their window.
     #[error("the retry sessions are full ({limit}) and none is old enough to drop")]
     SessionsFull { limit: u64 },
+    /// The command was refused by a quota; nothing changed.
+    #[error("{0}")]
+    QuotaExceeded(QuotaExceeded),
 }
 
 /// A retrying client's identity and the sequence number of one write: the state machine
@@ -61,31 +64,69 @@ pub fn encode_stamped_entry(
     session: Option<&Session>,
     proposed_at_ms: i64,
 ) -> Vec<u8> {
+    stamped(command, session, proposed_at_ms).encode_to_vec()
+}
+
+fn stamped(command: &Command, session: Option<&Session>, proposed_at_ms: i64) -> pb::Command {
     let mut pb = to_proto(command);
     if let Some(session) = session {
         pb.client_id = session.client_id.clone();
         pb.seq = session.seq;
     }
     pb.proposed_at_ms = proposed_at_ms;
-    pb.encode_to_vec()
+    pb
 }
 
 pub fn decode_entry(bytes: &[u8]) -> Result<(Command, Option<Session>), CodecError> {
     decode_stamped_entry(bytes).map(|(command, session, _)| (command, session))
 }
 
-/// [`decode_entry`], with the leader's `proposed_at_ms` stamp (0: none).
-pub fn decode_stamped_entry(bytes: &[u8]) -> Result<(Command, Option<Session>, i64), CodecError> {
-    let pb = pb::Command::decode(bytes).map_err(|e| CodecError::Malformed(e.to_string()))?;
+/// [`encode_stamped_entry`] with the leader's quotas, which every replica applies the
+/// entry within.
+pub fn encode_entry_within(
+    command: &Command,
+    session: Option<&Session>,
+    proposed_at_ms: i64,
+    quotas: &Quotas,
+) -> Vec<u8> {
+    let mut pb = stamped(command, session, proposed_at_ms);
+    pb.quotas = Some(pb::Quotas {
+        max_rings: quotas.max_rings,
+        max_nodes_per_ring: quotas.max_nodes_per_ring,
+        max_vnodes_per_ring: quotas.max_vnodes_per_ring,
+    });
+    pb.encode_to_vec()
+}
+
+/// [`decode_stamped_entry`] with the quotas the entry is to be applied within: the
+/// leader's stamp, or none at all for an entry written before quotas (so that replaying
+/// it gives what it gave then).
+pub fn decode_entry_within(
+    bytes: &[u8],
+) -> Result<(Command, Option<Session>, i64, Quotas), CodecError> {
+    let mut pb = pb::Command::decode(bytes).map_err(|e| CodecError::Malformed(e.to_string()))?;
     let session = (!pb.client_id.is_empty()).then(|| Session {
         client_id: pb.client_id.clone(),
         seq: pb.seq,
     });
+    let quotas = pb.quotas.take().map_or(Quotas::UNLIMITED, |q| Quotas {
+        max_rings: q.max_rings,
+        max_nodes_per_ring: q.max_nodes_per_ring,
+        max_vnodes_per_ring: q.max_vnodes_per_ring,
+    });
     let proposed_at_ms = pb.proposed_at_ms;
     let command = from_proto(pb)?;
+    // Every field as the client port checks it: a forwarded or replayed command the
+    // client port would refuse is never applied.
     super::caps::check(&command, session.as_ref())
         .map_err(|e| CodecError::Refused(e.to_string()))?;
-    Ok((command, session, proposed_at_ms))
+    Ok((command, session, proposed_at_ms, quotas))
+}
+
+/// [`decode_entry`], with the leader's `proposed_at_ms` stamp (0: none).
+pub fn decode_stamped_entry(bytes: &[u8]) -> Result<(Command, Option<Session>, i64), CodecError> {
+    decode_entry_within(bytes)
+        .map(|(command, session, proposed_at_ms, _)| (command, session, proposed_at_ms))
 }
 
 /// The answer to a write with a new session when the sessions are full.
@@ -111,6 +152,10 @@ pub fn encode_outcome(outcome: &Outcome) -> Vec<u8> {
             value: name.clone(),
         }),
         Outcome::Count(value) => pb::outcome::Value::Count(pb::Count { value: *value }),
+        Outcome::Refused(refused) => pb::outcome::Value::QuotaExceeded(pb::QuotaExceeded {
+            quota: refused.quota.name().to_owned(),
+            limit: refused.limit,
+        }),
         Outcome::Batch(results) => pb::outcome::Value::Batch(pb::BatchOutcome {
             results: results
                 .iter()
@@ -135,6 +180,19 @@ pub fn decode_outcome(bytes: &[u8]) -> Result<Outcome, CodecError> {
         pb::outcome::Value::Count(count) => Outcome::Count(count.value),
         pb::outcome::Value::StaleSequence(last) => return Err(CodecError::StaleSequence { last }),
         pb::outcome::Value::SessionsFull(limit) => return Err(CodecError::SessionsFull { limit }),
+        pb::outcome::Value::QuotaExceeded(refused) => {
+            let quota = [Quota::Rings, Quota::NodesPerRing, Quota::VnodesPerRing]
+                .into_iter()
+                .find(|q| q.name() == refused.quota)
+                .ok_or(CodecError::Malformed(format!(
+                    "unknown quota {:?}",
+                    refused.quota
+                )))?;
+            return Err(CodecError::QuotaExceeded(QuotaExceeded {
+                quota,
+                limit: refused.limit,
+            }));
+        }
         pb::outcome::Value::Batch(batch) => Outcome::Batch(
             batch
                 .results
@@ -305,6 +363,7 @@ fn to_proto(command: &Command) -> pb::Command {
         client_id: String::new(),
         seq: 0,
         proposed_at_ms: 0,
+        quotas: None,
     }
 }
 
@@ -541,6 +600,7 @@ mod tests {
             client_id: String::new(),
             seq: 0,
             proposed_at_ms: 0,
+            quotas: None,
             op: Some(pb::command::Op::HashRing(pb::HashRingOp {
                 op: Some(pb::hash_ring_op::Op::Configure(7)),
             })),
@@ -555,6 +615,7 @@ mod tests {
             client_id: String::new(),
             seq: 0,
             proposed_at_ms: 0,
+            quotas: None,
             op: Some(pb::command::Op::ChatRouter(pb::ChatRouterOp { op: None })),
         };
         assert_eq!(

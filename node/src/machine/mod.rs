@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use clockwise_cluster::state_machine::StateSnapshot;
 use clockwise_cluster::StateMachine;
-use clockwise_engine::{ChatRouterOp, Engine, EngineView, HashRingOp, Op, StateDigest};
+use clockwise_engine::{ChatRouterOp, Engine, EngineView, HashRingOp, Op, Quotas, StateDigest};
 
 pub use envelope::MachineSnapshotError;
 use envelope::{known_version, MACHINE_SNAPSHOT_VERSION, MAX_SESSIONS_ENCODED, TRUNCATED};
@@ -39,6 +39,9 @@ pub struct EngineMachine {
     /// This node's `--max-backups-per-ring`: written into a backup command when this
     /// node leads and proposes it, so every replica keeps the same number.
     max_backups_per_ring: u32,
+    /// This node's quotas (`--max-rings`, …): written into every entry this node
+    /// proposes as leader, so every replica applies the entry within the same ones.
+    quotas: Quotas,
     digest: Arc<PublishedDigest>,
 }
 
@@ -78,8 +81,15 @@ impl EngineMachine {
             engine,
             sessions: Sessions::default(),
             max_backups_per_ring: max_backups_per_ring.max(1),
+            quotas: Quotas::default(),
             digest,
         }
+    }
+
+    /// The quotas this node writes into the entries it proposes as leader.
+    pub fn with_quotas(mut self, quotas: Quotas) -> Self {
+        self.quotas = quotas;
+        self
     }
 
     /// Where this machine publishes its digest after every apply and restore.
@@ -215,12 +225,13 @@ impl StateMachine for EngineMachine {
 
     /// On the leader: a command sent with timestamp 0 gets the leader's clock, once, so
     /// every replica applies the same time; a write with a session gets the leader's
-    /// clock as `proposed_at_ms`, the clock its retry session ages by.
+    /// clock as `proposed_at_ms`, the clock its retry session ages by; every entry gets
+    /// the leader's quotas (replacing any a forwarding peer wrote).
     /// Also refuses what the client port would have (a forwarded command skips it):
     /// every field as `caps` checks it, and a timestamp more than a day ahead of this
     /// leader's clock.
     fn prepare(&self, data: Vec<u8>) -> Result<Vec<u8>, String> {
-        let (mut command, session, mut proposed_at_ms) = codec::decode_stamped_entry(&data)
+        let (mut command, session, mut proposed_at_ms, quotas) = codec::decode_entry_within(&data)
             .map_err(|e| match e {
                 codec::CodecError::Refused(why) => why,
                 e => format!("command: {e}"),
@@ -243,8 +254,8 @@ impl StateMachine for EngineMachine {
                 changed = true;
             }
         }
-        Ok(if changed {
-            codec::encode_stamped_entry(&command, session.as_ref(), proposed_at_ms)
+        Ok(if changed || quotas != self.quotas {
+            codec::encode_entry_within(&command, session.as_ref(), proposed_at_ms, &self.quotas)
         } else {
             data
         })
@@ -253,7 +264,8 @@ impl StateMachine for EngineMachine {
     fn apply(&mut self, index: u64, data: &[u8]) -> Vec<u8> {
         // Every replica decodes the same bytes the same way: a command that does not
         // decode is skipped everywhere, and its proposer gets an empty answer.
-        let Ok((command, session, proposed_at_ms)) = codec::decode_stamped_entry(data) else {
+        let Ok((command, session, proposed_at_ms, quotas)) = codec::decode_entry_within(data)
+        else {
             return Vec::new();
         };
         // The sessions' clock is the leader's stamp in the log: the same on every replica.
@@ -268,7 +280,7 @@ impl StateMachine for EngineMachine {
         }
         let outcome = {
             let mut engine = self.engine.write().unwrap_or_else(PoisonError::into_inner);
-            let outcome = codec::encode_outcome(&engine.apply(&command));
+            let outcome = codec::encode_outcome(&engine.apply_within(&command, &quotas));
             self.digest.set(engine.digest());
             outcome
         };
@@ -738,7 +750,13 @@ mod tests {
         assert!(stamped.timestamp > 0);
         assert_eq!(kept_session, session("c", 1));
         let fixed = codec::encode(&command(5, HashRingOp::StoreKey { key: "k".into() }));
-        assert_eq!(m.prepare(fixed.clone()), Ok(fixed));
+        let prepared = m.prepare(fixed.clone()).unwrap();
+        assert_eq!(
+            codec::decode_entry(&prepared).unwrap(),
+            codec::decode_entry(&fixed).unwrap(),
+            "only the leader's quotas are added"
+        );
+        assert_eq!(m.prepare(prepared.clone()), Ok(prepared), "stamped once");
     }
 
     /// Issue #20: a command a peer forwards skips the client port's checks; the leader
@@ -870,12 +888,46 @@ mod tests {
         // At the caps: accepted.
         let key = "k".repeat(validate::MAX_ID_BYTES);
         let fine = codec::encode(&command(1, HashRingOp::StoreKey { key }));
-        assert_eq!(m.prepare(fine.clone()), Ok(fine));
+        assert!(m.prepare(fine).is_ok());
         assert!(m
             .prepare(codec::encode(&command(
                 1,
                 batch(validate::MAX_BATCH_OPERATIONS)
             )))
             .is_ok());
+    }
+
+    #[test]
+    fn every_replica_applies_an_entry_within_the_quotas_its_leader_wrote() {
+        let small = Quotas {
+            max_nodes_per_ring: 1,
+            ..Quotas::default()
+        };
+        let (leader, _) = machine();
+        let leader = leader.with_quotas(small);
+        // A replica configured otherwise applies what the entry says, not its own flags.
+        let (mut replica, _) = machine();
+        let add = |name: &str| {
+            command(
+                1,
+                HashRingOp::AddNode {
+                    node_id: name.into(),
+                },
+            )
+        };
+        // A forwarding peer's own quotas are replaced by the leader's.
+        let forged = codec::encode_entry_within(&add("a"), None, 0, &Quotas::UNLIMITED);
+        let (.., quotas) = codec::decode_entry_within(&leader.prepare(forged).unwrap()).unwrap();
+        assert_eq!(quotas, small);
+        let first = replica.apply(1, &leader.prepare(codec::encode(&add("a"))).unwrap());
+        assert_eq!(codec::decode_outcome(&first), Ok(Outcome::Done(true)));
+        let second = replica.apply(2, &leader.prepare(codec::encode(&add("b"))).unwrap());
+        assert!(matches!(
+            codec::decode_outcome(&second),
+            Err(CodecError::QuotaExceeded(refused)) if refused.limit == 1
+        ));
+        // An entry from before quotas carries none and is applied without any.
+        let old = replica.apply(3, &codec::encode(&add("c")));
+        assert_eq!(codec::decode_outcome(&old), Ok(Outcome::Done(true)));
     }
 }

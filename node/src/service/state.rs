@@ -84,6 +84,10 @@ impl NodeState {
                 "{SEQ_METADATA}: the cluster keeps {limit} retry sessions and all are within \
                  their retry window; not applied, retry later"
             )),
+            CodecError::QuotaExceeded(refused) => ServiceError::ResourceExhausted(format!(
+                "{refused}: not applied; the quota is the leader's --{}",
+                refused.quota.name()
+            )),
             e => {
                 ServiceError::Internal(format!("the applied command answered nothing usable: {e}"))
             }

@@ -58,9 +58,14 @@ pub struct TestNode {
 impl TestNode {
     /// Binds, serves, connects, and waits until the node leads its group of one.
     pub async fn start() -> TestNode {
+        Self::start_with(|_| {}).await
+    }
+
+    /// [`Self::start`] with the configuration changed by `configure` first.
+    pub async fn start_with(configure: impl FnOnce(&mut NodeConfig)) -> TestNode {
         let dir = TempDir::new();
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
-        let config = NodeConfig {
+        let mut config = NodeConfig {
             listen: any,
             peer_listen: Some(any),
             data_dir: dir.0.clone(),
@@ -71,6 +76,7 @@ impl TestNode {
             },
             ..NodeConfig::default()
         };
+        configure(&mut config);
         let node = BoundNode::bind(config).await.expect("bind 127.0.0.1:0");
         let addr = node.grpc_addr().expect("bound client port");
         let (stop, stopped) = oneshot::channel::<()>();

@@ -24,6 +24,9 @@
 //! - metadata: `x-clockwise-consistency` on reads, `x-clockwise-client-id` and
 //!   `x-clockwise-seq` on writes;
 //! - `ConfigureRing` on a ring in use: FAILED_PRECONDITION naming the ring;
+//! - quotas (`--max-rings`, `--max-nodes-per-ring`, `--max-vnodes-per-ring`):
+//!   RESOURCE_EXHAUSTED naming the quota, nothing applied; a write that changes nothing
+//!   creates no ring (`quotas`);
 //! - `Cluster`: member ids, `host:port` addresses, and impossible membership changes.
 //!
 //! Over-the-wire input (garbage bytes, oversized messages, the peer port) is tested
@@ -33,6 +36,7 @@ mod chat_router;
 mod cluster;
 mod harness;
 mod hash_ring;
+mod quotas;
 mod table;
 
 use std::panic::AssertUnwindSafe;

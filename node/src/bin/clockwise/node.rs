@@ -61,6 +61,19 @@ pub struct NodeArgs {
     /// beyond it. The leader's value applies to a backup it replicates.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     max_backups_per_ring: u32,
+    /// Quota: most rings (HashRing and ChatRouter namespaces together); a write that
+    /// would create one more is refused with RESOURCE_EXHAUSTED. The leader's value applies.
+    #[arg(long, default_value_t = clockwise_engine::quota::DEFAULT_MAX_RINGS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_rings: u64,
+    /// Quota: most nodes (servers) in one ring. The leader's value applies.
+    #[arg(long, default_value_t = clockwise_engine::quota::DEFAULT_MAX_NODES_PER_RING,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_nodes_per_ring: u64,
+    /// Quota: most virtual nodes in one ring. The leader's value applies.
+    #[arg(long, default_value_t = clockwise_engine::quota::DEFAULT_MAX_VNODES_PER_RING,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_vnodes_per_ring: u64,
     /// How long a write or a linearizable read waits for a quorum before UNAVAILABLE, in ms.
     #[arg(long, default_value_t = 5000)]
     request_timeout_ms: u64,
@@ -177,6 +190,11 @@ pub async fn run(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
         initial_cluster_state: args.initial_cluster_state,
         snapshot_entries: args.snapshot_entries,
         max_backups_per_ring: args.max_backups_per_ring,
+        quotas: clockwise_engine::Quotas {
+            max_rings: args.max_rings,
+            max_nodes_per_ring: args.max_nodes_per_ring,
+            max_vnodes_per_ring: args.max_vnodes_per_ring,
+        },
         tokens: match &args.auth_token_file {
             Some(path) => Some(Arc::new(Tokens::load(path)?)),
             None => None,
