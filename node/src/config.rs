@@ -156,6 +156,10 @@ pub mod range {
     pub const HANDSHAKE_TIMEOUT_MS: RangeInclusive<u128> = 1..=60_000;
     /// `--max-request-ms`: at least the longest budget a call gets (`--request-timeout-ms`).
     pub const MAX_REQUEST_MS: RangeInclusive<u128> = 1..=3_600_000;
+    /// `--http2-keepalive-ms`: at least 100 ms, so a busy peer is not called dead.
+    pub const HTTP2_KEEPALIVE_MS: RangeInclusive<u128> = 100..=3_600_000;
+    /// `--max-connection-age-ms`: at least 100 ms, at most a week.
+    pub const MAX_CONNECTION_AGE_MS: RangeInclusive<u128> = 100..=604_800_000;
 }
 
 /// Fewer voters than this cannot lose one and keep a quorum.
@@ -274,6 +278,18 @@ impl NodeConfig {
                 self.limits.max_request,
                 range::MAX_REQUEST_MS,
                 "1 to 3600000",
+            ),
+            (
+                "--http2-keepalive-ms",
+                self.limits.http2_keepalive,
+                range::HTTP2_KEEPALIVE_MS,
+                "100 to 3600000",
+            ),
+            (
+                "--max-connection-age-ms",
+                self.limits.max_connection_age,
+                range::MAX_CONNECTION_AGE_MS,
+                "100 to 604800000",
             ),
         ];
         for (flag, value, range, expected) in millis {

@@ -308,13 +308,13 @@ impl BoundNode {
                 ServeError::Config(format!("the {port} port's TLS certificate or key: {e}"))
             }
         };
-        let mut clients = connections::hardened(Server::builder());
+        let mut clients = connections::hardened(Server::builder(), limits);
         if let Some(tls) = &self.config.tls.client {
             clients = clients
                 .tls_config(tls.clone())
                 .map_err(tls_error("client"))?;
         }
-        let mut peers = connections::hardened(Server::builder());
+        let mut peers = connections::hardened(Server::builder(), limits);
         if let Some((tls, _)) = &self.config.tls.peer {
             peers = peers.tls_config(tls.clone()).map_err(tls_error("peer"))?;
         }

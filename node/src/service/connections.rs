@@ -35,6 +35,8 @@ use tokio::time::Sleep;
 use tonic::transport::server::{Connected, TcpConnectInfo, TlsConnectInfo};
 use tonic::transport::Server;
 
+use super::limits::Limits;
+
 /// Connections the client port holds at once (`--max-connections`).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 8192;
 /// Connections the peer port holds at once (`--max-peer-connections`): a separate budget.
@@ -47,14 +49,17 @@ pub const DEFAULT_MAX_REQUEST: Duration = Duration::from_secs(60);
 /// The peer port's request timeout: above the sender's 300 s `SendSnapshot` deadline,
 /// which a snapshot of the largest allowed state legitimately needs.
 pub const PEER_MAX_REQUEST: Duration = Duration::from_secs(600);
-/// An HTTP/2 PING after this long without frames, and the connection closed when it is
-/// not answered within [`HTTP2_KEEPALIVE_TIMEOUT`]: dead peers do not hold descriptors.
-pub const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// An HTTP/2 PING after this long without frames (`--http2-keepalive-ms`), and the
+/// connection closed when it is not answered within [`HTTP2_KEEPALIVE_TIMEOUT`] (or the
+/// interval, if shorter): dead peers do not hold descriptors.
+pub const DEFAULT_HTTP2_KEEPALIVE: Duration = Duration::from_secs(30);
 pub const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
-/// A connection is asked to go away (GOAWAY) at this age, and closed after the grace.
-pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(30 * 60);
-/// Longer than the peer port's longest call, so a snapshot in flight is not cut.
-pub const MAX_CONNECTION_AGE_GRACE: Duration = Duration::from_secs(10 * 60);
+/// A connection is asked to go away (GOAWAY) at this age (`--max-connection-age-ms`);
+/// its calls in flight finish (each bounded by `--max-request-ms` or, for streams, by
+/// the stream caps), new ones go to a new connection: no connection lives forever.
+/// No grace period is set: tonic 0.14 with a grace skips the GOAWAY and cuts the
+/// connection at age + grace instead, failing the calls in flight.
+pub const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::from_secs(30 * 60);
 /// Streams a connection may make the server reset (malformed frames, "MadeYouReset",
 /// CVE-2025-8671) before it gets GOAWAY: h2's own default, which tonic switches off.
 pub const MAX_LOCAL_ERROR_RESET_STREAMS: usize = 1024;
@@ -370,12 +375,11 @@ pub fn incoming(
 
 /// `server` with the HTTP/2 settings both ports share: keepalive, a maximum connection
 /// age, and h2's guards against reset floods (tonic leaves the local one off).
-pub fn hardened(server: Server) -> Server {
+pub fn hardened(server: Server, limits: &Limits) -> Server {
     server
-        .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
-        .max_connection_age(MAX_CONNECTION_AGE)
-        .max_connection_age_grace(MAX_CONNECTION_AGE_GRACE)
+        .http2_keepalive_interval(Some(limits.http2_keepalive))
+        .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT.min(limits.http2_keepalive)))
+        .max_connection_age(limits.max_connection_age)
         .http2_max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESET_STREAMS))
         .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_ACCEPT_RESET_STREAMS))
 }

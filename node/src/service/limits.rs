@@ -11,11 +11,13 @@
 //! | connections the client port holds | `--max-connections` | 8192 |
 //! | connections the peer port holds (its own budget) | `--max-peer-connections` | 256 |
 //! | a new connection's first request (TLS, HTTP/2 preface, HEADERS) | `--handshake-timeout-ms` | 10 s |
+//! | idle time before an HTTP/2 PING that must be answered (≤ 10 s) | `--http2-keepalive-ms` | 30 s |
+//! | a connection's age before GOAWAY (calls in flight finish) | `--max-connection-age-ms` | 30 min |
 //! | `Health.Watch` / reflection streams per node | — ([`super::open`]) | 64 / 16 |
 //!
 //! The caps are clamped to the descriptor limit (raised to the hard one at start); the
-//! HTTP/2 settings of both ports (keepalive, connection age, reset-stream guards, the
-//! peer port's streams and request timeout) are constants in [`super::connections`].
+//! other HTTP/2 settings of both ports (reset-stream guards, the peer port's streams and
+//! request timeout) are constants in [`super::connections`].
 //!
 //! Elsewhere, and documented there: the per-call budget within that deadline
 //! ([`super::deadline`]), the raft transport's message and snapshot sizes
@@ -64,6 +66,10 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     /// The longest a client-port call may run until its response headers.
     pub max_request: Duration,
+    /// Idle time before an HTTP/2 PING that must be answered (both ports).
+    pub http2_keepalive: Duration,
+    /// The age at which a connection is asked to go away (both ports).
+    pub max_connection_age: Duration,
 }
 
 impl Default for Limits {
@@ -77,6 +83,8 @@ impl Default for Limits {
             max_peer_connections: connections::DEFAULT_MAX_PEER_CONNECTIONS,
             handshake_timeout: connections::DEFAULT_HANDSHAKE_TIMEOUT,
             max_request: connections::DEFAULT_MAX_REQUEST,
+            http2_keepalive: connections::DEFAULT_HTTP2_KEEPALIVE,
+            max_connection_age: connections::DEFAULT_MAX_CONNECTION_AGE,
         }
     }
 }

@@ -333,6 +333,48 @@ async fn a_request_whose_body_never_comes_is_ended_by_the_server() {
     assert!(ended, "the connection closed before the call was answered");
 }
 
+/// A raw connection to `addr` that has made one health check (so its handshake
+/// deadline is met), its answer not read yet.
+async fn connection_after_one_call(addr: SocketAddr) -> TcpStream {
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    let mut call = h2::client_preface();
+    call.extend(h2::frame(
+        h2::HEADERS,
+        h2::END_HEADERS,
+        1,
+        &h2::grpc_request_headers("/grpc.health.v1.Health/Check"),
+    ));
+    // An empty HealthCheckRequest: the gRPC message prefix of a zero-length message.
+    call.extend(h2::frame(h2::DATA, h2::END_STREAM, 1, &[0; 5]));
+    conn.write_all(&call).await.unwrap();
+    conn
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stops_answering_is_dropped_and_old_connections_are_retired() {
+    // Keepalive: the node PINGs an idle connection and closes it when no ACK comes,
+    // so a peer that vanished without a FIN holds no descriptor.
+    let node = NodeProcess::start_with(&["--http2-keepalive-ms", "300"]);
+    let mut conn = connection_after_one_call(node.grpc_addr()).await;
+    let pinged = tokio::time::timeout(Duration::from_secs(10), h2::pinged_until_closed(&mut conn))
+        .await
+        .expect("the node closes a connection whose PINGs go unanswered");
+    assert!(pinged, "the connection was closed without a PING first");
+
+    // Maximum age: every connection is asked to go away (GOAWAY NO_ERROR) and clients
+    // reconnect, so no connection lives forever.
+    let node = NodeProcess::start_with(&["--max-connection-age-ms", "500"]);
+    let mut conn = connection_after_one_call(node.grpc_addr()).await;
+    let goaway = tokio::time::timeout(Duration::from_secs(10), h2::goaway(&mut conn))
+        .await
+        .expect("GOAWAY within 10 s");
+    assert_eq!(goaway, Some(h2::NO_ERROR));
+    // A client on a retired connection simply reconnects.
+    probe_health(node.grpc_addr())
+        .await
+        .expect("health after the retirement");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_watches_beyond_the_cap_are_refused() {
     let node = NodeProcess::start();
@@ -373,13 +415,16 @@ mod h2 {
     use tokio::io::AsyncReadExt;
     use tokio::net::TcpStream;
 
+    pub const DATA: u8 = 0x0;
     pub const HEADERS: u8 = 0x1;
     const SETTINGS: u8 = 0x4;
+    const PING: u8 = 0x6;
     const GOAWAY: u8 = 0x7;
     pub const END_STREAM: u8 = 0x1;
     pub const END_HEADERS: u8 = 0x4;
     const ACK: u8 = 0x1;
     pub const SETTINGS_MAX_CONCURRENT_STREAMS: u16 = 0x3;
+    pub const NO_ERROR: u32 = 0x0;
     pub const ENHANCE_YOUR_CALM: u32 = 0xb;
 
     pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
@@ -467,6 +512,16 @@ mod h2 {
         let mut payload = vec![0u8; len];
         conn.read_exact(&mut payload).await.ok()?;
         Some((head[3], head[4], payload, stream))
+    }
+
+    /// Reads (never acknowledging a PING) until the connection ends: whether a PING
+    /// came first.
+    pub async fn pinged_until_closed(conn: &mut TcpStream) -> bool {
+        let mut pinged = false;
+        while let Some((kind, flags, _)) = read_frame(conn).await {
+            pinged |= kind == PING && flags & ACK == 0;
+        }
+        pinged
     }
 
     /// Reads until a GOAWAY (its error code) or the end of the connection (`None`).

@@ -160,6 +160,14 @@ pub struct NodeArgs {
     /// streams such as Health.Watch are not cut). Refused with CANCELLED beyond it.
     #[arg(long, default_value_t = connections::DEFAULT_MAX_REQUEST.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     max_request_ms: u64,
+    /// Idle time on a connection (either port) before an HTTP/2 PING it must answer
+    /// within 10 s (or this, if shorter), in ms; unanswered, the connection is closed.
+    #[arg(long, default_value_t = connections::DEFAULT_HTTP2_KEEPALIVE.as_millis() as u64, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    http2_keepalive_ms: u64,
+    /// A connection's age (either port) at which it is asked to go away (GOAWAY: calls
+    /// in flight finish, new ones reconnect), in ms.
+    #[arg(long, default_value_t = connections::DEFAULT_MAX_CONNECTION_AGE.as_millis() as u64, value_parser = clap::value_parser!(u64).range(100..=604_800_000))]
+    max_connection_age_ms: u64,
 }
 
 pub async fn run(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -224,6 +232,8 @@ pub async fn run(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
             max_peer_connections: usize::try_from(args.max_peer_connections)?,
             handshake_timeout: Duration::from_millis(args.handshake_timeout_ms),
             max_request: Duration::from_millis(args.max_request_ms),
+            http2_keepalive: Duration::from_millis(args.http2_keepalive_ms),
+            max_connection_age: Duration::from_millis(args.max_connection_age_ms),
         },
     };
     let node = BoundNode::bind(config).await?;
