@@ -4,10 +4,11 @@
 //! Connections come through the same accept pipeline as the gRPC ports
 //! (`service::connections`): a cap on connections held ([`DEFAULT_MAX_CONNECTIONS`];
 //! over it, closed at once), backoff on accept errors instead of a spin, and a
-//! deadline for the first request's headers. hyper's header-read timeout then bounds
-//! every later request's headers and the idle time between kept-alive requests, so a
-//! client that never finishes a request (slowloris) holds its connection for at most
-//! [`DEFAULT_HEADER_TIMEOUT`]; a connection lives at most [`MAX_CONNECTION_AGE`].
+//! deadline for the request's headers (hyper's header-read timeout too). One request
+//! per connection (no keep-alive: a scrape a second costs nothing to reconnect, and no
+//! idle connection is held), so a client that never finishes a request (slowloris)
+//! holds its connection for at most [`DEFAULT_HEADER_TIMEOUT`], and one that reads
+//! its response slowly for at most [`MAX_CONNECTION_AGE`].
 //! The port speaks plain HTTP: off loopback it needs `--insecure` (config.rs).
 //!
 //! - [`health`]: liveness and readiness.
@@ -40,12 +41,12 @@ use crate::service::metrics::Metrics;
 /// HTTP-port connections held at once (`--http-max-connections`): scrapers, probes
 /// and dashboards, a handful each.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
-/// How long a connection may take to send a request's headers, and may sit idle
-/// between kept-alive requests (`--http-header-timeout-ms`).
+/// How long a connection may take to send its request's headers
+/// (`--http-header-timeout-ms`).
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
-/// A connection is asked to close (after its response in flight) at this age, so no
-/// client holds one forever by sending slow bodies or reading slowly.
-pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
+/// A connection is asked to close at this age (and closed a header timeout later), so
+/// no client holds one forever by reading its response slowly.
+pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(60);
 
 /// What the handlers read: nothing here asks the raft driver or takes the engine lock.
 #[derive(Clone)]
@@ -130,8 +131,8 @@ async fn serve_connection(
     header_timeout: Duration,
 ) {
     let service = hyper::service::service_fn(move |request| {
-        // Its headers arrived: the pipeline's first-request deadline is met; hyper's
-        // header-read timeout guards the next ones.
+        // Its headers arrived: the pipeline's deadline no longer applies (it would
+        // fail the reads hyper makes while the response is written).
         if let Some(remote) = remote {
             handshakes.request_seen(remote);
         }
@@ -140,7 +141,8 @@ async fn serve_connection(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
+        .header_read_timeout(header_timeout)
+        .keep_alive(false);
     let mut connection = pin!(builder.serve_connection(TokioIo::new(stream), service));
     if tokio::time::timeout(MAX_CONNECTION_AGE, connection.as_mut())
         .await

@@ -13,8 +13,8 @@
 //! | a new connection's first request (TLS, HTTP/2 preface, HEADERS) | `--handshake-timeout-ms` | 10 s |
 //! | `Health.Watch` / reflection streams per node | — ([`super::open`]) | 64 / 16 |
 //! | connections the HTTP port (`--metrics-listen`) holds | `--http-max-connections` | 64 |
-//! | an HTTP request's headers, and the idle time between kept-alive requests | `--http-header-timeout-ms` | 5 s |
-//! | an HTTP connection's age (closed after its response in flight) | — ([`crate::http_port`]) | 5 min |
+//! | an HTTP request's headers (one request per connection) | `--http-header-timeout-ms` | 5 s |
+//! | an HTTP connection's age (for a slow reader of its response) | — ([`crate::http_port`]) | 60 s |
 //! | clients with a rate-limit bucket of their own (then one shared bucket) | — | 65,536 |
 //!
 //! The caps are clamped to the descriptor limit (raised to the hard one at start); the

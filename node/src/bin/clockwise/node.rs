@@ -76,8 +76,8 @@ pub struct NodeArgs {
     /// Connections the HTTP port holds at once; a connection beyond it is closed at once.
     #[arg(long, default_value_t = http_port::DEFAULT_MAX_CONNECTIONS as u64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     http_max_connections: u64,
-    /// How long an HTTP-port connection may take to send a request's headers, or sit
-    /// idle between requests, before it is closed, in ms.
+    /// How long an HTTP-port connection may take to send its request's headers before
+    /// it is closed, in ms.
     #[arg(long, default_value_t = http_port::DEFAULT_HEADER_TIMEOUT.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     http_header_timeout_ms: u64,
     /// Duration of one simulated external call of SyncReplicas / ReplicateSessions, in ms.

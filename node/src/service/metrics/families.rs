@@ -151,7 +151,7 @@ pub fn rings(rings: &[(RingKind, String, RingFigures)], out: &mut Vec<MetricFami
         ),
     ];
     for (kind, ring, figures) in series {
-        let labels = [("ring", ring), ("kind", kind)];
+        let labels = [("kind", kind), ("ring", ring)];
         let values = [
             figures.nodes,
             figures.keys,
