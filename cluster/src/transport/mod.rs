@@ -288,6 +288,10 @@ impl GrpcTransport {
             self.runtime
                 .spawn(send_loop(self.origin.clone(), peer, client, outbox));
         }
+        // Its series shows (at 0) from the start, for rates and alerts.
+        self.origin
+            .send_failures
+            .with_label_values(&[&peer.to_string()]);
         let mut peers = self.peers.write().unwrap_or_else(PoisonError::into_inner);
         peers.insert(
             peer,
