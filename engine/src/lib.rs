@@ -90,6 +90,45 @@ impl BatchResult {
     }
 }
 
+/// One namespace's size and churn, for metrics: O(1) to read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RingFigures {
+    /// Nodes (HashRing) or servers (ChatRouter) on the ring.
+    pub nodes: u64,
+    /// Keys (HashRing) or requests (ChatRouter) stored.
+    pub keys: u64,
+    /// Items evicted (LRU, to make room, or asked for) since this replica built the
+    /// namespace (its start or the last snapshot installed): not replicated state.
+    pub evictions: u64,
+    /// Items that expired (TTL) since then.
+    pub expirations: u64,
+}
+
+impl RingFigures {
+    fn of(ns: &namespace::Namespace) -> Self {
+        RingFigures {
+            nodes: ns.ring.node_count() as u64,
+            keys: ns.placement.len() as u64,
+            evictions: ns.churn.evictions,
+            expirations: ns.churn.expirations,
+        }
+    }
+}
+
+impl HashRing {
+    /// This ring's size and churn: O(1).
+    pub fn figures(&self) -> RingFigures {
+        RingFigures::of(&self.ns)
+    }
+}
+
+impl ChatRouter {
+    /// This router's size and churn: O(1).
+    pub fn figures(&self) -> RingFigures {
+        RingFigures::of(&self.ns)
+    }
+}
+
 /// Every namespace of one node's state.
 #[derive(Clone, Debug, Default)]
 pub struct Engine {
@@ -151,6 +190,20 @@ impl Engine {
                 .insert(ring.to_owned(), ChatRouter::default());
         }
         self.chat_routers.get_mut(ring).expect("inserted above")
+    }
+
+    /// Every HashRing namespace's figures, by name: O(namespaces).
+    pub fn hash_ring_figures(&self) -> impl Iterator<Item = (&str, RingFigures)> {
+        self.hash_rings
+            .iter()
+            .map(|(name, ring)| (name.as_str(), RingFigures::of(&ring.ns)))
+    }
+
+    /// Every ChatRouter namespace's figures, by name: O(namespaces).
+    pub fn chat_router_figures(&self) -> impl Iterator<Item = (&str, RingFigures)> {
+        self.chat_routers
+            .iter()
+            .map(|(name, router)| (name.as_str(), RingFigures::of(&router.ns)))
     }
 
     /// Folds a HashRing namespace's current digest into the engine's: O(1).
@@ -273,3 +326,36 @@ mod golden;
 mod lifecycle_tests;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+
+#[cfg(test)]
+mod figures_tests {
+    use super::*;
+
+    #[test]
+    fn a_ring_counts_its_nodes_keys_evictions_and_expirations() {
+        let mut engine = Engine::new();
+        let ring = engine.hash_ring_mut("r");
+        ring.add_node("a");
+        ring.set_capacity("a", 2);
+        for (ts, key) in [(1, "k1"), (2, "k2"), (3, "k3")] {
+            ring.store_key(ts, key);
+        }
+        ring.store_key_with_ttl(4, "k4", 10);
+        assert_eq!(ring.evict_lru("a").as_deref(), Some("k3"));
+        ring.tick(100);
+        let figures = ring.figures();
+        assert_eq!(
+            figures,
+            RingFigures {
+                nodes: 1,
+                keys: 0,
+                evictions: 3,
+                expirations: 1,
+            }
+        );
+        let digest = engine.state_digest();
+        assert_eq!(digest, engine.recomputed_digest(), "churn is not state");
+        let listed: Vec<_> = engine.hash_ring_figures().collect();
+        assert_eq!(listed, vec![("r", figures)]);
+    }
+}

@@ -76,6 +76,17 @@ pub(crate) struct Namespace {
     /// The sum of the digest facts of the nodes, limits and merge records (the items'
     /// are the placement's), kept by every change of them.
     facts: Sum,
+    /// Items evicted and expired since this replica built the namespace: for metrics
+    /// only, in no digest or snapshot (a restart or a snapshot install starts at 0).
+    pub(crate) churn: Churn,
+}
+
+/// Items a namespace dropped to make room or because they died, as counted on this
+/// replica (see [`crate::RingFigures`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Churn {
+    pub(crate) evictions: u64,
+    pub(crate) expirations: u64,
 }
 
 impl Default for Namespace {
@@ -110,6 +121,7 @@ impl Namespace {
             merged: Merges::default(),
             backups: Backups::default(),
             facts: 0,
+            churn: Churn::default(),
         }
     }
 
@@ -202,6 +214,7 @@ impl Namespace {
     pub(crate) fn purge(&mut self) {
         for slot in self.placement.dead_at(self.latest) {
             self.placement.remove(slot);
+            self.churn.expirations += 1;
         }
     }
 
@@ -449,10 +462,11 @@ impl Namespace {
         }
         let limit = self.limit(node);
         let vnodes = &self.ring.info(node).vnode_ids;
+        let evictions = &mut self.churn.evictions;
         // Every stored key sits on its routed node, so "already here" is "stored".
         let stored = self.placement.find_or_insert_with(key, hint, |placement| {
             if limit != UNLIMITED {
-                make_room(placement, (node, vnodes), limit, eviction);
+                *evictions += make_room(placement, (node, vnodes), limit, eviction);
             }
             (pos, (node, vnode), ts, new_size(), expiry)
         });
@@ -467,6 +481,7 @@ impl Namespace {
         let victim = self
             .placement
             .lru_victim(node, &self.ring.info(node).vnode_ids)?;
+        self.churn.evictions += 1;
         Some(self.placement.remove(victim))
     }
 
@@ -513,20 +528,24 @@ impl Namespace {
     }
 }
 
+/// Evicts LRU items of `node` as `eviction` says; answers how many.
 fn make_room(
     placement: &mut Placement,
     (node, vnodes): (NodeIdx, &[VnodeId]),
     limit: i64,
     eviction: Eviction,
-) {
+) -> u64 {
     let evict = |placement: &mut Placement| {
         let victim = placement.lru_victim(node, vnodes)?;
         Some(placement.remove(victim))
     };
+    let mut evicted = 0;
     match eviction {
         Eviction::AtMostOne => {
-            if placement.load(node).count >= u64::try_from(limit).unwrap_or(0) {
-                evict(placement);
+            if placement.load(node).count >= u64::try_from(limit).unwrap_or(0)
+                && evict(placement).is_some()
+            {
+                evicted += 1;
             }
         }
         Eviction::UntilFits { incoming } => {
@@ -534,9 +553,11 @@ fn make_room(
                 if evict(placement).is_none() {
                     break;
                 }
+                evicted += 1;
             }
         }
     }
+    evicted
 }
 
 fn rank(a: &(i64, &str), b: &(i64, &str)) -> std::cmp::Ordering {

@@ -39,7 +39,8 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// The raft transport's address, which only peers call; `None`: [`default_peer_listen`].
     pub peer_listen: Option<SocketAddr>,
-    /// Prometheus metrics over HTTP (`GET /metrics`); off when `None`.
+    /// The HTTP port (`GET /metrics`, `/healthz`, `/readyz`; see `crate::http_port`);
+    /// off when `None`.
     pub metrics_listen: Option<SocketAddr>,
     /// Allow a non-loopback address on a port without TLS.
     pub insecure: bool,
@@ -160,6 +161,10 @@ pub mod range {
     pub const HTTP2_KEEPALIVE_MS: RangeInclusive<u128> = 100..=3_600_000;
     /// `--max-connection-age-ms`: at least 100 ms, at most a week.
     pub const MAX_CONNECTION_AGE_MS: RangeInclusive<u128> = 100..=604_800_000;
+    /// `--http-max-connections`.
+    pub const HTTP_MAX_CONNECTIONS: RangeInclusive<usize> = 1..=10_000;
+    /// `--http-header-timeout-ms`.
+    pub const HTTP_HEADER_TIMEOUT_MS: RangeInclusive<u128> = 1..=60_000;
 }
 
 /// Fewer voters than this cannot lose one and keep a quorum.
@@ -188,6 +193,12 @@ pub enum ConfigError {
          could speak raft. Pass --insecure to accept that."
     )]
     PlaintextPeerPort(SocketAddr),
+    #[error(
+        "--metrics-listen {0} is not a loopback address and the HTTP port serves plain \
+         HTTP: its metrics and cluster state would be open to the network. Pass \
+         --insecure to accept that (or keep it on loopback behind a TLS proxy)."
+    )]
+    PlaintextMetricsPort(SocketAddr),
     #[error("the token file has no `peer` token: nodes need one to reach each other")]
     NoPeerToken,
     #[error(
@@ -291,6 +302,12 @@ impl NodeConfig {
                 range::MAX_CONNECTION_AGE_MS,
                 "100 to 604800000",
             ),
+            (
+                "--http-header-timeout-ms",
+                self.limits.http_header_timeout,
+                range::HTTP_HEADER_TIMEOUT_MS,
+                "1 to 60000",
+            ),
         ];
         for (flag, value, range, expected) in millis {
             // Whole milliseconds, as the flags give them (0.5 ms is 0).
@@ -344,6 +361,13 @@ impl NodeConfig {
                 return out_of_range(flag, cap, "1 to 1000000");
             }
         }
+        if !range::HTTP_MAX_CONNECTIONS.contains(&self.limits.http_max_connections) {
+            return out_of_range(
+                "--http-max-connections",
+                self.limits.http_max_connections,
+                "1 to 10000",
+            );
+        }
         if self.join && self.initial_cluster_state == Some(InitialClusterState::New) {
             return Err(ConfigError::JoinAndFound);
         }
@@ -357,6 +381,9 @@ impl NodeConfig {
             let peer = self.peer_listen();
             if !peer.ip().is_loopback() && self.tls.peer.is_none() {
                 return Err(ConfigError::PlaintextPeerPort(peer));
+            }
+            if let Some(http) = self.metrics_listen.filter(|a| !a.ip().is_loopback()) {
+                return Err(ConfigError::PlaintextMetricsPort(http));
             }
         }
         if let Some(named) = self.tls.peer_node_id.filter(|&named| named != self.id) {
@@ -725,6 +752,20 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(refused(config), ConfigError::PlaintextPeerPort(public));
+        let config = NodeConfig {
+            metrics_listen: Some(public),
+            ..Default::default()
+        };
+        assert_eq!(
+            refused(config.clone()),
+            ConfigError::PlaintextMetricsPort(public)
+        );
+        NodeConfig {
+            insecure: true,
+            ..config
+        }
+        .validate()
+        .expect("insecure allows it");
     }
 
     #[test]

@@ -7,10 +7,13 @@
 //!   codec, retry sessions, the snapshot envelope, the leader's clock.
 //! - [`config`]: [`NodeConfig`], its defaults and `validate()`.
 //! - [`server`]: [`BoundNode`]: binds the ports, starts the raft driver, serves.
+//! - [`http_port`]: the HTTP port: `/metrics`, `/healthz`, `/readyz` (and the place
+//!   the ring dashboard's routes join).
 //! - [`service`]: the gRPC handlers (thin: validate, propose or read, map errors) and
 //!   the layers around them (auth, rate limits, deadlines, metrics, TLS).
 
 pub mod config;
+pub mod http_port;
 pub mod machine;
 pub mod server;
 pub mod service;

@@ -22,15 +22,16 @@ use tonic::server::NamedService;
 use tonic::transport::Server;
 
 use crate::config::{ConfigError, InitialClusterState, NodeConfig};
-use crate::machine::{EngineMachine, PublishedDigest};
+use crate::http_port::{self, HttpLimits, HttpState};
+use crate::machine::{EngineMachine, PublishedDigest, PublishedRings};
 use crate::service::auth::Auth;
 use crate::service::bulkhead::{BulkheadLayer, Bulkheads};
 use crate::service::connections::{self, FirstRequestLayer, Handshakes, PortLimits};
 use crate::service::deadline::DeadlineLayer;
 use crate::service::gate::GateLayer;
 use crate::service::identity::IdentityLayer;
-use crate::service::limits::{RateLimit, RateLimiter};
-use crate::service::metrics::{self, Metrics, MetricsLayer};
+use crate::service::limits::{self, RateLimit, RateLimiter};
+use crate::service::metrics::{Metrics, MetricsLayer};
 use crate::service::open::OpenServicesLayer;
 use crate::service::state::NodeState;
 use crate::service::sync::SyncRunner;
@@ -168,11 +169,12 @@ impl BoundNode {
     }
 
     /// Starts the raft driver over the log in the data dir.
-    /// Answers the replica and where its state machine publishes the state digest.
+    /// Answers the replica and where its state machine publishes the state digest and
+    /// the rings' figures.
     async fn start_replica(
         &self,
         engine: Arc<RwLock<Engine>>,
-    ) -> Result<(Replica, Arc<PublishedDigest>), ServeError> {
+    ) -> Result<(Replica, Arc<PublishedDigest>, Arc<PublishedRings>), ServeError> {
         let config = &self.config;
         let bound = self.bound_address();
         let configured: BTreeMap<u64, MemberAddress> = if config.join {
@@ -227,19 +229,20 @@ impl BoundNode {
         let machine = EngineMachine::with_max_backups(engine, config.max_backups_per_ring)
             .with_quotas(config.quotas);
         let digest = machine.published_digest();
+        let rings = machine.published_rings();
         let (handle, thread) = tokio::task::spawn_blocking(move || {
             driver::spawn(driver_config, store, machine, peers)
         })
         .await
         .map_err(|e| ServeError::Config(format!("starting the raft driver panicked: {e}")))??;
         transport.set_driver(handle.clone());
-        Ok((Replica::new(handle, thread, transport), digest))
+        Ok((Replica::new(handle, thread, transport), digest, rings))
     }
 
     /// Serves until `shutdown` resolves, then drains in-flight calls.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServeError> {
         let engine = Arc::new(RwLock::new(Engine::new()));
-        let (replica, digest) = self.start_replica(engine.clone()).await?;
+        let (replica, digest, rings) = self.start_replica(engine.clone()).await?;
         let raft_service = RaftTransportServer::new(RaftTransportService::new(
             replica.handle(),
             replica.transport().clone(),
@@ -248,6 +251,11 @@ impl BoundNode {
         let peer_identity_refused = replica.transport().identity_refusal_counter();
         let advertised = self.bound_address();
         let metrics = Arc::new(Metrics::with_peer_identity_refusals(peer_identity_refused));
+        metrics.show_replica(
+            &replica.handle(),
+            replica.transport().send_failures(),
+            rings,
+        );
         let state = Arc::new(
             NodeState::new(engine, digest, replica, self.config.request_timeout)
                 .counting_reads(metrics.linearizable_reads.clone()),
@@ -262,9 +270,22 @@ impl BoundNode {
             metrics.sync.clone(),
         ));
 
-        let metrics_task = self
-            .metrics_listener
-            .map(|listener| tokio::spawn(metrics::serve(listener, metrics.clone())));
+        let http_task = self.metrics_listener.map(|listener| {
+            let routes = http_port::router(HttpState {
+                metrics: metrics.clone(),
+                status: state.replica().handle().watch_status(),
+            });
+            let limits = HttpLimits {
+                max_connections: self.config.limits.http_max_connections,
+                header_timeout: self.config.limits.http_header_timeout,
+            };
+            tokio::spawn(http_port::serve(
+                listener,
+                routes,
+                limits,
+                metrics.http_port.clone(),
+            ))
+        });
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health
@@ -289,13 +310,15 @@ impl BoundNode {
 
         let limits = &self.config.limits;
         let max_message = limits.max_message_bytes;
+        let limiter = RateLimiter::new(limits.client_rate, limits.client_burst).map(Arc::new);
+        let sweeper = limiter.as_ref().map(limits::spawn_sweeper);
         let access = (
             GateLayer(Auth {
                 tokens: self.config.tokens.clone(),
                 metrics: metrics.clone(),
             }),
             GateLayer(RateLimit {
-                limiter: RateLimiter::new(limits.client_rate, limits.client_burst).map(Arc::new),
+                limiter,
                 metrics: metrics.clone(),
             }),
         );
@@ -374,7 +397,7 @@ impl BoundNode {
             );
         let (clients, peers) = tokio::join!(clients, peers);
         let result = clients.and(peers);
-        if let Some(task) = metrics_task {
+        for task in http_task.into_iter().chain(sweeper) {
             task.abort();
         }
         // The driver may be in an fsync: wait for it off the async workers.

@@ -17,12 +17,16 @@
 //! - `membership.rs`: membership changes, learner promotion, leadership transfer.
 //! - `snapshots.rs`: the snapshot-writer thread (building and storing off this
 //!   thread), installing and restoring snapshots.
+//! - `stats.rs`: the counters and histograms a metrics page shows ([`DriverStats`]).
 
 mod membership;
 mod proposals;
 mod reads;
 mod ready;
 mod snapshots;
+mod stats;
+
+pub use stats::{DriverStats, PROPOSAL_RESULTS};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::collections::{BTreeMap, HashMap};
@@ -208,15 +212,22 @@ pub struct RaftHandle {
     /// This node's snapshots dir: the transport streams stored snapshots from it and
     /// receives the leader's into it.
     snapshot_dir: Arc<PathBuf>,
+    /// Counted by this handle's callers and by the driver thread; read by scrapes.
+    stats: DriverStats,
 }
 
 impl RaftHandle {
     /// Proposes `data` and waits until it is applied here; answers the state machine's
     /// result. Only the leader accepts proposals.
     pub async fn propose(&self, data: Vec<u8>) -> Result<Vec<u8>, ProposeError> {
+        let _pending = stats::Pending::new(&self.stats.proposals_pending);
         let (reply, answer) = oneshot::channel();
-        self.send(Event::Propose { data, reply })?;
-        answer.await.unwrap_or(Err(ProposeError::Stopped))
+        let outcome = match self.send(Event::Propose { data, reply }) {
+            Ok(()) => answer.await.unwrap_or(Err(ProposeError::Stopped)),
+            Err(refused) => Err(refused),
+        };
+        self.stats.proposal_ended(&outcome);
+        outcome
     }
 
     /// Waits until this node has applied everything committed when the call started
@@ -224,9 +235,22 @@ impl RaftHandle {
     /// linearizable. Works on followers too (raft asks the leader). The caller bounds
     /// the wait: a new leader answers only once it has committed in its term.
     pub async fn read_index(&self) -> Result<(), ProposeError> {
+        let timer = self.stats.read_index_seconds.start_timer();
         let (reply, answer) = oneshot::channel();
         self.send(Event::ReadIndex { reply })?;
-        answer.await.unwrap_or(Err(ProposeError::Stopped))
+        let outcome = answer.await.unwrap_or(Err(ProposeError::Stopped));
+        // Only rounds that ended in a read count: a refusal is not a latency.
+        if outcome.is_ok() {
+            timer.observe_duration();
+        } else {
+            timer.stop_and_discard();
+        }
+        outcome
+    }
+
+    /// The counters and histograms of this driver, to register on a metrics page.
+    pub fn stats(&self) -> &DriverStats {
+        &self.stats
     }
 
     /// Hands a message from a peer to the driver; dropped when the queue is full (raft
@@ -371,12 +395,14 @@ pub fn spawn<S: StateMachine>(
         id: config.id,
         ..RaftStatus::default()
     });
+    let stats = DriverStats::default();
     let handle = RaftHandle {
         events,
         messages,
         reports,
         status: status_receiver,
         snapshot_dir: Arc::new(store.snapshot_dir().to_owned()),
+        stats: stats.clone(),
     };
     let alone = store
         .conf_state()?
@@ -408,6 +434,7 @@ pub fn spawn<S: StateMachine>(
         pending_changes: HashMap::new(),
         misaddressed: 0,
         identity: config.identity.clone(),
+        stats,
     };
     driver.publish_status();
     let thread = std::thread::Builder::new()
@@ -473,6 +500,8 @@ struct Driver<S: StateMachine> {
     /// Peer messages dropped because they were addressed to another node id.
     misaddressed: u64,
     identity: ClusterIdentity,
+    /// Shared with the handle: leader changes, apply and snapshot times.
+    stats: DriverStats,
 }
 
 impl<S: StateMachine> Driver<S> {
@@ -642,6 +671,9 @@ impl<S: StateMachine> Driver<S> {
             snapshot_index: self.snapshot_index,
             first_index: raft.raft_log.first_index(),
         };
+        if status.leader_id != 0 && status.leader_id != self.status.borrow().leader_id {
+            self.stats.leader_changes.inc();
+        }
         self.status.send_if_modified(|current| {
             let changed = *current != status;
             *current = status;

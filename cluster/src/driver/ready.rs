@@ -89,7 +89,9 @@ impl<S: StateMachine> Driver<S> {
                 EntryType::EntryNormal if entry.data.is_empty() => {} // a new leader's no-op
                 EntryType::EntryNormal => {
                     self.bytes_since_snapshot += entry.data.len() as u64;
+                    let timer = self.stats.apply_seconds.start_timer();
                     let result = self.machine.apply(entry.index, &entry.data);
+                    timer.observe_duration();
                     if let Some(reply) = self
                         .request_id(&entry.context)
                         .and_then(|id| self.pending.remove(&id))

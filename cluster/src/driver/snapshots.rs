@@ -399,6 +399,7 @@ impl<S: StateMachine> Driver<S> {
             descriptor,
             build,
         } = built?;
+        self.stats.snapshot_seconds.observe(build.as_secs_f64());
         let index = meta.index;
         if index <= self.snapshot_index {
             // A newer snapshot from the leader was installed meanwhile.

@@ -178,6 +178,17 @@ struct Origin {
     /// Where peers reach this node.
     address: String,
     driver: Arc<OnceLock<RaftHandle>>,
+    /// Messages that could not be queued for a peer and calls to it that failed, by
+    /// peer id (`clockwise_raft_peer_send_failures_total`).
+    send_failures: prometheus::IntCounterVec,
+}
+
+impl Origin {
+    fn send_failed(&self, peer: u64) {
+        self.send_failures
+            .with_label_values(&[&peer.to_string()])
+            .inc();
+    }
 }
 
 struct Peer {
@@ -199,6 +210,14 @@ impl GrpcTransport {
                 id,
                 address,
                 driver: Arc::new(OnceLock::new()),
+                send_failures: prometheus::IntCounterVec::new(
+                    prometheus::Opts::new(
+                        "clockwise_raft_peer_send_failures_total",
+                        "Raft messages to a peer dropped (its queue full) and calls to it that failed, by peer id; raft retransmits.",
+                    ),
+                    &["peer"],
+                )
+                .expect("a valid counter"),
             },
             runtime,
             peers: RwLock::new(HashMap::new()),
@@ -221,6 +240,11 @@ impl GrpcTransport {
     /// The counter behind [`GrpcTransport::identity_refusals`], for a metrics page.
     pub fn identity_refusal_counter(&self) -> Arc<AtomicU64> {
         self.identity_refusals.clone()
+    }
+
+    /// `clockwise_raft_peer_send_failures_total`, to register on a metrics page.
+    pub fn send_failures(&self) -> &prometheus::IntCounterVec {
+        &self.origin.send_failures
     }
 
     fn count_identity_refusal(&self) {
@@ -262,8 +286,12 @@ impl GrpcTransport {
         if let Ok(endpoint) = endpoint {
             let client = self.access.client(endpoint);
             self.runtime
-                .spawn(send_loop(self.origin.clone(), client, outbox));
+                .spawn(send_loop(self.origin.clone(), peer, client, outbox));
         }
+        // Its series shows (at 0) from the start, for rates and alerts.
+        self.origin
+            .send_failures
+            .with_label_values(&[&peer.to_string()]);
         let mut peers = self.peers.write().unwrap_or_else(PoisonError::into_inner);
         peers.insert(
             peer,
@@ -308,6 +336,9 @@ impl Transport for GrpcTransport {
                 .is_some_and(|peer| peer.queue.try_send(message).is_ok());
             // A dropped message is retransmitted by raft, but a dropped snapshot must be
             // reported, or raft waits for it forever.
+            if !queued {
+                self.origin.send_failed(to);
+            }
             if !queued && snapshot {
                 if let Some(driver) = self.origin.driver.get() {
                     driver.report_snapshot(to, false);
@@ -317,7 +348,12 @@ impl Transport for GrpcTransport {
     }
 }
 
-async fn send_loop(origin: Origin, mut client: PeerClient, mut outbox: mpsc::Receiver<Message>) {
+async fn send_loop(
+    origin: Origin,
+    peer: u64,
+    mut client: PeerClient,
+    mut outbox: mpsc::Receiver<Message>,
+) {
     let mut queued = Vec::with_capacity(MAX_BATCH);
     while outbox.recv_many(&mut queued, MAX_BATCH).await > 0 {
         // One call carries at most MAX_BATCH_BYTES: a message to a lagging peer holds up
@@ -335,27 +371,29 @@ async fn send_loop(origin: Origin, mut client: PeerClient, mut outbox: mpsc::Rec
             };
             if bytes + encoded.len() > MAX_BATCH_BYTES && !messages.is_empty() {
                 let batch = std::mem::take(&mut messages);
-                send_batch(&origin, &mut client, batch).await;
+                send_batch(&origin, peer, &mut client, batch).await;
                 bytes = 0;
             }
             bytes += encoded.len();
             messages.push(encoded);
         }
         if !messages.is_empty() {
-            send_batch(&origin, &mut client, messages).await;
+            send_batch(&origin, peer, &mut client, messages).await;
         }
     }
 }
 
 /// Sends one batch; a failed send loses it, and raft retransmits what matters.
-async fn send_batch(origin: &Origin, client: &mut PeerClient, messages: Vec<Vec<u8>>) {
+async fn send_batch(origin: &Origin, peer: u64, client: &mut PeerClient, messages: Vec<Vec<u8>>) {
     let mut request = Request::new(pb::RaftMessageBatch {
         from: origin.id,
         messages,
         from_address: origin.address.clone(),
     });
     request.set_timeout(SEND_TIMEOUT);
-    let _ = client.send(request).await;
+    if client.send(request).await.is_err() {
+        origin.send_failed(peer);
+    }
 }
 
 /// Streams the snapshot file a snapshot message names, in chunks read on a blocking
@@ -433,6 +471,7 @@ async fn send_snapshot(origin: Origin, mut client: PeerClient, message: Message)
         Ok(_) => true,
         Err(status) => {
             tracing::warn!(to, error = %status.message(), "sending a snapshot failed; raft retries");
+            origin.send_failed(to);
             false
         }
     };

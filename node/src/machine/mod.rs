@@ -6,6 +6,7 @@
 //! - `sessions`: per-client retry deduplication (a retried write applies once).
 //! - [`envelope`]: the byte layout of a state-machine snapshot (sessions + engine).
 //! - [`clock`]: the leader's clock, stamped into commands sent with timestamp 0.
+//! - [`figures`]: each ring's size and churn after every apply, for metrics.
 //!
 //! [`EngineMachine`] implements `clockwise_cluster::StateMachine`: `prepare` on the
 //! leader (stamp time, fill defaults), `apply` on every replica (deterministic: no
@@ -17,6 +18,7 @@ mod caps;
 pub mod clock;
 pub mod codec;
 pub mod envelope;
+pub mod figures;
 mod sessions;
 
 use std::io::{Read, Write};
@@ -28,6 +30,8 @@ use clockwise_engine::{ChatRouterOp, Engine, EngineView, HashRingOp, Op, Quotas,
 
 pub use envelope::MachineSnapshotError;
 use envelope::{known_version, MACHINE_SNAPSHOT_VERSION, MAX_SESSIONS_ENCODED, TRUNCATED};
+pub use figures::PublishedRings;
+use figures::RingKind;
 use sessions::Sessions;
 pub use sessions::{MAX_SESSIONS, MAX_SESSION_BYTES, SESSION_WINDOW_MS};
 
@@ -43,6 +47,8 @@ pub struct EngineMachine {
     /// proposes as leader, so every replica applies the entry within the same ones.
     quotas: Quotas,
     digest: Arc<PublishedDigest>,
+    /// Each ring's figures, published after every apply (read by metrics scrapes).
+    rings: Arc<PublishedRings>,
 }
 
 /// The engine's digest as of the last apply or restore, published beside the engine so
@@ -71,18 +77,19 @@ impl EngineMachine {
 
     pub fn with_max_backups(engine: Arc<RwLock<Engine>>, max_backups_per_ring: u32) -> Self {
         let digest = Arc::new(PublishedDigest::default());
-        digest.set(
-            engine
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .digest(),
-        );
+        let rings = Arc::new(PublishedRings::default());
+        {
+            let engine = engine.read().unwrap_or_else(PoisonError::into_inner);
+            digest.set(engine.digest());
+            rings.replace_all(&engine);
+        }
         EngineMachine {
             engine,
             sessions: Sessions::default(),
             max_backups_per_ring: max_backups_per_ring.max(1),
             quotas: Quotas::default(),
             digest,
+            rings,
         }
     }
 
@@ -95,6 +102,11 @@ impl EngineMachine {
     /// Where this machine publishes its digest after every apply and restore.
     pub fn published_digest(&self) -> Arc<PublishedDigest> {
         self.digest.clone()
+    }
+
+    /// Where this machine publishes each ring's figures after every apply and restore.
+    pub fn published_rings(&self) -> Arc<PublishedRings> {
+        self.rings.clone()
     }
 }
 
@@ -282,6 +294,8 @@ impl StateMachine for EngineMachine {
             let mut engine = self.engine.write().unwrap_or_else(PoisonError::into_inner);
             let outcome = codec::encode_outcome(&engine.apply_within(&command, &quotas));
             self.digest.set(engine.digest());
+            self.rings
+                .update(&engine, RingKind::of(&command.op), &command.ring);
             outcome
         };
         if let Some(session) = session {
@@ -310,6 +324,7 @@ impl StateMachine for EngineMachine {
     fn restore_from(&mut self, reader: &mut dyn Read) -> Result<(), MachineSnapshotError> {
         let (engine, sessions) = decode(reader)?;
         let digest = engine.digest();
+        self.rings.replace_all(&engine);
         let replaced = std::mem::replace(
             &mut *self.engine.write().unwrap_or_else(PoisonError::into_inner),
             engine,

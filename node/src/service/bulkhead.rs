@@ -13,7 +13,6 @@
 //! `clockwise_bulkhead_in_use`, `clockwise_bulkhead_capacity` and
 //! `clockwise_bulkhead_rejected_total`.
 
-use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -158,37 +157,35 @@ impl Bulkheads {
         }
     }
 
-    /// The Prometheus text of the in-use, capacity and refusal figures by family.
-    pub fn render(&self, out: &mut String) {
-        let series = [
-            (
+    /// The bulkheads' families: in use, capacity and refusals, by family.
+    pub fn families(&self, out: &mut Vec<prometheus::proto::MetricFamily>) {
+        use super::metrics::families::Family;
+        let mut families = [
+            Family::gauge(
                 "clockwise_bulkhead_in_use",
-                "gauge",
                 "Calls holding a place in a bulkhead now, by family.",
-                Bulkhead::in_use as fn(&Bulkhead) -> usize,
             ),
-            (
+            Family::gauge(
                 "clockwise_bulkhead_capacity",
-                "gauge",
                 "Places in a bulkhead, by family.",
-                Bulkhead::capacity,
+            ),
+            Family::counter(
+                "clockwise_bulkhead_rejected_total",
+                "Calls refused because their bulkhead stayed full, by family.",
             ),
         ];
-        for (name, kind, help, value) in series {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for bulkhead in [&self.sync, &self.batch] {
-                let family = bulkhead.family.name();
-                let _ = writeln!(out, "{name}{{family=\"{family}\"}} {}", value(bulkhead));
+        for bulkhead in [&self.sync, &self.batch] {
+            let values = [
+                bulkhead.in_use() as f64,
+                bulkhead.capacity() as f64,
+                bulkhead.rejected() as f64,
+            ];
+            for (family, value) in families.iter_mut().zip(values) {
+                family.sample(&[("family", bulkhead.family.name())], value);
             }
         }
-        let name = "clockwise_bulkhead_rejected_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Calls refused because their bulkhead stayed full, by family.\n# TYPE {name} counter"
-        );
-        for bulkhead in [&self.sync, &self.batch] {
-            let family = bulkhead.family.name();
-            let _ = writeln!(out, "{name}{{family=\"{family}\"}} {}", bulkhead.rejected());
+        for family in families {
+            family.finish(out);
         }
     }
 }
@@ -327,8 +324,12 @@ mod tests {
             },
             BulkheadConfig::default(),
         );
+        let mut families = Vec::new();
+        bulkheads.families(&mut families);
         let mut out = String::new();
-        bulkheads.render(&mut out);
+        prometheus::TextEncoder::new()
+            .encode_utf8(&families, &mut out)
+            .unwrap();
         for line in [
             "clockwise_bulkhead_in_use{family=\"sync\"} 0",
             "clockwise_bulkhead_capacity{family=\"sync\"} 64",

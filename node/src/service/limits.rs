@@ -14,6 +14,10 @@
 //! | idle time before an HTTP/2 PING that must be answered (≤ 10 s) | `--http2-keepalive-ms` | 30 s |
 //! | a connection's age before GOAWAY (calls in flight finish) | `--max-connection-age-ms` | 30 min |
 //! | `Health.Watch` / reflection streams per node | — ([`super::open`]) | 64 / 16 |
+//! | connections the HTTP port (`--metrics-listen`) holds | `--http-max-connections` | 64 |
+//! | an HTTP request's headers (one request per connection) | `--http-header-timeout-ms` | 5 s |
+//! | an HTTP connection's age (for a slow reader of its response) | — ([`crate::http_port`]) | 60 s |
+//! | clients with a rate-limit bucket of their own (then one shared bucket) | — | 65,536 |
 //!
 //! The caps are clamped to the descriptor limit (raised to the hard one at start); the
 //! other HTTP/2 settings of both ports (reset-stream guards, the peer port's streams and
@@ -26,6 +30,10 @@
 //! bulkheads ([`super::bulkhead`]: `--sync-max-calls`, `--batch-max-calls`), the wait
 //! for a quorum (`--request-timeout-ms`), the per-field caps of `validate`.
 //!
+//! The buckets live in governor's keyed limiter over a concurrent map (a lock per
+//! shard, none for all); buckets idle for a full refill are forgotten every
+//! [`RATE_LIMIT_SWEEP_INTERVAL`] by a task ([`spawn_sweeper`]), not on a caller's path.
+//!
 //! A client is its bearer token when it sends one (the identity auth vouches for),
 //! else the `x-clockwise-client-id` it declares (the SDK sends one), else its
 //! connection. A refused call gets `RESOURCE_EXHAUSTED` with a `retry-after-ms`
@@ -33,10 +41,16 @@
 //! The health, reflection and raft transport services are never rate limited (health
 //! watches and reflection streams are capped per node instead: [`super::open`]).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::num::NonZeroU32;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
+use governor::state::StateStore;
+use governor::Quota;
 use sha2::{Digest, Sha256};
 use tonic::transport::server::TcpConnectInfo;
 
@@ -47,9 +61,14 @@ use super::metrics::Metrics;
 /// The metadata key of a rate-limit refusal's hint.
 pub const RETRY_AFTER_METADATA: &str = "retry-after-ms";
 const CLIENT_ID_METADATA: &str = "x-clockwise-client-id";
-/// Clients whose buckets are remembered; beyond it, idle ones are forgotten first and
-/// the rest share one bucket.
+/// Clients whose buckets are remembered; beyond it, clients not remembered yet share
+/// one bucket until the sweep forgets idle ones.
 const MAX_TRACKED_CLIENTS: usize = 65_536;
+/// How often buckets idle for a full refill (indistinguishable from new ones) are
+/// forgotten: between sweeps the map grows by at most the new clients seen.
+pub const RATE_LIMIT_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
+/// The bucket clients beyond [`MAX_TRACKED_CLIENTS`] share.
+const OVERFLOW_CLIENT: &str = "(overflow)";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -70,6 +89,11 @@ pub struct Limits {
     pub http2_keepalive: Duration,
     /// The age at which a connection is asked to go away (both ports).
     pub max_connection_age: Duration,
+    /// HTTP-port (`--metrics-listen`) connections held at once.
+    pub http_max_connections: usize,
+    /// How long an HTTP-port connection may take to send a request's headers (the
+    /// first, and each next one on a kept-alive connection).
+    pub http_header_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -85,62 +109,132 @@ impl Default for Limits {
             max_request: connections::DEFAULT_MAX_REQUEST,
             http2_keepalive: connections::DEFAULT_HTTP2_KEEPALIVE,
             max_connection_age: connections::DEFAULT_MAX_CONNECTION_AGE,
+            http_max_connections: crate::http_port::DEFAULT_MAX_CONNECTIONS,
+            http_header_timeout: crate::http_port::DEFAULT_HEADER_TIMEOUT,
         }
     }
 }
 
-/// One client's token bucket.
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    refilled: Instant,
+/// governor's concurrent map of buckets (dashmap: a lock per shard, never one for all)
+/// with a cap on the clients it remembers: past it, a client not remembered yet is
+/// measured against the shared overflow bucket.
+#[derive(Debug)]
+struct CappedClients {
+    buckets: DashMapStateStore<String>,
+    cap: usize,
+    overflow: String,
 }
 
-/// Per-client token buckets.
-#[derive(Debug)]
-pub struct RateLimiter {
-    rate: f64,
-    burst: f64,
-    buckets: Mutex<HashMap<String, Bucket>>,
+impl StateStore for CappedClients {
+    type Key = String;
+
+    fn measure_and_replace<T, F, E>(&self, key: &String, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        // Only a client not remembered pays for `len` (a read lock per shard in turn).
+        if !self.buckets.contains_key(key) && self.buckets.len() >= self.cap {
+            return self.buckets.measure_and_replace(&self.overflow, f);
+        }
+        self.buckets.measure_and_replace(key, f)
+    }
+}
+
+impl ShrinkableKeyedStateStore<String> for CappedClients {
+    fn retain_recent(&self, drop_below: Nanos) {
+        ShrinkableKeyedStateStore::retain_recent(&self.buckets, drop_below);
+    }
+
+    fn shrink_to_fit(&self) {
+        ShrinkableKeyedStateStore::shrink_to_fit(&self.buckets);
+    }
+
+    fn len(&self) -> usize {
+        self.buckets.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
+    }
+}
+
+/// Per-client token buckets (GCRA, as governor keeps them): `rate` calls per second,
+/// bursts of `burst`.
+pub struct RateLimiter<C: Clock = DefaultClock> {
+    rate: u32,
+    clock: C,
+    limiter: governor::RateLimiter<String, CappedClients, C, NoOpMiddleware<C::Instant>>,
+}
+
+impl std::fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("rate", &self.rate)
+            .field("clients", &self.limiter.len())
+            .finish()
+    }
 }
 
 impl RateLimiter {
     /// `None` when `rate` is 0 (no limit).
     pub fn new(rate: u32, burst: u32) -> Option<RateLimiter> {
-        (rate > 0).then(|| RateLimiter {
-            rate: f64::from(rate),
-            burst: f64::from(burst.max(1)),
-            buckets: Mutex::new(HashMap::new()),
+        RateLimiter::with_clock(rate, burst, DefaultClock::default(), MAX_TRACKED_CLIENTS)
+    }
+}
+
+impl<C: Clock + Clone> RateLimiter<C> {
+    /// A limiter reading `clock`, remembering at most `max_clients` clients.
+    fn with_clock(rate: u32, burst: u32, clock: C, max_clients: usize) -> Option<Self> {
+        let per_second = NonZeroU32::new(rate)?;
+        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+        let clients = CappedClients {
+            buckets: DashMapStateStore::default(),
+            cap: max_clients,
+            overflow: OVERFLOW_CLIENT.to_owned(),
+        };
+        let quota = Quota::per_second(per_second).allow_burst(burst);
+        Some(RateLimiter {
+            rate,
+            limiter: governor::RateLimiter::new(quota, clients, clock.clone()),
+            clock,
         })
     }
 
-    /// Takes a token for `client` at `now`: `Err(wait)` when there is none yet.
-    pub fn take(&self, client: &str, now: Instant) -> Result<(), Duration> {
-        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
-        if !buckets.contains_key(client) && buckets.len() >= MAX_TRACKED_CLIENTS {
-            // A bucket idle for a full refill is full: forgetting it changes nothing.
-            let refill = Duration::from_secs_f64(self.burst / self.rate);
-            buckets.retain(|_, b| now.duration_since(b.refilled) < refill);
-        }
-        let key = if buckets.contains_key(client) || buckets.len() < MAX_TRACKED_CLIENTS {
-            client
-        } else {
-            "(overflow)"
-        };
-        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket {
-            tokens: self.burst,
-            refilled: now,
-        });
-        let elapsed = now.saturating_duration_since(bucket.refilled).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * self.rate).min(self.burst);
-        bucket.refilled = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / self.rate))
-        }
+    /// Takes a token for `client`: `Err(wait)` when there is none yet, `wait` being
+    /// when the limiter says one will be there.
+    pub fn take(&self, client: &str) -> Result<(), Duration> {
+        self.limiter
+            .check_key(&client.to_owned())
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
+
+    /// Forgets the buckets idle for a full refill (a new bucket is the same) and gives
+    /// their memory back.
+    pub fn sweep(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
+
+    /// Clients remembered now.
+    pub fn clients(&self) -> usize {
+        self.limiter.len()
+    }
+}
+
+/// Sweeps `limiter` every [`RATE_LIMIT_SWEEP_INTERVAL`] until it is dropped.
+pub fn spawn_sweeper(limiter: &Arc<RateLimiter>) -> tokio::task::JoinHandle<()> {
+    let limiter: Weak<RateLimiter> = Arc::downgrade(limiter);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(RATE_LIMIT_SWEEP_INTERVAL);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let Some(limiter) = limiter.upgrade() else {
+                return;
+            };
+            limiter.sweep();
+        }
+    })
 }
 
 /// Who is calling, for the rate limit.
@@ -191,7 +285,7 @@ impl Gate for RateLimit {
         if exempt(request.uri().path()) {
             return Ok(());
         }
-        let Err(wait) = limiter.take(&client_key(request), Instant::now()) else {
+        let Err(wait) = limiter.take(&client_key(request)) else {
             return Ok(());
         };
         self.metrics.rate_limited();
@@ -210,31 +304,66 @@ impl Gate for RateLimit {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use governor::clock::FakeRelativeClock;
+
+    fn limiter(
+        rate: u32,
+        burst: u32,
+        max_clients: usize,
+    ) -> (RateLimiter<FakeRelativeClock>, FakeRelativeClock) {
+        let clock = FakeRelativeClock::default();
+        let limiter = RateLimiter::with_clock(rate, burst, clock.clone(), max_clients).unwrap();
+        (limiter, clock)
+    }
 
     #[test]
     fn a_bucket_allows_its_burst_then_its_rate() {
-        let limiter = RateLimiter::new(10, 3).unwrap();
-        let start = Instant::now();
+        let (limiter, clock) = limiter(10, 3, MAX_TRACKED_CLIENTS);
         for _ in 0..3 {
-            assert_eq!(limiter.take("a", start), Ok(()));
+            assert_eq!(limiter.take("a"), Ok(()));
         }
-        let wait = limiter.take("a", start).unwrap_err();
+        let wait = limiter.take("a").unwrap_err();
         assert!(
             wait <= Duration::from_millis(100) && wait > Duration::ZERO,
             "{wait:?}"
         );
         // Another client has its own bucket.
-        assert_eq!(limiter.take("b", start), Ok(()));
+        assert_eq!(limiter.take("b"), Ok(()));
         // 100 ms at 10/s is one more token, and no more.
-        let later = start + Duration::from_millis(100);
-        assert_eq!(limiter.take("a", later), Ok(()));
-        assert!(limiter.take("a", later).is_err());
+        clock.advance(Duration::from_millis(100));
+        assert_eq!(limiter.take("a"), Ok(()));
+        assert!(limiter.take("a").is_err());
         // An idle bucket refills to its burst, not beyond.
-        let much_later = start + Duration::from_secs(60);
+        clock.advance(Duration::from_secs(60));
         for _ in 0..3 {
-            assert_eq!(limiter.take("a", much_later), Ok(()));
+            assert_eq!(limiter.take("a"), Ok(()));
         }
-        assert!(limiter.take("a", much_later).is_err());
+        assert!(limiter.take("a").is_err());
+    }
+
+    #[test]
+    fn past_the_cap_new_clients_share_one_bucket_and_old_ones_keep_theirs() {
+        let (limiter, _clock) = limiter(1, 1, 2);
+        assert_eq!(limiter.take("a"), Ok(()));
+        assert_eq!(limiter.take("b"), Ok(()));
+        // "c" and "d" are beyond the cap: one bucket between them.
+        assert_eq!(limiter.take("c"), Ok(()));
+        assert!(limiter.take("d").is_err());
+        // "a" still has its own (empty) bucket, not the overflow's.
+        assert!(limiter.take("a").is_err());
+        assert_eq!(limiter.clients(), 3, "a, b and the overflow bucket");
+    }
+
+    #[test]
+    fn a_sweep_forgets_idle_buckets_only() {
+        let (limiter, clock) = limiter(10, 2, MAX_TRACKED_CLIENTS);
+        for client in ["a", "b", "c"] {
+            assert_eq!(limiter.take(client), Ok(()));
+        }
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(limiter.take("d"), Ok(()));
+        limiter.sweep();
+        assert_eq!(limiter.clients(), 1, "only d spent a token within a refill");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! - [`backup`]: `clockwise backup save` / `restore` of a whole cluster.
 //! - [`snapshots`]: snapshots built off the driver thread while writes go on, restarts
 //!   from a snapshot file plus log, a wiped member caught up by a streamed snapshot.
+//! - [`readiness`]: `GET /readyz` with and without a quorum.
 //! - [`cluster_up`]: `clockwise cluster up` restarting killed nodes, rejoining a wiped
 //!   one, stopping on SIGINT.
 
@@ -17,6 +18,7 @@ mod backup;
 mod cluster_up;
 mod ctl;
 mod identity;
+mod readiness;
 mod replication;
 mod sdk;
 mod snapshots;

@@ -12,12 +12,15 @@
 //! - [`tls`]: TLS on the client port, mutual TLS on the peer port.
 //! - [`hostile`]: idle-connection floods, connection caps, handshake deadlines, reset
 //!   floods and health-watch caps, while the node keeps answering.
+//! - [`http_port`]: `/metrics` bounded and parseable after hostile calls; slowloris on
+//!   the HTTP port.
 //! - [`peers`]: a peer certificate speaks only for the node it names; forwarded
 //!   commands pass the client port's checks.
 //! - [`scripts`]: the scripts run binaries from `$CARGO_TARGET_DIR` (no node needed).
 
 mod bad_input;
 mod hostile;
+mod http_port;
 mod peers;
 mod scripts;
 mod security;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clockwise_cluster::Peers;
+use clockwise_node::http_port;
 use clockwise_node::service::auth::Tokens;
 use clockwise_node::service::bulkhead::{
     BulkheadConfig, DEFAULT_BATCH_MAX_CALLS, DEFAULT_BATCH_QUEUE_WAIT,
@@ -80,9 +81,18 @@ pub struct NodeArgs {
     /// One raft tick in ms (an election takes 10–20 ticks; heartbeats every 2).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
     raft_tick_ms: u64,
-    /// Address for Prometheus metrics over HTTP (`GET /metrics`); off when not given.
+    /// Address of the HTTP port: Prometheus metrics (`GET /metrics`), liveness
+    /// (`/healthz`) and readiness (`/readyz`); off when not given. Plain HTTP: off
+    /// loopback it needs --insecure.
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
+    /// Connections the HTTP port holds at once; a connection beyond it is closed at once.
+    #[arg(long, default_value_t = http_port::DEFAULT_MAX_CONNECTIONS as u64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    http_max_connections: u64,
+    /// How long an HTTP-port connection may take to send its request's headers before
+    /// it is closed, in ms.
+    #[arg(long, default_value_t = http_port::DEFAULT_HEADER_TIMEOUT.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    http_header_timeout_ms: u64,
     /// Duration of one simulated external call of SyncReplicas / ReplicateSessions, in ms.
     #[arg(long, default_value_t = 10)]
     sync_delay_ms: u64,
@@ -234,6 +244,8 @@ pub async fn run(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
             max_request: Duration::from_millis(args.max_request_ms),
             http2_keepalive: Duration::from_millis(args.http2_keepalive_ms),
             max_connection_age: Duration::from_millis(args.max_connection_age_ms),
+            http_max_connections: usize::try_from(args.http_max_connections)?,
+            http_header_timeout: Duration::from_millis(args.http_header_timeout_ms),
         },
     };
     let node = BoundNode::bind(config).await?;
