@@ -76,6 +76,9 @@ pub(crate) struct Namespace {
     /// The sum of the digest facts of the nodes, limits and merge records (the items'
     /// are the placement's), kept by every change of them.
     facts: Sum,
+    /// Keys removed by LRU eviction (to make room, or asked for) since this replica
+    /// built the namespace: for observers only, in neither the digest nor a snapshot.
+    pub(crate) evictions: u64,
 }
 
 impl Default for Namespace {
@@ -110,6 +113,7 @@ impl Namespace {
             merged: Merges::default(),
             backups: Backups::default(),
             facts: 0,
+            evictions: 0,
         }
     }
 
@@ -449,13 +453,15 @@ impl Namespace {
         }
         let limit = self.limit(node);
         let vnodes = &self.ring.info(node).vnode_ids;
+        let mut evicted = 0;
         // Every stored key sits on its routed node, so "already here" is "stored".
         let stored = self.placement.find_or_insert_with(key, hint, |placement| {
             if limit != UNLIMITED {
-                make_room(placement, (node, vnodes), limit, eviction);
+                evicted = make_room(placement, (node, vnodes), limit, eviction);
             }
             (pos, (node, vnode), ts, new_size(), expiry)
         });
+        self.evictions += evicted;
         if let Some(slot) = stored {
             self.placement.touch(slot, ts);
             self.placement.set_expiry(slot, expiry);
@@ -467,6 +473,7 @@ impl Namespace {
         let victim = self
             .placement
             .lru_victim(node, &self.ring.info(node).vnode_ids)?;
+        self.evictions += 1;
         Some(self.placement.remove(victim))
     }
 
@@ -513,20 +520,24 @@ impl Namespace {
     }
 }
 
+/// Evicts `node`'s LRU items until a new one fits; answers how many it evicted.
 fn make_room(
     placement: &mut Placement,
     (node, vnodes): (NodeIdx, &[VnodeId]),
     limit: i64,
     eviction: Eviction,
-) {
+) -> u64 {
     let evict = |placement: &mut Placement| {
         let victim = placement.lru_victim(node, vnodes)?;
         Some(placement.remove(victim))
     };
+    let mut evicted = 0;
     match eviction {
         Eviction::AtMostOne => {
-            if placement.load(node).count >= u64::try_from(limit).unwrap_or(0) {
-                evict(placement);
+            if placement.load(node).count >= u64::try_from(limit).unwrap_or(0)
+                && evict(placement).is_some()
+            {
+                evicted += 1;
             }
         }
         Eviction::UntilFits { incoming } => {
@@ -534,9 +545,11 @@ fn make_room(
                 if evict(placement).is_none() {
                     break;
                 }
+                evicted += 1;
             }
         }
     }
+    evicted
 }
 
 fn rank(a: &(i64, &str), b: &(i64, &str)) -> std::cmp::Ordering {
