@@ -7,10 +7,12 @@
 //!   codec, retry sessions, the snapshot envelope, the leader's clock.
 //! - [`config`]: [`NodeConfig`], its defaults and `validate()`.
 //! - [`server`]: [`BoundNode`]: binds the ports, starts the raft driver, serves.
+//! - [`dashboard`]: the ring dashboard (embedded page and its JSON) on the HTTP port.
 //! - [`service`]: the gRPC handlers (thin: validate, propose or read, map errors) and
 //!   the layers around them (auth, rate limits, deadlines, metrics, TLS).
 
 pub mod config;
+pub mod dashboard;
 pub mod machine;
 pub mod server;
 pub mod service;

@@ -22,6 +22,7 @@ use tonic::server::NamedService;
 use tonic::transport::Server;
 
 use crate::config::{ConfigError, InitialClusterState, NodeConfig};
+use crate::dashboard::{self, DashboardSource};
 use crate::machine::{EngineMachine, PublishedDigest};
 use crate::service::auth::Auth;
 use crate::service::bulkhead::{BulkheadLayer, Bulkheads};
@@ -30,7 +31,7 @@ use crate::service::deadline::DeadlineLayer;
 use crate::service::gate::GateLayer;
 use crate::service::identity::IdentityLayer;
 use crate::service::limits::{RateLimit, RateLimiter};
-use crate::service::metrics::{self, Metrics, MetricsLayer};
+use crate::service::metrics::{Metrics, MetricsLayer};
 use crate::service::open::OpenServicesLayer;
 use crate::service::state::NodeState;
 use crate::service::sync::SyncRunner;
@@ -262,9 +263,10 @@ impl BoundNode {
             metrics.sync.clone(),
         ));
 
+        let dashboard = DashboardSource::new(state.clone(), advertised.clone());
         let metrics_task = self
             .metrics_listener
-            .map(|listener| tokio::spawn(metrics::serve(listener, metrics.clone())));
+            .map(|listener| tokio::spawn(serve_http_glue(listener, metrics.clone(), dashboard)));
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health
@@ -380,6 +382,20 @@ impl BoundNode {
         // The driver may be in an fsync: wait for it off the async workers.
         let _ = tokio::task::spawn_blocking(move || state.replica().stop()).await;
         Ok(result?)
+    }
+}
+
+/// TEMPORARY GLUE (issue 16, dashboard slice), to be replaced at merge: serves the
+/// dashboard and `/metrics` on `--metrics-listen` with axum. The HTTP port module of the
+/// metrics slice (node/src/http_port/) takes its place: mount `dashboard::router(..)` at
+/// its merge point and delete this function.
+async fn serve_http_glue(listener: TcpListener, metrics: Arc<Metrics>, source: DashboardSource) {
+    let routes = dashboard::router(source).route(
+        "/metrics",
+        axum::routing::get(move || async move { metrics.render() }),
+    );
+    if let Err(e) = axum::serve(listener, routes).await {
+        tracing::warn!(error = %e, "the HTTP port stopped");
     }
 }
 
