@@ -390,10 +390,22 @@ impl BoundNode {
 /// metrics slice (node/src/http_port/) takes its place: mount `dashboard::router(..)` at
 /// its merge point and delete this function.
 async fn serve_http_glue(listener: TcpListener, metrics: Arc<Metrics>, source: DashboardSource) {
-    let routes = dashboard::router(source).route(
-        "/metrics",
-        axum::routing::get(move || async move { metrics.render() }),
-    );
+    let routes = dashboard::router(source)
+        .route(
+            "/metrics",
+            axum::routing::get(move || async move { metrics.render() }),
+        )
+        // One request per connection, as the hand-written server answered: scrapers
+        // and tests that read to EOF keep working.
+        .layer(axum::middleware::map_response(
+            |mut response: axum::response::Response| async move {
+                response.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+                response
+            },
+        ));
     if let Err(e) = axum::serve(listener, routes).await {
         tracing::warn!(error = %e, "the HTTP port stopped");
     }
