@@ -19,6 +19,9 @@
 #  5. the grpcurl end-to-end test (tests/e2e/grpcurl_e2e.py): reflection, the spec's
 #     golden traces through grpcurl, L6 proven by the node's counters, grpcurl over TLS
 #     with a client certificate (throwaway certificates from the mint-certs binary);
+#     then the ring dashboard in headless Chromium (tests/e2e/dashboard_e2e.py; Debian's
+#     chromium is installed when missing, as root): every node drawn, one mark per
+#     virtual node, a 10,000-virtual-node ring, screenshots in target/dashboard*.png;
 #  6. the README runs as written (scripts/readme-check.sh): its shell blocks marked
 #     `<!-- run: cluster -->` run verbatim against a fresh `clockwise cluster up`;
 #  7. the chaos suite (scripts/chaos.sh): 5 nodes under a seeded schedule of faults for
@@ -188,6 +191,26 @@ wait 2>/dev/null || true
 
 step "grpcurl end to end"
 run "$py" tests/e2e/grpcurl_e2e.py --grpcurl "$root/.venv/bin/grpcurl" --clockwise "$CLOCKWISE_BIN"
+
+step "the ring dashboard in headless Chromium (tests/e2e/dashboard_e2e.py)"
+# Debian's chromium, installed when missing; a failed install fails the run (set -e).
+chromium_bin=$(command -v chromium || command -v chromium-browser || true)
+if [ -z "$chromium_bin" ]; then
+  os_id=$(. /etc/os-release && echo "${ID:-} ${ID_LIKE:-}")
+  if [[ " $os_id " != *" debian "* ]]; then
+    echo "error: no chromium, and this is not Debian ($os_id): install chromium" >&2
+    exit 1
+  fi
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "error: no chromium; install it as root: apt-get install -y chromium" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+  chromium_bin=$(command -v chromium)
+fi
+run "$py" tests/e2e/dashboard_e2e.py --clockwise "$CLOCKWISE_BIN" --chromium "$chromium_bin" \
+  --screenshot-dir "$root/target"
 
 step "README: its shell blocks against a fresh cluster up (scripts/readme-check.sh)"
 run scripts/readme-check.sh
