@@ -84,7 +84,8 @@ import random, socket
 def free(base):
     held = []
     try:
-        for port in (base, base + 1, base + 2, base + 100, base + 101, base + 102):
+        for port in (base, base + 1, base + 2, base + 100, base + 101, base + 102,
+                     base + 200, base + 201, base + 202):  # client, peer, HTTP
             s = socket.socket()
             held.append(s)
             s.bind(("127.0.0.1", port))

@@ -23,6 +23,9 @@
 #     made-up paths, no token) parsed by prometheus_client, with bounded series and the
 #     raft, ring and raft-engine families; the alert rules of docs/operations.md parse
 #     (tests/e2e/metrics_e2e.py; prometheus_client, h2 and PyYAML from pip in .venv);
+#  5c. the ring dashboard in headless Chromium (tests/e2e/dashboard_e2e.py; Debian's
+#     chromium is installed when missing, as root): every node drawn, one mark per
+#     virtual node, a 10,000-virtual-node ring, screenshots in target/dashboard*.png;
 #  6. the README runs as written (scripts/readme-check.sh): its shell blocks marked
 #     `<!-- run: cluster -->` run verbatim against a fresh `clockwise cluster up`;
 #  7. the chaos suite (scripts/chaos.sh): 5 nodes under a seeded schedule of faults for
@@ -198,6 +201,26 @@ run "$py" tests/e2e/grpcurl_e2e.py --grpcurl "$root/.venv/bin/grpcurl" --clockwi
 
 step "/metrics of a 3-node cluster after hostile calls, parsed by prometheus_client"
 run "$py" tests/e2e/metrics_e2e.py --clockwise "$CLOCKWISE_BIN"
+
+step "the ring dashboard in headless Chromium (tests/e2e/dashboard_e2e.py)"
+# Debian's chromium, installed when missing; a failed install fails the run (set -e).
+chromium_bin=$(command -v chromium || command -v chromium-browser || true)
+if [ -z "$chromium_bin" ]; then
+  os_id=$(. /etc/os-release && echo "${ID:-} ${ID_LIKE:-}")
+  if [[ " $os_id " != *" debian "* ]]; then
+    echo "error: no chromium, and this is not Debian ($os_id): install chromium" >&2
+    exit 1
+  fi
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "error: no chromium; install it as root: apt-get install -y chromium" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+  chromium_bin=$(command -v chromium)
+fi
+run "$py" tests/e2e/dashboard_e2e.py --clockwise "$CLOCKWISE_BIN" --chromium "$chromium_bin" \
+  --screenshot-dir "$root/target"
 
 step "README: its shell blocks against a fresh cluster up (scripts/readme-check.sh)"
 run scripts/readme-check.sh

@@ -108,10 +108,13 @@ impl Namespace {
         let restored = snapshot::ring_state_from(&chosen.state, timestamp).ok()?;
         let count = restored.placement.len() as i64;
         let (latest, backups) = (self.latest, std::mem::take(&mut self.backups));
+        // This replica's counts go on across a restore (they are not ring state).
+        let churn = self.churn;
         // The restored namespace's digest facts were kept as it was decoded.
         *self = restored;
         self.latest = latest;
         self.backups = backups;
+        self.churn = churn;
         // The caller purges: what died before `timestamp` must first supersede state
         // kept outside the namespace (a ChatRouter's stale sizes).
         Some(count)

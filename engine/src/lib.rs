@@ -25,6 +25,8 @@
 //!   Its files: `mod.rs` (format, errors, freezing), `writer`/`reader` (format 3),
 //!   `format2` (the legacy format, still read), `ring_state` (a backup's ring bytes),
 //!   `codec` (the byte readers and writers).
+//! - `view`: read-only views for observers (rings by name, virtual nodes in ring
+//!   order, key counts, LRU evictions), none of them part of the state.
 //! - `testing` (tests and the `testing` feature): a sample command log and a seeded
 //!   random one, for the crates over the engine.
 //!
@@ -53,6 +55,7 @@ pub mod quota;
 mod ring;
 mod slab;
 pub mod snapshot;
+mod view;
 
 use std::collections::{BTreeMap, BTreeSet};
 

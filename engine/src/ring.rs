@@ -98,6 +98,13 @@ impl Ring {
         self.by_name.iter().map(|(name, &idx)| (&**name, idx))
     }
 
+    /// Every virtual node's position and node, in `(position, name)` order.
+    pub(crate) fn virtual_nodes(&self) -> impl Iterator<Item = (u64, NodeIdx)> + '_ {
+        self.vnodes
+            .iter()
+            .flat_map(|(&pos, at)| at.as_slice().iter().map(move |&(node, _)| (pos, node)))
+    }
+
     /// The node owning position `h`: first virtual node at or after `h`, else the first.
     #[inline]
     pub(crate) fn route(&self, h: u64) -> Option<NodeIdx> {

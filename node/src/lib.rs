@@ -9,10 +9,12 @@
 //! - [`server`]: [`BoundNode`]: binds the ports, starts the raft driver, serves.
 //! - [`http_port`]: the HTTP port: `/metrics`, `/healthz`, `/readyz` (and the place
 //!   the ring dashboard's routes join).
+//! - [`dashboard`]: the ring dashboard (embedded page and its JSON) on the HTTP port.
 //! - [`service`]: the gRPC handlers (thin: validate, propose or read, map errors) and
 //!   the layers around them (auth, rate limits, deadlines, metrics, TLS).
 
 pub mod config;
+pub mod dashboard;
 pub mod http_port;
 pub mod machine;
 pub mod server;

@@ -22,6 +22,7 @@ use tonic::server::NamedService;
 use tonic::transport::Server;
 
 use crate::config::{ConfigError, InitialClusterState, NodeConfig};
+use crate::dashboard::{self, DashboardSource};
 use crate::http_port::{self, HttpLimits, HttpState};
 use crate::machine::{EngineMachine, PublishedDigest, PublishedRings};
 use crate::service::auth::Auth;
@@ -271,10 +272,15 @@ impl BoundNode {
         ));
 
         let http_task = self.metrics_listener.map(|listener| {
-            let routes = http_port::router(HttpState {
-                metrics: metrics.clone(),
-                status: state.replica().handle().watch_status(),
-            });
+            let dashboard =
+                dashboard::router(DashboardSource::new(state.clone(), advertised.clone()));
+            let routes = http_port::router(
+                HttpState {
+                    metrics: metrics.clone(),
+                    status: state.replica().handle().watch_status(),
+                },
+                dashboard,
+            );
             let limits = HttpLimits {
                 max_connections: self.config.limits.http_max_connections,
                 header_timeout: self.config.limits.http_header_timeout,

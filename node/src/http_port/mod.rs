@@ -56,16 +56,16 @@ pub struct HttpState {
     pub status: watch::Receiver<RaftStatus>,
 }
 
-/// Every route of the HTTP port.
-pub fn router(state: HttpState) -> Router {
+/// Every route of the HTTP port: these, and the ring dashboard's (`GET /`, its assets
+/// and the JSON it reads: [`crate::dashboard::router`]).
+pub fn router(state: HttpState, dashboard: Router) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        // The ring dashboard merges here: `.merge(dashboard::router(state.clone()))`,
-        // with `GET /` and the JSON endpoints it reads (issue #16, item 5).
         .fallback(not_found)
         .with_state(state)
+        .merge(dashboard)
 }
 
 async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {

@@ -41,7 +41,8 @@ fn free_base_port() -> u16 {
     let start = std::process::id().wrapping_mul(2_654_435_761) % SPAN;
     for _ in 0..SPAN {
         let base = (LOW + (start + NEXT.fetch_add(3, Ordering::Relaxed)) % SPAN) as u16;
-        let ports = [0, 1, 2, 100, 101, 102].map(|d| base + d);
+        // Client, peer and HTTP ports (`cluster up` puts them 100 and 200 above).
+        let ports = [0, 1, 2, 100, 101, 102, 200, 201, 202].map(|d| base + d);
         let held: Vec<_> = ports
             .iter()
             .map_while(|&p| std::net::TcpListener::bind(("127.0.0.1", p)).ok())
@@ -50,7 +51,7 @@ fn free_base_port() -> u16 {
             return base;
         }
     }
-    panic!("no six free ports for a local cluster");
+    panic!("no nine free ports for a local cluster");
 }
 
 fn drain(mut pipe: impl Read + Send + 'static, sink: Arc<Mutex<String>>) {

@@ -6,6 +6,7 @@
 //!   acknowledged write is lost to SIGKILL; snapshots, membership, leadership.
 //! - [`sdk`]: the client SDK across kills, dead endpoints and lost quorum.
 //! - [`ctl`]: every `clockwise ctl` subcommand, in text and JSON.
+//! - [`dashboard`]: the ring dashboard and its JSON on a real node's HTTP port.
 //! - [`identity`]: one cluster id; founding is explicit; a wiped member cannot vote.
 //! - [`backup`]: `clockwise backup save` / `restore` of a whole cluster.
 //! - [`snapshots`]: snapshots built off the driver thread while writes go on, restarts
@@ -17,6 +18,7 @@
 mod backup;
 mod cluster_up;
 mod ctl;
+mod dashboard;
 mod identity;
 mod readiness;
 mod replication;

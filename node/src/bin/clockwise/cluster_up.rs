@@ -2,7 +2,8 @@
 //! defaults, for trying clockwise on one machine, kept running by a supervisor.
 //!
 //! Node i (1-based) serves clients on 127.0.0.1:(base port + i - 1) and its peers on
-//! that port + 100 (the default --peer-listen), with its data in DATA_DIR/node-i, so a
+//! that port + 100 (the default --peer-listen), its HTTP port (`/metrics` and the ring
+//! dashboard at `/`) on that port + 200, with its data in DATA_DIR/node-i, so a
 //! second `cluster up` over the same directory restarts the same cluster with its data.
 //! Each node's output is appended to DATA_DIR/node-i/node.log and its pid written to
 //! node.pid. A node that exits is restarted after a backoff (0.5 s doubling to 8 s;
@@ -26,6 +27,10 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use supervisor::{supervise, FirstStart, Launch, NodeSpec};
+
+/// Node i's HTTP port (`--metrics-listen`: `/metrics`, the dashboard) is its client
+/// port plus this (50251 for the first node by default).
+const HTTP_PORT_OFFSET: u16 = 200;
 
 /// How long the membership change of a node that rejoins may take.
 const REJOIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -127,9 +132,10 @@ pub async fn up(args: UpArgs) -> Result<(), BoxError> {
     );
     for spec in &specs {
         println!(
-            "  node {}: {}  data: {}  log: {}",
+            "  node {}: {}  dashboard: http://{}/  data: {}  log: {}",
             spec.id,
             spec.addr,
+            spec.http_addr,
             spec.dir.display(),
             spec.log_path().display()
         );
@@ -162,11 +168,15 @@ fn node_specs(args: &UpArgs) -> Result<Vec<NodeSpec>, BoxError> {
             let peer_port = port
                 .checked_add(PEER_PORT_OFFSET)
                 .ok_or("--base-port leaves no room for every node's peer port")?;
+            let http_port = port
+                .checked_add(HTTP_PORT_OFFSET)
+                .ok_or("--base-port leaves no room for every node's HTTP port")?;
             let id = u64::from(i) + 1;
             Ok(NodeSpec {
                 id,
                 addr: format!("127.0.0.1:{port}"),
                 peer_addr: format!("127.0.0.1:{peer_port}"),
+                http_addr: format!("127.0.0.1:{http_port}"),
                 dir: args.data_dir.join(format!("node-{id}")),
             })
         })

@@ -33,6 +33,8 @@ pub struct NodeSpec {
     pub addr: String,
     /// Its `--peer-listen`.
     pub peer_addr: String,
+    /// Its `--metrics-listen`: `/metrics` and the ring dashboard.
+    pub http_addr: String,
     /// Its `--data-dir`: DATA/node-ID.
     pub dir: PathBuf,
 }
@@ -85,6 +87,7 @@ impl Launch {
             .args(["--id", &spec.id.to_string()])
             .args(["--listen", &spec.addr])
             .args(["--peer-listen", &spec.peer_addr])
+            .args(["--metrics-listen", &spec.http_addr])
             .arg("--data-dir")
             .arg(&spec.dir)
             .args(["--worker-threads", "1"]);
