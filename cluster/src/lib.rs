@@ -11,6 +11,7 @@
 //!   - `driver/reads.rs`: linearizable reads (ReadIndex).
 //!   - `driver/membership.rs`: membership changes, learner promotion, leader transfer.
 //!   - `driver/snapshots.rs`: the snapshot-writer thread; installing, restoring.
+//!   - `driver/raft_log.rs`: raft-rs's logs (slog) into `tracing`, with the node id.
 //! - [`identity`]: the cluster id: made at founding, stored, checked on every peer call.
 //! - [`peer_cert`]: the node id a peer certificate names (URI SAN `clockwise://node/<id>`).
 //! - [`replica`]: a node's calls: propose anywhere, linearizable reads, membership.
