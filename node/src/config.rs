@@ -74,7 +74,14 @@ pub struct NodeConfig {
     pub limits: Limits,
     /// TLS of the client port and mutual TLS of the peer port (none: plain TCP).
     pub tls: NodeTls,
+    /// How long in-flight calls may drain after SIGTERM (health already NOT_SERVING)
+    /// before the rest are cut and the node exits (`--shutdown-timeout-ms`).
+    pub shutdown_timeout: Duration,
 }
+
+/// `--shutdown-timeout-ms`'s default: as long as Kubernetes' grace period, so a node
+/// finishes its calls before the kubelet's SIGKILL.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Default for NodeConfig {
     fn default() -> Self {
@@ -97,6 +104,7 @@ impl Default for NodeConfig {
             tokens: None,
             limits: Limits::default(),
             tls: NodeTls::default(),
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
         }
     }
 }
@@ -150,6 +158,9 @@ pub mod range {
     pub const HANDSHAKE_TIMEOUT_MS: RangeInclusive<u128> = 1..=60_000;
     /// `--max-request-ms`: at least the longest budget a call gets (`--request-timeout-ms`).
     pub const MAX_REQUEST_MS: RangeInclusive<u128> = 1..=3_600_000;
+    /// `--shutdown-timeout-ms` (0: cut every call at once); beyond 10 minutes a stop
+    /// waits longer than any supervisor does.
+    pub const SHUTDOWN_TIMEOUT_MS: RangeInclusive<u128> = 0..=600_000;
 }
 
 /// Fewer voters than this cannot lose one and keep a quorum.
@@ -268,6 +279,12 @@ impl NodeConfig {
                 self.limits.max_request,
                 range::MAX_REQUEST_MS,
                 "1 to 3600000",
+            ),
+            (
+                "--shutdown-timeout-ms",
+                self.shutdown_timeout,
+                range::SHUTDOWN_TIMEOUT_MS,
+                "0 to 600000",
             ),
         ];
         for (flag, value, range, expected) in millis {

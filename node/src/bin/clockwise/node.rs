@@ -147,6 +147,10 @@ pub struct NodeArgs {
     /// streams such as Health.Watch are not cut). Refused with CANCELLED beyond it.
     #[arg(long, default_value_t = connections::DEFAULT_MAX_REQUEST.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     max_request_ms: u64,
+    /// After SIGTERM (or Ctrl-C), health turns NOT_SERVING at once and calls in flight
+    /// get this long to finish, in ms; the rest are then cut and the node exits.
+    #[arg(long, default_value_t = clockwise_node::config::DEFAULT_SHUTDOWN_TIMEOUT.as_millis() as u64)]
+    shutdown_timeout_ms: u64,
 }
 
 pub async fn run(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -207,6 +211,7 @@ pub async fn run(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
             handshake_timeout: Duration::from_millis(args.handshake_timeout_ms),
             max_request: Duration::from_millis(args.max_request_ms),
         },
+        shutdown_timeout: Duration::from_millis(args.shutdown_timeout_ms),
     };
     let node = BoundNode::bind(config).await?;
     let grpc = node.grpc_addr()?;
