@@ -25,6 +25,7 @@
 //!   `snapshot_io`: its writers (hashing; syncing every 8 MiB so a big file never
 //!   stalls the log's fsyncs).
 //! - [`backup`]: whole-cluster backup files, and seeding a new cluster from one.
+//! - [`trace_context`]: a call's W3C `traceparent`, carried on when a follower forwards.
 
 pub mod backup;
 pub mod driver;
@@ -37,6 +38,7 @@ mod snapshot_io;
 pub mod state_machine;
 pub mod storage;
 pub mod terms;
+pub mod trace_context;
 pub mod transport;
 
 pub use driver::{

@@ -35,6 +35,7 @@ use crate::service::metrics::{self, Metrics, MetricsLayer};
 use crate::service::open::OpenServicesLayer;
 use crate::service::state::NodeState;
 use crate::service::sync::SyncRunner;
+use crate::service::trace::{Calls, TraceLayer};
 use crate::service::{chatrouter, cluster, hashring};
 
 /// Why a node could not start or stopped with an error.
@@ -340,6 +341,7 @@ impl BoundNode {
             .max_concurrent_streams(limits.max_concurrent_streams)
             .timeout(limits.max_request)
             .layer(FirstRequestLayer(client_handshakes.clone()))
+            .layer(TraceLayer(Calls::All))
             .layer(IdentityLayer(identity))
             .layer(MetricsLayer(metrics.clone()))
             .layer(access.0.clone())
@@ -379,6 +381,7 @@ impl BoundNode {
             .max_concurrent_streams(connections::PEER_MAX_CONCURRENT_STREAMS)
             .timeout(connections::PEER_MAX_REQUEST)
             .layer(FirstRequestLayer(peer_handshakes.clone()))
+            .layer(TraceLayer(Calls::Traced))
             .layer(MetricsLayer(metrics))
             .layer(access.0)
             .add_service(raft_service)

@@ -19,6 +19,8 @@
 //!   handshake deadline), their HTTP/2 settings, the descriptor limit.
 //! - [`open`]: caps on the unauthenticated streams (health watches, reflection).
 //! - [`tls`]: TLS on the client port, mutual TLS on the peer port.
+//! - [`trace`]: each call in a span with its method and W3C `traceparent`, which a
+//!   forward to the leader carries on.
 //! - [`sync`]: L6 simulated calls, per-call semaphores.
 //! - [`bulkhead`]: per RPC family (sync, batch), a bound on calls at once, taken in a
 //!   layer before any work.
@@ -41,6 +43,7 @@ pub mod open;
 pub mod state;
 pub mod sync;
 pub mod tls;
+pub mod trace;
 pub mod validate;
 
 pub use error::ServiceError;
