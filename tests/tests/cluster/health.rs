@@ -1,7 +1,8 @@
 //! Operability against real processes (issue 16): raft-rs's own election lines reach
 //! the node's log with its id; `grpc.health.v1` turns NOT_SERVING on a node cut off
 //! from its quorum and back when the quorum returns; SIGTERM turns it NOT_SERVING
-//! before calls in flight drain, and `--shutdown-timeout-ms` bounds the drain.
+//! before calls in flight drain, and `--shutdown-timeout-ms` bounds the drain; the
+//! SDK's W3C `traceparent` sent to a follower is logged by the leader it forwards to.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -223,4 +224,49 @@ async fn the_drain_is_bounded_by_the_shutdown_timeout() {
         log.contains("calls still running after --shutdown-timeout-ms: cut"),
         "{log}"
     );
+}
+
+/// Polls (bounded) node `i`'s log for a line holding every one of `words`.
+async fn wait_log_line(cluster: &TestCluster, i: usize, words: &[&str]) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let log = cluster.nodes[i].as_ref().unwrap().stderr();
+        if let Some(line) = log.lines().find(|l| words.iter().all(|w| l.contains(w))) {
+            return line.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {}: no line with {words:?} in:\n{log}",
+            i + 1
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_traceparent_sent_to_a_follower_is_logged_by_the_leader_it_forwards_to() {
+    let cluster = TestCluster::start_with_env(
+        3,
+        &[],
+        &[("RUST_LOG", "info,clockwise_node::service::trace=debug")],
+    );
+    let leader = cluster.leader().await;
+    let follower = (leader + 1) % 3;
+    // The SDK knows only the follower, which forwards the write to the leader.
+    let client = clockwise_client::Client::builder()
+        .endpoints([cluster.addrs[follower].clone()])
+        .timeout(Duration::from_secs(20))
+        .build()
+        .await
+        .unwrap();
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let app = clockwise_client::TraceParent::parse(&format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .unwrap();
+    let ring = client.hash_ring("traced");
+    clockwise_client::in_trace(app, async { ring.add_node("a").await.unwrap() }).await;
+
+    let at_follower = wait_log_line(&cluster, follower, &[trace_id, "AddNode"]).await;
+    assert!(at_follower.contains("traceparent=00-"), "{at_follower}");
+    let at_leader = wait_log_line(&cluster, leader, &[trace_id, "RaftTransport/Forward"]).await;
+    assert!(at_leader.contains("traceparent=00-"), "{at_leader}");
 }
