@@ -153,8 +153,10 @@ impl CircuitBreaker {
     /// A closed breaker for `target`, timed by `clock`.
     pub fn new(target: impl Into<String>, config: BreakerConfig, clock: Arc<dyn Clock>) -> Self {
         let now = clock.now();
+        let target = target.into();
+        crate::telemetry::breaker_state(&target, BreakerState::Closed);
         CircuitBreaker {
-            target: target.into(),
+            target,
             config,
             clock,
             inner: Mutex::new(Inner {
@@ -275,6 +277,7 @@ impl CircuitBreaker {
             inner.opened_at = inner.stats.last_change;
         }
         tracing::info!(target_peer = %self.target, %from, %to, "circuit breaker changed state");
+        crate::telemetry::breaker_changed(&self.target, from, to);
     }
 
     fn record(&self, outcome: Outcome, probe: bool, generation: u64) {

@@ -19,7 +19,9 @@ use crate::breaker::Permit;
 use crate::error::{counts_against_peer, Error};
 use crate::peers::{normalize, CallKind, Peer};
 use crate::session::LaneGuard;
+use crate::telemetry::{self, TRACEPARENT_METADATA};
 use crate::Client;
+use tracing::Instrument as _;
 
 const CLIENT_ID_METADATA: &str = "x-clockwise-client-id";
 const SEQ_METADATA: &str = "x-clockwise-seq";
@@ -54,6 +56,8 @@ struct Call<'a, Req> {
     kind: CallKind,
     session: Option<(String, u64)>,
     message: &'a Req,
+    /// The W3C trace context every attempt sends (one per call).
+    traceparent: String,
 }
 
 /// One failed attempt: why, and how long the node asked the caller to wait.
@@ -86,14 +90,33 @@ impl Client {
     where
         Req: Clone,
     {
+        self.call_in("", kind, message, stub, rpc).await
+    }
+
+    /// [`Client::call`] on `ring` (named in the call's span).
+    pub(crate) async fn call_in<S, Req, Resp>(
+        &self,
+        ring: &str,
+        kind: CallKind,
+        message: Req,
+        stub: fn(Channel) -> S,
+        rpc: impl AsyncFn(&mut S, tonic::Request<Req>) -> Reply<Resp>,
+    ) -> Result<Resp, Error>
+    where
+        Req: Clone,
+    {
         // The lane goes back when the call ends, however it ends.
         let lane = (kind == CallKind::Write).then(|| LaneGuard::take(&self.inner.lanes));
         let call = Call {
             kind,
             session: lane.as_ref().map(|l| l.session(&self.inner.client_id)),
             message: &message,
+            traceparent: telemetry::call_traceparent(),
         };
-        self.attempts(&call, stub, &rpc).await
+        let span = call_span::<Req>(ring, &self.inner.client_id, &call);
+        let outcome = self.attempts(&call, stub, &rpc).instrument(span).await;
+        telemetry::ended(kind, &outcome);
+        outcome
     }
 
     /// Runs one call on the node at `endpoint` (`host:port`, known to the client or
@@ -125,9 +148,13 @@ impl Client {
             kind,
             session: lane.as_ref().map(|l| l.session(&inner.client_id)),
             message: &message,
+            traceparent: telemetry::call_traceparent(),
         };
         let timeout = inner.attempt_timeout.min(inner.timeout);
+        let span = call_span::<Req>("", &inner.client_id, &call);
+        telemetry::attempt(kind);
         self.attempt(&call, &peer, permit, timeout, stub, &rpc)
+            .instrument(span)
             .await
             .map_err(|failed| failed.error)
     }
@@ -183,6 +210,13 @@ impl Client {
                 });
             };
             attempts += 1;
+            telemetry::attempt(call.kind);
+            if avoid
+                .as_deref()
+                .is_some_and(|failed| failed != peer.address)
+            {
+                telemetry::failover(call.kind);
+            }
             let remaining = deadline.saturating_duration_since(Instant::now());
             let timeout = inner.attempt_timeout.min(remaining);
             let Failed { error, come_back } =
@@ -310,8 +344,26 @@ impl Client {
         if call.kind == CallKind::StaleRead {
             metadata.insert(CONSISTENCY_METADATA, MetadataValue::from_static("stale"));
         }
+        if let Ok(value) = MetadataValue::try_from(call.traceparent.as_str()) {
+            metadata.insert(TRACEPARENT_METADATA, value);
+        }
         request
     }
+}
+
+/// The span of one call: see [`crate::telemetry`].
+fn call_span<Req>(ring: &str, client_id: &str, call: &Call<'_, Req>) -> tracing::Span {
+    let request = std::any::type_name::<Req>();
+    let rpc = request.rsplit("::").next().unwrap_or(request);
+    tracing::info_span!(
+        "clockwise_call",
+        rpc,
+        kind = telemetry::kind(call.kind),
+        ring,
+        client_id,
+        seq = call.session.as_ref().map(|(_, seq)| *seq),
+        traceparent = %call.traceparent,
+    )
 }
 
 /// A request of a ring service: every one names its ring and carries a timestamp.
@@ -396,7 +448,10 @@ impl<S> Namespace<S> {
         Req: Scoped + Clone,
     {
         request.scope(&self.ring, self.timestamp);
-        self.client.call(kind, request, self.stub, rpc).await
+        let ring = self.ring.clone();
+        self.client
+            .call_in(&ring, kind, request, self.stub, rpc)
+            .await
     }
 }
 

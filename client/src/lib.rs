@@ -47,6 +47,9 @@
 //! - [`clock`]: the breaker's [`Clock`], and a [`ManualClock`] for tests.
 //! - `error`: [`Error`]: retriable, exhausted, circuit-open and invalid-argument
 //!   failures told apart.
+//! - [`telemetry`]: the SDK's metrics (breakers, attempts, retries exhausted, failovers,
+//!   through the `metrics` facade), its span per call and the W3C `traceparent` it sends
+//!   ([`in_trace`] to join the application's trace).
 
 #![warn(missing_docs)]
 
@@ -75,3 +78,5 @@ pub mod clock;
 pub use clock::{Clock, ManualClock, SystemClock};
 mod error;
 pub use error::Error;
+pub mod telemetry;
+pub use telemetry::{in_trace, TraceParent};

@@ -11,6 +11,7 @@
 //!   - `driver/reads.rs`: linearizable reads (ReadIndex).
 //!   - `driver/membership.rs`: membership changes, learner promotion, leader transfer.
 //!   - `driver/snapshots.rs`: the snapshot-writer thread; installing, restoring.
+//!   - `driver/raft_log.rs`: raft-rs's logs (slog) into `tracing`, with the node id.
 //! - [`identity`]: the cluster id: made at founding, stored, checked on every peer call.
 //! - [`peer_cert`]: the node id a peer certificate names (URI SAN `clockwise://node/<id>`).
 //! - [`replica`]: a node's calls: propose anywhere, linearizable reads, membership.
@@ -24,6 +25,7 @@
 //!   `snapshot_io`: its writers (hashing; syncing every 8 MiB so a big file never
 //!   stalls the log's fsyncs).
 //! - [`backup`]: whole-cluster backup files, and seeding a new cluster from one.
+//! - [`trace_context`]: a call's W3C `traceparent`, carried on when a follower forwards.
 
 pub mod backup;
 pub mod driver;
@@ -36,6 +38,7 @@ mod snapshot_io;
 pub mod state_machine;
 pub mod storage;
 pub mod terms;
+pub mod trace_context;
 pub mod transport;
 
 pub use driver::{

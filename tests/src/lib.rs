@@ -156,7 +156,18 @@ impl NodeProcess {
         data_dir: &Path,
         extra: &[&str],
     ) -> Result<NodeProcess, String> {
-        NodeProcess::try_launch(listen, data_dir.to_path_buf(), false, extra, None)
+        NodeProcess::try_launch(listen, data_dir.to_path_buf(), false, extra, None, &[])
+    }
+
+    /// As [`NodeProcess::try_start_at`], with `env` added to the child's environment
+    /// (e.g. `RUST_LOG`).
+    pub fn try_start_at_with_env(
+        listen: &str,
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(String, String)],
+    ) -> Result<NodeProcess, String> {
+        NodeProcess::try_launch(listen, data_dir.to_path_buf(), false, extra, None, env)
     }
 
     /// As [`NodeProcess::try_start_at`], the child started with a soft `RLIMIT_NOFILE`
@@ -167,11 +178,18 @@ impl NodeProcess {
         extra: &[&str],
         soft: u64,
     ) -> Result<NodeProcess, String> {
-        NodeProcess::try_launch(listen, data_dir.to_path_buf(), false, extra, Some(soft))
+        NodeProcess::try_launch(
+            listen,
+            data_dir.to_path_buf(),
+            false,
+            extra,
+            Some(soft),
+            &[],
+        )
     }
 
     fn launch(listen: &str, data_dir: PathBuf, owns_data_dir: bool, extra: &[&str]) -> NodeProcess {
-        NodeProcess::try_launch(listen, data_dir, owns_data_dir, extra, None)
+        NodeProcess::try_launch(listen, data_dir, owns_data_dir, extra, None, &[])
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
@@ -181,6 +199,7 @@ impl NodeProcess {
         owns_data_dir: bool,
         extra: &[&str],
         soft_fd_limit: Option<u64>,
+        env: &[(String, String)],
     ) -> Result<NodeProcess, String> {
         let bin = clockwise_bin();
         let mut command = Command::new(bin);
@@ -193,6 +212,7 @@ impl NodeProcess {
             .arg("--data-dir")
             .arg(&data_dir)
             .args(extra)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -303,6 +323,28 @@ impl NodeProcess {
     /// The child's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Sends SIGTERM (a graceful stop: health NOT_SERVING, then the drain).
+    pub fn terminate(&self) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid fits pid_t");
+        // SAFETY: kill(2) with a pid this process spawned and has not reaped yet.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+
+    /// Waits (polling, bounded by `within`) for the child to exit by itself; answers
+    /// its exit status, or `None` if it still runs.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                _ => return None,
+            }
+        }
     }
 
     /// What the node has written to stderr so far (its logs).

@@ -18,9 +18,11 @@
 //! - `snapshots.rs`: the snapshot-writer thread (building and storing off this
 //!   thread), installing and restoring snapshots.
 //! - `stats.rs`: the counters and histograms a metrics page shows ([`DriverStats`]).
+//! - `raft_log.rs`: raft-rs's own logs (slog) forwarded to `tracing`.
 
 mod membership;
 mod proposals;
+mod raft_log;
 mod reads;
 mod ready;
 mod snapshots;
@@ -377,7 +379,7 @@ pub fn spawn<S: StateMachine>(
         applied: snapshot_index,
         ..raft::Config::default()
     };
-    let logger = slog::Logger::root(slog::Discard, slog::o!());
+    let logger = raft_log::TracingDrain::logger(config.id);
     let node = RawNode::new(&raft_config, store.clone(), &logger)
         .map_err(|e| StoreError::Raft(e.to_string()))?;
     let (events, inbox) = crossbeam_channel::bounded(config.queue);

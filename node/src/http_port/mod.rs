@@ -54,6 +54,8 @@ pub struct HttpState {
     pub metrics: Arc<Metrics>,
     /// The status the raft driver publishes (leader, indexes).
     pub status: watch::Receiver<RaftStatus>,
+    /// True from the start of a shutdown on.
+    pub draining: watch::Receiver<bool>,
 }
 
 /// Every route of the HTTP port: these, and the ring dashboard's (`GET /`, its assets

@@ -7,6 +7,8 @@
 //! - [`state`]: the engine fed by the raft log; replicated writes, linearizable or
 //!   stale reads; timestamp-0 stamping.
 //! - [`cluster`]: `clockwise.cluster.v1.Cluster`, this node's view of the raft group.
+//! - [`health`]: `grpc.health.v1` from the raft status (SERVING only with a leader,
+//!   a vote and applied near commit), NOT_SERVING from shutdown on.
 //! - [`gate`]: the layer that answers a call itself when a check refuses it.
 //! - [`deadline`]: each call's budget from its `grpc-timeout`, so a node says "no
 //!   quorum" before the caller's deadline rather than time out silently.
@@ -17,6 +19,8 @@
 //!   handshake deadline), their HTTP/2 settings, the descriptor limit.
 //! - [`open`]: caps on the unauthenticated streams (health watches, reflection).
 //! - [`tls`]: TLS on the client port, mutual TLS on the peer port.
+//! - [`trace`]: each call in a span with its method and W3C `traceparent`, which a
+//!   forward to the leader carries on.
 //! - [`sync`]: L6 simulated calls, per-call semaphores.
 //! - [`bulkhead`]: per RPC family (sync, batch), a bound on calls at once, taken in a
 //!   layer before any work.
@@ -31,6 +35,7 @@ pub mod deadline;
 pub mod error;
 pub mod gate;
 pub mod hashring;
+pub mod health;
 pub mod identity;
 pub mod limits;
 pub mod metrics;
@@ -38,6 +43,7 @@ pub mod open;
 pub mod state;
 pub mod sync;
 pub mod tls;
+pub mod trace;
 pub mod validate;
 
 pub use error::ServiceError;

@@ -12,6 +12,9 @@
 //! - [`snapshots`]: snapshots built off the driver thread while writes go on, restarts
 //!   from a snapshot file plus log, a wiped member caught up by a streamed snapshot.
 //! - [`readiness`]: `GET /readyz` with and without a quorum.
+//! - [`health`]: raft's election lines in the node log; health NOT_SERVING without a
+//!   quorum and from SIGTERM on; the drain bounded by `--shutdown-timeout-ms`; the
+//!   SDK's `traceparent` logged by the leader a follower forwards to.
 //! - [`cluster_up`]: `clockwise cluster up` restarting killed nodes, rejoining a wiped
 //!   one, stopping on SIGINT.
 
@@ -19,6 +22,7 @@ mod backup;
 mod cluster_up;
 mod ctl;
 mod dashboard;
+mod health;
 mod identity;
 mod readiness;
 mod replication;

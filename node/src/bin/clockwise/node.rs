@@ -178,6 +178,10 @@ pub struct NodeArgs {
     /// in flight finish, new ones reconnect), in ms.
     #[arg(long, default_value_t = connections::DEFAULT_MAX_CONNECTION_AGE.as_millis() as u64, value_parser = clap::value_parser!(u64).range(100..=604_800_000))]
     max_connection_age_ms: u64,
+    /// After SIGTERM (or Ctrl-C), health turns NOT_SERVING at once and calls in flight
+    /// get this long to finish, in ms; the rest are then cut and the node exits.
+    #[arg(long, default_value_t = clockwise_node::config::DEFAULT_SHUTDOWN_TIMEOUT.as_millis() as u64)]
+    shutdown_timeout_ms: u64,
 }
 
 pub async fn run(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -247,6 +251,7 @@ pub async fn run(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
             http_max_connections: usize::try_from(args.http_max_connections)?,
             http_header_timeout: Duration::from_millis(args.http_header_timeout_ms),
         },
+        shutdown_timeout: Duration::from_millis(args.shutdown_timeout_ms),
     };
     let node = BoundNode::bind(config).await?;
     let grpc = node.grpc_addr()?;
