@@ -205,9 +205,9 @@ pub enum ConfigError {
     )]
     PlaintextPeerPort(SocketAddr),
     #[error(
-        "--metrics-listen {0} is not a loopback address and the HTTP port serves plain \
-         HTTP: its metrics and cluster state would be open to the network. Pass \
-         --insecure to accept that (or keep it on loopback behind a TLS proxy)."
+        "--metrics-listen {0} is not a loopback address and the HTTP port has no TLS \
+         (it serves HTTPS with the client port's --cert and --key): its metrics and \
+         cluster state would be open to the network. Pass --insecure to accept that."
     )]
     PlaintextMetricsPort(SocketAddr),
     #[error("the token file has no `peer` token: nodes need one to reach each other")]
@@ -399,7 +399,11 @@ impl NodeConfig {
             if !peer.ip().is_loopback() && self.tls.peer.is_none() {
                 return Err(ConfigError::PlaintextPeerPort(peer));
             }
-            if let Some(http) = self.metrics_listen.filter(|a| !a.ip().is_loopback()) {
+            let plaintext_http = self.tls.http.is_none();
+            if let Some(http) = self
+                .metrics_listen
+                .filter(|a| plaintext_http && !a.ip().is_loopback())
+            {
                 return Err(ConfigError::PlaintextMetricsPort(http));
             }
         }

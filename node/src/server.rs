@@ -167,6 +167,11 @@ impl BoundNode {
         MemberAddress::new(text(self.grpc.local_addr()), text(self.peer.local_addr()))
     }
 
+    /// Whether the HTTP port speaks HTTPS (the client port's certificate).
+    pub fn serves_https(&self) -> bool {
+        self.config.tls.http.is_some()
+    }
+
     pub fn metrics_addr(&self) -> Option<std::io::Result<SocketAddr>> {
         self.metrics_listener.as_ref().map(TcpListener::local_addr)
     }
@@ -301,6 +306,7 @@ impl BoundNode {
                 listener,
                 routes,
                 limits,
+                self.config.tls.http.clone(),
                 metrics.http_port.clone(),
             ))
         });

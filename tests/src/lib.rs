@@ -284,7 +284,10 @@ impl NodeProcess {
                 grpc = Some(node.parse_addr(addr.trim(), &line));
             } else if let Some(addr) = line.strip_prefix("peers on ") {
                 peer = Some(node.parse_addr(addr.trim(), &line));
-            } else if let Some(rest) = line.strip_prefix("metrics on http://") {
+            } else if let Some(rest) = line
+                .strip_prefix("metrics on http://")
+                .or_else(|| line.strip_prefix("metrics on https://"))
+            {
                 let addr = rest.trim().trim_end_matches("/metrics");
                 metrics = Some(node.parse_addr(addr, &line));
             }

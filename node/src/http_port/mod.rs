@@ -94,13 +94,18 @@ pub struct HttpLimits {
     pub header_timeout: Duration,
 }
 
+/// HTTPS for the port (the client port's certificate), or plain HTTP on loopback.
+pub type HttpTls = Option<Arc<rustls::ServerConfig>>;
+
 /// Serves `router` on `listener` until the task is dropped (aborted).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: HttpLimits,
+    tls: HttpTls,
     counters: Arc<PortCounters>,
 ) {
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let handshakes = Arc::new(Handshakes::default());
     let port = PortLimits {
         max_connections: limits.max_connections,
@@ -115,18 +120,23 @@ pub async fn serve(
     ));
     while let Some(Ok(stream)) = incoming.next().await {
         let remote = stream.connect_info().remote_addr();
-        tokio::spawn(serve_connection(
-            stream,
-            remote,
-            router.clone(),
-            handshakes.clone(),
-            limits.header_timeout,
-        ));
+        let (router, handshakes, tls) = (router.clone(), handshakes.clone(), tls.clone());
+        let header_timeout = limits.header_timeout;
+        tokio::spawn(async move {
+            let Some(tls) = tls else {
+                return serve_connection(stream, remote, router, handshakes, header_timeout).await;
+            };
+            // The pipeline's first-request deadline bounds the handshake too (its reads
+            // fail once it passes).
+            if let Ok(stream) = tls.accept(stream).await {
+                serve_connection(stream, remote, router, handshakes, header_timeout).await;
+            }
+        });
     }
 }
 
 async fn serve_connection(
-    stream: connections::GuardedStream,
+    stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     remote: Option<SocketAddr>,
     router: Router,
     handshakes: Arc<Handshakes>,

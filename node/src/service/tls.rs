@@ -3,6 +3,10 @@
 //! - Client port (`--cert`, `--key`, optionally `--trusted-ca`): clients check the
 //!   node's certificate; with `--trusted-ca` the node also requires a client
 //!   certificate chaining to that CA (as etcd's client certificate authentication).
+//! - HTTP port (`--metrics-listen`): HTTPS with the client port's certificate and key
+//!   when the client port has them (and, with `--trusted-ca`, the same client
+//!   certificate requirement), so `/metrics`, `/readyz` and the dashboard are as
+//!   protected as the gRPC API.
 //! - Peer port (`--peer-cert`, `--peer-key`, `--peer-trusted-ca`, all three): mutual
 //!   TLS. The node serves raft with its peer certificate and accepts only peers whose
 //!   certificate chains to the peer CA; it dials its peers with the same certificate
@@ -13,6 +17,7 @@
 //!   another id, or none, refuses to start.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use clockwise_cluster::peer_cert::{self, PeerCertError};
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
@@ -29,6 +34,8 @@ pub enum TlsError {
         "--peer-cert {path}: {source}; peers take a node's calls only for the raft id its          certificate names (docs/security.md, \"TLS\")"
     )]
     PeerNodeId { path: String, source: PeerCertError },
+    #[error("the HTTP port's TLS from --cert/--key/--trusted-ca: {0}")]
+    Http(String),
 }
 
 fn read(flag: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
@@ -68,6 +75,8 @@ impl TlsFiles {
 #[derive(Clone, Default)]
 pub struct NodeTls {
     pub client: Option<ServerTlsConfig>,
+    /// HTTPS for the HTTP port, from the client port's files.
+    pub http: Option<Arc<rustls::ServerConfig>>,
     /// Serving the raft transport, and dialling peers.
     pub peer: Option<(ServerTlsConfig, ClientTlsConfig)>,
     /// The raft id the peer certificate names (with `peer`); it must be the node's.
@@ -78,6 +87,7 @@ impl std::fmt::Debug for NodeTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NodeTls")
             .field("client", &self.client.is_some())
+            .field("http", &self.http.is_some())
             .field("peer", &self.peer.is_some())
             .field("peer_node_id", &self.peer_node_id)
             .finish()
@@ -87,6 +97,7 @@ impl std::fmt::Debug for NodeTls {
 impl NodeTls {
     /// Reads the files (their contents are checked when the servers start).
     pub fn load(client: Option<&TlsFiles>, peer: Option<&TlsFiles>) -> Result<NodeTls, TlsError> {
+        let http = client.map(http_tls).transpose()?;
         let client = match client {
             Some(files) => {
                 let identity =
@@ -125,8 +136,47 @@ impl NodeTls {
         };
         Ok(NodeTls {
             client,
+            http,
             peer,
             peer_node_id,
         })
     }
+}
+
+/// The HTTP port's rustls configuration from the client port's files: its certificate
+/// and key, and with `--trusted-ca` a required client certificate chaining to it.
+fn http_tls(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: &str, e: &dyn std::fmt::Display| TlsError::Http(format!("{what}: {e}"));
+    let certs = CertificateDer::pem_slice_iter(&read("--cert", &files.cert)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad("--cert", &e))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(&read("--key", &files.key)?).map_err(|e| bad("--key", &e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad("protocol versions", &e))?;
+    let builder = match &files.trusted_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(&read("--trusted-ca", ca)?) {
+                roots
+                    .add(cert.map_err(|e| bad("--trusted-ca", &e))?)
+                    .map_err(|e| bad("--trusted-ca", &e))?;
+            }
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .map_err(|e| bad("--trusted-ca", &e))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| bad("--cert/--key", &e))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }

@@ -260,7 +260,8 @@ pub async fn run(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
     announce(format_args!("peers on {}", node.peer_addr()?));
     if let Some(addr) = node.metrics_addr() {
         let addr = addr?;
-        announce(format_args!("metrics on http://{addr}/metrics"));
+        let scheme = if node.serves_https() { "https" } else { "http" };
+        announce(format_args!("metrics on {scheme}://{addr}/metrics"));
     }
     tracing::info!(%grpc, data_dir = %args.data_dir.display(), "clockwise node serving");
     node.serve(crate::shutdown_signal()).await?;
