@@ -487,7 +487,7 @@ class Node:
             raise
         m1 = re.fullmatch(r"listening on (\S+)", first)
         m2 = re.fullmatch(r"peers on (\S+)", second)
-        m3 = re.fullmatch(r"metrics on (http://\S+/metrics)", third)
+        m3 = re.fullmatch(r"metrics on (https?://\S+/metrics)", third)
         if not m1 or not m2 or not m3:
             self.stop()
             raise SetupError(f"node {name}: unexpected stdout lines {first!r}, {second!r}, {third!r}")

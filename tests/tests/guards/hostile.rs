@@ -19,7 +19,7 @@ use tonic::Code;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
-use crate::{metric, scrape};
+use crate::{https_get, metric, metric_in, scrape};
 
 /// Idle connections held against one node in the flood test.
 const IDLE_CONNECTIONS: usize = 5_000;
@@ -275,8 +275,10 @@ async fn a_tls_handshake_never_started_is_closed_and_working_tls_clients_are_kep
     // The deadline has passed; the TLS client that sent a request was not cut (its
     // address is found behind TLS): only the silent connection timed out.
     health.check(HealthCheckRequest::default()).await.unwrap();
+    // The HTTP port speaks HTTPS with the client port's certificate.
     let timeouts = "clockwise_connections_handshake_timeouts_total{port=\"client\"}";
-    assert_eq!(metric(node.metrics_addr(), timeouts).await, 1);
+    let page = https_get(node.metrics_addr(), &ca.ca_path(), "/metrics").await;
+    assert_eq!(metric_in(&page, timeouts), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

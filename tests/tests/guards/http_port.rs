@@ -232,9 +232,6 @@ async fn stalled_requests_are_closed_after_the_header_timeout_and_healthz_keeps_
 /// trusts the CA gets `/healthz`; plain HTTP gets no answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_client_ports_certificate_the_http_port_speaks_https() {
-    use rustls::pki_types::pem::PemObject as _;
-    use rustls::pki_types::{CertificateDer, ServerName};
-
     let ca = clockwise_tests::certs::TestCa::new(&unique_temp_dir(), "clients");
     let cert = ca.issue("node");
     let node = NodeProcess::start_with(&[
@@ -243,26 +240,7 @@ async fn with_the_client_ports_certificate_the_http_port_speaks_https() {
         "--key",
         cert.key.to_str().unwrap(),
     ]);
-    let mut roots = rustls::RootCertStore::empty();
-    for der in CertificateDer::pem_file_iter(ca.ca_path()).unwrap() {
-        roots.add(der.unwrap()).unwrap();
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
-    let tcp = TcpStream::connect(node.metrics_addr()).await.unwrap();
-    let name = ServerName::try_from("127.0.0.1").unwrap();
-    let mut tls = connector.connect(name, tcp).await.expect("a TLS handshake");
-    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: node\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = Vec::new();
-    let _ = tls.read_to_end(&mut response).await;
-    let response = String::from_utf8_lossy(&response);
+    let response = crate::https_get(node.metrics_addr(), &ca.ca_path(), "/healthz").await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
 
     // Plain HTTP to the same port: no HTTP answer comes back.
