@@ -8,7 +8,7 @@ proto files at hand) and the plain-HTTP ``/metrics`` page. One node is started p
 
 1. reflection: ``list`` shows exactly the four services (HashRing, ChatRouter, Cluster, Health); ``describe`` shows every RPC of
    HashRing and ChatRouter and the fields of a request message of each;
-   ``grpc.health.v1.Health/Check`` answers SERVING.
+   ``grpc.health.v1.Health/Check`` turns SERVING once the node has a leader.
 2. golden traces (shared/spec/ring-drills.md section 8), call by call through grpcurl,
    each trace in its own ring namespace. No expected value is written down here: every
    call is also run on the Python drill oracle (shared/reference/ring_reference.py, imported
@@ -653,12 +653,20 @@ def group_reflection(checks, grpcurl_path, node):
                       rc == 0 and f"message {msg.rsplit('.', 1)[1]} {{" in lines and not missing,
                       f"rc={rc} missing={missing} {err.strip()}")
 
-    try:
-        resp = g.call(f"{HEALTH}/Check", {})
-        ok = resp == {"status": "SERVING"}
-    except GrpcError as e:
-        resp, ok = str(e), False
-    checks.record("health: grpc.health.v1.Health/Check is SERVING", ok, f"got {resp}")
+    # Health is truthful: NOT_SERVING until this group of one has elected itself, then
+    # SERVING. Wait (bounded) for it.
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            resp = g.call(f"{HEALTH}/Check", {})
+            ok = resp == {"status": "SERVING"}
+        except GrpcError as e:
+            resp, ok = str(e), False
+        if ok or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    checks.record("health: grpc.health.v1.Health/Check turns SERVING once the node can serve",
+                  ok, f"got {resp}")
 
     try:
         # A group of one elects itself right after start: wait (bounded) for it.
