@@ -16,17 +16,17 @@
 //! - The soft `RLIMIT_NOFILE` raised to the hard one ([`raise_descriptor_limit`]) and
 //!   the caps clamped to what it allows ([`clamp_to_descriptors`]).
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use dashmap::DashMap;
 use futures::Stream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -95,35 +95,31 @@ pub struct PortCounters {
 }
 
 /// The connections of one port that have not sent a request yet, by remote address (a
-/// live TCP connection's remote address is unique on one listener).
+/// live TCP connection's remote address is unique on one listener). Every call looks
+/// its connection up here, so the map is sharded: calls on different connections do
+/// not queue behind one lock.
 #[derive(Debug, Default)]
 pub struct Handshakes {
-    waiting: Mutex<HashMap<SocketAddr, Arc<AtomicBool>>>,
+    waiting: DashMap<SocketAddr, Arc<AtomicBool>>,
 }
 
 impl Handshakes {
     fn register(&self, remote: SocketAddr) -> Arc<AtomicBool> {
         let seen = Arc::new(AtomicBool::new(false));
-        self.lock().insert(remote, seen.clone());
+        self.waiting.insert(remote, seen.clone());
         seen
     }
 
     /// The connection from `remote` sent a request: its deadline no longer applies.
     pub fn request_seen(&self, remote: SocketAddr) {
-        if let Some(seen) = self.lock().remove(&remote) {
+        if let Some((_, seen)) = self.waiting.remove(&remote) {
             seen.store(true, Ordering::Release);
         }
     }
 
     fn forget(&self, remote: SocketAddr, seen: &Arc<AtomicBool>) {
-        let mut waiting = self.lock();
-        if waiting.get(&remote).is_some_and(|s| Arc::ptr_eq(s, seen)) {
-            waiting.remove(&remote);
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Arc<AtomicBool>>> {
-        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+        self.waiting
+            .remove_if(&remote, |_, waiting| Arc::ptr_eq(waiting, seen));
     }
 }
 
