@@ -25,6 +25,9 @@
 //!   Its files: `mod.rs` (format, errors, freezing), `writer`/`reader` (format 3),
 //!   `format2` (the legacy format, still read), `ring_state` (a backup's ring bytes),
 //!   `codec` (the byte readers and writers).
+//! - [`topology`]: a ring's topology (space, nodes with positions, limits, merges) as
+//!   values, each command's change to it, and rings rebuilt from them (`Watch`, the
+//!   SDK's `RingView`).
 //! - `view`: read-only views for observers (rings by name, virtual nodes in ring
 //!   order, key counts, LRU evictions), none of them part of the state.
 //! - `testing` (tests and the `testing` feature): a sample command log and a seeded
@@ -55,6 +58,7 @@ pub mod quota;
 mod ring;
 mod slab;
 pub mod snapshot;
+pub mod topology;
 mod view;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -69,6 +73,7 @@ pub use namespace::{Location, UNLIMITED};
 pub use position::PositionSpace;
 pub use quota::{Quota, QuotaExceeded, Quotas};
 pub use snapshot::{EngineView, SnapshotError};
+pub use topology::{RingKind, Topology, TopologyChange, TopologyError, TopologyNode};
 
 /// The namespace used when a request names none.
 pub const DEFAULT_RING: &str = "default";
