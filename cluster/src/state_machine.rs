@@ -37,6 +37,10 @@ pub trait StateMachine: Send + 'static {
     /// Applies the command in `data` (committed at `index`) and returns its encoded result.
     fn apply(&mut self, index: u64, data: &[u8]) -> Vec<u8>;
 
+    /// The entry at `index` was applied but was not a command (a new leader's no-op,
+    /// a membership change): the applied index moved without `apply`. Default: nothing.
+    fn applied_other(&mut self, _index: u64) {}
+
     /// The state as of now, frozen. Runs on the driver thread between applies, so it
     /// must be cheap (a copy-on-write view, not an encoding): the encoding happens on
     /// another thread through [`StateSnapshot::write_to`].
@@ -49,4 +53,8 @@ pub trait StateMachine: Send + 'static {
     /// anything: the snapshot's checksum is verified at that end, and a mismatch fails
     /// that read. On any error the state is left as it was.
     fn restore_from(&mut self, reader: &mut dyn Read) -> Result<(), Self::Error>;
+
+    /// Called after a successful [`Self::restore_from`] with the log index the restored
+    /// state is as of (the next `apply` is of a later index). Default: nothing.
+    fn restored_at(&mut self, _index: u64) {}
 }

@@ -24,7 +24,7 @@ use tonic::transport::Server;
 use crate::config::{ConfigError, InitialClusterState, NodeConfig};
 use crate::dashboard::{self, DashboardSource};
 use crate::http_port::{self, HttpLimits, HttpState};
-use crate::machine::{EngineMachine, PublishedDigest, PublishedRings};
+use crate::machine::{EngineMachine, PublishedDigest, PublishedRings, TopologyFeed};
 use crate::service::auth::Auth;
 use crate::service::bulkhead::{BulkheadLayer, Bulkheads};
 use crate::service::connections::{self, FirstRequestLayer, Handshakes, PortLimits};
@@ -38,6 +38,7 @@ use crate::service::open::OpenServicesLayer;
 use crate::service::state::NodeState;
 use crate::service::sync::SyncRunner;
 use crate::service::trace::{Calls, TraceLayer};
+use crate::service::watch::WatchSource;
 use crate::service::{chatrouter, cluster, hashring};
 
 /// Why a node could not start or stopped with an error.
@@ -177,12 +178,11 @@ impl BoundNode {
     }
 
     /// Starts the raft driver over the log in the data dir.
-    /// Answers the replica and where its state machine publishes the state digest and
-    /// the rings' figures.
+    /// Answers the replica and where its state machine publishes what it applies.
     async fn start_replica(
         &self,
         engine: Arc<RwLock<Engine>>,
-    ) -> Result<(Replica, Arc<PublishedDigest>, Arc<PublishedRings>), ServeError> {
+    ) -> Result<(Replica, Published), ServeError> {
         let config = &self.config;
         let bound = self.bound_address();
         let configured: BTreeMap<u64, MemberAddress> = if config.join {
@@ -236,21 +236,29 @@ impl BoundNode {
         let peers = transport.clone();
         let machine = EngineMachine::with_max_backups(engine, config.max_backups_per_ring)
             .with_quotas(config.quotas);
-        let digest = machine.published_digest();
-        let rings = machine.published_rings();
+        let published = Published {
+            digest: machine.published_digest(),
+            rings: machine.published_rings(),
+            feed: machine.topology_feed(),
+        };
         let (handle, thread) = tokio::task::spawn_blocking(move || {
             driver::spawn(driver_config, store, machine, peers)
         })
         .await
         .map_err(|e| ServeError::Config(format!("starting the raft driver panicked: {e}")))??;
         transport.set_driver(handle.clone());
-        Ok((Replica::new(handle, thread, transport), digest, rings))
+        Ok((Replica::new(handle, thread, transport), published))
     }
 
     /// Serves until `shutdown` resolves, then drains in-flight calls.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServeError> {
         let engine = Arc::new(RwLock::new(Engine::new()));
-        let (replica, digest, rings) = self.start_replica(engine.clone()).await?;
+        let (replica, published) = self.start_replica(engine.clone()).await?;
+        let Published {
+            digest,
+            rings,
+            feed,
+        } = published;
         let raft_service = RaftTransportServer::new(RaftTransportService::new(
             replica.handle(),
             replica.transport().clone(),
@@ -265,7 +273,7 @@ impl BoundNode {
             rings,
         );
         let state = Arc::new(
-            NodeState::new(engine, digest, replica, self.config.request_timeout)
+            NodeState::new(engine.clone(), digest, replica, self.config.request_timeout)
                 .counting_reads(metrics.linearizable_reads.clone()),
         );
         let bulkheads = Arc::new(Bulkheads::new(
@@ -286,6 +294,7 @@ impl BoundNode {
                 ClusterServer::<cluster::ClusterService>::NAME,
             ],
         );
+        let watches = WatchSource::new(engine, feed, health.draining(), metrics.watches.clone());
 
         let http_task = self.metrics_listener.map(|listener| {
             let dashboard =
@@ -391,12 +400,20 @@ impl BoundNode {
             .add_service(reflection().build_v1()?)
             .add_service(reflection().build_v1alpha()?)
             .add_service(
-                HashRingServer::new(hashring::HashRingService::new(state.clone(), sync.clone()))
-                    .max_decoding_message_size(max_message),
+                HashRingServer::new(hashring::HashRingService::new(
+                    state.clone(),
+                    sync.clone(),
+                    watches.clone(),
+                ))
+                .max_decoding_message_size(max_message),
             )
             .add_service(
-                ChatRouterServer::new(chatrouter::ChatRouterService::new(state.clone(), sync))
-                    .max_decoding_message_size(max_message),
+                ChatRouterServer::new(chatrouter::ChatRouterService::new(
+                    state.clone(),
+                    sync,
+                    watches,
+                ))
+                .max_decoding_message_size(max_message),
             )
             .add_service(
                 ClusterServer::new(cluster::ClusterService::new(state.clone(), advertised))
@@ -470,4 +487,11 @@ fn port_limits(limits: &crate::service::limits::Limits) -> (PortLimits, PortLimi
         handshake_timeout: limits.handshake_timeout,
     };
     (port(client), port(peer))
+}
+
+/// Where the state machine publishes what it applies, read without the engine lock.
+struct Published {
+    digest: Arc<PublishedDigest>,
+    rings: Arc<PublishedRings>,
+    feed: Arc<TopologyFeed>,
 }

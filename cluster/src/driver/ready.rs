@@ -86,7 +86,10 @@ impl<S: StateMachine> Driver<S> {
     fn apply(&mut self, entries: Vec<Entry>) -> Result<(), StoreError> {
         for entry in entries {
             match entry.get_entry_type() {
-                EntryType::EntryNormal if entry.data.is_empty() => {} // a new leader's no-op
+                // A new leader's no-op.
+                EntryType::EntryNormal if entry.data.is_empty() => {
+                    self.machine.applied_other(entry.index);
+                }
                 EntryType::EntryNormal => {
                     self.bytes_since_snapshot += entry.data.len() as u64;
                     let timer = self.stats.apply_seconds.start_timer();
@@ -103,6 +106,7 @@ impl<S: StateMachine> Driver<S> {
                     let change = ConfChange::parse_from_bytes(&entry.data)
                         .map_err(|_| StoreError::Corrupt("conf change entry"))?;
                     let outcome = self.apply_member_change(entry.index, &change)?;
+                    self.machine.applied_other(entry.index);
                     // Callers read the new membership from the status.
                     self.publish_status();
                     if let Some(reply) = self

@@ -184,6 +184,7 @@ pub(super) fn restore_latest_snapshot<S: StateMachine>(
         .descriptor(&header.meta)
         .ok_or(StoreError::Corrupt("a restored snapshot was not verified"))?;
     let index = header.meta.index;
+    machine.restored_at(index);
     store.set_latest_snapshot(header.meta, descriptor);
     Ok((index, descriptor.len))
 }
@@ -220,6 +221,7 @@ fn restore_legacy_file<S: StateMachine>(
         .restore_from(&mut &data.state[..])
         .map_err(|e| StoreError::Raft(format!("restoring the stored snapshot: {e}")))?;
     let descriptor = store.save_snapshot(&legacy)?;
+    machine.restored_at(descriptor.index);
     tracing::info!(
         index = descriptor.index,
         "rewrote a stored snapshot in the streaming format"
@@ -268,6 +270,7 @@ impl<S: StateMachine> Driver<S> {
         let descriptor = reader.descriptor(meta).ok_or(StoreError::Corrupt(
             "an installed snapshot was not verified",
         ))?;
+        self.machine.restored_at(meta.index);
         self.store.set_latest_snapshot(meta.clone(), descriptor);
         let members = header.members;
         for (&id, address) in &members {

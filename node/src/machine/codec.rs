@@ -133,6 +133,7 @@ pub fn decode_stamped_entry(bytes: &[u8]) -> Result<(Command, Option<Session>, i
 pub fn encode_sessions_full(limit: u64) -> Vec<u8> {
     pb::Outcome {
         value: Some(pb::outcome::Value::SessionsFull(limit)),
+        revision: 0,
     }
     .encode_to_vec()
 }
@@ -141,11 +142,17 @@ pub fn encode_sessions_full(limit: u64) -> Vec<u8> {
 pub fn encode_stale_sequence(last: u64) -> Vec<u8> {
     pb::Outcome {
         value: Some(pb::outcome::Value::StaleSequence(last)),
+        revision: 0,
     }
     .encode_to_vec()
 }
 
 pub fn encode_outcome(outcome: &Outcome) -> Vec<u8> {
+    encode_outcome_at(outcome, 0)
+}
+
+/// An outcome and the log index it applied at (its revision).
+pub fn encode_outcome_at(outcome: &Outcome, revision: u64) -> Vec<u8> {
     let value = match outcome {
         Outcome::Done(done) => pb::outcome::Value::Done(*done),
         Outcome::Name(name) => pb::outcome::Value::Name(pb::Name {
@@ -169,12 +176,22 @@ pub fn encode_outcome(outcome: &Outcome) -> Vec<u8> {
                 .collect(),
         }),
     };
-    pb::Outcome { value: Some(value) }.encode_to_vec()
+    pb::Outcome {
+        value: Some(value),
+        revision,
+    }
+    .encode_to_vec()
 }
 
 pub fn decode_outcome(bytes: &[u8]) -> Result<Outcome, CodecError> {
+    decode_outcome_at(bytes).map(|(outcome, _)| outcome)
+}
+
+/// An outcome and its revision (0 when recorded before outcomes carried one).
+pub fn decode_outcome_at(bytes: &[u8]) -> Result<(Outcome, u64), CodecError> {
     let pb = pb::Outcome::decode(bytes).map_err(|e| CodecError::Malformed(e.to_string()))?;
-    Ok(match pb.value.ok_or(CodecError::MissingOp)? {
+    let revision = pb.revision;
+    let outcome = match pb.value.ok_or(CodecError::MissingOp)? {
         pb::outcome::Value::Done(done) => Outcome::Done(done),
         pb::outcome::Value::Name(name) => Outcome::Name(name.value),
         pb::outcome::Value::Count(count) => Outcome::Count(count.value),
@@ -204,7 +221,8 @@ pub fn decode_outcome(bytes: &[u8]) -> Result<Outcome, CodecError> {
                 })
                 .collect(),
         ),
-    })
+    };
+    Ok((outcome, revision))
 }
 
 pub fn encode(command: &Command) -> Vec<u8> {

@@ -7,6 +7,7 @@
 //! - [`envelope`]: the byte layout of a state-machine snapshot (sessions + engine).
 //! - [`clock`]: the leader's clock, stamped into commands sent with timestamp 0.
 //! - [`figures`]: each ring's size and churn after every apply, for metrics.
+//! - [`topology_feed`]: each applied topology change with its revision, for `Watch`.
 //!
 //! [`EngineMachine`] implements `clockwise_cluster::StateMachine`: `prepare` on the
 //! leader (stamp time, fill defaults), `apply` on every replica (deterministic: no
@@ -20,6 +21,7 @@ pub mod codec;
 pub mod envelope;
 pub mod figures;
 mod sessions;
+pub mod topology_feed;
 
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -34,6 +36,7 @@ pub use figures::PublishedRings;
 use figures::RingKind;
 use sessions::Sessions;
 pub use sessions::{MAX_SESSIONS, MAX_SESSION_BYTES, SESSION_WINDOW_MS};
+pub use topology_feed::TopologyFeed;
 
 /// The engine as the raft log's state machine, with the per-client sessions that make
 /// retried writes apply once.
@@ -49,6 +52,8 @@ pub struct EngineMachine {
     digest: Arc<PublishedDigest>,
     /// Each ring's figures, published after every apply (read by metrics scrapes).
     rings: Arc<PublishedRings>,
+    /// Each topology change, published as it applies (read by `Watch` streams).
+    feed: Arc<TopologyFeed>,
 }
 
 /// The engine's digest as of the last apply or restore, published beside the engine so
@@ -90,6 +95,7 @@ impl EngineMachine {
             quotas: Quotas::default(),
             digest,
             rings,
+            feed: Arc::default(),
         }
     }
 
@@ -107,6 +113,11 @@ impl EngineMachine {
     /// Where this machine publishes each ring's figures after every apply and restore.
     pub fn published_rings(&self) -> Arc<PublishedRings> {
         self.rings.clone()
+    }
+
+    /// Where this machine publishes each topology change as it applies.
+    pub fn topology_feed(&self) -> Arc<TopologyFeed> {
+        self.feed.clone()
     }
 }
 
@@ -278,30 +289,43 @@ impl StateMachine for EngineMachine {
         // decode is skipped everywhere, and its proposer gets an empty answer.
         let Ok((command, session, proposed_at_ms, quotas)) = codec::decode_entry_within(data)
         else {
+            self.feed.applied(index);
             return Vec::new();
         };
         // The sessions' clock is the leader's stamp in the log: the same on every replica.
         self.sessions.advance(proposed_at_ms);
         if let Some(session) = &session {
             if let Some(answer) = self.sessions.replay(session) {
+                self.feed.applied(index);
                 return answer;
             }
             if let Err(refusal) = self.sessions.admit(session) {
+                self.feed.applied(index);
                 return refusal;
             }
         }
         let outcome = {
             let mut engine = self.engine.write().unwrap_or_else(PoisonError::into_inner);
-            let outcome = codec::encode_outcome(&engine.apply_within(&command, &quotas));
+            let outcome = engine.apply_within(&command, &quotas);
             self.digest.set(engine.digest());
             self.rings
                 .update(&engine, RingKind::of(&command.op), &command.ring);
-            outcome
+            // Under the write lock: a watcher subscribing under the read lock sees
+            // this change either in the topology it reads or live, never both.
+            if let Some((kind, change)) = engine.topology_change(&command, &outcome) {
+                self.feed.publish(index, kind, &command.ring, change);
+            }
+            self.feed.applied(index);
+            codec::encode_outcome_at(&outcome, index)
         };
         if let Some(session) = session {
             self.sessions.record(session, index, outcome.clone());
         }
         outcome
+    }
+
+    fn applied_other(&mut self, index: u64) {
+        self.feed.applied(index);
     }
 
     type Snapshot = MachineSnapshot;
@@ -334,6 +358,12 @@ impl StateMachine for EngineMachine {
         drop(replaced);
         self.sessions = sessions;
         Ok(())
+    }
+
+    /// Every watcher starts over from the restored state.
+    fn restored_at(&mut self, index: u64) {
+        let _engine = self.engine.write().unwrap_or_else(PoisonError::into_inner);
+        self.feed.reset(index);
     }
 }
 

@@ -222,9 +222,8 @@ fn classify(path: &str) -> Option<Option<Role>> {
         },
         "clockwise.hashring.v1.HashRing" => match method {
             "RouteKey" | "GetNodeCount" | "ListNodes" | "GetLoad" | "TopLoaded"
-            | "GetReplicaCount" | "GetCapacity" | "GetUsed" | "LocateKey" | "GetMergedInto" => {
-                Role::Reader
-            }
+            | "GetReplicaCount" | "GetCapacity" | "GetUsed" | "LocateKey" | "GetMergedInto"
+            | "Watch" => Role::Reader,
             // SyncReplicas changes nothing but runs simulated calls on the node.
             "AddNode"
             | "RemoveNode"
@@ -241,7 +240,7 @@ fn classify(path: &str) -> Option<Option<Role>> {
         "clockwise.chatrouter.v1.ChatRouter" => match method {
             "RouteRequest" | "GetServerCount" | "ListServers" | "GetServerLoad" | "TopServers"
             | "GetReplicaCount" | "GetMemoryLimit" | "GetMemoryUsed" | "LocateRequest"
-            | "GetMergedInto" => Role::Reader,
+            | "GetMergedInto" | "Watch" => Role::Reader,
             "AddServer"
             | "RemoveServer"
             | "AssignRequest"

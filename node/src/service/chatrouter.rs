@@ -9,21 +9,24 @@ use tonic::{Request, Status};
 use super::state::NodeState;
 use super::sync::SyncRunner;
 use super::validate::{self as v, MAX_BATCH_OPERATIONS, MAX_MB, MAX_REPLICAS, MAX_SYNC_ENTRIES};
+use super::watch::{WatchSource, WatchStream};
 use super::{ok, Reply};
 use crate::machine::clock::resolve_timestamp;
 use crate::machine::codec::Session;
 use clockwise_engine::{
     BatchResult, ChatRouterOp, Command, Op, Outcome, RequestOperation, RequestOperationKind,
+    RingKind,
 };
 
 pub struct ChatRouterService {
     state: Arc<NodeState>,
     sync: Arc<SyncRunner>,
+    watch: WatchSource,
 }
 
 impl ChatRouterService {
-    pub fn new(state: Arc<NodeState>, sync: Arc<SyncRunner>) -> Self {
-        ChatRouterService { state, sync }
+    pub fn new(state: Arc<NodeState>, sync: Arc<SyncRunner>, watch: WatchSource) -> Self {
+        ChatRouterService { state, sync, watch }
     }
 
     /// Applies one mutation as a command, with its timestamp resolved.
@@ -46,6 +49,18 @@ impl ChatRouterService {
 
 #[tonic::async_trait]
 impl ChatRouter for ChatRouterService {
+    type WatchStream = WatchStream<pb::WatchResponse>;
+
+    async fn watch(&self, req: Request<pb::WatchRequest>) -> Reply<Self::WatchStream> {
+        let r = req.into_inner();
+        let ring = v::ring(&r.ring)?;
+        let stream = self
+            .watch
+            .open(RingKind::ChatRouter, ring, r.start_revision)
+            .await?;
+        Ok(tonic::Response::new(stream))
+    }
+
     async fn add_server(&self, req: Request<pb::AddServerRequest>) -> Reply<pb::AddServerResponse> {
         let (session, r) = v::session(req)?;
         let (ring, server) = (v::ring(&r.ring)?, v::id("server_name", &r.server_name)?);

@@ -9,21 +9,23 @@ use tonic::{Request, Status};
 use super::state::NodeState;
 use super::sync::SyncRunner;
 use super::validate::{self as v, MAX_BATCH_OPERATIONS, MAX_REPLICAS, MAX_SYNC_ENTRIES};
+use super::watch::{WatchSource, WatchStream};
 use super::{ok, Reply};
 use crate::machine::clock::resolve_timestamp;
 use crate::machine::codec::Session;
 use clockwise_engine::{
-    BatchResult, Command, HashRingOp, KeyOperation, KeyOperationKind, Op, Outcome,
+    BatchResult, Command, HashRingOp, KeyOperation, KeyOperationKind, Op, Outcome, RingKind,
 };
 
 pub struct HashRingService {
     state: Arc<NodeState>,
     sync: Arc<SyncRunner>,
+    watch: WatchSource,
 }
 
 impl HashRingService {
-    pub fn new(state: Arc<NodeState>, sync: Arc<SyncRunner>) -> Self {
-        HashRingService { state, sync }
+    pub fn new(state: Arc<NodeState>, sync: Arc<SyncRunner>, watch: WatchSource) -> Self {
+        HashRingService { state, sync, watch }
     }
 
     /// Applies one mutation as a command, with its timestamp resolved.
@@ -46,6 +48,18 @@ impl HashRingService {
 
 #[tonic::async_trait]
 impl HashRing for HashRingService {
+    type WatchStream = WatchStream<pb::WatchResponse>;
+
+    async fn watch(&self, req: Request<pb::WatchRequest>) -> Reply<Self::WatchStream> {
+        let r = req.into_inner();
+        let ring = v::ring(&r.ring)?;
+        let stream = self
+            .watch
+            .open(RingKind::HashRing, ring, r.start_revision)
+            .await?;
+        Ok(tonic::Response::new(stream))
+    }
+
     async fn add_node(&self, req: Request<pb::AddNodeRequest>) -> Reply<pb::AddNodeResponse> {
         let (session, r) = v::session(req)?;
         let (ring, node) = (v::ring(&r.ring)?, v::id("node_id", &r.node_id)?);

@@ -1,6 +1,7 @@
 //! Every reply of the client port says which cluster answered: metadata
 //! [`CLUSTER_ID_METADATA`] (also on refusals, and on errors a handler returns), so a
-//! client can pin its cluster and refuse a node of another one.
+//! client can pin its cluster and refuse a node of another one; a write's reply also
+//! says the revision it applied at ([`super::revision`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -45,7 +46,13 @@ where
         let future = self.inner.call(request);
         let identity = self.identity.clone();
         Box::pin(async move {
-            let mut response = future.await?;
+            let (response, revision) = super::revision::scope(future).await;
+            let mut response = response?;
+            if revision > 0 {
+                response
+                    .headers_mut()
+                    .insert(super::revision::REVISION_METADATA, revision.into());
+            }
             // Read when the answer leaves: a joining node may have learnt it meanwhile.
             if let Some(value) = identity
                 .get()

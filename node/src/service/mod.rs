@@ -13,6 +13,9 @@
 //! - [`deadline`]: each call's budget from its `grpc-timeout`, so a node says "no
 //!   quorum" before the caller's deadline rather than time out silently.
 //! - [`identity`]: the cluster id on every reply (`x-clockwise-cluster-id`).
+//! - [`revision`]: a write's revision on its reply (`x-clockwise-revision`).
+//! - [`watch`]: the `Watch` streams of both services: a ring's topology, then each
+//!   change with its revision.
 //! - [`auth`]: bearer tokens and roles, checked in one layer before any handler.
 //! - [`limits`]: every limit on callers in one place; the per-client rate limit layer.
 //! - [`connections`]: both ports' accept pipeline (connection caps, accept backoff, the
@@ -40,11 +43,13 @@ pub mod identity;
 pub mod limits;
 pub mod metrics;
 pub mod open;
+pub mod revision;
 pub mod state;
 pub mod sync;
 pub mod tls;
 pub mod trace;
 pub mod validate;
+pub mod watch;
 
 pub use error::ServiceError;
 

@@ -75,7 +75,7 @@ impl NodeState {
     ) -> Result<Outcome, ServiceError> {
         let entry = codec::encode_entry(&command, session.as_ref());
         let result = self.replica.propose(entry, self.timeout()).await?;
-        codec::decode_outcome(&result).map_err(|e| match e {
+        let (outcome, revision) = codec::decode_outcome_at(&result).map_err(|e| match e {
             CodecError::StaleSequence { last } => ServiceError::FailedPrecondition(format!(
                 "{SEQ_METADATA}: older than this client's last applied write ({last}); \
                  its outcome is no longer kept"
@@ -91,7 +91,9 @@ impl NodeState {
             e => {
                 ServiceError::Internal(format!("the applied command answered nothing usable: {e}"))
             }
-        })
+        })?;
+        super::revision::record(revision);
+        Ok(outcome)
     }
 
     pub async fn read<T>(

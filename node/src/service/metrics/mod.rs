@@ -32,6 +32,7 @@ pub use layer::MetricsLayer;
 use super::bulkhead::Bulkheads;
 use super::connections::PortCounters;
 use super::sync::SyncCounters;
+use super::watch::WatchCounters;
 use crate::machine::PublishedRings;
 use families::Family;
 
@@ -75,6 +76,8 @@ pub struct Metrics {
     /// Peer calls refused because the caller's certificate did not name the node it
     /// claimed to be (the raft transport counts them).
     peer_identity_refused: Arc<AtomicU64>,
+    /// `Watch` streams open, started and resynced.
+    pub watches: Arc<WatchCounters>,
 }
 
 impl Default for Metrics {
@@ -153,6 +156,7 @@ impl Metrics {
             peer_port: Arc::default(),
             http_port: Arc::default(),
             peer_identity_refused: counter,
+            watches: Arc::default(),
         }
     }
 
@@ -246,6 +250,16 @@ impl Metrics {
                 count(&self.linearizable_reads),
             ),
             (
+                "clockwise_watch_streams_started_total",
+                "Watch streams started (both services).",
+                count(&self.watches.started),
+            ),
+            (
+                "clockwise_watch_resyncs_total",
+                "Whole topologies sent again to a Watch stream that lost changes (too slow for the buffer, a resume past the kept history, a snapshot installed).",
+                count(&self.watches.resyncs),
+            ),
+            (
                 "clockwise_peer_identity_refused_total",
                 "Peer calls refused (PERMISSION_DENIED) because the caller's certificate does not name the node id the call claims.",
                 count(&self.peer_identity_refused),
@@ -261,6 +275,11 @@ impl Metrics {
                 "clockwise_sync_calls_in_flight",
                 "Simulated sync calls running now.",
                 sync.in_flight.load(Ordering::Relaxed),
+            ),
+            (
+                "clockwise_watch_streams_open",
+                "Watch streams open now (both services).",
+                self.watches.open.load(Ordering::Relaxed) as i64,
             ),
             (
                 "clockwise_sync_calls_in_flight_max",
