@@ -90,7 +90,7 @@ impl TopologyFeed {
 
     /// Records that the entry at `index` applied. Call under the engine's write lock
     /// when the entry changed the engine.
-    pub(super) fn applied(&self, index: u64) {
+    pub(crate) fn applied(&self, index: u64) {
         let mut history = self.history();
         if history.complete_after.is_none() {
             history.complete_after = Some(index.saturating_sub(1));
@@ -104,7 +104,7 @@ impl TopologyFeed {
     }
 
     /// Publishes a change applied at `revision`. Call under the engine's write lock.
-    pub(super) fn publish(
+    pub(crate) fn publish(
         &self,
         revision: u64,
         kind: RingKind,
@@ -129,7 +129,7 @@ impl TopologyFeed {
     }
 
     /// A snapshot replaced the state as of `index`. Call under the engine's write lock.
-    pub(super) fn reset(&self, index: u64) {
+    pub(crate) fn reset(&self, index: u64) {
         let mut history = self.history();
         history.changes.clear();
         history.complete_after = Some(index);

@@ -360,6 +360,14 @@ mod tests {
             Err(Unauthenticated)
         );
         assert_eq!(call(None, "/grpc.health.v1.Health/Check"), Ok(()));
+        // A watch reads: a reader token, not none.
+        for watch in [
+            "/clockwise.hashring.v1.HashRing/Watch",
+            "/clockwise.chatrouter.v1.ChatRouter/Watch",
+        ] {
+            assert_eq!(call(Some(READER), watch), Ok(()));
+            assert_eq!(call(None, watch), Err(Unauthenticated));
+        }
         // An unknown method needs admin.
         assert_eq!(
             call(Some(WRITER), "/clockwise.hashring.v1.HashRing/Drop"),

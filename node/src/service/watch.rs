@@ -214,6 +214,9 @@ impl<M: WatchMessage> Cursor<M> {
     }
 
     fn resync(&mut self) {
+        // Skip to the newest event first: what was published before is in the topology
+        // read next, what comes after is received (and skipped if the topology has it).
+        self.live = self.live.resubscribe();
         let (revision, topology) =
             self.source
                 .feed
@@ -390,3 +393,7 @@ macro_rules! watch_message {
 
 watch_message!(hashring);
 watch_message!(chatrouter);
+
+#[cfg(test)]
+#[path = "watch_tests.rs"]
+mod tests;

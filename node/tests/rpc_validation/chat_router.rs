@@ -65,6 +65,34 @@ const READS: &[&str] = &[
     "LocateRequest",
     "GetMergedInto",
 ];
+/// Streams: no timestamp, no consistency or session metadata (a watch is served from
+/// the node's own replica).
+const STREAMS: &[&str] = &["Watch"];
+/// Every RPC with a `timestamp`: all but the streams.
+const TIMESTAMPED: &[&str] = &[
+    "ConfigureRing",
+    "AddServer",
+    "RemoveServer",
+    "RouteRequest",
+    "GetServerCount",
+    "AssignRequest",
+    "ListServers",
+    "GetServerLoad",
+    "TopServers",
+    "AddServerWithReplicas",
+    "GetReplicaCount",
+    "SetMemoryLimit",
+    "GetMemoryLimit",
+    "GetMemoryUsed",
+    "EvictOldestSession",
+    "BatchRequests",
+    "ReplicateSessions",
+    "LocateRequest",
+    "Backup",
+    "Restore",
+    "MergeServers",
+    "GetMergedInto",
+];
 
 /// Every field of every ChatRouter request.
 #[derive(Clone)]
@@ -174,6 +202,7 @@ impl Service for Client {
         "Restore",
         "MergeServers",
         "GetMergedInto",
+        "Watch",
     ];
 
     async fn call(&mut self, rpc: &str, i: &Input) -> Outcome {
@@ -406,6 +435,21 @@ impl Service for Client {
                 let merged = self.get_merged_into(i.request(m)).await?;
                 Answer::Name(merged.into_inner().server_name)
             }
+            "Watch" => {
+                // Its first message: the ring's whole topology.
+                let m = cr::WatchRequest {
+                    ring,
+                    start_revision: 0,
+                };
+                let mut stream = self.watch(i.request(m)).await?.into_inner();
+                let first = stream.message().await?.expect("a first message");
+                match first.event {
+                    Some(cr::watch_response::Event::Topology(topology)) => {
+                        Answer::Count(topology.nodes.len() as i64)
+                    }
+                    other => panic!("Watch began with {other:?}"),
+                }
+            }
             other => panic!("no ChatRouter RPC {other}"),
         })
     }
@@ -455,7 +499,7 @@ fn rows() -> Vec<Row<Input>> {
         served("ring", |i, v| i.ring = v, [fits.clone(), String::new()]),
         refused(
             "timestamp",
-            Client::RPCS,
+            TIMESTAMPED,
             |i, v| i.timestamp = v,
             [
                 -1,
@@ -618,8 +662,12 @@ pub async fn check(node: &TestNode) {
     let mut c = Client::new(node.channel());
     for rpc in Client::RPCS {
         assert!(
-            WRITES.contains(rpc) != READS.contains(rpc),
-            "{rpc} is either a write or a read"
+            [WRITES, READS, STREAMS]
+                .iter()
+                .filter(|kind| kind.contains(rpc))
+                .count()
+                == 1,
+            "{rpc} is a write, a read or a stream"
         );
     }
     let base = |row| Input::on(&format!("chat-router-row-{row}"));

@@ -65,6 +65,34 @@ const READS: &[&str] = &[
     "LocateKey",
     "GetMergedInto",
 ];
+/// Streams: no timestamp, no consistency or session metadata (a watch is served from
+/// the node's own replica).
+const STREAMS: &[&str] = &["Watch"];
+/// Every RPC with a `timestamp`: all but the streams.
+const TIMESTAMPED: &[&str] = &[
+    "ConfigureRing",
+    "AddNode",
+    "RemoveNode",
+    "RouteKey",
+    "GetNodeCount",
+    "StoreKey",
+    "ListNodes",
+    "GetLoad",
+    "TopLoaded",
+    "AddNodeWithReplicas",
+    "GetReplicaCount",
+    "SetCapacity",
+    "GetCapacity",
+    "GetUsed",
+    "EvictLru",
+    "BatchOperations",
+    "SyncReplicas",
+    "LocateKey",
+    "Backup",
+    "Restore",
+    "MergeNodes",
+    "GetMergedInto",
+];
 
 /// Every field of every HashRing request.
 #[derive(Clone)]
@@ -170,6 +198,7 @@ impl Service for Client {
         "Restore",
         "MergeNodes",
         "GetMergedInto",
+        "Watch",
     ];
 
     async fn call(&mut self, rpc: &str, i: &Input) -> Outcome {
@@ -383,6 +412,21 @@ impl Service for Client {
                         .node_id,
                 )
             }
+            "Watch" => {
+                // Its first message: the ring's whole topology.
+                let m = hr::WatchRequest {
+                    ring,
+                    start_revision: 0,
+                };
+                let mut stream = self.watch(i.request(m)).await?.into_inner();
+                let first = stream.message().await?.expect("a first message");
+                match first.event {
+                    Some(hr::watch_response::Event::Topology(topology)) => {
+                        Answer::Count(topology.nodes.len() as i64)
+                    }
+                    other => panic!("Watch began with {other:?}"),
+                }
+            }
             other => panic!("no HashRing RPC {other}"),
         })
     }
@@ -418,7 +462,7 @@ fn rows() -> Vec<Row<Input>> {
         served("ring", |i, v| i.ring = v, [fits.clone(), String::new()]),
         refused(
             "timestamp",
-            Client::RPCS,
+            TIMESTAMPED,
             |i, v| i.timestamp = v,
             [
                 -1,
@@ -567,8 +611,12 @@ pub async fn check(node: &TestNode) {
     let mut c = Client::new(node.channel());
     for rpc in Client::RPCS {
         assert!(
-            WRITES.contains(rpc) != READS.contains(rpc),
-            "{rpc} is either a write or a read"
+            [WRITES, READS, STREAMS]
+                .iter()
+                .filter(|kind| kind.contains(rpc))
+                .count()
+                == 1,
+            "{rpc} is a write, a read or a stream"
         );
     }
     let base = |row| Input::on(&format!("hash-ring-row-{row}"));
