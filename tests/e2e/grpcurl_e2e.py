@@ -27,6 +27,10 @@ proto files at hand) and the plain-HTTP ``/metrics`` page. One node is started p
 5. TLS: a node with ``--cert``/``--key``/``--trusted-ca`` (throwaway certificates from the
    tests' ``mint-certs``) answers grpcurl's ``-cacert -cert -key`` calls and refuses plain
    text and TLS without a client certificate.
+6. Watch: ``describe`` shows ``HashRing.Watch`` and ``ChatRouter.Watch`` as server streams; a
+   grpcurl watcher sees the whole (empty) topology, then three changes made through grpcurl,
+   each at the revision its write's reply named (``x-clockwise-revision``), strictly
+   increasing.
 Each node must also stop cleanly (exit status 0) on SIGTERM (the golden group's on SIGINT).
 
 Running
@@ -777,6 +781,82 @@ def run_trace(grpcurl_path, addr, oracle_mod, name, svc, trace):
     return lines
 
 
+def json_objects(text):
+    """Every JSON object in grpcurl's output of a stream (pretty-printed, one after another)."""
+    decoder, objects, at = json.JSONDecoder(), [], 0
+    text = text.strip()
+    while at < len(text):
+        obj, end = decoder.raw_decode(text, at)
+        objects.append(obj)
+        at = end
+        while at < len(text) and text[at].isspace():
+            at += 1
+    return objects
+
+
+def group_watch(checks, grpcurl_path, node):
+    """Watch through grpcurl: reflection shows the stream; a watcher sees the whole (empty)
+    topology, then each change with the revision its write's reply named."""
+    g = Grpcurl(grpcurl_path, node.addr)
+    for svc in (HR, CR):
+        pkg = svc.rsplit(".", 1)[0]
+        rc, out, err = g.run("describe", f"{svc}.Watch")
+        want = f"rpc Watch ( .{pkg}.WatchRequest ) returns ( stream .{pkg}.WatchResponse );"
+        checks.record(f"reflection: describe {svc}.Watch shows the server stream",
+                      rc == 0 and want in out, f"rc={rc} {out.strip()} {err.strip()}")
+    watch_for_s = 6
+    cmd = [grpcurl_path, "-plaintext", "-max-time", str(watch_for_s), "-d", '{"ring": "gw"}',
+           node.addr, f"{HR}/Watch"]
+    watcher = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # The first message (the topology) is written as soon as the stream starts: wait for it
+    # by reading it (to its closing brace), so the writes below come after the watch began.
+    first = []
+    while not first or first[-1] != "}\n":
+        line = watcher.stdout.readline()
+        if not line:
+            break
+        first.append(line)
+    revisions = []
+    for method, request in [
+        ("AddNode", {"ring": "gw", "node_id": "a"}),
+        ("AddNodeWithReplicas", {"ring": "gw", "node_id": "b", "num_replicas": 3}),
+        ("RemoveNode", {"ring": "gw", "node_id": "a"}),
+    ]:
+        p = subprocess.run([grpcurl_path, "-plaintext", "-v", "-max-time", str(GRPCURL_TIMEOUT_S),
+                            "-d", json.dumps(request), node.addr, f"{HR}/{method}"],
+                           capture_output=True, text=True, timeout=GRPCURL_TIMEOUT_S + 5)
+        rc, out, err = p.returncode, p.stdout, p.stderr
+        m = re.search(r"x-clockwise-revision: (\d+)", out)
+        checks.record(f"watch: {method}'s reply names its revision (x-clockwise-revision)",
+                      rc == 0 and m is not None, f"rc={rc} {out.strip()} {err.strip()}")
+        revisions.append(int(m.group(1)) if m else None)
+    # grpcurl ends the stream at its -max-time; read the rest through the same buffered
+    # file the first message came from.
+    out = watcher.stdout.read()
+    err = watcher.stderr.read()
+    watcher.wait(timeout=10)
+    try:
+        messages = json_objects("".join(first) + out)
+    except json.JSONDecodeError as e:
+        checks.record("watch: grpcurl printed JSON messages", False, f"{e}: {out!r}")
+        return
+    checks.record("watch: the first message is the whole (empty) topology",
+                  bool(messages) and "topology" in messages[0], f"{messages[:1]}")
+    changes = [(int(m["revision"]), m["change"]) for m in messages if "change" in m]
+    all_revisions = [int(m.get("revision", "0")) for m in messages]
+    checks.record("watch: revisions strictly increase on the stream",
+                  all(a < b for a, b in zip(all_revisions, all_revisions[1:])), f"{all_revisions}")
+    checks.record("watch: three changes, each at its write's revision",
+                  [r for r, _ in changes] == revisions, f"{changes} vs {revisions}")
+    kinds = [(next(iter(c)), c[next(iter(c))]) for _, c in changes]
+    checks.record("watch: node a added, node b added with 3 positions, node a removed",
+                  len(kinds) == 3 and kinds[0][0] == "nodeAdded" and kinds[0][1]["id"] == "a"
+                  and kinds[1][0] == "nodeAdded" and len(kinds[1][1]["positions"]) == 3
+                  and kinds[2] == ("nodeRemoved", "a"), f"{kinds}")
+    checks.record("watch: the stream ends at grpcurl's -max-time (DeadlineExceeded)",
+                  watcher.returncode != 0 and "DeadlineExceeded" in err, err.strip())
+
+
 def group_golden(checks, grpcurl_path, oracle_mod, node):
     with ThreadPoolExecutor(max_workers=len(GOLDEN)) as pool:
         futures = [pool.submit(run_trace, grpcurl_path, node.addr, oracle_mod, name, svc, trace)
@@ -975,6 +1055,8 @@ def main():
         oracle = load_oracle()
         with_node(checks, args.clockwise, "reflection",
                   lambda n: group_reflection(checks, args.grpcurl, n))
+        with_node(checks, args.clockwise, "watch",
+                  lambda n: group_watch(checks, args.grpcurl, n))
         with_node(checks, args.clockwise, "golden",
                   lambda n: group_golden(checks, args.grpcurl, oracle, n), sig=signal.SIGINT)
         with_node(checks, args.clockwise, "l6-max2",
