@@ -185,7 +185,7 @@ async fn run(config: &Config) -> Result<(), String> {
             .map_err(sdk("AddNodeWithReplicas"))?;
     }
     let probes = Arc::new(Probes::new());
-    let _tasks = probes::start(&nodes, &ring, &probes);
+    let _tasks = probes::start(&nodes, RING, &probes);
     // Every step below gives way to a broken run (a node died).
     tokio::select! {
         run = steps(config, load_average, &nodes, &client, &ring, &probes) => run,

@@ -280,7 +280,16 @@ impl Nodes {
 
     /// Node `i`'s own Status, and how long it took to answer.
     pub async fn status(&self, i: usize) -> Result<(StatusResponse, Duration), String> {
-        let mut client = ClusterClient::new(self.channels[i].clone());
+        self.status_via(i, self.channels[i].clone()).await
+    }
+
+    /// [`Self::status`] over `channel` (a connection to node `i` of the caller's own).
+    pub async fn status_via(
+        &self,
+        i: usize,
+        channel: Channel,
+    ) -> Result<(StatusResponse, Duration), String> {
+        let mut client = ClusterClient::new(channel);
         let began = Instant::now();
         let answer = client.status(StatusRequest {}).await;
         let took = began.elapsed();

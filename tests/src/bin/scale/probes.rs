@@ -7,12 +7,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clockwise_client::{HashRing, KeyOperation};
+use clockwise_client::{Client, HashRing, KeyOperation};
 use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
+use tonic::transport::{Channel, Endpoint};
 
-use crate::nodes::Nodes;
+use crate::nodes::{Nodes, STATUS_TIMEOUT};
 
 /// Stores per `BatchOperations` call.
 pub const BATCH: u64 = 5_000;
@@ -115,21 +116,68 @@ impl Probes {
     }
 }
 
-/// Background tasks, aborted when this is dropped.
-pub struct Tasks(Vec<JoinHandle<()>>);
+/// The probes' thread: stopped and joined when this is dropped.
+pub struct Tasks {
+    stop: watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
 
 impl Drop for Tasks {
     fn drop(&mut self) {
-        self.0.iter().for_each(JoinHandle::abort);
+        self.stop.send_replace(true);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
-/// Starts the background writer and the poller.
-pub fn start(nodes: &Arc<Nodes>, ring: &HashRing, probes: &Arc<Probes>) -> Tasks {
-    Tasks(vec![
-        tokio::spawn(writer(ring.clone(), probes.clone())),
-        tokio::spawn(poller(nodes.clone(), probes.clone())),
-    ])
+/// Starts the background writer and the poller on a thread and a runtime of their own,
+/// with connections of their own: the loaders encode and decode batches of 5,000 keys
+/// on the main runtime, and a probe queued behind that work would time this generator,
+/// not the nodes.
+pub fn start(nodes: &Arc<Nodes>, ring: &str, probes: &Arc<Probes>) -> Tasks {
+    let (stop, mut stopped) = watch::channel(false);
+    let (nodes, ring, probes) = (nodes.clone(), ring.to_owned(), probes.clone());
+    let thread = std::thread::Builder::new()
+        .name("probes".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("the probes' runtime");
+            runtime.block_on(async move {
+                let client = Client::builder().endpoints(nodes.addresses()).build().await;
+                let client = match client {
+                    Ok(client) => client,
+                    Err(e) => {
+                        probes
+                            .broken
+                            .send_replace(Some(format!("the probes' SDK client: {e}")));
+                        return;
+                    }
+                };
+                let channels: Vec<Channel> = nodes
+                    .addresses()
+                    .iter()
+                    .map(|a| {
+                        Endpoint::from_shared(format!("http://{a}"))
+                            .expect("a node address")
+                            .timeout(STATUS_TIMEOUT)
+                            .connect_lazy()
+                    })
+                    .collect();
+                tokio::select! {
+                    () = writer(client.hash_ring(&ring), probes.clone()) => {}
+                    () = poller(nodes, channels, probes) => {}
+                    _ = stopped.changed() => {}
+                }
+            });
+        })
+        .expect("the probes' thread");
+    Tasks {
+        stop,
+        thread: Some(thread),
+    }
 }
 
 /// One `StoreKey` (`writer-N`) every [`WRITE_EVERY`], each timed; a slow one delays the
@@ -157,7 +205,7 @@ async fn writer(ring: HashRing, probes: Arc<Probes>) {
 
 /// Every [`POLL_EVERY`]: Status of every node expected up (at once), their leader and
 /// term, every node's RSS; a node that died breaks the run.
-async fn poller(nodes: Arc<Nodes>, probes: Arc<Probes>) {
+async fn poller(nodes: Arc<Nodes>, channels: Vec<Channel>, probes: Arc<Probes>) {
     let mut tick = tokio::time::interval(POLL_EVERY);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -168,7 +216,9 @@ async fn poller(nodes: Arc<Nodes>, probes: Arc<Probes>) {
         }
         let up: Vec<usize> = (0..nodes.len()).filter(|&i| nodes.expected_up(i)).collect();
         let answered: Vec<bool> = up.iter().map(|&i| nodes.answered(i)).collect();
-        let answers = futures::future::join_all(up.iter().map(|&i| nodes.status(i))).await;
+        let answers =
+            futures::future::join_all(up.iter().map(|&i| nodes.status_via(i, channels[i].clone())))
+                .await;
         for ((&i, answer), answered) in up.iter().zip(answers).zip(answered) {
             match answer {
                 Ok((status, took)) => {
