@@ -78,5 +78,16 @@ pub mod clock;
 pub use clock::{Clock, ManualClock, SystemClock};
 mod error;
 pub use error::Error;
+mod watch;
+pub use watch::{WatchEvent, WatchEventKind, WatchStream};
+mod view;
+mod view_task;
+/// The engine the views route with, and its topology values.
+pub use clockwise_engine as engine;
+pub use clockwise_engine::{Topology, TopologyChange, TopologyNode};
+pub use view::{
+    ChatRouterView, HashRingView, RingSnapshot, RingView, ViewRing, ViewUpdate, ViewUpdateKind,
+    UPDATES_BUFFER,
+};
 pub mod telemetry;
 pub use telemetry::{in_trace, TraceParent};
