@@ -15,6 +15,7 @@
 //! - [`health`]: raft's election lines in the node log; health NOT_SERVING without a
 //!   quorum and from SIGTERM on; the drain bounded by `--shutdown-timeout-ms`; the
 //!   SDK's `traceparent` logged by the leader a follower forwards to.
+//! - [`watch`]: SDK ring views across nodes, kills and restarts; `ctl … watch`.
 //! - [`cluster_up`]: `clockwise cluster up` restarting killed nodes, rejoining a wiped
 //!   one, stopping on SIGINT.
 
@@ -28,6 +29,7 @@ mod readiness;
 mod replication;
 mod sdk;
 mod snapshots;
+mod watch;
 
 use std::process::Command;
 
