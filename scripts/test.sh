@@ -15,7 +15,8 @@
 #     with TTLs, backups, restores and merges against tests/conformance/ring_model.py
 #     (the reference plus clockwise's documented additions) in process, then through a
 #     3-node cluster with calls spread over every node;
-#  4. the client SDK's examples (client/examples) against that 3-node cluster;
+#  4. the client SDK's examples (client/examples) against that 3-node cluster (local_routing:
+#     a RingView's local routes agree with RouteKey before and after a topology change);
 #  5. the grpcurl end-to-end test (tests/e2e/grpcurl_e2e.py): reflection, the spec's
 #     golden traces through grpcurl, L6 proven by the node's counters, grpcurl over TLS
 #     with a client certificate (throwaway certificates from the mint-certs binary);
@@ -190,7 +191,7 @@ run "$py" tests/conformance/ring_diff.py --lifecycle --seed "$first_seed" \
   --no-empty-ids --impl "$replay --grpc $endpoints --ring-prefix cluster-"
 
 step "client SDK examples against the 3-node cluster"
-for example in quickstart session_router; do
+for example in quickstart session_router local_routing; do
   run env CLOCKWISE_ENDPOINTS="$endpoints" "$root/target/debug/examples/$example"
 done
 kill "${pids[@]}" 2>/dev/null || true
