@@ -248,13 +248,10 @@ impl<R: ViewRing> RingView<R> {
             Ok(Err(_)) => Err(view.closed()),
             Err(_) => {
                 let last = view.status.borrow().last_error.clone();
-                Err(Error::RetryExhausted {
-                    attempts: 0,
-                    last: Box::new(last.unwrap_or(Error::Retriable {
-                        code: tonic::Code::DeadlineExceeded,
-                        message: "no topology arrived within the call deadline".into(),
-                    })),
-                })
+                Err(last.unwrap_or(Error::Retriable {
+                    code: tonic::Code::DeadlineExceeded,
+                    message: "no topology arrived within the call deadline".into(),
+                }))
             }
         }
     }

@@ -218,3 +218,18 @@ async fn the_task_ends_when_the_last_handle_is_dropped() {
         .expect("the task ended")
         .unwrap();
 }
+
+#[tokio::test]
+async fn watching_an_unreachable_cluster_fails_within_the_call_deadline() {
+    let client = Client::builder()
+        .endpoints(["127.0.0.1:1"])
+        .timeout(Duration::from_millis(300))
+        .attempt_timeout(Duration::from_millis(50))
+        .build()
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let error = client.hash_ring("r").watch().await.err().expect("no node");
+    assert!(error.is_retriable(), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(5), "bounded by the deadline");
+}

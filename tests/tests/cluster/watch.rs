@@ -57,6 +57,14 @@ async fn a_view_on_one_node_follows_changes_made_through_another_within_a_second
     cluster.leader().await;
     let watcher = client(&cluster.addrs[2..]).await;
     let writer = client(&cluster.addrs[..1]).await;
+    let refused = watcher.hash_ring("r".repeat(300)).watch().await;
+    assert!(
+        matches!(
+            refused,
+            Err(clockwise_client::Error::InvalidArgument { .. })
+        ),
+        "an oversize ring name is refused at once, not retried"
+    );
     let view = watcher.hash_ring("follow").watch().await.unwrap();
     assert_eq!(view.endpoint().as_deref(), Some(cluster.addrs[2].as_str()));
     assert!(view.current().unwrap().topology().nodes.is_empty());
