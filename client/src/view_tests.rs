@@ -231,5 +231,8 @@ async fn watching_an_unreachable_cluster_fails_within_the_call_deadline() {
     let started = std::time::Instant::now();
     let error = client.hash_ring("r").watch().await.err().expect("no node");
     assert!(error.is_retriable(), "{error}");
-    assert!(started.elapsed() < Duration::from_secs(5), "bounded by the deadline");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "bounded by the deadline"
+    );
 }
