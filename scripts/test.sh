@@ -14,8 +14,10 @@
 #     seeds in both position spaces, then through the gRPC API of a running node; and
 #     with TTLs, backups, restores and merges against tests/conformance/ring_model.py
 #     (the reference plus clockwise's documented additions) in process, then through a
-#     3-node cluster with calls spread over every node;
-#  4. the client SDK's examples (client/examples) against that 3-node cluster;
+#     3-node cluster with calls spread over every node, and with every route answered
+#     by the SDK's local RingView (replay --routes-from-view);
+#  4. the client SDK's examples (client/examples) against that 3-node cluster (local_routing:
+#     a RingView's local routes agree with RouteKey before and after a topology change);
 #  5. the grpcurl end-to-end test (tests/e2e/grpcurl_e2e.py): reflection, the spec's
 #     golden traces through grpcurl, L6 proven by the node's counters, grpcurl over TLS
 #     with a client certificate (throwaway certificates from the mint-certs binary);
@@ -189,8 +191,18 @@ run "$py" tests/conformance/ring_diff.py --lifecycle --seed "$first_seed" \
   --calls "${CLOCKWISE_CLUSTER_DIFF_CALLS:-4000}" \
   --no-empty-ids --impl "$replay --grpc $endpoints --ring-prefix cluster-"
 
+step "differential conformance of the SDK's RingView: routes answered locally, through the 3-node cluster"
+# Every route_key / route_request comes from a local view of its ring after waiting for
+# the ring's last topology write (read-your-writes), so the view is checked against the
+# reference at every point of a trace with merges, restores, backups and TTLs.
+for space in drill u64; do
+  run "$py" tests/conformance/ring_diff.py --lifecycle --seed "$first_seed" --position-space "$space" \
+    --calls "${CLOCKWISE_VIEW_DIFF_CALLS:-1500}" --no-empty-ids \
+    --impl "$replay --grpc $endpoints --ring-prefix view-$space- --position-space $space --routes-from-view"
+done
+
 step "client SDK examples against the 3-node cluster"
-for example in quickstart session_router; do
+for example in quickstart session_router local_routing; do
   run env CLOCKWISE_ENDPOINTS="$endpoints" "$root/target/debug/examples/$example"
 done
 kill "${pids[@]}" 2>/dev/null || true

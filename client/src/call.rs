@@ -27,6 +27,8 @@ const CLIENT_ID_METADATA: &str = "x-clockwise-client-id";
 const SEQ_METADATA: &str = "x-clockwise-seq";
 const CONSISTENCY_METADATA: &str = "x-clockwise-consistency";
 const AUTHORIZATION_METADATA: &str = "authorization";
+/// The revision (raft index) a write applied at, on its reply.
+const REVISION_METADATA: &str = "x-clockwise-revision";
 /// Marks an UNAVAILABLE by which a node says the cluster (no leader, no quorum) could not
 /// serve the call in time: the node answered, so its breaker does not count it.
 const CLUSTER_UNAVAILABLE_METADATA: &str = "x-clockwise-cluster-unavailable";
@@ -295,6 +297,16 @@ impl Client {
                         come_back: None,
                     });
                 }
+                if let Some(revision) = response
+                    .metadata()
+                    .get(REVISION_METADATA)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                {
+                    self.inner
+                        .last_revision
+                        .fetch_max(revision, std::sync::atomic::Ordering::AcqRel);
+                }
                 return Ok(response.into_inner());
             }
             Err(status) => status,
@@ -389,7 +401,7 @@ pub(crate) use scoped;
 /// and how its reads are served.
 #[derive(Clone)]
 pub(crate) struct Namespace<S> {
-    client: Client,
+    pub(crate) client: Client,
     stub: fn(Channel) -> S,
     pub(crate) ring: String,
     /// Sent with every call (ms; 0 = the leader's clock).

@@ -114,6 +114,11 @@ impl ChatRouter {
         self
     }
 
+    /// The client the namespace calls through.
+    pub(crate) fn client(&self) -> &Client {
+        &self.ns.client
+    }
+
     /// The namespace's name.
     pub fn name(&self) -> &str {
         &self.ns.ring

@@ -1,6 +1,7 @@
 //! The client: its builder, TLS settings, and what it tells about the cluster it knows.
 //! Calls go through [`crate::call`]; endpoints and the leader live in [`crate::peers`].
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -221,6 +222,7 @@ impl ClientBuilder {
             client_id,
             token,
             lanes: Lanes::default(),
+            last_revision: AtomicU64::new(0),
         };
         for endpoint in &self.endpoints {
             let address = normalize(endpoint).ok_or_else(|| {
@@ -255,6 +257,8 @@ pub(crate) struct Inner {
     pub(crate) token: Option<MetadataValue<Ascii>>,
     /// The session lanes of writes in flight.
     pub(crate) lanes: Lanes,
+    /// The highest `x-clockwise-revision` a reply carried.
+    pub(crate) last_revision: AtomicU64,
 }
 
 impl Client {
@@ -304,6 +308,13 @@ impl Client {
         for peer in self.inner.peers.all() {
             peer.breaker.reset();
         }
+    }
+
+    /// The highest revision (raft index) at which one of this client's writes applied,
+    /// from the replies' `x-clockwise-revision` (0 before any). Read-your-writes for a
+    /// local view: `view.wait_for(client.last_write_revision())` after the write.
+    pub fn last_write_revision(&self) -> u64 {
+        self.inner.last_revision.load(Ordering::Acquire)
     }
 
     /// The id this client's writes are deduplicated under (each concurrent write uses

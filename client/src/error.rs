@@ -81,6 +81,36 @@ pub enum Error {
         /// The node (`host:port`).
         endpoint: String,
     },
+    /// A `Watch` message that does not describe a topology or a change (no event, an
+    /// unknown position space): the node's stream cannot be followed as sent.
+    #[error("malformed watch message: {message}")]
+    MalformedWatch {
+        /// What was wrong with it.
+        message: String,
+    },
+    /// A [`crate::RingView`] knows its topology has diverged from the server's (a change
+    /// that did not apply, a malformed message): it refuses to route until it has
+    /// resynced from a whole topology, which its task is fetching.
+    #[error("ring view of {ring:?} is broken: {reason}")]
+    ViewBroken {
+        /// The ring viewed.
+        ring: String,
+        /// Why it is broken.
+        reason: String,
+    },
+    /// [`crate::RingView::wait_for`] ran out of time before the view reached the
+    /// revision.
+    #[error("ring view of {ring:?} reached revision {reached}, not {revision}, within {waited:?}")]
+    ViewTimeout {
+        /// The ring viewed.
+        ring: String,
+        /// The revision waited for.
+        revision: u64,
+        /// The revision the view was at.
+        reached: u64,
+        /// How long it waited.
+        waited: std::time::Duration,
+    },
     /// The client was configured wrongly (no endpoints, a malformed address).
     #[error("client configuration: {0}")]
     Config(String),
@@ -116,7 +146,12 @@ impl Error {
             }
             Error::CircuitOpen { .. } => Some(Code::Unavailable),
             Error::Retriable { code, .. } | Error::Status { code, .. } => Some(*code),
-            Error::Config(_) | Error::InvalidConfig { .. } | Error::WrongCluster { .. } => None,
+            Error::ViewTimeout { .. } => Some(Code::DeadlineExceeded),
+            Error::Config(_)
+            | Error::InvalidConfig { .. }
+            | Error::WrongCluster { .. }
+            | Error::MalformedWatch { .. }
+            | Error::ViewBroken { .. } => None,
         }
     }
 }

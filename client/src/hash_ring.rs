@@ -100,6 +100,11 @@ impl HashRing {
         self
     }
 
+    /// The client the namespace calls through.
+    pub(crate) fn client(&self) -> &Client {
+        &self.ns.client
+    }
+
     /// The namespace's name.
     pub fn name(&self) -> &str {
         &self.ns.ring

@@ -66,6 +66,11 @@ pub(crate) struct Peers {
 /// channels.
 pub const MAX_LEARNED_MEMBERS: usize = 16;
 
+/// How often an open channel pings its node, and how long an answer may take before
+/// the connection (and every stream on it) is given up.
+const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The metadata key of a node's cluster id, on every reply.
 pub(crate) const CLUSTER_ID_METADATA: &str = "x-clockwise-cluster-id";
 
@@ -208,7 +213,12 @@ impl Peers {
             None => Endpoint::from_shared(format!("http://{address}")).map_err(bad)?,
         }
         .connect_timeout(self.connect_timeout)
-        .tcp_nodelay(true);
+        .tcp_nodelay(true)
+        // A watch stream has no deadline: without pings, a node cut off without a reset
+        // would leave a view following nothing. Pings go only while a call or stream is
+        // open (not on idle connections).
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT);
         Ok(Peer {
             address: address.to_owned(),
             channel: endpoint.connect_lazy(),

@@ -16,6 +16,7 @@
 //!   quorum and from SIGTERM on; the drain bounded by `--shutdown-timeout-ms`; the
 //!   SDK's `traceparent` logged by the leader a follower forwards to.
 //! - [`watch`]: `Watch` streams across nodes: revision order, resume, restores.
+//! - [`sdk_view`]: SDK ring views across nodes, kills and restarts; `ctl … watch`.
 //! - [`cluster_up`]: `clockwise cluster up` restarting killed nodes, rejoining a wiped
 //!   one, stopping on SIGINT.
 
@@ -28,6 +29,7 @@ mod identity;
 mod readiness;
 mod replication;
 mod sdk;
+mod sdk_view;
 mod snapshots;
 mod watch;
 

@@ -1,6 +1,8 @@
 //! The gRPC backend of `replay`: each drill call becomes one RPC to a running node.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use clockwise_engine::PositionSpace;
 use clockwise_proto::chatrouter::v1 as cr;
@@ -12,12 +14,20 @@ use serde_json::{json, Value};
 use tokio::runtime::Runtime;
 use tonic::transport::Channel;
 
+use super::view::{is_route, Revisions, Views};
 use super::{arg_i64, arg_str, field, list, str_field};
+
+/// A channel to a node that records the revisions its replies carry.
+type Transport = Revisions<Channel>;
 
 pub struct Remote {
     runtime: Runtime,
     /// One channel per node; calls go to them in turn.
-    channels: Vec<Channel>,
+    channels: Vec<Transport>,
+    /// The highest `x-clockwise-revision` any reply carried.
+    seen: Arc<AtomicU64>,
+    /// With `--routes-from-view`: routes answered by SDK views.
+    views: Option<Views>,
     next: usize,
     prefix: String,
     space: PositionSpace,
@@ -26,7 +36,13 @@ pub struct Remote {
 
 impl Remote {
     /// `endpoints`: one or more `http://host:port`, comma-separated.
-    pub fn connect(endpoints: &str, prefix: &str, space: PositionSpace) -> Result<Self, String> {
+    /// With `routes_from_view`, routes are answered by an SDK `RingView` per ring.
+    pub fn connect(
+        endpoints: &str,
+        prefix: &str,
+        space: PositionSpace,
+        routes_from_view: bool,
+    ) -> Result<Self, String> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -41,9 +57,21 @@ impl Remote {
                     .map_err(|e| e.to_string())
             })
             .collect::<Result<Vec<_>, String>>()?;
+        let seen = Arc::new(AtomicU64::new(0));
+        let channels = channels
+            .into_iter()
+            .map(|c| Revisions::new(c, seen.clone()))
+            .collect();
+        let views = if routes_from_view {
+            Some(runtime.block_on(Views::connect(endpoints))?)
+        } else {
+            None
+        };
         Ok(Remote {
             runtime,
             channels,
+            seen,
+            views,
             next: 0,
             prefix: prefix.to_owned(),
             space,
@@ -60,6 +88,14 @@ impl Remote {
         let args = call["args"].as_array().ok_or("args is not a list")?.clone();
         if self.space == PositionSpace::U64 && self.configured.insert((svc.clone(), ring.clone())) {
             self.configure(&svc, &ring)?;
+            let revision = self.seen.load(Ordering::Acquire);
+            if let Some(views) = &mut self.views {
+                views.after(&svc, &ring, "configure_ring", &Value::Null, revision);
+            }
+        }
+        if let Some(views) = self.views.as_mut().filter(|_| is_route(&svc, &method)) {
+            let id = arg_str(&args, 0)?;
+            return self.runtime.block_on(views.route(&svc, &ring, id));
         }
         let channel = self.channels[self.next % self.channels.len()].clone();
         self.next += 1;
@@ -68,14 +104,20 @@ impl Remote {
             ChatRouterClient::new(channel),
         );
         let result = match svc.as_str() {
-            "hashring" => self
-                .runtime
-                .block_on(hash_ring(&mut h, ring, &method, ts, &args)),
-            "chatrouter" => self
-                .runtime
-                .block_on(chat_router(&mut c, ring, &method, ts, &args)),
+            "hashring" => {
+                self.runtime
+                    .block_on(hash_ring(&mut h, ring.clone(), &method, ts, &args))
+            }
+            "chatrouter" => {
+                self.runtime
+                    .block_on(chat_router(&mut c, ring.clone(), &method, ts, &args))
+            }
             other => Err(format!("unknown svc {other:?}")),
         };
+        if let (Some(views), Ok(value)) = (&mut self.views, &result) {
+            let revision = self.seen.load(Ordering::Acquire);
+            views.after(&svc, &ring, &method, value, revision);
+        }
         result
     }
 
@@ -116,7 +158,7 @@ fn status(s: tonic::Status) -> String {
 }
 
 async fn hash_ring(
-    client: &mut HashRingClient<Channel>,
+    client: &mut HashRingClient<Transport>,
     ring: String,
     method: &str,
     timestamp: i64,
@@ -408,7 +450,7 @@ async fn hash_ring(
 }
 
 async fn chat_router(
-    client: &mut ChatRouterClient<Channel>,
+    client: &mut ChatRouterClient<Transport>,
     ring: String,
     method: &str,
     timestamp: i64,

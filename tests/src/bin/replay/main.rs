@@ -6,11 +6,14 @@
 //!      (args: the Python method's positional arguments after the timestamp).
 //! Out: `{"result": <the drill's value>}` or `{"error": "<why>"}`.
 //!
-//! Usage: `replay [--position-space drill|u64] [--grpc http://ADDR[,http://ADDR…] --ring-prefix P]`.
+//! Usage: `replay [--position-space drill|u64] [--grpc http://ADDR[,http://ADDR…] --ring-prefix P
+//! [--routes-from-view]]`.
 //! With several addresses (the nodes of one cluster) calls go to them in turn.
 //! `--position-space u64` puts every ring in the `u64` space. Over gRPC every ring name
 //! gets the prefix (so each run starts from fresh rings) and every timestamp is shifted
 //! by +1, because 0 asks the node for its clock; LRU depends only on timestamp order.
+//! `--routes-from-view` answers routes from the SDK's local `RingView` of each ring
+//! (see `view`), so the differential test checks local routing too.
 
 use std::io::{self, BufRead, BufWriter, Write};
 
@@ -21,20 +24,29 @@ use clockwise_engine::{
 use serde_json::{json, Value};
 
 mod grpc;
+mod view;
 
 const USAGE: &str =
-    "usage: replay [--position-space drill|u64] [--grpc http://ADDR --ring-prefix P]";
+    "usage: replay [--position-space drill|u64] [--grpc http://ADDR --ring-prefix P \
+     [--routes-from-view]]";
 
 struct Options {
     space: PositionSpace,
     /// `(endpoint, ring prefix)` when replaying against a node.
     grpc: Option<(String, String)>,
+    /// Routes from SDK views (with `--grpc`).
+    routes_from_view: bool,
 }
 
 fn parse_options() -> Result<Options, String> {
     let mut args = std::env::args().skip(1);
     let (mut space, mut endpoint, mut prefix) = (PositionSpace::Drill, None, String::new());
+    let mut routes_from_view = false;
     while let Some(flag) = args.next() {
+        if flag == "--routes-from-view" {
+            routes_from_view = true;
+            continue;
+        }
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--position-space" => {
@@ -49,9 +61,13 @@ fn parse_options() -> Result<Options, String> {
             other => return Err(format!("unknown flag {other:?}")),
         }
     }
+    if routes_from_view && endpoint.is_none() {
+        return Err("--routes-from-view needs --grpc".into());
+    }
     Ok(Options {
         space,
         grpc: endpoint.map(|e| (e, prefix)),
+        routes_from_view,
     })
 }
 
@@ -67,13 +83,15 @@ fn main() -> io::Result<()> {
     });
     let mut backend = match &options.grpc {
         None => Backend::Engine(Engine::new()),
-        Some((endpoint, prefix)) => match grpc::Remote::connect(endpoint, prefix, options.space) {
-            Ok(remote) => Backend::Grpc(Box::new(remote)),
-            Err(why) => {
-                eprintln!("replay: cannot connect to {endpoint}: {why}");
-                std::process::exit(1);
+        Some((endpoint, prefix)) => {
+            match grpc::Remote::connect(endpoint, prefix, options.space, options.routes_from_view) {
+                Ok(remote) => Backend::Grpc(Box::new(remote)),
+                Err(why) => {
+                    eprintln!("replay: cannot connect to {endpoint}: {why}");
+                    std::process::exit(1);
+                }
             }
-        },
+        }
     };
     let stdin = io::stdin().lock();
     let mut out = BufWriter::new(io::stdout().lock());

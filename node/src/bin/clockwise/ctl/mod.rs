@@ -5,6 +5,7 @@
 //! - `hashring` / `chatrouter` / `cluster`: one subcommand enum per service and the
 //!   function that calls it; the calls both ring services share are [`RingCall`].
 //! - `output`: the answers, as text or JSON. `connect`: token and TLS flags.
+//! - `watch`: `hashring watch` / `chatrouter watch`, a ring's changes printed live.
 
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ mod cluster;
 mod connect;
 mod hashring;
 mod output;
+mod watch;
 
 pub use connect::{TlsArgs, TokenArgs};
 
@@ -121,6 +123,9 @@ pub(super) enum RingCall {
     Backup,
     /// Restore the latest backup saved at or before BACKUP_TIMESTAMP.
     Restore { backup_timestamp: i64 },
+    /// Print the ring's topology, then each change with its revision, live until
+    /// Ctrl-C (`--json`: one object per line).
+    Watch(watch::WatchArgs),
 }
 
 /// The SDK facade of a ring (`client.hash_ring` or `client.chat_router`) at the flags'
@@ -150,6 +155,12 @@ macro_rules! ring_call {
             $crate::ctl::RingCall::Restore { backup_timestamp } => {
                 Answer::Count($ring.restore(backup_timestamp).await?)
             }
+            // A stream, not one answer: `run` serves it before any call is made.
+            $crate::ctl::RingCall::Watch(_) => {
+                return Err($crate::ctl::usage(
+                    "watch: streams are served by ctl::run".into(),
+                ))
+            }
         }
     };
 }
@@ -169,6 +180,30 @@ pub async fn run(args: CtlArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     let client = builder.build().await?;
     let answer = match args.command {
+        CtlCommand::Hashring {
+            ring,
+            call: hashring::HashRingCall::Ring(RingCall::Watch(watch)),
+        } => {
+            let ring = client.hash_ring(ring.ring);
+            return watch::follow(
+                async |start| ring.watch_changes(start).await,
+                watch,
+                args.json,
+            )
+            .await;
+        }
+        CtlCommand::Chatrouter {
+            ring,
+            call: chatrouter::ChatRouterCall::Ring(RingCall::Watch(watch)),
+        } => {
+            let ring = client.chat_router(ring.ring);
+            return watch::follow(
+                async |start| ring.watch_changes(start).await,
+                watch,
+                args.json,
+            )
+            .await;
+        }
         CtlCommand::Hashring { ring, call } => hashring::call(&client, ring, call).await?,
         CtlCommand::Chatrouter { ring, call } => chatrouter::call(&client, ring, call).await?,
         CtlCommand::Cluster { call } => cluster::call(&client, call).await?,
