@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmarks (not tests): the tables of docs/benchmarks.md.
-# Usage: scripts/bench.sh [--quick | --etcd | --scale [--keys N]]
+# Usage: scripts/bench.sh [--quick | --etcd | --scale [--keys N] | --watch [--keys N] [--watchers N]]
 #   (no flag)  everything, the comparison with etcd last
 #   --quick    engine and snapshots at 10k/100k keys only
 #   --etcd     only the comparison with etcd 3.4 (installs Debian's etcd-server if it is
@@ -9,6 +9,9 @@
 #              N keys (default 10,000,000) loaded beside a writer and a Status poller, a
 #              follower restarted and one wiped, snapshots; rewrites its section of
 #              docs/benchmarks.md (tens of minutes at 10M keys)
+#   --watch    only issue 18's run: local routes from an SDK RingView against the engine
+#              and RouteKey, and a topology change's delay to 1,000 watchers on 3 release
+#              nodes; rewrites its section of docs/benchmarks.md (about a minute)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CLOCKWISE_SHARED=${CLOCKWISE_SHARED:-$(pwd)/../shared}
@@ -96,8 +99,21 @@ stop_scale() {
     fi
 }
 
+# Issue 18's run: tests/src/bin/watch_bench starts its three nodes through the tests'
+# TestCluster (CLOCKWISE_BIN, the release build below), which stops them when it ends.
+watch_bench() {
+    cargo build --release --locked -p clockwise-tests --bin watch_bench
+    WATCH_DOC=docs/benchmarks.md WATCH_COMMAND="scripts/bench.sh --watch${*:+ $*}" \
+        "${CARGO_TARGET_DIR:-$(pwd)/target}/release/watch_bench" "$@"
+}
+
 cargo build --release --locked -p clockwise-node --bin clockwise
 export CLOCKWISE_BIN=${CARGO_TARGET_DIR:-$(pwd)/target}/release/clockwise
+if [[ ${1:-} == --watch ]]; then
+    shift
+    watch_bench "$@"
+    exit
+fi
 if [[ ${1:-} == --scale ]]; then
     shift
     scale "$@"

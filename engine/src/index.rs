@@ -342,8 +342,15 @@ mod tests {
         index.insert(hash(slot), slot);
         slot += 1;
         assert_eq!(index.entries.len(), 8192);
-        assert_eq!(index.old.len(), 4096, "the old table is kept while it moves");
-        assert_eq!(index.moved, MOVE_PER_CALL, "one call moved its share, no more");
+        assert_eq!(
+            index.old.len(),
+            4096,
+            "the old table is kept while it moves"
+        );
+        assert_eq!(
+            index.moved, MOVE_PER_CALL,
+            "one call moved its share, no more"
+        );
         // Remove every third key mid-growth; all others stay findable.
         for s in (0..slot).step_by(3) {
             index.remove(hash(s), s);
@@ -358,7 +365,11 @@ mod tests {
         }
         for s in 0..slot {
             let found = index.find(hash(s), |x| x == s);
-            assert_eq!(found.is_some(), s % 3 != 0 || s >= 4000, "slot {s} after the move");
+            assert_eq!(
+                found.is_some(),
+                s % 3 != 0 || s >= 4000,
+                "slot {s} after the move"
+            );
         }
     }
 
