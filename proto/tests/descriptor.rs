@@ -35,6 +35,7 @@ const HASHRING_RPCS: &[&str] = &[
     "Restore",
     "MergeNodes",
     "GetMergedInto",
+    "Watch",
 ];
 
 const CHATROUTER_RPCS: &[&str] = &[
@@ -60,6 +61,7 @@ const CHATROUTER_RPCS: &[&str] = &[
     "Restore",
     "MergeServers",
     "GetMergedInto",
+    "Watch",
 ];
 
 fn descriptor_set() -> FileDescriptorSet {
@@ -156,7 +158,8 @@ fn cluster_and_raft_rpcs() {
 }
 
 /// `<Rpc>Request` / `<Rpc>Response` in the service's own package, and every request
-/// opens with `string ring = 1; int64 timestamp = 2;`.
+/// opens with `string ring = 1; int64 timestamp = 2;` (`Watch`, the one server stream:
+/// `uint64 start_revision = 2;`).
 #[test]
 fn ring_messages_follow_the_naming_and_namespace_convention() {
     let set = descriptor_set();
@@ -181,10 +184,21 @@ fn ring_messages_follow_the_naming_and_namespace_convention() {
                 .take(2)
                 .map(|f| (f.name(), f.number(), f.r#type()))
                 .collect();
+            // A watch has no timestamp: it starts from a revision.
+            let second = if method.server_streaming() {
+                ("start_revision", 2, Type::Uint64)
+            } else {
+                ("timestamp", 2, Type::Int64)
+            };
             assert_eq!(
                 head,
-                [("ring", 1, Type::String), ("timestamp", 2, Type::Int64)],
-                "{package}.{rpc}Request must open with ring and timestamp"
+                [("ring", 1, Type::String), second],
+                "{package}.{rpc}Request must open with ring and timestamp (a stream: start_revision)"
+            );
+            assert_eq!(
+                method.server_streaming(),
+                rpc == "Watch",
+                "{package}.{rpc}: only Watch streams"
             );
         }
     }
@@ -365,11 +379,14 @@ fn generated_rust_paths() {
     use clockwise_proto::raft::v1::{raft_transport_client, raft_transport_server};
 
     fn is_service_trait<T: ?Sized>() {}
-    is_service_trait::<dyn hash_ring_server::HashRing>();
-    is_service_trait::<dyn chat_router_server::ChatRouter>();
-    // Cluster has an associated stream type, so it is named rather than made `dyn`.
+    // Services with a server stream (an associated type) are named rather than made
+    // `dyn`.
+    #[allow(unused_imports)]
+    use chat_router_server::ChatRouter as _;
     #[allow(unused_imports)]
     use cluster_server::Cluster as _;
+    #[allow(unused_imports)]
+    use hash_ring_server::HashRing as _;
     is_service_trait::<dyn raft_transport_server::RaftTransport>();
     is_service_trait::<hash_ring_client::HashRingClient<tonic::transport::Channel>>();
     is_service_trait::<chat_router_client::ChatRouterClient<tonic::transport::Channel>>();
