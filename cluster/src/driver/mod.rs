@@ -421,6 +421,7 @@ pub fn spawn<S: StateMachine>(
         applied_conf_index,
         members,
         reads: HashMap::new(),
+        queued_reads: Vec::new(),
         confirmed_reads: Vec::new(),
         next_request: 1,
         tick: config.tick,
@@ -479,7 +480,9 @@ struct Driver<S: StateMachine> {
     /// ReadIndex requests by request id, before raft has answered them, with the time
     /// they were asked (raft drops some silently, e.g. at a leader that has not yet
     /// committed in its term: those expire).
-    reads: HashMap<u64, (Instant, oneshot::Sender<Result<(), ProposeError>>)>,
+    reads: HashMap<u64, (Instant, Vec<reads::ReadReply>)>,
+    /// Reads that arrived in this pass of the run loop: one ReadIndex request for all.
+    queued_reads: Vec<reads::ReadReply>,
     /// Answered ReadIndex requests waiting for the apply index to reach theirs.
     confirmed_reads: Vec<(u64, oneshot::Sender<Result<(), ProposeError>>)>,
     next_request: u64,
@@ -555,6 +558,7 @@ impl<S: StateMachine> Driver<S> {
                 }
                 self.handle(event);
             }
+            self.flush_reads();
             if Instant::now() >= next_tick {
                 self.node.tick();
                 next_tick = Instant::now() + self.tick;

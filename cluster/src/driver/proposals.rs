@@ -85,7 +85,8 @@ impl<S: StateMachine> Driver<S> {
         for (_, reply) in self.pending_changes.drain() {
             let _ = reply.send(Err(proposal_error.clone()));
         }
-        for (_, (_, reply)) in self.reads.drain() {
+        let asked = self.reads.drain().flat_map(|(_, (_, replies))| replies);
+        for reply in asked.chain(self.queued_reads.drain(..)) {
             let _ = reply.send(Err(error.clone()));
         }
         for (_, reply) in self.confirmed_reads.drain(..) {
