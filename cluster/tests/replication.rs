@@ -290,6 +290,31 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reads_share_read_index_requests() {
+    let cluster = Cluster::start(temp_dir("reads"));
+    let leader = cluster.handle(cluster.leader());
+    // A first write: a fresh leader answers reads only once it committed in its term.
+    leader.propose(b"first".to_vec()).await.unwrap();
+    let before = leader.stats().read_index_requests.get();
+    let reads: Vec<_> = (0..64)
+        .map(|_| {
+            let leader = leader.clone();
+            tokio::spawn(async move { leader.read_index().await })
+        })
+        .collect();
+    for read in reads {
+        read.await.unwrap().expect("a leader confirms its reads");
+    }
+    let requests = leader.stats().read_index_requests.get() - before;
+    assert!(
+        (1..64).contains(&requests),
+        "64 concurrent reads took {requests} ReadIndex requests"
+    );
+    let dir = cluster.stop();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proposals_are_applied_everywhere_in_one_order_and_survive_a_restart() {
     let cluster = Cluster::start(temp_dir("order"));
     let leader = cluster.handle(cluster.leader());

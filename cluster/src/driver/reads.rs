@@ -47,6 +47,7 @@ impl<S: StateMachine> Driver<S> {
         let id = self.next_request;
         self.next_request += 1;
         self.node.read_index(self.context(id));
+        self.stats.read_index_requests.inc();
         let replies = std::mem::take(&mut self.queued_reads);
         self.reads.insert(id, (Instant::now(), replies));
     }

@@ -39,6 +39,9 @@ pub struct DriverStats {
     pub proposals_pending: IntGauge,
     /// A ReadIndex round, from the request to this node having applied up to it.
     pub read_index_seconds: Histogram,
+    /// ReadIndex requests this node made of raft: one per pass of the run loop that
+    /// had reads, however many.
+    pub read_index_requests: IntCounter,
     /// Applying one committed entry to the state machine.
     pub apply_seconds: Histogram,
     /// Writing one stored snapshot (on the snapshot thread).
@@ -75,6 +78,11 @@ impl Default for DriverStats {
                 "Proposals made through this node and not answered yet.",
             )
             .expect("a valid gauge"),
+            read_index_requests: IntCounter::new(
+                "clockwise_raft_read_index_requests_total",
+                "ReadIndex requests made of raft (each confirms every linearizable read that arrived in one pass of the driver).",
+            )
+            .expect("a valid counter"),
             read_index_seconds: histogram(
                 "clockwise_raft_read_index_seconds",
                 "ReadIndex rounds for linearizable reads, until applied up to the read index.",
@@ -104,6 +112,7 @@ impl DriverStats {
         registry.register(Box::new(self.proposals.clone()))?;
         registry.register(Box::new(self.proposals_pending.clone()))?;
         registry.register(Box::new(self.read_index_seconds.clone()))?;
+        registry.register(Box::new(self.read_index_requests.clone()))?;
         registry.register(Box::new(self.apply_seconds.clone()))?;
         registry.register(Box::new(self.snapshot_seconds.clone()))
     }
