@@ -114,6 +114,81 @@ pub struct LogStore {
     /// Term runs of the log (see [`TermIndex`]); written by the one writer (the driver
     /// thread) right after each log write, read by raft on the same thread.
     terms: Arc<Mutex<TermIndex>>,
+    /// Deletes what compaction and new snapshots leave behind, on a thread of its own.
+    cleaner: Arc<Cleaner>,
+}
+
+/// File deletions off the driver thread. Removing a 500 MB snapshot or 128 MB log files
+/// is not free (ext4 frees the extents in its journal; mounted with `discard`, it trims
+/// them too), and the driver thread is every write's path; raft-engine's own guidance is
+/// to purge from a background thread.
+struct Cleaner {
+    jobs: Option<std::sync::mpsc::SyncSender<Cleanup>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+enum Cleanup {
+    /// raft-engine's files that compaction left without live entries.
+    PurgeLog,
+    /// Snapshot files older than this index.
+    PruneSnapshots(u64),
+}
+
+/// Cleanups queued at most; beyond, one is skipped (the next compaction or snapshot
+/// asks again, and each cleanup does all that is due).
+const CLEANUPS_QUEUED: usize = 8;
+
+impl Cleaner {
+    /// The thread holds the engine weakly: a store dropped and reopened (a restart in
+    /// tests) must find raft-engine's directory lock released.
+    fn spawn(engine: &Arc<Engine>, snapshots: Arc<SnapshotFiles>) -> std::io::Result<Cleaner> {
+        let (jobs, queue) = std::sync::mpsc::sync_channel(CLEANUPS_QUEUED);
+        let engine = Arc::downgrade(engine);
+        let thread = std::thread::Builder::new()
+            .name("log-cleaner".into())
+            .spawn(move || {
+                // Ends when the last store clone is dropped (the queue closes).
+                for job in queue {
+                    let done = match job {
+                        Cleanup::PurgeLog => match engine.upgrade() {
+                            Some(engine) => engine
+                                .purge_expired_files()
+                                .map(drop)
+                                .map_err(|e| e.to_string()),
+                            None => Ok(()),
+                        },
+                        Cleanup::PruneSnapshots(index) => {
+                            prune_snapshot_files(&snapshots.dir, index).map_err(|e| e.to_string())
+                        }
+                    };
+                    if let Err(error) = done {
+                        tracing::warn!(%error, "cleaning up the raft log's files failed");
+                    }
+                }
+            })?;
+        Ok(Cleaner {
+            jobs: Some(jobs),
+            thread: Some(thread),
+        })
+    }
+
+    fn ask(&self, job: Cleanup) {
+        // Full: a cleanup is pending that will do this one's work too, or the next will.
+        if let Some(jobs) = &self.jobs {
+            let _ = jobs.try_send(job);
+        }
+    }
+}
+
+impl Drop for Cleaner {
+    /// Closes the queue and waits for the cleanup in progress, so nothing of the store
+    /// outlives it.
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// The latest snapshot, on disk, and what raft last asked of it.
@@ -154,14 +229,23 @@ impl LogStore {
             purge_threshold: ReadableSize::gb(1),
             ..Config::default()
         };
+        let engine = Arc::new(Engine::open(config)?);
+        let snapshots = Arc::new(SnapshotFiles {
+            dir: snapshot_dir,
+            latest: Mutex::new(None),
+            wanted: AtomicBool::new(false),
+        });
+        let cleaner = Cleaner::spawn(&engine, snapshots.clone()).map_err(|source| {
+            StoreError::SnapshotFile {
+                path: "the log cleaner thread".into(),
+                source,
+            }
+        })?;
         let store = LogStore {
-            engine: Arc::new(Engine::open(config)?),
-            snapshots: Arc::new(SnapshotFiles {
-                dir: snapshot_dir,
-                latest: Mutex::new(None),
-                wanted: AtomicBool::new(false),
-            }),
+            engine,
+            snapshots,
             terms: Arc::new(Mutex::new(TermIndex::default())),
+            cleaner: Arc::new(cleaner),
         };
         store.rebuild_term_index()?;
         Ok(store)
@@ -269,38 +353,29 @@ impl LogStore {
     /// Removes the snapshot files older than `index` (call once the log no longer
     /// needs them: after the compaction or install that the newer one covers).
     pub fn prune_snapshots(&self, index: u64) -> Result<(), StoreError> {
-        for (older, path) in self.snapshot_files()? {
-            if older < index {
-                let _ = std::fs::remove_file(path);
+        prune_snapshot_files(&self.snapshots.dir, index).map_err(|source| {
+            StoreError::SnapshotFile {
+                path: self.snapshots.dir.display().to_string(),
+                source,
             }
-        }
-        Ok(())
+        })
+    }
+
+    /// [`Self::prune_snapshots`] on the cleaner thread: the driver does not wait for it.
+    pub fn prune_snapshots_later(&self, index: u64) {
+        self.cleaner.ask(Cleanup::PruneSnapshots(index));
     }
 
     /// The snapshot files, oldest first (temporary ones are not listed: one may be a
     /// snapshot being received).
     fn snapshot_files(&self) -> Result<Vec<(u64, PathBuf)>, StoreError> {
         let dir = &self.snapshots.dir;
-        let entries = std::fs::read_dir(dir).map_err(|source| StoreError::SnapshotFile {
+        snapshot_files_in(dir).map_err(|source| StoreError::SnapshotFile {
             path: dir.display().to_string(),
             source,
-        })?;
-        let mut files = Vec::new();
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let index = path
-                .file_stem()
-                .and_then(|stem| stem.to_str())
-                .filter(|_| path.extension().is_some_and(|e| e == FILE_EXT))
-                .and_then(|stem| stem.split_once('-'))
-                .and_then(|(index, _)| index.parse::<u64>().ok());
-            if let Some(index) = index {
-                files.push((index, path));
-            }
-        }
-        files.sort_unstable();
-        Ok(files)
+        })
     }
+
 
     /// Whether raft asked for a snapshot the stored one could not serve since the
     /// last call (clears the flag).
@@ -485,9 +560,10 @@ impl LogStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .compact(index, term);
-        // Compaction only drops the entries from the index; the files go here. (The
-        // groups it names for a forced compaction are this one, compacted regularly.)
-        self.engine.purge_expired_files()?;
+        // Compaction only drops the entries from the index; the files go on the cleaner
+        // thread. (The groups a purge names for a forced compaction are this one,
+        // compacted regularly.)
+        self.cleaner.ask(Cleanup::PurgeLog);
         Ok(())
     }
 
@@ -652,6 +728,36 @@ impl raft::Storage for LogStore {
             }
         }
     }
+}
+
+/// Removes the snapshot files in `dir` older than `index`.
+fn prune_snapshot_files(dir: &std::path::Path, index: u64) -> std::io::Result<()> {
+    for (older, path) in snapshot_files_in(dir)? {
+        if older < index {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    Ok(())
+}
+
+/// The snapshot files in `dir`, oldest first (temporary ones are not listed: one may
+/// be a snapshot being received).
+fn snapshot_files_in(dir: &std::path::Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let path = entry.path();
+        let index = path
+            .file_stem()
+            .and_then(|stem| stem.to_str())
+            .filter(|_| path.extension().is_some_and(|e| e == FILE_EXT))
+            .and_then(|stem| stem.split_once('-'))
+            .and_then(|(index, _)| index.parse::<u64>().ok());
+        if let Some(index) = index {
+            files.push((index, path));
+        }
+    }
+    files.sort_unstable();
+    Ok(files)
 }
 
 #[cfg(test)]

@@ -14,6 +14,9 @@ use super::{Driver, ProposeError};
 use crate::state_machine::StateMachine;
 use crate::storage::{ReadyWrite, StoreError};
 
+/// A pass of the Ready loop at least this long is logged with its parts.
+const SLOW_READY: std::time::Duration = std::time::Duration::from_millis(100);
+
 impl<S: StateMachine> Driver<S> {
     /// Handles raft's Ready, if it has one. A storage error is returned for the run
     /// loop to stop the node: the log is never retried in place.
@@ -21,6 +24,7 @@ impl<S: StateMachine> Driver<S> {
         if !self.node.has_ready() {
             return Ok(());
         }
+        let began = std::time::Instant::now();
         let mut ready = self.node.ready();
         if !ready.messages().is_empty() {
             self.transport.send(ready.take_messages());
@@ -43,6 +47,7 @@ impl<S: StateMachine> Driver<S> {
         // here (an answer given, a membership change stored) is ever beyond the commit
         // index a restart finds. raft-rs's example applies first, overlapping the apply
         // with the fsync; the entries are already in this node's log either way.
+        let persist_began = std::time::Instant::now();
         self.store.write(ReadyWrite {
             snapshot: installed.as_ref().map(Snapshot::get_metadata),
             entries: ready.entries(),
@@ -54,11 +59,14 @@ impl<S: StateMachine> Driver<S> {
         })?;
         if let Some(snapshot) = installed {
             // The log now starts after it: older snapshots are of no use.
-            self.store.prune_snapshots(snapshot.get_metadata().index)?;
+            self.store
+                .prune_snapshots_later(snapshot.get_metadata().index);
         }
+        let persisted = persist_began.elapsed();
         if !ready.persisted_messages().is_empty() {
             self.transport.send(ready.take_persisted_messages());
         }
+        let apply_began = std::time::Instant::now();
         self.apply(ready.take_committed_entries())?;
         let mut light = self.node.advance(ready);
         if let Some(commit) = light.commit_index() {
@@ -71,12 +79,25 @@ impl<S: StateMachine> Driver<S> {
         }
         self.transport.send(light.take_messages());
         self.apply(light.take_committed_entries())?;
+        let applied = apply_began.elapsed();
         self.node.advance_apply();
         self.answer_reads();
         if stepped_down {
             self.fail_pending(ProposeError::Unknown);
         }
+        let snapshot_began = std::time::Instant::now();
         self.maybe_snapshot()?;
+        let took = began.elapsed();
+        if took >= SLOW_READY {
+            // Every write waits for this pass: say where its time went.
+            tracing::warn!(
+                took_ms = took.as_millis() as u64,
+                persist_ms = persisted.as_millis() as u64,
+                apply_ms = applied.as_millis() as u64,
+                snapshot_ms = snapshot_began.elapsed().as_millis() as u64,
+                "a raft Ready took long"
+            );
+        }
         self.publish_status();
         Ok(())
     }

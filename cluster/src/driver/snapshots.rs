@@ -431,7 +431,7 @@ impl<S: StateMachine> Driver<S> {
                 ..ReadyWrite::default()
             })?;
         }
-        self.store.prune_snapshots(index)?;
+        self.store.prune_snapshots_later(index);
         self.snapshot_index = index;
         self.last_snapshot_bytes = descriptor.len;
         tracing::info!(
