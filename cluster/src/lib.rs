@@ -18,7 +18,8 @@
 //! - [`member`]: a member's addresses, their stored form, and `--peers` lists.
 //! - [`transport`]: raft messages between nodes and forwarded writes, over gRPC.
 //!   `transport/service.rs`: its server side (caller identity, snapshot rules).
-//! - [`storage`]: the durable log in raft-engine, its term index, the snapshot files.
+//! - [`storage`]: the durable log in raft-engine, its term index, the snapshot files;
+//!   `log_cleaner`: its file deletions, off the driver thread.
 //! - [`terms`]: the log's term runs in memory, so `term()` never decodes an entry.
 //! - [`snapshot`]: snapshot files (streamed write, receive, verified read), the
 //!   descriptor raft carries, the in-memory envelope of backups.
@@ -30,6 +31,7 @@
 pub mod backup;
 pub mod driver;
 pub mod identity;
+mod log_cleaner;
 pub mod member;
 pub mod peer_cert;
 pub mod replica;

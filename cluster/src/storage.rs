@@ -32,8 +32,9 @@ use raft::eraftpb::{
 use raft::{GetEntriesContext, RaftState, StorageError};
 use raft_engine::{Command, Config, Engine, LogBatch, MessageExt, ReadableSize};
 
+use crate::log_cleaner::{prune_snapshot_files, snapshot_files_in, Cleaner, Cleanup};
 use crate::member::MemberAddress;
-use crate::snapshot::{self, Descriptor, SnapshotData, SnapshotFileError, FILE_EXT};
+use crate::snapshot::{self, Descriptor, SnapshotData, SnapshotFileError};
 pub use crate::terms::TermIndex;
 
 /// raft-engine's "region": the one raft group of a node.
@@ -118,79 +119,6 @@ pub struct LogStore {
     cleaner: Arc<Cleaner>,
 }
 
-/// File deletions off the driver thread. Removing a 500 MB snapshot or 128 MB log files
-/// is not free (ext4 frees the extents in its journal; mounted with `discard`, it trims
-/// them too), and the driver thread is every write's path; raft-engine's own guidance is
-/// to purge from a background thread.
-struct Cleaner {
-    jobs: Option<std::sync::mpsc::SyncSender<Cleanup>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-enum Cleanup {
-    /// raft-engine's files that compaction left without live entries.
-    PurgeLog,
-    /// Snapshot files older than this index.
-    PruneSnapshots(u64),
-}
-
-/// Cleanups queued at most; beyond, one is skipped (the next compaction or snapshot
-/// asks again, and each cleanup does all that is due).
-const CLEANUPS_QUEUED: usize = 8;
-
-impl Cleaner {
-    /// The thread holds the engine weakly: a store dropped and reopened (a restart in
-    /// tests) must find raft-engine's directory lock released.
-    fn spawn(engine: &Arc<Engine>, snapshots: Arc<SnapshotFiles>) -> std::io::Result<Cleaner> {
-        let (jobs, queue) = std::sync::mpsc::sync_channel(CLEANUPS_QUEUED);
-        let engine = Arc::downgrade(engine);
-        let thread = std::thread::Builder::new()
-            .name("log-cleaner".into())
-            .spawn(move || {
-                // Ends when the last store clone is dropped (the queue closes).
-                for job in queue {
-                    let done = match job {
-                        Cleanup::PurgeLog => match engine.upgrade() {
-                            Some(engine) => engine
-                                .purge_expired_files()
-                                .map(drop)
-                                .map_err(|e| e.to_string()),
-                            None => Ok(()),
-                        },
-                        Cleanup::PruneSnapshots(index) => {
-                            prune_snapshot_files(&snapshots.dir, index).map_err(|e| e.to_string())
-                        }
-                    };
-                    if let Err(error) = done {
-                        tracing::warn!(%error, "cleaning up the raft log's files failed");
-                    }
-                }
-            })?;
-        Ok(Cleaner {
-            jobs: Some(jobs),
-            thread: Some(thread),
-        })
-    }
-
-    fn ask(&self, job: Cleanup) {
-        // Full: a cleanup is pending that will do this one's work too, or the next will.
-        if let Some(jobs) = &self.jobs {
-            let _ = jobs.try_send(job);
-        }
-    }
-}
-
-impl Drop for Cleaner {
-    /// Closes the queue and waits for the cleanup in progress, so nothing of the store
-    /// outlives it.
-    fn drop(&mut self) {
-        self.jobs = None;
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 /// The latest snapshot, on disk, and what raft last asked of it.
 struct SnapshotFiles {
     dir: PathBuf,
@@ -235,7 +163,7 @@ impl LogStore {
             latest: Mutex::new(None),
             wanted: AtomicBool::new(false),
         });
-        let cleaner = Cleaner::spawn(&engine, snapshots.clone()).map_err(|source| {
+        let cleaner = Cleaner::spawn(&engine, snapshots.dir.clone()).map_err(|source| {
             StoreError::SnapshotFile {
                 path: "the log cleaner thread".into(),
                 source,
@@ -375,7 +303,6 @@ impl LogStore {
             source,
         })
     }
-
 
     /// Whether raft asked for a snapshot the stored one could not serve since the
     /// last call (clears the flag).
@@ -728,36 +655,6 @@ impl raft::Storage for LogStore {
             }
         }
     }
-}
-
-/// Removes the snapshot files in `dir` older than `index`.
-fn prune_snapshot_files(dir: &std::path::Path, index: u64) -> std::io::Result<()> {
-    for (older, path) in snapshot_files_in(dir)? {
-        if older < index {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-    Ok(())
-}
-
-/// The snapshot files in `dir`, oldest first (temporary ones are not listed: one may
-/// be a snapshot being received).
-fn snapshot_files_in(dir: &std::path::Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir)?.flatten() {
-        let path = entry.path();
-        let index = path
-            .file_stem()
-            .and_then(|stem| stem.to_str())
-            .filter(|_| path.extension().is_some_and(|e| e == FILE_EXT))
-            .and_then(|stem| stem.split_once('-'))
-            .and_then(|(index, _)| index.parse::<u64>().ok());
-        if let Some(index) = index {
-            files.push((index, path));
-        }
-    }
-    files.sort_unstable();
-    Ok(files)
 }
 
 #[cfg(test)]
