@@ -15,7 +15,11 @@ use tracing_subscriber::EnvFilter;
 /// mimalloc rather than glibc's malloc: the apply path allocates and frees per key
 /// (strings, results, slab chunks), and glibc spent about a quarter of the raft
 /// thread's time in `_int_malloc`, `free` and `malloc_consolidate` while 10M keys loaded
-/// (perf, issue 15); `docs/benchmarks.md` has the load rates with each.
+/// (perf, issue 15); `docs/benchmarks.md` has the load rates with each. Built with
+/// `no_thp` (the workspace's Cargo.toml): mimalloc otherwise asks for transparent huge
+/// pages, and the kernel then zeroes 2 MiB on each first touch; in a 10M-key load that
+/// was a third of the time, and the applies at the slot index's doublings stalled
+/// 150–380 ms (with it off, under 25 ms; same in-process run).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
