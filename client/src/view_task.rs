@@ -184,20 +184,21 @@ impl<'a, R: ViewRing> Follower<'a, R> {
         Ok(())
     }
 
-    /// Swaps in the ring at `revision`, then tells the handles (so a `wait_for` that
-    /// wakes finds it published).
+    /// Swaps in the ring at `revision`, sends its update, then wakes the waiters: a
+    /// `wait_for` that returns finds it published and its update already sent (and a
+    /// view's first update is sent before `watch()` returns it).
     fn publish(&self, ring: R, revision: u64, kind: ViewUpdateKind) {
         self.shared.published.store(Arc::new(Published {
             snapshot: Shared::snapshot(ring, revision),
             broken: None,
         }));
+        // No subscriber is not an error.
+        let _ = self.shared.updates.send(ViewUpdate { revision, kind });
         self.status.send_modify(|s| {
             s.revision = revision;
             s.ready = true;
             s.broken = None;
         });
-        // No subscriber is not an error.
-        let _ = self.shared.updates.send(ViewUpdate { revision, kind });
     }
 
     fn break_view(&self, reason: String) {
