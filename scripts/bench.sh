@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks (not tests): the tables of docs/benchmarks.md.
-# Usage: scripts/bench.sh [--quick | --etcd | --scale [--keys N] | --watch [--keys N] [--watchers N]]
+# Usage: scripts/bench.sh [--quick | --etcd | --scale [--keys N] | --watch [--keys N] [--watchers N]
+#                          | --timeline [--calls N]]
 #   (no flag)  everything, the comparison with etcd last
 #   --quick    engine and snapshots at 10k/100k keys only
 #   --etcd     only the comparison with etcd 3.4 (installs Debian's etcd-server if it is
@@ -12,6 +13,10 @@
 #   --watch    only issue 18's run: local routes from an SDK RingView against the engine
 #              and RouteKey, and a topology change's delay to 1,000 watchers on 3 release
 #              nodes; rewrites its section of docs/benchmarks.md (about a minute)
+#   --timeline only issue 19's timeline: where one write and one linearizable read spend
+#              their time across the client, the leader, its driver, the transport and a
+#              follower (3 release nodes logging trace points); rewrites its section of
+#              docs/benchmarks.md (about a minute)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CLOCKWISE_SHARED=${CLOCKWISE_SHARED:-$(pwd)/../shared}
@@ -107,11 +112,23 @@ watch_bench() {
         "${CARGO_TARGET_DIR:-$(pwd)/target}/release/watch_bench" "$@"
 }
 
+# Issue 19's timeline: tests/src/bin/timeline, nodes through TestCluster as above.
+timeline() {
+    cargo build --release --locked -p clockwise-tests --bin timeline
+    TIMELINE_DOC=docs/benchmarks.md TIMELINE_COMMAND="scripts/bench.sh --timeline${*:+ $*}" \
+        "${CARGO_TARGET_DIR:-$(pwd)/target}/release/timeline" "$@"
+}
+
 cargo build --release --locked -p clockwise-node --bin clockwise
 export CLOCKWISE_BIN=${CARGO_TARGET_DIR:-$(pwd)/target}/release/clockwise
 if [[ ${1:-} == --watch ]]; then
     shift
     watch_bench "$@"
+    exit
+fi
+if [[ ${1:-} == --timeline ]]; then
+    shift
+    timeline "$@"
     exit
 fi
 if [[ ${1:-} == --scale ]]; then

@@ -27,6 +27,7 @@
 //!   stalls the log's fsyncs).
 //! - [`backup`]: whole-cluster backup files, and seeding a new cluster from one.
 //! - [`trace_context`]: a call's W3C `traceparent`, carried on when a follower forwards.
+//! - [`timeline`]: trace events at the points of a request's path (`timeline!`).
 
 pub mod backup;
 pub mod driver;
@@ -40,6 +41,7 @@ mod snapshot_io;
 pub mod state_machine;
 pub mod storage;
 pub mod terms;
+pub mod timeline;
 pub mod trace_context;
 pub mod transport;
 

@@ -650,6 +650,11 @@ impl<S: StateMachine> Driver<S> {
             );
             return;
         }
+        crate::timeline!(
+            "step",
+            from = message.from,
+            kind = message.get_msg_type() as i32
+        );
         // Messages from unknown or stale peers are refused by raft: nothing to do.
         let _ = self.node.step(message);
     }

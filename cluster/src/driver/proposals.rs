@@ -40,6 +40,7 @@ impl<S: StateMachine> Driver<S> {
         self.next_request += 1;
         match self.node.propose(self.context(id), data) {
             Ok(()) => {
+                crate::timeline!("propose", index = self.node.raft.raft_log.last_index());
                 self.pending.insert(id, reply);
             }
             // A leader drops a proposal while it hands leadership over, or when

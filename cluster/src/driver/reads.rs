@@ -47,6 +47,7 @@ impl<S: StateMachine> Driver<S> {
         let id = self.next_request;
         self.next_request += 1;
         self.node.read_index(self.context(id));
+        crate::timeline!("read_index", reads = self.queued_reads.len());
         self.stats.read_index_requests.inc();
         let replies = std::mem::take(&mut self.queued_reads);
         self.reads.insert(id, (Instant::now(), replies));
@@ -59,6 +60,7 @@ impl<S: StateMachine> Driver<S> {
                 .request_id(&state.request_ctx)
                 .and_then(|id| self.reads.remove(&id))
             {
+                crate::timeline!("read.confirmed", index = state.index);
                 self.confirmed_reads
                     .extend(replies.into_iter().map(|reply| (state.index, reply)));
             }
@@ -88,6 +90,9 @@ impl<S: StateMachine> Driver<S> {
             .into_iter()
             .partition(|(index, _)| *index <= applied);
         self.confirmed_reads = waiting;
+        if !ready.is_empty() {
+            crate::timeline!("read.answered", reads = ready.len());
+        }
         for (_, reply) in ready {
             let _ = reply.send(Ok(()));
         }

@@ -27,6 +27,7 @@ impl<S: StateMachine> Driver<S> {
         let began = std::time::Instant::now();
         let mut ready = self.node.ready();
         if !ready.messages().is_empty() {
+            crate::timeline!("ready.sent", messages = ready.messages().len());
             self.transport.send(ready.take_messages());
         }
         // Entries proposed here and not applied by the end of this Ready may be
@@ -63,7 +64,12 @@ impl<S: StateMachine> Driver<S> {
                 .prune_snapshots_later(snapshot.get_metadata().index);
         }
         let persisted = persist_began.elapsed();
+        crate::timeline!("ready.persisted", entries = ready.entries().len());
         if !ready.persisted_messages().is_empty() {
+            crate::timeline!(
+                "ready.sent_persisted",
+                messages = ready.persisted_messages().len()
+            );
             self.transport.send(ready.take_persisted_messages());
         }
         let apply_began = std::time::Instant::now();
@@ -80,6 +86,7 @@ impl<S: StateMachine> Driver<S> {
         self.transport.send(light.take_messages());
         self.apply(light.take_committed_entries())?;
         let applied = apply_began.elapsed();
+        crate::timeline!("ready.applied");
         self.node.advance_apply();
         self.answer_reads();
         if stepped_down {

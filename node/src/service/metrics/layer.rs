@@ -51,8 +51,10 @@ where
         // A bounded label: a caller's made-up path is `unknown`, never a new series.
         let method = methods::label(req.uri().path());
         let started = Instant::now();
+        clockwise_cluster::timeline!("rpc.begin", method);
         Box::pin(async move {
             let response = inner.call(req).await;
+            clockwise_cluster::timeline!("rpc.end", method);
             if let Ok(res) = &response {
                 // Unary errors come back trailers-only, with grpc-status in the headers;
                 // a success carries its status in the trailers: absent here means OK.
