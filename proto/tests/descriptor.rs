@@ -145,14 +145,25 @@ fn cluster_and_raft_rpcs() {
     let raft = service(&set, "clockwise.raft.v1", "RaftTransport");
     assert_eq!(
         rpc_names(raft),
-        ["Send", "Forward", "SendSnapshot", "ChangeMembership"]
+        [
+            "Send",
+            "Stream",
+            "Forward",
+            "SendSnapshot",
+            "ChangeMembership"
+        ]
     );
     let send = &raft.method[0];
     assert_eq!(send.input_type(), ".clockwise.raft.v1.RaftMessageBatch");
     assert_eq!(send.output_type(), ".clockwise.raft.v1.SendAck");
     assert!(!send.client_streaming() && !send.server_streaming());
+    // The same batches, on one long-lived client stream.
+    let stream = &raft.method[1];
+    assert_eq!(stream.input_type(), ".clockwise.raft.v1.RaftMessageBatch");
+    assert_eq!(stream.output_type(), ".clockwise.raft.v1.SendAck");
+    assert!(stream.client_streaming() && !stream.server_streaming());
     // Snapshots arrive as a client stream of chunks.
-    let snapshot = &raft.method[2];
+    let snapshot = &raft.method[3];
     assert_eq!(snapshot.input_type(), ".clockwise.raft.v1.SnapshotChunk");
     assert!(snapshot.client_streaming() && !snapshot.server_streaming());
 }

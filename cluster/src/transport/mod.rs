@@ -3,8 +3,9 @@
 //!
 //! Messages travel as opaque bytes encoded by raft's own protobuf codec, so raft's
 //! protobuf never meets tonic's prost. Outbound, each peer has a bounded queue and one
-//! task that sends what accumulated as one batch; a full queue or a failed send drops
-//! messages, which raft retransmits. The driver thread only ever enqueues.
+//! task that sends what accumulated as one batch, on a long-lived `Stream` call
+//! (`transport/sender.rs`); a full queue or a failed send drops messages, which raft
+//! retransmits. The driver thread only ever enqueues.
 //!
 //! A snapshot message carries only a descriptor of a stored snapshot file (see
 //! [`crate::snapshot`]); it goes on its own `SendSnapshot` stream, the file read from
@@ -44,18 +45,19 @@ use crate::identity::{ClusterIdentity, CLUSTER_ID_METADATA};
 use crate::member::MemberAddress;
 use crate::snapshot::Descriptor;
 
+mod sender;
 mod service;
 pub use service::{propose_status, RaftTransportService, SNAPSHOT_RECEIVE_TIMEOUT};
 
 /// Messages queued per peer before new ones are dropped.
 const PEER_QUEUE: usize = 4096;
-/// Most messages in one `Send` call.
+/// Most messages in one batch.
 const MAX_BATCH: usize = 256;
-/// Most bytes in one `Send` call (well under the receiving server's decoding limit).
+/// Most bytes in one batch (well under the receiving server's decoding limit).
 const MAX_BATCH_BYTES: usize = 2 << 20;
-/// The largest `Send` call the server accepts.
+/// The largest batch (a `Send` call, or one message of a `Stream`) the server accepts.
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
-/// Deadline of one `Send` call.
+/// Deadline of one `Send` call; how long a batch may wait for room on a stream.
 const SEND_TIMEOUT: Duration = Duration::from_secs(2);
 /// Bytes of snapshot data per `SendSnapshot` chunk.
 const SNAPSHOT_CHUNK: usize = 1 << 20;
@@ -286,7 +288,7 @@ impl GrpcTransport {
         if let Ok(endpoint) = endpoint {
             let client = self.access.client(endpoint);
             self.runtime
-                .spawn(send_loop(self.origin.clone(), peer, client, outbox));
+                .spawn(sender::send_loop(self.origin.clone(), peer, client, outbox));
         }
         // Its series shows (at 0) from the start, for rates and alerts.
         self.origin
@@ -345,54 +347,6 @@ impl Transport for GrpcTransport {
                 }
             }
         }
-    }
-}
-
-async fn send_loop(
-    origin: Origin,
-    peer: u64,
-    mut client: PeerClient,
-    mut outbox: mpsc::Receiver<Message>,
-) {
-    let mut queued = Vec::with_capacity(MAX_BATCH);
-    while outbox.recv_many(&mut queued, MAX_BATCH).await > 0 {
-        // One call carries at most MAX_BATCH_BYTES: a message to a lagging peer holds up
-        // to raft's max_size_per_msg of entries, and the server refuses larger calls.
-        let mut messages = Vec::new();
-        let mut bytes = 0;
-        for message in queued.drain(..) {
-            if message.get_msg_type() == MessageType::MsgSnapshot {
-                // Its own stream, so heartbeats keep flowing meanwhile.
-                tokio::spawn(send_snapshot(origin.clone(), client.clone(), message));
-                continue;
-            }
-            let Ok(encoded) = message.write_to_bytes() else {
-                continue;
-            };
-            if bytes + encoded.len() > MAX_BATCH_BYTES && !messages.is_empty() {
-                let batch = std::mem::take(&mut messages);
-                send_batch(&origin, peer, &mut client, batch).await;
-                bytes = 0;
-            }
-            bytes += encoded.len();
-            messages.push(encoded);
-        }
-        if !messages.is_empty() {
-            send_batch(&origin, peer, &mut client, messages).await;
-        }
-    }
-}
-
-/// Sends one batch; a failed send loses it, and raft retransmits what matters.
-async fn send_batch(origin: &Origin, peer: u64, client: &mut PeerClient, messages: Vec<Vec<u8>>) {
-    let mut request = Request::new(pb::RaftMessageBatch {
-        from: origin.id,
-        messages,
-        from_address: origin.address.clone(),
-    });
-    request.set_timeout(SEND_TIMEOUT);
-    if client.send(request).await.is_err() {
-        origin.send_failed(peer);
     }
 }
 

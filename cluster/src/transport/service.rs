@@ -195,6 +195,50 @@ impl RaftTransportService {
         }
     }
 
+    /// Steps one batch of raft messages from a peer (a `Send` call, or one message of a
+    /// `Stream`), after checking who sent it: `caller` is the id the peer certificate
+    /// proved, `header` carries the call's metadata.
+    fn deliver(
+        &self,
+        caller: Option<u64>,
+        header: &Request<()>,
+        batch: pb::RaftMessageBatch,
+    ) -> Result<(), Status> {
+        let from = batch.from;
+        crate::timeline!("peer.received", from);
+        self.check_sender(caller, "from", from)?;
+        let messages = batch
+            .messages
+            .iter()
+            .map(|bytes| {
+                Message::parse_from_bytes(bytes).map_err(|e| {
+                    Status::invalid_argument(format!("messages: not a raft message: {e}"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // Each message names its sender too, and raft believes it: one forged `from`
+        // would be a vote or an append acknowledged in another node's name.
+        if let Some(forged) = messages.iter().find(|m| m.from != from) {
+            self.check_sender(caller, "messages.from", forged.from)?;
+            return Err(Status::invalid_argument(format!(
+                "messages.from: {} is not the batch's sender {from}",
+                forged.from
+            )));
+        }
+        let from_leader = messages.iter().any(|m| {
+            matches!(
+                m.get_msg_type(),
+                MessageType::MsgAppend | MessageType::MsgHeartbeat
+            )
+        });
+        self.admit(header, from, from_leader)?;
+        self.learn_sender(from, &batch.from_address, from_leader);
+        for message in messages {
+            self.handle.step(message);
+        }
+        Ok(())
+    }
+
     /// Refuses a snapshot unless `message` comes from the leader this node follows in
     /// the message's term. Only a leader sends one, after this node answered its
     /// appends in that term, so a legitimate one always finds its sender known as
@@ -348,38 +392,26 @@ impl RaftTransport for RaftTransportService {
         request: Request<pb::RaftMessageBatch>,
     ) -> Result<Response<pb::SendAck>, Status> {
         let caller = self.caller(&request)?;
-        let from = request.get_ref().from;
-        self.check_sender(caller, "from", from)?;
-        let messages = request
-            .get_ref()
-            .messages
-            .iter()
-            .map(|bytes| {
-                Message::parse_from_bytes(bytes).map_err(|e| {
-                    Status::invalid_argument(format!("messages: not a raft message: {e}"))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        // Each message names its sender too, and raft believes it: one forged `from`
-        // would be a vote or an append acknowledged in another node's name.
-        if let Some(forged) = messages.iter().find(|m| m.from != from) {
-            self.check_sender(caller, "messages.from", forged.from)?;
-            return Err(Status::invalid_argument(format!(
-                "messages.from: {} is not the batch's sender {from}",
-                forged.from
-            )));
-        }
-        let from_leader = messages.iter().any(|m| {
-            matches!(
-                m.get_msg_type(),
-                MessageType::MsgAppend | MessageType::MsgHeartbeat
-            )
-        });
-        self.admit(&request, from, from_leader)?;
-        let batch = request.into_inner();
-        self.learn_sender(batch.from, &batch.from_address, from_leader);
-        for message in messages {
-            self.handle.step(message);
+        let (metadata, _, batch) = request.into_parts();
+        self.deliver(
+            caller,
+            &Request::from_parts(metadata, Default::default(), ()),
+            batch,
+        )?;
+        Ok(Response::new(pb::SendAck {}))
+    }
+
+    async fn stream(
+        &self,
+        request: Request<Streaming<pb::RaftMessageBatch>>,
+    ) -> Result<Response<pb::SendAck>, Status> {
+        // The caller's identity and headers are the stream's; every batch is checked as
+        // a `Send` would be, and a refused one ends the stream (the sender opens another).
+        let caller = self.caller(&request)?;
+        let (metadata, _, mut batches) = request.into_parts();
+        let header = Request::from_parts(metadata, Default::default(), ());
+        while let Some(batch) = batches.message().await? {
+            self.deliver(caller, &header, batch)?;
         }
         Ok(Response::new(pb::SendAck {}))
     }

@@ -212,7 +212,7 @@ fn classify(path: &str) -> Option<Option<Role>> {
         | "grpc.reflection.v1.ServerReflection"
         | "grpc.reflection.v1alpha.ServerReflection" => return Some(None),
         "clockwise.raft.v1.RaftTransport" => match method {
-            "Send" | "Forward" | "SendSnapshot" | "ChangeMembership" => Role::Peer,
+            "Send" | "Stream" | "Forward" | "SendSnapshot" | "ChangeMembership" => Role::Peer,
             _ => return None,
         },
         "clockwise.cluster.v1.Cluster" => match method {
@@ -353,6 +353,9 @@ mod tests {
         assert_eq!(call(Some(ADMIN), add_member), Ok(()));
         assert_eq!(call(Some(ADMIN), raft), Err(PermissionDenied));
         assert_eq!(call(Some(PEER), raft), Ok(()));
+        let raft_stream = "/clockwise.raft.v1.RaftTransport/Stream";
+        assert_eq!(call(Some(PEER), raft_stream), Ok(()));
+        assert_eq!(call(Some(WRITER), raft_stream), Err(PermissionDenied));
         assert_eq!(call(Some(PEER), locate), Err(PermissionDenied));
         assert_eq!(call(None, locate), Err(Unauthenticated));
         assert_eq!(

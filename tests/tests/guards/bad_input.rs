@@ -286,7 +286,10 @@ async fn undecodable_messages_are_refused_by_every_service_and_apply_nothing() {
     let calls = client_paths
         .into_iter()
         .map(|path| (path, client.clone()))
-        .chain([("/clockwise.raft.v1.RaftTransport/Send", peer)]);
+        .chain([
+            ("/clockwise.raft.v1.RaftTransport/Send", peer.clone()),
+            ("/clockwise.raft.v1.RaftTransport/Stream", peer),
+        ]);
     for (path, channel) in calls {
         for (what, body) in &bodies {
             let result = raw_call(channel.clone(), path, body.clone()).await;
@@ -354,9 +357,21 @@ async fn messages_over_the_size_limit_are_refused_before_they_are_decoded() {
         messages: vec![vec![0; raft_limit]],
         from_address: String::new(),
     };
-    let over = peer.send(batch).await;
+    let over = peer.send(batch.clone()).await;
     assert_refused(
         "RaftTransport.Send over its limit",
+        over,
+        Code::OutOfRange,
+        None,
+    );
+    // A `Stream` holds each of its batches to the same limit.
+    let small = raft::RaftMessageBatch {
+        messages: Vec::new(),
+        ..batch.clone()
+    };
+    let over = peer.stream(futures::stream::iter(vec![small, batch])).await;
+    assert_refused(
+        "RaftTransport.Stream over its limit",
         over,
         Code::OutOfRange,
         None,
@@ -422,9 +437,16 @@ async fn the_peer_port_speaks_only_raft_and_refuses_garbage_raft_messages() {
         messages: vec![b"not a raft message".to_vec()],
         from_address: String::new(),
     };
-    let garbage = raft.send(batch).await;
+    let garbage = raft.send(batch.clone()).await;
     assert_refused(
         "Send of garbage",
+        garbage,
+        Code::InvalidArgument,
+        Some("messages"),
+    );
+    let garbage = raft.stream(futures::stream::iter(vec![batch])).await;
+    assert_refused(
+        "Stream of garbage",
         garbage,
         Code::InvalidArgument,
         Some("messages"),

@@ -161,6 +161,23 @@ async fn a_peer_certificate_speaks_only_for_the_node_it_names() {
         Code::PermissionDenied,
         "messages.from",
     );
+    // A `Stream` checks every batch as `Send` does: node 2's own batches pass, and the
+    // first that claims node 1 ends the stream.
+    as_2.stream(futures::stream::iter(vec![
+        batch(2, vec![heartbeat(2, 1)]),
+        batch(2, vec![heartbeat(2, 1)]),
+    ]))
+    .await
+    .expect("node 2's certificate streams as node 2");
+    assert_refused(
+        as_2.stream(futures::stream::iter(vec![
+            batch(2, vec![heartbeat(2, 1)]),
+            batch(1, Vec::new()),
+        ]))
+        .await,
+        Code::PermissionDenied,
+        "from",
+    );
     let key = store(HashRingOp::StoreKey { key: "k".into() });
     assert_refused(
         as_2.forward(forward(1, key.clone())).await,
@@ -198,7 +215,7 @@ async fn a_peer_certificate_speaks_only_for_the_node_it_names() {
     );
     assert_eq!(
         metric(node.metrics_addr(), "clockwise_peer_identity_refused_total").await,
-        6
+        7
     );
 
     // Node 2 forwarding in its own name: its command passes the client port's checks.
