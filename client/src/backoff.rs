@@ -21,7 +21,7 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     /// 5 attempts, caps from 50 ms doubling to 2 s: enough to ride out a leader
-    /// election (about a second with the node's defaults) inside the default 30 s
+    /// election (0.3–0.6 s with the node's defaults) inside the default 30 s
     /// deadline.
     fn default() -> Self {
         RetryPolicy {

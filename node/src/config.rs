@@ -19,6 +19,12 @@ use crate::service::sync::SyncConfig;
 use crate::service::tls::NodeTls;
 use clockwise_engine::Quotas;
 
+/// `--raft-tick-ms` by default: heartbeats every 60 ms, an election after 300–600 ms
+/// without one (etcd: 100 ms and 1–2 s). Shorter ticks fail over sooner but call an
+/// election on a leader stalled that long; the driver's longest pass at 10M keys is
+/// ~100–150 ms (docs/benchmarks.md), and WAN clusters want more.
+pub const DEFAULT_RAFT_TICK_MS: u64 = 30;
+
 /// How far above its client port a node's peer port is by default.
 pub const PEER_PORT_OFFSET: u16 = 100;
 
@@ -102,7 +108,7 @@ impl Default for NodeConfig {
             peers: Peers::default(),
             data_dir: PathBuf::from("./data"),
             request_timeout: Duration::from_secs(5),
-            raft_tick: Duration::from_millis(50),
+            raft_tick: Duration::from_millis(DEFAULT_RAFT_TICK_MS),
             join: false,
             initial_cluster_state: None,
             snapshot_entries: DriverConfig::default().snapshot_entries,

@@ -324,7 +324,7 @@ fn report(
          - etcd: {etcd_version} (Debian's `etcd-server`), default flags (the WAL is fsync'd \
          on every commit; heartbeat 100 ms, election timeout 1 s), GOMAXPROCS {gomaxprocs}. \
          clockwise: the release binary, `--worker-threads {}`, default flags (every commit \
-         fsync'd; tick 50 ms, elections after 10–20 ticks).\n\
+         fsync'd; tick 30 ms, elections after 10–20 ticks).\n\
          - Load: `tests/etcd-compare`, one tokio thread; per system one client object shared \
          by the concurrent callers: the clockwise SDK (a channel per node, calls to the \
          leader) and `etcd-client` 0.21 (one channel balanced over the members). Keys \

@@ -315,8 +315,8 @@ async fn a_killed_leader_is_restarted_and_catches_up_while_the_others_serve() {
         .unwrap();
     let took = killed.elapsed();
     assert_eq!(owner.as_deref(), Some("n"));
-    // Raft elects after 10–20 ticks of 50 ms without a heartbeat (0.5–1 s), so about a
-    // second is the design; the bound leaves room for a loaded machine.
+    // Raft elects after 10–20 ticks of 30 ms without a heartbeat (0.3–0.6 s), so about
+    // half a second is the design; the bound leaves room for a loaded machine.
     assert!(
         took < Duration::from_secs(2),
         "a write through another node took {took:?} after the leader's kill"

@@ -79,7 +79,7 @@ pub struct NodeArgs {
     #[arg(long, default_value_t = 5000)]
     request_timeout_ms: u64,
     /// One raft tick in ms (an election takes 10–20 ticks; heartbeats every 2).
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = clockwise_node::config::DEFAULT_RAFT_TICK_MS, value_parser = clap::value_parser!(u64).range(1..))]
     raft_tick_ms: u64,
     /// Address of the HTTP port: Prometheus metrics (`GET /metrics`), liveness
     /// (`/healthz`) and readiness (`/readyz`); off when not given. Plain HTTP: off
