@@ -571,6 +571,13 @@ impl<S: StateMachine> Driver<S> {
             if let Err(e) = self.on_ready() {
                 fatal(&e);
             }
+            // A read round that ended in that Ready lets the reads queued behind it go
+            // now, not at the next event.
+            if self.flush_reads() {
+                if let Err(e) = self.on_ready() {
+                    fatal(&e);
+                }
+            }
         }
         self.fail_pending(ProposeError::Stopped);
     }

@@ -2,9 +2,11 @@
 //! raft's read states, answered once the apply index reaches the confirmed index;
 //! requests raft never answers expire.
 //!
-//! The reads that arrive in one pass of the run loop share one ReadIndex request: raft-rs
-//! broadcasts a heartbeat round per request, so 64 concurrent reads cost one round, not
-//! 64 (etcd's read loop batches the same way). Each read still waits for a quorum
+//! Reads share ReadIndex requests: raft-rs broadcasts a heartbeat round per request, so
+//! a leader keeps at most one round in flight, and the reads that arrive meanwhile wait
+//! for it to end and share the next (etcd's read loop batches the same way): 64
+//! concurrent reads cost a round or two, not 64, and a busy leader sends a round per
+//! round trip, not per pass of its loop. Each read still waits for a quorum
 //! confirmation that began after it arrived, so it is as linearizable as alone.
 
 use std::time::{Duration, Instant};
@@ -39,10 +41,16 @@ impl<S: StateMachine> Driver<S> {
     }
 
     /// Asks raft to confirm the commit index with a quorum, once for every read queued
-    /// in this pass.
-    pub(super) fn flush_reads(&mut self) {
+    /// so far, unless a round is in flight on this leader (they go when it ends).
+    /// Answers whether it asked.
+    pub(super) fn flush_reads(&mut self) -> bool {
         if self.queued_reads.is_empty() {
-            return;
+            return false;
+        }
+        // Not on a follower (it forwards its request to the leader) nor on a node that
+        // stepped down: a round raft dropped would hold the reads until it expires.
+        if !self.reads.is_empty() && self.node.raft.state == StateRole::Leader {
+            return false;
         }
         let id = self.next_request;
         self.next_request += 1;
@@ -51,6 +59,7 @@ impl<S: StateMachine> Driver<S> {
         self.stats.read_index_requests.inc();
         let replies = std::mem::take(&mut self.queued_reads);
         self.reads.insert(id, (Instant::now(), replies));
+        true
     }
 
     /// Takes raft's answers to this run's reads: each waits for its index to be applied.
