@@ -238,6 +238,11 @@ impl Engine {
     ) -> Option<(RingKind, TopologyChange)> {
         let done = matches!(outcome, Outcome::Done(true));
         let restored = matches!(outcome, Outcome::Count(Some(_)));
+        // Most applies (stores, batches, reads of the log) change no topology: they are
+        // answered before the ring is looked up.
+        if !done && !restored {
+            return None;
+        }
         let (kind, ns) = match &command.op {
             Op::HashRing(_) => (RingKind::HashRing, &self.hash_ring(&command.ring)?.ns),
             Op::ChatRouter(_) => (RingKind::ChatRouter, &self.chat_router(&command.ring)?.ns),
