@@ -574,9 +574,7 @@ impl<S: StateMachine> Driver<S> {
             // A read round that ended in that Ready lets the reads queued behind it go
             // now, not at the next event.
             if self.flush_reads() {
-                if let Err(e) = self.on_ready() {
-                    fatal(&e);
-                }
+                self.on_ready().unwrap_or_else(|e| fatal(&e));
             }
         }
         self.fail_pending(ProposeError::Stopped);
