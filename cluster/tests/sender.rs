@@ -1,7 +1,8 @@
 //! The sending side of the peer transport (`transport/sender.rs`), against a peer
 //! server on a real socket that records what arrives and how: batches go on one
 //! `Stream`; a stream the peer ends is replaced; a peer that does not serve `Stream`
-//! (an older version) is sent to with `Send`.
+//! (an older version) is sent to with `Send`; a peer that stops answering (no reset)
+//! is given up after unanswered pings, and reached again on a new connection.
 
 use std::time::Duration;
 
@@ -164,4 +165,44 @@ async fn batches_go_on_one_stream_and_a_stream_the_peer_ends_is_replaced() {
 async fn a_peer_without_stream_is_sent_to_with_send() {
     let how = deliver_all(StreamMode::Absent, 20).await;
     assert!(how.iter().all(|&m| m == "send"), "{how:?}");
+}
+
+/// A "peer" that accepts connections and never answers a byte, as a machine that died
+/// without resetting them: the sender's pings go unanswered, it gives the connection up
+/// and dials again (without pings its stream would wait for minutes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stops_answering_is_given_up_and_dialled_again() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let (accepted, mut connections) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket); // open, silent
+            let _ = accepted.send(());
+        }
+    });
+    let transport = GrpcTransport::new(
+        2,
+        "127.0.0.1:1".into(),
+        tokio::runtime::Handle::current(),
+        PeerAccess::default(),
+    );
+    transport.add_peer(1, &MemberAddress::decode(&address));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    let mut dialled = 0;
+    let mut n = 0;
+    while dialled < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the silent peer was dialled {dialled} time(s): its connection never given up"
+        );
+        // Messages keep coming, as raft's heartbeats would.
+        n += 1;
+        Transport::send(transport.as_ref(), vec![numbered(n)]);
+        let next = tokio::time::Instant::now() + Duration::from_millis(100);
+        while let Ok(Some(())) = tokio::time::timeout_at(next, connections.recv()).await {
+            dialled += 1;
+        }
+    }
 }

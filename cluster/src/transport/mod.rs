@@ -59,6 +59,10 @@ const MAX_BATCH_BYTES: usize = 2 << 20;
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 /// Deadline of one `Send` call; how long a batch may wait for room on a stream.
 const SEND_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a node pings a peer it has calls open to, and how long the answer may
+/// take before the connection is given up.
+const PEER_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const PEER_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Bytes of snapshot data per `SendSnapshot` chunk.
 const SNAPSHOT_CHUNK: usize = 1 << 20;
 /// Chunks read ahead of the network, per snapshot sent or received.
@@ -88,12 +92,18 @@ pub struct PeerAccess {
 impl PeerAccess {
     /// The endpoint of the peer whose raft transport is at `address` (`host:port`).
     pub fn endpoint(&self, address: &str) -> Result<Endpoint, tonic::transport::Error> {
-        match &self.tls {
+        let endpoint = match &self.tls {
             Some(tls) => {
-                Endpoint::from_shared(format!("https://{address}"))?.tls_config(tls.clone())
+                Endpoint::from_shared(format!("https://{address}"))?.tls_config(tls.clone())?
             }
-            None => Endpoint::from_shared(format!("http://{address}")),
-        }
+            None => Endpoint::from_shared(format!("http://{address}"))?,
+        };
+        // A raft stream is always open and has no deadline: a peer gone without a reset
+        // (a dead machine, a dropped route) is noticed by its unanswered pings, and the
+        // next batch opens a new connection.
+        Ok(endpoint
+            .http2_keep_alive_interval(PEER_KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(PEER_KEEPALIVE_TIMEOUT))
     }
 
     /// A client of the peer at `endpoint`, presenting this node's token.
