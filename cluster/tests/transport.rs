@@ -145,7 +145,10 @@ fn piece(data: &[u8]) -> pb::SnapshotChunk {
 /// Makes node 1 follow node 2 in a newer term (a heartbeat from 2), as it would a
 /// leader it answers: only that leader's snapshots are taken. Answers the term.
 async fn follow_node_2(client: &mut RaftTransportClient<Channel>, handle: &RaftHandle) -> u64 {
-    let term = handle.status().term + 1;
+    // Well above the published term: node 1, alone, may campaign and win a term between
+    // this read and the heartbeat's arrival (its status lags a pass), and a heartbeat of
+    // the term it leads would be ignored.
+    let term = handle.status().term + 5;
     client
         .send(pb::RaftMessageBatch {
             from: 2,
