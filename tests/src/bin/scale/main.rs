@@ -202,6 +202,11 @@ async fn steps(
     probes: &Arc<Probes>,
 ) -> Result<(), String> {
     let (milestones, load_time) = load(config.keys, nodes, ring, probes).await?;
+    // Before any restart: a node's metrics count from its start.
+    let mut status_inside = Vec::new();
+    for i in 0..nodes.len() {
+        status_inside.push(nodes.status_inside(i).await?);
+    }
     let restart = restart(nodes, probes).await?;
     eprintln!("scale: {}: {:?}", restart.what, restart.caught_up);
     let rejoin = rejoin(nodes, client, probes).await?;
@@ -216,6 +221,7 @@ async fn steps(
         load_average,
         milestones,
         load_time,
+        status_inside,
         recoveries: vec![restart, rejoin],
         snapshots,
         recovery_timeout: RECOVERY_TIMEOUT,

@@ -32,6 +32,8 @@ pub struct Member {
     pub address: String,
     /// `--peer-listen`: where peers reach its raft transport.
     pub peer_address: String,
+    /// `--metrics-listen`: its HTTP port (`GET /metrics`).
+    pub metrics_address: String,
     /// `--data-dir`.
     pub dir: PathBuf,
     /// stdout and stderr of every start, appended (`--log-format json` lines).
@@ -86,6 +88,8 @@ impl Member {
                 &self.address,
                 "--peer-listen",
                 &self.peer_address,
+                "--metrics-listen",
+                &self.metrics_address,
             ])
             .arg("--data-dir")
             .arg(&self.dir)
@@ -144,7 +148,7 @@ impl Nodes {
     /// Starts three founders (`--initial-cluster-state new`) with data and logs under
     /// `dir`; waits (bounded) until each answers Status and one leads.
     pub async fn start(bin: &Path, dir: &Path) -> Result<Nodes, String> {
-        let addresses = free_addresses(6).map_err(|e| format!("free ports: {e}"))?;
+        let addresses = free_addresses(9).map_err(|e| format!("free ports: {e}"))?;
         let mut members = Vec::new();
         for i in 0..3 {
             let id = i as u64 + 1;
@@ -152,6 +156,7 @@ impl Nodes {
                 id,
                 address: addresses[i].clone(),
                 peer_address: addresses[i + 3].clone(),
+                metrics_address: addresses[i + 6].clone(),
                 dir: dir.join(format!("node-{id}")),
                 log: dir.join(format!("node-{id}.log")),
                 child: None,
@@ -299,6 +304,41 @@ impl Nodes {
         answer
             .map(|r| (r.into_inner(), took))
             .map_err(|e| format!("node {}: Status: {}", i + 1, e.message()))
+    }
+
+    /// Node `i`'s own count of the Status calls it served since it started, and of
+    /// those it answered within 1 ms (`clockwise_rpc_duration_seconds`: from the call's
+    /// arrival at its tower layer to its answer), from its `/metrics`.
+    pub async fn status_inside(&self, i: usize) -> Result<(u64, u64), String> {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let address = self.lock()[i].metrics_address.clone();
+        let scrape = async {
+            let mut socket = tokio::net::TcpStream::connect(&address).await?;
+            socket
+                .write_all(b"GET /metrics HTTP/1.0\r\nHost: scale\r\n\r\n")
+                .await?;
+            let mut page = String::new();
+            socket.read_to_string(&mut page).await?;
+            Ok::<_, io::Error>(page)
+        };
+        let page = tokio::time::timeout(STATUS_TIMEOUT, scrape)
+            .await
+            .map_err(|_| format!("node {}: /metrics: no answer", i + 1))?
+            .map_err(|e| format!("node {}: /metrics: {e}", i + 1))?;
+        let series = |name: &str| {
+            page.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        let method = "method=\"/clockwise.cluster.v1.Cluster/Status\"";
+        let total = series(&format!("clockwise_rpc_duration_seconds_count{{{method}}}"));
+        let within = series(&format!(
+            "clockwise_rpc_duration_seconds_bucket{{{method},le=\"0.001\"}}"
+        ));
+        total
+            .zip(within)
+            .ok_or_else(|| format!("node {}: /metrics has no Status histogram", i + 1))
     }
 
     /// Waits (bounded) until node `i` answers Status.
