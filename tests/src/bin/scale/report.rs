@@ -187,8 +187,9 @@ impl Run {
              the start).\n\n\
              - Nodes: 3 release `clockwise node` processes on loopback, default flags plus \
              those forming the cluster (`--id`, `--listen`, `--peer-listen`, `--data-dir`, \
-             `--peers`, `--initial-cluster-state`) and `--log-format json` (for the \
-             snapshot lines); every write fsync'd by a majority.\n\
+             `--peers`, `--initial-cluster-state`), `--log-format json` (for the \
+             snapshot lines) and `--metrics-listen` (for each node's own timings); every \
+             write fsync'd by a majority.\n\
              - Load (`tests/src/bin/scale`, one tokio thread, one SDK client): one HashRing \
              ring, `U64` position space, 64 nodes × 100 virtual nodes; keys \
              `key-00000001`… stored by `BatchOperations` of {} stores from {} concurrent \
