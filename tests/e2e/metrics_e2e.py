@@ -219,6 +219,11 @@ def main():
               for i in range(10)],
         ])
         check(written == [0] * 11, f"a ring written with the admin token ({written})")
+        # The rpc families appear with a node's first finished call. Raft traffic no longer
+        # makes one soon: it runs on long-lived streams, counted when they end (a minute).
+        asked = [grpc_calls(n.addr, [("/clockwise.cluster.v1.Cluster/Status", b"", ADMIN)])
+                 for n in nodes]
+        check(asked == [[0]] * 3, f"Cluster.Status answered by every node ({asked})")
 
         before = {n.addr: len(scrape(n)[1]) for n in nodes}
         hostile = [('/a"b/c', b"", None), ("/a\\b/c", b"", None)]
