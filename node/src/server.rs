@@ -269,7 +269,10 @@ impl BoundNode {
         let metrics = Arc::new(Metrics::with_peer_identity_refusals(peer_identity_refused));
         metrics.show_replica(
             &replica.handle(),
-            replica.transport().send_failures(),
+            [
+                replica.transport().send_failures(),
+                replica.transport().messages_received(),
+            ],
             rings,
         );
         let state = Arc::new(

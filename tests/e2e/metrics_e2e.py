@@ -63,6 +63,7 @@ FAMILIES = [
     "clockwise_raft_apply_seconds",
     "clockwise_raft_snapshot_seconds",
     "clockwise_raft_peer_send_failures_total",
+    "clockwise_raft_peer_messages_received_total",
     "clockwise_ring_nodes",
     "clockwise_ring_keys",
     "clockwise_ring_evictions_total",
@@ -245,6 +246,10 @@ def main():
             missing = [f for f in FAMILIES if not any(n == f or n.startswith(f + "_") for n in names)]
             check(not missing, f"node {i}: issue 16's families present (missing: {missing})")
             check(any(n.startswith("raft_engine_") for n in names), f"node {i}: raft_engine_* present")
+            received = {s.labels.get("type"): s.value for s in samples
+                        if s.name == "clockwise_raft_peer_messages_received_total"}
+            check(received.get("heartbeat", 0) + received.get("heartbeat_response", 0) > 0,
+                  f"node {i}: raft heartbeats counted as received ({received})")
             deadline = time.time() + 10
             while True:
                 keys = [s.value for s in scrape(node)[1] if s.name == "clockwise_ring_keys"

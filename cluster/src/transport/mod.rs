@@ -180,6 +180,9 @@ pub struct GrpcTransport {
     /// Peer calls refused because the caller's certificate did not prove the node id
     /// the call claimed (or named none): counted by the server side, read by metrics.
     identity_refusals: Arc<AtomicU64>,
+    /// Raft messages taken from peers, by raft message type
+    /// (`clockwise_raft_peer_messages_received_total`): counted by the server side.
+    received: prometheus::IntCounterVec,
 }
 
 /// Who sends: what every outbound call names, and the driver told how snapshot sends
@@ -235,6 +238,14 @@ impl GrpcTransport {
             peers: RwLock::new(HashMap::new()),
             access,
             identity_refusals: Arc::default(),
+            received: prometheus::IntCounterVec::new(
+                prometheus::Opts::new(
+                    "clockwise_raft_peer_messages_received_total",
+                    "Raft messages taken from peers (after the sender's identity was checked), by raft message type.",
+                ),
+                &["type"],
+            )
+            .expect("a valid counter"),
         })
     }
 
@@ -257,6 +268,30 @@ impl GrpcTransport {
     /// `clockwise_raft_peer_send_failures_total`, to register on a metrics page.
     pub fn send_failures(&self) -> &prometheus::IntCounterVec {
         &self.origin.send_failures
+    }
+
+    /// `clockwise_raft_peer_messages_received_total`, to register on a metrics page.
+    pub fn messages_received(&self) -> &prometheus::IntCounterVec {
+        &self.received
+    }
+
+    /// Counts a raft message taken from a peer. The label is the message type's name: a
+    /// bounded set, whatever a peer sends.
+    fn count_received(&self, message: &Message) {
+        let kind = match message.get_msg_type() {
+            MessageType::MsgAppend => "append",
+            MessageType::MsgAppendResponse => "append_response",
+            MessageType::MsgHeartbeat => "heartbeat",
+            MessageType::MsgHeartbeatResponse => "heartbeat_response",
+            MessageType::MsgRequestVote | MessageType::MsgRequestPreVote => "vote",
+            MessageType::MsgRequestVoteResponse | MessageType::MsgRequestPreVoteResponse => {
+                "vote_response"
+            }
+            MessageType::MsgSnapshot => "snapshot",
+            MessageType::MsgReadIndex | MessageType::MsgReadIndexResp => "read_index",
+            _ => "other",
+        };
+        self.received.with_label_values(&[kind]).inc();
     }
 
     fn count_identity_refusal(&self) {

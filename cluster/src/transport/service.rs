@@ -234,6 +234,7 @@ impl RaftTransportService {
         self.admit(header, from, from_leader)?;
         self.learn_sender(from, &batch.from_address, from_leader);
         for message in messages {
+            self.transport.count_received(&message);
             self.handle.step(message);
         }
         Ok(())
@@ -378,6 +379,7 @@ impl RaftTransportService {
             "received a snapshot"
         );
         self.admit(&header, first.from, true)?;
+        self.transport.count_received(&message);
         if !self.handle.step(message) {
             return Err(Status::unavailable("the raft queue is full; retry later"));
         }

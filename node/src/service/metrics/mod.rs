@@ -165,7 +165,7 @@ impl Metrics {
     pub fn show_replica(
         &self,
         handle: &RaftHandle,
-        send_failures: &IntCounterVec,
+        peer_counters: [&IntCounterVec; 2],
         rings: Arc<PublishedRings>,
     ) {
         let view = ReplicaView {
@@ -173,10 +173,11 @@ impl Metrics {
             rings,
         };
         if self.replica.set(view).is_ok() {
-            let registered = handle
-                .stats()
-                .register(&self.registry)
-                .and_then(|()| self.registry.register(Box::new(send_failures.clone())));
+            let registered = handle.stats().register(&self.registry).and_then(|()| {
+                peer_counters
+                    .into_iter()
+                    .try_for_each(|c| self.registry.register(Box::new(c.clone())))
+            });
             if let Err(e) = registered {
                 tracing::warn!(error = %e, "the raft metrics could not be registered");
             }
