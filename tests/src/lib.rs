@@ -10,6 +10,7 @@
 //! * [`clockwise_bin`]: the path of the `clockwise` binary (`CLOCKWISE_BIN`, or built
 //!   once per test process with `cargo build -p clockwise-node --bin clockwise`).
 //! * [`workspace_root`]: the Cargo workspace this crate belongs to.
+//! * [`http_get`]: one plain `GET` on a node's HTTP port (`/metrics`, `/readyz`).
 //! * [`cluster::TestCluster`]: several node processes forming one raft group.
 //! * [`proxy::Network`]: a TCP proxy in front of each node that holds, delays or cuts
 //!   the traffic of chosen links (the chaos suite's network faults).
@@ -485,6 +486,18 @@ pub fn free_local_addr() -> String {
     }
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().expect("local addr").to_string()
+}
+
+/// `GET path` on a node's HTTP port (plain HTTP, one request per connection): the
+/// whole response, head and body.
+pub async fn http_get(addr: impl tokio::net::ToSocketAddrs, path: &str) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut conn = tokio::net::TcpStream::connect(addr).await?;
+    let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    conn.write_all(request.as_bytes()).await?;
+    let mut response = String::new();
+    conn.read_to_string(&mut response).await?;
+    Ok(response)
 }
 
 /// A fresh directory under the system temp dir, unique per process and call.

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use clockwise_proto::common::v1::SyncMode;
 use clockwise_proto::hashring::v1 as hr;
 use clockwise_tests::cluster::{TestCluster, WAIT};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
@@ -101,12 +100,9 @@ async fn wait_sync_in_flight(metrics: SocketAddr) {
     const NAME: &str = "clockwise_sync_calls_in_flight ";
     let deadline = Instant::now() + WAIT;
     loop {
-        let mut conn = tokio::net::TcpStream::connect(metrics).await.unwrap();
-        conn.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        let text = clockwise_tests::http_get(metrics, "/metrics")
             .await
             .unwrap();
-        let mut text = String::new();
-        conn.read_to_string(&mut text).await.unwrap();
         let running = text
             .lines()
             .find_map(|line| line.strip_prefix(NAME)?.parse::<f64>().ok());

@@ -5,20 +5,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use clockwise_tests::cluster::{TestCluster, WAIT};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// `GET /readyz`: the status line and the body.
 async fn readyz(addr: SocketAddr) -> (String, String) {
-    let mut conn = tokio::net::TcpStream::connect(addr)
+    let response = clockwise_tests::http_get(addr, "/readyz")
         .await
-        .expect("the HTTP port accepts");
-    conn.write_all(b"GET /readyz HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .expect("request sent");
-    let mut response = String::new();
-    conn.read_to_string(&mut response)
-        .await
-        .expect("response read");
+        .expect("the HTTP port answers");
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
     let status = head.lines().next().unwrap_or_default().to_owned();
     (status, body.to_owned())

@@ -63,6 +63,21 @@ async fn changes(
     out
 }
 
+/// The next change on a ChatRouter watch (other messages skipped), as
+/// `(revision, change)`; each message must come within 2 s.
+async fn next_chat_change(stream: &mut Streaming<cr::WatchResponse>) -> (u64, Change) {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(2), stream.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Some(cr::watch_response::Event::Change(change)) = message.event {
+            return (message.revision, change.change.unwrap());
+        }
+    }
+}
+
 fn add(node: &str) -> hr::AddNodeRequest {
     hr::AddNodeRequest {
         ring: "w".into(),
@@ -229,18 +244,9 @@ async fn a_chat_router_restore_arrives_as_the_whole_restored_topology() {
         assert_eq!(ids, ["s2"]);
     } else {
         assert_eq!(ids, ["s1", "s2"]);
-        loop {
-            let message = tokio::time::timeout(Duration::from_secs(2), watch.message())
-                .await
-                .unwrap()
-                .unwrap()
-                .unwrap();
-            if let Some(cr::watch_response::Event::Change(change)) = message.event {
-                assert_eq!(message.revision, removed_at);
-                assert!(matches!(change.change, Some(Change::NodeRemoved(ref id)) if id == "s1"));
-                break;
-            }
-        }
+        let (revision, change) = next_chat_change(&mut watch).await;
+        assert_eq!(revision, removed_at);
+        assert!(matches!(change, Change::NodeRemoved(ref id) if id == "s1"));
     }
     let restored = writer
         .restore(cr::RestoreRequest {
@@ -252,20 +258,11 @@ async fn a_chat_router_restore_arrives_as_the_whole_restored_topology() {
         .await
         .unwrap();
     let restored_at = revision(&restored);
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(2), watch.message())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        if let Some(cr::watch_response::Event::Change(change)) = message.event {
-            assert_eq!(message.revision, restored_at);
-            let Some(Change::Restored(topology)) = change.change else {
-                panic!("{change:?}");
-            };
-            let ids: Vec<&str> = topology.nodes.iter().map(|n| n.id.as_str()).collect();
-            assert_eq!(ids, ["s1", "s2"]);
-            break;
-        }
-    }
+    let (revision, change) = next_chat_change(&mut watch).await;
+    assert_eq!(revision, restored_at);
+    let Change::Restored(topology) = change else {
+        panic!("{change:?}");
+    };
+    let ids: Vec<&str> = topology.nodes.iter().map(|n| n.id.as_str()).collect();
+    assert_eq!(ids, ["s1", "s2"]);
 }

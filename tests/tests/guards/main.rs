@@ -35,15 +35,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A node's Prometheus text (`GET /metrics` on its metrics port).
 async fn scrape(metrics: SocketAddr) -> String {
-    let mut conn = tokio::net::TcpStream::connect(metrics)
+    clockwise_tests::http_get(metrics, "/metrics")
         .await
-        .expect("the metrics port accepts");
-    conn.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .expect("request sent");
-    let mut text = String::new();
-    conn.read_to_string(&mut text).await.expect("response read");
-    text
+        .expect("the metrics port answers")
 }
 
 /// `GET path` over HTTPS (the HTTP port of a node with `--cert`), trusting `ca`: the

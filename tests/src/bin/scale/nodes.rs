@@ -310,21 +310,14 @@ impl Nodes {
     /// those it answered within 1 ms (`clockwise_rpc_duration_seconds`: from the call's
     /// arrival at its tower layer to its answer), from its `/metrics`.
     pub async fn status_inside(&self, i: usize) -> Result<(u64, u64), String> {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
         let address = self.lock()[i].metrics_address.clone();
-        let scrape = async {
-            let mut socket = tokio::net::TcpStream::connect(&address).await?;
-            socket
-                .write_all(b"GET /metrics HTTP/1.0\r\nHost: scale\r\n\r\n")
-                .await?;
-            let mut page = String::new();
-            socket.read_to_string(&mut page).await?;
-            Ok::<_, io::Error>(page)
-        };
-        let page = tokio::time::timeout(STATUS_TIMEOUT, scrape)
-            .await
-            .map_err(|_| format!("node {}: /metrics: no answer", i + 1))?
-            .map_err(|e| format!("node {}: /metrics: {e}", i + 1))?;
+        let page = tokio::time::timeout(
+            STATUS_TIMEOUT,
+            clockwise_tests::http_get(&address, "/metrics"),
+        )
+        .await
+        .map_err(|_| format!("node {}: /metrics: no answer", i + 1))?
+        .map_err(|e| format!("node {}: /metrics: {e}", i + 1))?;
         let series = |name: &str| {
             page.lines()
                 .find(|l| l.starts_with(name))
