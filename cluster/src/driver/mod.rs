@@ -9,8 +9,9 @@
 //!
 //! # Layout
 //!
-//! - `mod.rs`: the handle ([`RaftHandle`]) and its events, the configuration, the
-//!   driver's state, `spawn` and the run loop, the status.
+//! - `mod.rs`: the handle ([`RaftHandle`]) and its events, the driver's state,
+//!   `spawn` and the run loop, the status.
+//! - `config.rs`: the driver's configuration ([`DriverConfig`]) and raft-rs's.
 //! - `ready.rs`: one Ready in raft-rs's order, and applying committed entries.
 //! - `proposals.rs`: writes on the leader, request ids, failing what is in flight.
 //! - `reads.rs`: linearizable reads (ReadIndex).
@@ -20,6 +21,7 @@
 //! - `stats.rs`: the counters and histograms a metrics page shows ([`DriverStats`]).
 //! - `raft_log.rs`: raft-rs's own logs (slog) forwarded to `tracing`.
 
+mod config;
 mod membership;
 mod proposals;
 mod raft_log;
@@ -28,6 +30,7 @@ mod ready;
 mod snapshots;
 mod stats;
 
+pub use config::DriverConfig;
 pub use stats::{DriverStats, PROPOSAL_RESULTS};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -46,9 +49,6 @@ use crate::member::MemberAddress;
 use crate::state_machine::StateMachine;
 use crate::storage::{LogStore, StoreError};
 
-/// Most bytes of entries in one raft message (and the least uncommitted-bytes limit).
-const MAX_SIZE_PER_MSG: u64 = 1 << 20;
-
 /// Delivers raft messages to peers. Must not block: queue and return.
 pub trait Transport: Send + Sync + 'static {
     fn send(&self, messages: Vec<Message>);
@@ -58,59 +58,6 @@ pub trait Transport: Send + Sync + 'static {
 
     /// A member left.
     fn remove_peer(&self, _id: u64) {}
-}
-
-#[derive(Debug, Clone)]
-pub struct DriverConfig {
-    /// This node's raft id (non-zero).
-    pub id: u64,
-    /// The voters of a new cluster and their addresses; ignored when the log already has
-    /// a membership. Founding stores a new cluster id (the one `identity` holds, if any).
-    pub initial_members: BTreeMap<u64, MemberAddress>,
-    /// This node's cluster id, shared with the transport; a leader that has none (a log
-    /// from a version without identities) makes one.
-    pub identity: ClusterIdentity,
-    /// One raft tick.
-    pub tick: Duration,
-    pub election_ticks: usize,
-    pub heartbeat_ticks: usize,
-    /// Requests queued before senders are refused (peer messages have a queue of the same
-    /// size of their own).
-    pub queue: usize,
-    /// Entries applied since the last snapshot that trigger a new one.
-    pub snapshot_entries: u64,
-    /// Bytes of entries applied since the last snapshot that trigger a new one.
-    pub snapshot_bytes: u64,
-    /// Besides those thresholds, the bytes applied since the last snapshot must reach
-    /// this percentage of its file's size, so the interval grows with the state and
-    /// the cost per write stays flat (see `driver/snapshots.rs`); 0: thresholds only.
-    pub snapshot_growth_percent: u64,
-    /// Entries kept in the log before a snapshot's index when compacting, so a follower
-    /// that lags a little catches up from the log rather than a whole snapshot.
-    pub log_retain: u64,
-    /// Bytes of proposed entries a leader holds uncommitted before it refuses new
-    /// proposals as [`ProposeError::Busy`] (raft's `max_uncommitted_size`; at least the
-    /// 1 MiB of one raft message). Bounds a leader's memory while followers lag.
-    pub max_uncommitted_bytes: u64,
-}
-
-impl Default for DriverConfig {
-    fn default() -> Self {
-        DriverConfig {
-            id: 1,
-            initial_members: BTreeMap::from([(1, MemberAddress::new("", ""))]),
-            identity: ClusterIdentity::default(),
-            tick: Duration::from_millis(50),
-            election_ticks: 10,
-            heartbeat_ticks: 2,
-            queue: 4096,
-            snapshot_entries: 50_000,
-            snapshot_bytes: 64 << 20,
-            snapshot_growth_percent: 50,
-            log_retain: 5_000,
-            max_uncommitted_bytes: 64 << 20,
-        }
-    }
 }
 
 /// Why a proposal has no result.
@@ -365,20 +312,7 @@ pub fn spawn<S: StateMachine>(
             transport.add_peer(id, address);
         }
     }
-    let raft_config = raft::Config {
-        id: config.id,
-        election_tick: config.election_ticks,
-        heartbeat_tick: config.heartbeat_ticks,
-        max_size_per_msg: MAX_SIZE_PER_MSG,
-        max_inflight_msgs: 256,
-        max_uncommitted_size: config.max_uncommitted_bytes.max(MAX_SIZE_PER_MSG),
-        check_quorum: true,
-        pre_vote: true,
-        // The state machine lives in memory: it holds the snapshot restored above, and
-        // the log after it is applied again.
-        applied: snapshot_index,
-        ..raft::Config::default()
-    };
+    let raft_config = config.raft_config(snapshot_index);
     let logger = raft_log::TracingDrain::logger(config.id);
     let node = RawNode::new(&raft_config, store.clone(), &logger)
         .map_err(|e| StoreError::Raft(e.to_string()))?;

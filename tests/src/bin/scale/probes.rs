@@ -28,6 +28,8 @@ const BATCH_GIVE_UP: Duration = Duration::from_secs(120);
 const BATCH_PAUSE: Duration = Duration::from_secs(1);
 /// The background writer's period.
 pub const WRITE_EVERY: Duration = Duration::from_millis(10);
+/// A background write this slow (issue 15's bound) is logged to stderr with its time.
+const SLOW_WRITE: Duration = Duration::from_millis(100);
 /// The poller's period.
 const POLL_EVERY: Duration = Duration::from_secs(1);
 
@@ -190,6 +192,16 @@ async fn writer(ring: HashRing, probes: Arc<Probes>) {
         let began = Instant::now();
         let answer = ring.store_key(&format!("writer-{n:08}")).await;
         let took = began.elapsed();
+        if took >= SLOW_WRITE {
+            // Wall-clock time, to be matched with the nodes' log lines.
+            let at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            eprintln!(
+                "  slow background write: {took:.1?}, ended at {:.3} s since the epoch",
+                at.as_secs_f64()
+            );
+        }
         let mut records = probes.records();
         match answer {
             Ok(_) => records.writes.push(took),
