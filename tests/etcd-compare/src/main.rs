@@ -13,6 +13,8 @@
 //!   system, `COMPARE_NODE_WORKERS` (default 1) tokio threads per clockwise node.
 //! - `COMPARE_DOC`: the markdown file to write the section into; `COMPARE_COMMAND`: the
 //!   command quoted there.
+//! - `COMPARE_CELLS`: only these cells, e.g. `read:64,write:1` (for A/B runs and
+//!   profiling; the section is then printed but never written into a doc).
 //!
 //! Both clusters run at once (the idle one only heartbeats) and each cell runs clockwise
 //! then etcd back to back, so background load on the shared machine hits both alike and
@@ -48,6 +50,8 @@ struct Config {
     /// The work dir was made here, so it is removed here.
     own_work_dir: bool,
     cell: Duration,
+    /// `None`: every workload at every concurrency.
+    cells: Option<Vec<(Op, usize)>>,
     trials: usize,
     node_workers: String,
     doc: Option<PathBuf>,
@@ -85,12 +89,43 @@ impl Config {
             work_dir,
             own_work_dir,
             cell: Duration::from_secs(number("COMPARE_SECONDS", 10)?),
+            cells: var("COMPARE_CELLS").map(|v| parse_cells(&v)).transpose()?,
             trials: number("COMPARE_TRIALS", 5)? as usize,
             node_workers: var("COMPARE_NODE_WORKERS").unwrap_or_else(|| "1".into()),
             doc: var("COMPARE_DOC").map(PathBuf::from),
             command: var("COMPARE_COMMAND").unwrap_or_else(|| "scripts/bench.sh --etcd".into()),
         })
     }
+
+    fn runs(&self, op: Op, clients: usize) -> bool {
+        self.cells
+            .as_ref()
+            .is_none_or(|cells| cells.contains(&(op, clients)))
+    }
+}
+
+/// `read:64,write:1` → the cells named; each concurrency one of [`CONCURRENCY`].
+fn parse_cells(text: &str) -> Result<Vec<(Op, usize)>, String> {
+    text.split(',')
+        .map(|cell| {
+            let bad = || {
+                format!(
+                    "COMPARE_CELLS: {cell:?} is not `read:N` or `write:N` with N one of {CONCURRENCY:?}"
+                )
+            };
+            let (op, clients) = cell.trim().split_once(':').ok_or_else(bad)?;
+            let op = match op {
+                "read" => Op::Read,
+                "write" => Op::Write,
+                _ => return Err(bad()),
+            };
+            let clients: usize = clients.parse().map_err(|_| bad())?;
+            if !CONCURRENCY.contains(&clients) {
+                return Err(bad());
+            }
+            Ok((op, clients))
+        })
+        .collect()
 }
 
 fn main() -> ExitCode {
@@ -206,6 +241,10 @@ async fn run(config: &Config) -> Result<(), String> {
     let mut rows = Vec::new();
     for op in [Op::Write, Op::Read] {
         for clients in CONCURRENCY {
+            if !config.runs(op, clients) {
+                continue;
+            }
+            eprintln!("{op:?} × {clients}: clockwise from now");
             let clockwise = load::cell(
                 &clockwise,
                 &clockwise_target,
@@ -250,7 +289,7 @@ async fn run(config: &Config) -> Result<(), String> {
         &etcd_failovers,
     );
     println!("{section}");
-    if let Some(path) = &config.doc {
+    if let Some(path) = config.doc.as_ref().filter(|_| config.cells.is_none()) {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         std::fs::write(path, doc::replace_section(&text, &section))
             .map_err(|e| format!("{}: {e}", path.display()))?;
