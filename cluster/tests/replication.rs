@@ -314,6 +314,51 @@ async fn concurrent_reads_share_read_index_requests() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Reads reach the driver without waking it while a round holds them; none may be
+/// left waiting for a tick. A group of one confirms a round in the Ready that asks it,
+/// and its ticks here are an hour apart: a read stranded until a tick hangs the test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_never_wait_for_a_tick() {
+    let dir = temp_dir("reads-no-tick");
+    let store = LogStore::open(&dir).unwrap();
+    let recorder = Recorder(Default::default(), Some(store.clone()), Default::default());
+    let config = DriverConfig {
+        id: 1,
+        tick: Duration::from_secs(3600),
+        snapshot_entries: u64::MAX,
+        ..DriverConfig::default()
+    };
+    let transport: Arc<dyn Transport> = Arc::new(Router::default());
+    let (leader, thread) = driver::spawn(config, store, recorder, transport).unwrap();
+    // Also waits for the group of one to lead: it campaigns once its membership is
+    // applied, not on a tick.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while leader.propose(b"first".to_vec()).await.is_err() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("a group of one takes a write");
+    for round in 0..50 {
+        let reads: Vec<_> = (0..round % 5 + 1)
+            .map(|_| {
+                let leader = leader.clone();
+                tokio::spawn(async move { leader.read_index().await })
+            })
+            .collect();
+        for read in reads {
+            tokio::time::timeout(Duration::from_secs(10), read)
+                .await
+                .unwrap_or_else(|_| panic!("round {round}: a read waited for a tick"))
+                .unwrap()
+                .expect("a group of one confirms its reads");
+        }
+    }
+    leader.stop();
+    thread.join().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proposals_are_applied_everywhere_in_one_order_and_survive_a_restart() {
     let cluster = Cluster::start(temp_dir("order"));

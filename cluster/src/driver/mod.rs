@@ -130,9 +130,9 @@ enum Event {
         data: Vec<u8>,
         reply: oneshot::Sender<Result<Vec<u8>, ProposeError>>,
     },
-    ReadIndex {
-        reply: oneshot::Sender<Result<(), ProposeError>>,
-    },
+    /// Reads were queued in the handle's [`reads::ReadQueue`] while the driver was not
+    /// looking at it.
+    ReadsQueued,
     ChangeMembership {
         change: MembershipChange,
         reply: oneshot::Sender<Result<u64, ProposeError>>,
@@ -157,6 +157,8 @@ pub struct RaftHandle {
     /// How snapshot sends ended: never dropped (raft waits for each report before it
     /// sends the follower anything else), and at most one per snapshot sent.
     reports: Sender<(u64, bool)>,
+    /// Reads go here, not through `events`: most need no wake of the driver.
+    reads: Arc<reads::ReadQueue>,
     status: watch::Receiver<RaftStatus>,
     /// This node's snapshots dir: the transport streams stored snapshots from it and
     /// receives the leader's into it.
@@ -186,7 +188,13 @@ impl RaftHandle {
     pub async fn read_index(&self) -> Result<(), ProposeError> {
         let timer = self.stats.read_index_seconds.start_timer();
         let (reply, answer) = oneshot::channel();
-        self.send(Event::ReadIndex { reply })?;
+        if self.reads.push(reply)? {
+            match self.events.try_send(Event::ReadsQueued) {
+                // A full queue is a busy driver: it takes the reads in its next pass.
+                Ok(()) | Err(TrySendError::Full(_)) => {}
+                Err(TrySendError::Disconnected(_)) => return Err(ProposeError::Stopped),
+            }
+        }
         let outcome = answer.await.unwrap_or(Err(ProposeError::Stopped));
         // Only rounds that ended in a read count: a refusal is not a latency.
         if outcome.is_ok() {
@@ -332,17 +340,16 @@ pub fn spawn<S: StateMachine>(
         ..RaftStatus::default()
     });
     let stats = DriverStats::default();
+    let read_queue = Arc::new(reads::ReadQueue::new(config.queue));
     let handle = RaftHandle {
         events,
         messages,
         reports,
+        reads: read_queue.clone(),
         status: status_receiver,
         snapshot_dir: Arc::new(store.snapshot_dir().to_owned()),
         stats: stats.clone(),
     };
-    let alone = store
-        .conf_state()?
-        .is_some_and(|cs| cs.voters == [config.id] && cs.learners.is_empty());
     let applied_conf_index = store.conf_index()?;
     let mut driver = Driver {
         node,
@@ -355,7 +362,7 @@ pub fn spawn<S: StateMachine>(
         applied_conf_index,
         members,
         reads: HashMap::new(),
-        queued_reads: Vec::new(),
+        read_queue,
         confirmed_reads: Vec::new(),
         next_request: 1,
         tick: config.tick,
@@ -378,10 +385,6 @@ pub fn spawn<S: StateMachine>(
         .name(format!("raft-{}", config.id))
         .spawn(move || {
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-                if alone {
-                    // A group of one needs no election timeout to know who leads.
-                    let _ = driver.node.campaign();
-                }
                 driver.run(inbox, message_inbox, report_inbox, built)
             }));
             if outcome.is_err() {
@@ -415,8 +418,8 @@ struct Driver<S: StateMachine> {
     /// they were asked (raft drops some silently, e.g. at a leader that has not yet
     /// committed in its term: those expire).
     reads: HashMap<u64, (Instant, Vec<reads::ReadReply>)>,
-    /// Reads that arrived in this pass of the run loop: one ReadIndex request for all.
-    queued_reads: Vec<reads::ReadReply>,
+    /// Reads from the handle, not yet asked: one ReadIndex request for all.
+    read_queue: Arc<reads::ReadQueue>,
     /// Answered ReadIndex requests waiting for the apply index to reach theirs.
     confirmed_reads: Vec<(u64, oneshot::Sender<Result<(), ProposeError>>)>,
     next_request: u64,
@@ -453,7 +456,14 @@ impl<S: StateMachine> Driver<S> {
     ) {
         let mut next_tick = Instant::now() + self.tick;
         loop {
-            let wait = next_tick.saturating_duration_since(Instant::now());
+            // Reads left queued (a group of one ends its round in the Ready that asked
+            // it) go at once; otherwise the next read wakes this thread unless a round
+            // in flight holds them.
+            let wait = if self.settle_reads() {
+                Duration::ZERO
+            } else {
+                next_tick.saturating_duration_since(Instant::now())
+            };
             crossbeam_channel::select! {
                 recv(messages) -> message => {
                     if let Ok(message) = message {
@@ -499,6 +509,11 @@ impl<S: StateMachine> Driver<S> {
                 self.expire_reads();
                 self.promote_caught_up_learner();
             }
+            if self.lone_voter_following() {
+                // A group of one needs no election timeout to know who leads. (raft
+                // refuses to campaign before the membership in its log is applied.)
+                let _ = self.node.campaign();
+            }
             if self.node.raft.state == StateRole::Leader && self.identity.get().is_none() {
                 self.name_legacy_cluster();
             }
@@ -514,11 +529,20 @@ impl<S: StateMachine> Driver<S> {
         self.fail_pending(ProposeError::Stopped);
     }
 
+    /// The only voter, not leading, with everything committed applied.
+    fn lone_voter_following(&self) -> bool {
+        let raft = &self.node.raft;
+        raft.state != StateRole::Leader
+            && raft.raft_log.applied >= raft.raft_log.committed
+            && raft.prs().conf().voters().ids().iter().eq([raft.id])
+    }
+
     /// One event from the handle: each kind is served in the file of its concern.
     fn handle(&mut self, event: Event) {
         match event {
             Event::Propose { data, reply } => self.propose(data, reply),
-            Event::ReadIndex { reply } => self.read_index(reply),
+            // The run loop takes them (`flush_reads`) in this pass.
+            Event::ReadsQueued => {}
             Event::ChangeMembership { change, reply } => {
                 if let Err(e) = self.propose_membership(change, reply) {
                     tracing::debug!(error = %e, "membership change refused");

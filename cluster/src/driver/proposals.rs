@@ -86,8 +86,14 @@ impl<S: StateMachine> Driver<S> {
         for (_, reply) in self.pending_changes.drain() {
             let _ = reply.send(Err(proposal_error.clone()));
         }
+        // Reads not asked yet stay queued when this leader steps down (the next pass
+        // refuses or forwards them), and are refused with the rest when it stops.
+        let queued = match error {
+            ProposeError::Stopped => self.read_queue.close(),
+            _ => Vec::new(),
+        };
         let asked = self.reads.drain().flat_map(|(_, (_, replies))| replies);
-        for reply in asked.chain(self.queued_reads.drain(..)) {
+        for reply in asked.chain(queued) {
             let _ = reply.send(Err(error.clone()));
         }
         for (_, reply) in self.confirmed_reads.drain(..) {
