@@ -379,6 +379,7 @@ pub fn spawn<S: StateMachine>(
         misaddressed: 0,
         identity: config.identity.clone(),
         stats,
+        may_campaign_alone: true,
     };
     driver.publish_status();
     let thread = std::thread::Builder::new()
@@ -444,6 +445,8 @@ struct Driver<S: StateMachine> {
     identity: ClusterIdentity,
     /// Shared with the handle: leader changes, apply and snapshot times.
     stats: DriverStats,
+    /// A lone voter has not campaigned yet in this run.
+    may_campaign_alone: bool,
 }
 
 impl<S: StateMachine> Driver<S> {
@@ -509,9 +512,11 @@ impl<S: StateMachine> Driver<S> {
                 self.expire_reads();
                 self.promote_caught_up_learner();
             }
-            if self.lone_voter_following() {
-                // A group of one needs no election timeout to know who leads. (raft
-                // refuses to campaign before the membership in its log is applied.)
+            if self.may_campaign_alone && self.lone_voter_following() {
+                // A group of one needs no election timeout to know who leads: it
+                // campaigns once, when it can (raft refuses to before the membership
+                // in its log is applied); later, elections go by the ticks.
+                self.may_campaign_alone = false;
                 let _ = self.node.campaign();
             }
             if self.node.raft.state == StateRole::Leader && self.identity.get().is_none() {
