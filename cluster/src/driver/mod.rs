@@ -1,8 +1,9 @@
 //! The one owner of raft-rs's `RawNode`: a dedicated OS thread running the Ready loop.
 //!
 //! Everything else talks to it through two bounded channels, one of `Event`s
-//! (proposals, reads, membership) and one of peer messages, so a flood of proposals
-//! cannot crowd out heartbeats, and gets answers on per-request oneshot channels,
+//! (proposals, membership) and one of peer messages, so a flood of proposals cannot
+//! crowd out heartbeats, and a bounded queue of reads (`reads.rs`: a read wakes the
+//! thread only when no round in flight holds it), and gets answers on oneshot channels,
 //! matched by request id, never by queue position. The thread may block on fsync (the
 //! log's synced writes), which is why it is not a tokio task. Snapshots are written by
 //! a second thread of their own (`snapshots.rs`), whose reports the run loop selects on.

@@ -20,8 +20,9 @@
 //! The nodes die with it: killed when dropped, and by the kernel if this program dies
 //! (PR_SET_PDEATHSIG, which fires when the *thread* that spawned a node ends: nodes are
 //! spawned from the runtime's worker threads, which live as long as the runtime).
-//! Two worker threads, so the writer and the poller are not held behind a loader
-//! building or encoding a batch of 5,000 keys: their latencies are the cluster's.
+//! The writer and the poller run on a thread and a runtime of their own (`probes`), so
+//! they are not held behind a loader building or encoding a batch of 5,000 keys: their
+//! latencies are the cluster's.
 //!
 //! * `nodes`: the node processes; Status, leader, catch-up, RSS.
 //! * `probes`: the loaders, the background writer, the poller.
