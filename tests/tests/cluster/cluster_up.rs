@@ -38,7 +38,10 @@ fn free_base_port() -> u16 {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     const LOW: u32 = 20_000;
     const SPAN: u32 = 12_500;
-    let start = std::process::id().wrapping_mul(2_654_435_761) % SPAN;
+    // Half the span away from where `free_local_addr` walks in this same process (it
+    // starts from the same pid-derived point): a port checked free here and released
+    // could otherwise be handed to another test's node before `cluster up` binds it.
+    let start = (std::process::id().wrapping_mul(2_654_435_761) % SPAN + SPAN / 2) % SPAN;
     for _ in 0..SPAN {
         let base = (LOW + (start + NEXT.fetch_add(3, Ordering::Relaxed)) % SPAN) as u16;
         // Client, peer and HTTP ports (`cluster up` puts them 100 and 200 above).
