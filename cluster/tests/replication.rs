@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -79,13 +80,14 @@ impl StateMachine for Recorder {
 
 /// Delivers every message to its addressee's driver; a test may hold the append
 /// acknowledgements sent to one node (`.1`), or stop one node's driver thread in its next
-/// send (`.2`).
+/// send (`.2`). Counts the appends that carry entries (`.3`).
 #[derive(Default)]
 #[allow(clippy::type_complexity)]
 struct Router(
     RwLock<HashMap<u64, RaftHandle>>,
     Mutex<Option<(u64, Vec<Message>)>>,
     Mutex<Option<Gate>>,
+    AtomicUsize,
 );
 
 /// Stops node `from`'s driver in its next non-empty send: says so on `blocked`, then
@@ -109,6 +111,9 @@ impl Transport for Router {
         }
         let handles = self.0.read().unwrap();
         for message in messages {
+            if message.get_msg_type() == MessageType::MsgAppend && !message.entries.is_empty() {
+                self.3.fetch_add(1, Ordering::SeqCst);
+            }
             if let Some((to, held)) = self.1.lock().unwrap().as_mut() {
                 if *to == message.to && message.get_msg_type() == MessageType::MsgAppendResponse {
                     held.push(message);
@@ -309,6 +314,54 @@ async fn concurrent_reads_share_read_index_requests() {
     assert!(
         (1..64).contains(&requests),
         "64 concurrent reads took {requests} ReadIndex requests"
+    );
+    let dir = cluster.stop();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The writes a leader's driver finds queued in one pass go to each follower in one
+/// append (raft sends an append per proposal: proposed one by one, they would be one
+/// append each). The leader's driver is held in a send while they queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_queued_in_one_pass_go_to_followers_in_one_append() {
+    const WRITES: usize = 32;
+    let cluster = Cluster::start(temp_dir("one-append"));
+    let leader_id = cluster.leader();
+    let leader = cluster.handle(leader_id);
+    leader.propose(b"warm-up".to_vec()).await.unwrap();
+    let (blocked, blocked_here) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel();
+    *cluster.router.2.lock().unwrap() = Some(Gate {
+        from: leader_id,
+        blocked,
+        release: released,
+    });
+    // The leader heartbeats every two ticks: its driver stops in that send.
+    blocked_here
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the leader sent something");
+    // Polled once, each write is in the driver's queue (it is sent before the first
+    // await); the driver takes them all in its next pass.
+    let mut writes: Vec<_> = (0..WRITES)
+        .map(|n| Box::pin(leader.propose(format!("w{n}").into_bytes())))
+        .collect();
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    for write in &mut writes {
+        assert!(std::future::Future::poll(write.as_mut(), &mut context).is_pending());
+    }
+    let appends_before = cluster.router.3.load(Ordering::SeqCst);
+    release.send(()).unwrap();
+    for write in writes {
+        tokio::time::timeout(Duration::from_secs(20), write)
+            .await
+            .expect("the writes are applied")
+            .expect("the leader applies its proposals");
+    }
+    let appends = cluster.router.3.load(Ordering::SeqCst) - appends_before;
+    // One per follower, and at most one more each (a retry, a later commit).
+    assert!(
+        (2..=4).contains(&appends),
+        "{WRITES} writes queued in one pass went to the two followers in {appends} appends"
     );
     let dir = cluster.stop();
     let _ = std::fs::remove_dir_all(dir);

@@ -70,6 +70,11 @@ impl Default for DriverConfig {
 }
 
 impl DriverConfig {
+    /// raft's `max_uncommitted_size`: at least one message's worth.
+    pub(super) fn max_uncommitted(&self) -> u64 {
+        self.max_uncommitted_bytes.max(MAX_SIZE_PER_MSG)
+    }
+
     /// raft-rs's configuration for this node, whose state machine holds `applied`.
     pub(super) fn raft_config(&self, applied: u64) -> raft::Config {
         raft::Config {
@@ -78,7 +83,7 @@ impl DriverConfig {
             heartbeat_tick: self.heartbeat_ticks,
             max_size_per_msg: MAX_SIZE_PER_MSG,
             max_inflight_msgs: MAX_INFLIGHT_MSGS,
-            max_uncommitted_size: self.max_uncommitted_bytes.max(MAX_SIZE_PER_MSG),
+            max_uncommitted_size: self.max_uncommitted(),
             check_quorum: true,
             pre_vote: true,
             // The state machine lives in memory: it holds the snapshot restored at

@@ -41,7 +41,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use raft::eraftpb::{Message, MessageType, Snapshot};
+use raft::eraftpb::{Entry, Message, MessageType, Snapshot};
 use raft::{RawNode, StateRole};
 use tokio::sync::{oneshot, watch};
 
@@ -359,6 +359,8 @@ pub fn spawn<S: StateMachine>(
         transport,
         status,
         pending: HashMap::new(),
+        proposals: Vec::new(),
+        max_uncommitted: usize::try_from(config.max_uncommitted()).unwrap_or(usize::MAX),
         nonce: run_nonce(),
         applied_conf_index,
         members,
@@ -406,7 +408,12 @@ struct Driver<S: StateMachine> {
     transport: Arc<dyn Transport>,
     status: watch::Sender<RaftStatus>,
     /// Proposals made here and not applied yet, by request id (in the entry context).
-    pending: HashMap<u64, oneshot::Sender<Result<Vec<u8>, ProposeError>>>,
+    pending: HashMap<u64, proposals::ProposalReply>,
+    /// raft's limit on uncommitted bytes, applied to each write of a batch as raft
+    /// would to it alone (`proposals.rs`).
+    max_uncommitted: usize,
+    /// Writes of this pass of the run loop, with their request ids: one proposal for all.
+    proposals: Vec<(Entry, u64, proposals::ProposalReply)>,
     /// Membership changes proposed here and not applied yet, by request id.
     pending_changes: HashMap<u64, oneshot::Sender<Result<u64, ProposeError>>>,
     /// Random per run: tells this run's requests from any other's (see `context`).
@@ -506,6 +513,7 @@ impl<S: StateMachine> Driver<S> {
                 }
                 self.handle(event);
             }
+            self.flush_proposals();
             self.flush_reads();
             if Instant::now() >= next_tick {
                 self.node.tick();

@@ -2,20 +2,20 @@
 //! match an applied entry or a read answer to the caller waiting for it, and failing
 //! whatever is in flight when leadership is lost or the driver stops.
 
+use raft::eraftpb::{Entry, Message, MessageType};
 use raft::StateRole;
 use tokio::sync::oneshot;
 
 use super::{Driver, ProposeError};
 use crate::state_machine::StateMachine;
 
+/// Where a write's answer goes: the state machine's result once applied.
+pub(super) type ProposalReply = oneshot::Sender<Result<Vec<u8>, ProposeError>>;
+
 impl<S: StateMachine> Driver<S> {
-    /// Proposes `data` on the leader; `reply` is answered when the entry is applied (or
-    /// now, when refused).
-    pub(super) fn propose(
-        &mut self,
-        data: Vec<u8>,
-        reply: oneshot::Sender<Result<Vec<u8>, ProposeError>>,
-    ) {
+    /// Queues `data` for this pass's proposal on the leader ([`Self::flush_proposals`]);
+    /// `reply` is answered when the entry is applied (or now, when refused).
+    pub(super) fn propose(&mut self, data: Vec<u8>, reply: ProposalReply) {
         if data.is_empty() {
             // An empty entry is raft's no-op: applied, it answers no one, so the caller
             // would wait out its deadline. Refused before it reaches the log.
@@ -38,18 +38,72 @@ impl<S: StateMachine> Driver<S> {
         };
         let id = self.next_request;
         self.next_request += 1;
-        match self.node.propose(self.context(id), data) {
-            Ok(()) => {
-                crate::timeline!("propose", index = self.node.raft.raft_log.last_index());
-                self.pending.insert(id, reply);
+        let entry = Entry {
+            data: data.into(),
+            context: self.context(id).into(),
+            ..Entry::default()
+        };
+        self.proposals.push((entry, id, reply));
+    }
+
+    /// Hands raft every write queued in this pass as one proposal. raft sends each
+    /// follower an append per proposal, and each answers it: proposed one by one, 16
+    /// writes in a pass were 16 appends to each follower and 16 acknowledgements back,
+    /// where one of each carries them all.
+    pub(super) fn flush_proposals(&mut self) {
+        if self.proposals.is_empty() {
+            return;
+        }
+        let queued = std::mem::take(&mut self.proposals);
+        if self.node.raft.state != StateRole::Leader {
+            // Stepped down since they were queued (a message in the same pass).
+            let leader = Some(self.node.raft.leader_id).filter(|&id| id != 0);
+            for (_, _, reply) in queued {
+                let _ = reply.send(Err(ProposeError::NotLeader { leader }));
             }
-            // A leader drops a proposal while it hands leadership over, or when
-            // its uncommitted entries are at their limit (followers lagging).
-            Err(_) if self.node.raft.lead_transferee.is_none() => {
+            return;
+        }
+        // raft takes or drops a proposal whole, by its uncommitted-bytes limit (always
+        // taking one when nothing is uncommitted). Each write is measured against it
+        // here as if proposed alone, in order, so the limit refuses the same writes
+        // batched or not.
+        let mut uncommitted = self.node.raft.uncommitted_size();
+        let mut entries = Vec::with_capacity(queued.len());
+        let mut replies = Vec::with_capacity(queued.len());
+        for (entry, id, reply) in queued {
+            let size = entry.data.len();
+            if uncommitted == 0 || uncommitted.saturating_add(size) <= self.max_uncommitted {
+                uncommitted = uncommitted.saturating_add(size);
+                entries.push(entry);
+                replies.push((id, reply));
+            } else {
                 let _ = reply.send(Err(ProposeError::Busy));
             }
+        }
+        if entries.is_empty() {
+            return;
+        }
+        let mut message = Message::default();
+        message.set_msg_type(MessageType::MsgPropose);
+        message.from = self.node.raft.id;
+        message.set_entries(entries.into());
+        // What `RawNode::propose` does for one entry.
+        match self.node.raft.step(message) {
+            Ok(()) => {
+                crate::timeline!("propose", index = self.node.raft.raft_log.last_index());
+                self.pending.extend(replies);
+            }
+            // A leader drops proposals while it hands leadership over, or when its
+            // uncommitted entries are at their limit (followers lagging).
+            Err(_) if self.node.raft.lead_transferee.is_none() => {
+                for (_, reply) in replies {
+                    let _ = reply.send(Err(ProposeError::Busy));
+                }
+            }
             Err(_) => {
-                let _ = reply.send(Err(ProposeError::NotLeader { leader: None }));
+                for (_, reply) in replies {
+                    let _ = reply.send(Err(ProposeError::NotLeader { leader: None }));
+                }
             }
         }
     }
@@ -82,6 +136,10 @@ impl<S: StateMachine> Driver<S> {
         };
         for (_, reply) in self.pending.drain() {
             let _ = reply.send(Err(proposal_error.clone()));
+        }
+        // Not handed to raft yet: their outcome is known.
+        for (_, _, reply) in self.proposals.drain(..) {
+            let _ = reply.send(Err(error.clone()));
         }
         for (_, reply) in self.pending_changes.drain() {
             let _ = reply.send(Err(proposal_error.clone()));
