@@ -279,6 +279,23 @@ impl Cluster {
         }
     }
 
+    /// Stops node `id`'s driver thread in its next non-empty send (a leader heartbeats
+    /// every two ticks) and returns once it is stopped there; it goes on when the
+    /// returned sender is sent to (or dropped).
+    fn hold_in_next_send(&self, id: u64) -> std::sync::mpsc::Sender<()> {
+        let (blocked, blocked_here) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel();
+        *self.router.2.lock().unwrap() = Some(Gate {
+            from: id,
+            blocked,
+            release: released,
+        });
+        blocked_here
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the node sent something");
+        release
+    }
+
     fn stop(mut self) -> PathBuf {
         let ids: Vec<u64> = self.nodes.keys().copied().collect();
         for id in ids {
@@ -329,17 +346,7 @@ async fn writes_queued_in_one_pass_go_to_followers_in_one_append() {
     let leader_id = cluster.leader();
     let leader = cluster.handle(leader_id);
     leader.propose(b"warm-up".to_vec()).await.unwrap();
-    let (blocked, blocked_here) = std::sync::mpsc::channel();
-    let (release, released) = std::sync::mpsc::channel();
-    *cluster.router.2.lock().unwrap() = Some(Gate {
-        from: leader_id,
-        blocked,
-        release: released,
-    });
-    // The leader heartbeats every two ticks: its driver stops in that send.
-    blocked_here
-        .recv_timeout(Duration::from_secs(20))
-        .expect("the leader sent something");
+    let release = cluster.hold_in_next_send(leader_id);
     // Polled once, each write is in the driver's queue (it is sent before the first
     // await); the driver takes them all in its next pass.
     let mut writes: Vec<_> = (0..WRITES)
@@ -772,17 +779,7 @@ async fn a_write_committed_in_the_ready_that_steps_down_is_answered_with_its_res
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let (blocked, blocked_here) = std::sync::mpsc::channel();
-    let (release, released) = std::sync::mpsc::channel();
-    *cluster.router.2.lock().unwrap() = Some(Gate {
-        from: leader_id,
-        blocked,
-        release: released,
-    });
-    // The leader heartbeats every two ticks: its driver stops in that send.
-    blocked_here
-        .recv_timeout(Duration::from_secs(20))
-        .expect("the leader sent something");
+    let release = cluster.hold_in_next_send(leader_id);
     let term = leader.status().term;
     let held = cluster.router.1.lock().unwrap().take().unwrap().1;
     for message in held {
