@@ -129,7 +129,7 @@ pub enum Role {
 enum Event {
     Propose {
         data: Vec<u8>,
-        reply: oneshot::Sender<Result<Vec<u8>, ProposeError>>,
+        reply: proposals::ProposalReply,
     },
     /// Reads were queued in the handle's [`reads::ReadQueue`] while the driver was not
     /// looking at it.
@@ -430,7 +430,7 @@ struct Driver<S: StateMachine> {
     /// Reads from the handle, not yet asked: one ReadIndex request for all.
     read_queue: Arc<reads::ReadQueue>,
     /// Answered ReadIndex requests waiting for the apply index to reach theirs.
-    confirmed_reads: Vec<(u64, oneshot::Sender<Result<(), ProposeError>>)>,
+    confirmed_reads: Vec<(u64, reads::ReadReply)>,
     next_request: u64,
     tick: Duration,
     snapshot_entries: u64,

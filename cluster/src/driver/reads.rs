@@ -86,12 +86,11 @@ impl<S: StateMachine> Driver<S> {
     /// Each read is answered once this node has applied up to the confirmed index (or
     /// now, when raft would drop the request). Answers whether it asked.
     pub(super) fn flush_reads(&mut self) -> bool {
-        let queue = self.read_queue.clone();
-        let mut queued = queue.lock();
-        !self.holding_reads() && !queued.replies.is_empty() && {
-            let replies = std::mem::take(&mut queued.replies);
-            self.ask_read_index(replies)
+        if self.holding_reads() {
+            return false;
         }
+        let replies = std::mem::take(&mut self.read_queue.lock().replies);
+        !replies.is_empty() && self.ask_read_index(replies)
     }
 
     /// Before the run loop waits: marks whether the next read must wake this thread

@@ -7,20 +7,16 @@ use std::time::{Duration, Instant};
 
 use clockwise_proto::hashring::v1 as pb;
 use clockwise_tests::NodeProcess;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// `GET path`: the status code, the head (lowercased) and the body.
 async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
-    let mut conn = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("the HTTP port accepts");
-    let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
-    conn.write_all(request.as_bytes()).await.expect("sent");
-    let mut text = String::new();
-    tokio::time::timeout(Duration::from_secs(10), conn.read_to_string(&mut text))
-        .await
-        .expect("answered within 10 s")
-        .expect("read");
+    let text = tokio::time::timeout(
+        Duration::from_secs(10),
+        clockwise_tests::http_get(addr, path),
+    )
+    .await
+    .expect("answered within 10 s")
+    .expect("the HTTP port answers");
     let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
     let code = head
         .split(' ')
