@@ -1,7 +1,8 @@
 //! Issue 15: a snapshot is written by the snapshot-writer thread, never the raft
 //! driver's. A state machine whose frozen state blocks while it is written shows it: a
 //! single node keeps applying proposals while its snapshot is stuck, and records the
-//! snapshot (and compacts its log) only once the writer finished.
+//! snapshot (and compacts its log) only once the writer finished. The log it leaves
+//! behind is bounded in bytes as well as entries.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -135,6 +136,48 @@ async fn proposals_keep_applying_while_a_snapshot_is_being_written() {
     assert!(
         files.iter().all(|f| f.ends_with(".snap")) && !files.is_empty(),
         "stored files only, no temporary one left: {files:?}"
+    );
+    handle.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Large entries: the log a snapshot leaves behind it is bounded in bytes, not only in
+/// entries (at 10M keys loaded in batches, 5,000 entries were the whole log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_leaves_at_most_the_retained_bytes_of_log() {
+    let dir = std::env::temp_dir().join(format!(
+        "clockwise-snapshot-retention-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = LogStore::open(&dir).unwrap();
+    let gate: Gate = Arc::new((Mutex::new(true), std::sync::Condvar::new()));
+    let config = DriverConfig {
+        initial_members: BTreeMap::from([(1, MemberAddress::decode("127.0.0.1:1"))]),
+        snapshot_entries: 10,
+        snapshot_growth_percent: 0,
+        // The count alone would keep the whole log.
+        log_retain: 1000,
+        log_retain_bytes: 2000,
+        ..DriverConfig::default()
+    };
+    let machine = Counter { applied: 0, gate };
+    let (handle, _thread) = driver::spawn(config, store, machine, Arc::new(Nowhere)).unwrap();
+    wait_status(&handle, "leads", |s| s.role == Role::Leader).await;
+
+    for _ in 0..30 {
+        handle.propose(vec![7; 500]).await.unwrap();
+    }
+    wait_status(&handle, "snapshots and compacts", |s| {
+        s.snapshot_index >= 20 && s.first_index > 1
+    })
+    .await;
+    let status = handle.status();
+    // Four entries of 500 bytes fit in 2,000; the fifth would not.
+    assert_eq!(
+        status.first_index,
+        status.snapshot_index - 3,
+        "the log kept behind the snapshot: {status:?}"
     );
     handle.stop();
     let _ = std::fs::remove_dir_all(&dir);

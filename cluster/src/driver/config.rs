@@ -44,6 +44,9 @@ pub struct DriverConfig {
     /// Entries kept in the log before a snapshot's index when compacting, so a follower
     /// that lags a little catches up from the log rather than a whole snapshot.
     pub log_retain: u64,
+    /// At most this many bytes of those entries are kept (`driver/retention.rs`): a
+    /// follower further behind takes the snapshot.
+    pub log_retain_bytes: u64,
     /// Bytes of proposed entries a leader holds uncommitted before it refuses new
     /// proposals as [`ProposeError::Busy`] (raft's `max_uncommitted_size`; at least the
     /// 1 MiB of one raft message). Bounds a leader's memory while followers lag.
@@ -64,6 +67,7 @@ impl Default for DriverConfig {
             snapshot_bytes: 64 << 20,
             snapshot_growth_percent: 50,
             log_retain: 5_000,
+            log_retain_bytes: 64 << 20,
             max_uncommitted_bytes: 64 << 20,
         }
     }

@@ -19,6 +19,7 @@
 //! - `membership.rs`: membership changes, learner promotion, leadership transfer.
 //! - `snapshots.rs`: the snapshot-writer thread (building and storing off this
 //!   thread), installing and restoring snapshots.
+//! - `retention.rs`: how much log a snapshot leaves behind it.
 //! - `stats.rs`: the counters and histograms a metrics page shows ([`DriverStats`]).
 //! - `raft_log.rs`: raft-rs's own logs (slog) forwarded to `tracing`.
 
@@ -28,6 +29,7 @@ mod proposals;
 mod raft_log;
 mod reads;
 mod ready;
+mod retention;
 mod snapshots;
 mod stats;
 
@@ -372,7 +374,7 @@ pub fn spawn<S: StateMachine>(
         snapshot_entries: config.snapshot_entries.max(1),
         snapshot_bytes: config.snapshot_bytes.max(1),
         snapshot_growth_percent: config.snapshot_growth_percent,
-        log_retain: config.log_retain,
+        retention: retention::Retention::new(config.log_retain, config.log_retain_bytes),
         snapshot_index,
         bytes_since_snapshot: 0,
         last_snapshot_bytes,
@@ -436,7 +438,8 @@ struct Driver<S: StateMachine> {
     snapshot_entries: u64,
     snapshot_bytes: u64,
     snapshot_growth_percent: u64,
-    log_retain: u64,
+    /// The sizes of the latest applied entries: where a snapshot compacts the log.
+    retention: retention::Retention,
     /// Index of the latest snapshot built or installed.
     snapshot_index: u64,
     /// Bytes of entries applied since that snapshot (or since the one being built).

@@ -120,6 +120,7 @@ impl<S: StateMachine> Driver<S> {
                 }
                 EntryType::EntryNormal => {
                     self.bytes_since_snapshot += entry.data.len() as u64;
+                    self.retention.applied(entry.index, entry.data.len());
                     let timer = self.stats.apply_seconds.start_timer();
                     let result = self.machine.apply(entry.index, &entry.data);
                     timer.observe_duration();

@@ -7,7 +7,8 @@
 //! at a time). That thread streams the file ([`snapshot::write_file`]: running SHA-256,
 //! fsync, rename, dir fsync) and reports back on a channel the run loop selects on;
 //! only then does the driver record it as the latest, compact the log up to
-//! `log_retain` entries before it, and prune older files. So neither the encoding nor
+//! `log_retain` entries (at most `log_retain_bytes`: `retention.rs`) before it, and
+//! prune older files. So neither the encoding nor
 //! the fsync ever stops the Ready loop or the apply path (issue 15).
 //!
 //! **When one is due.** Once the log since the last snapshot passes `snapshot_entries`
@@ -415,7 +416,7 @@ impl<S: StateMachine> Driver<S> {
         // A restart uses a snapshot only up to the stored commit index: store it (synced)
         // with the compaction, and only then drop the older snapshot.
         let hard_state = self.node.raft.hard_state();
-        let compact_to = index.saturating_sub(self.log_retain);
+        let compact_to = self.retention.compact_to(index);
         if compact_to >= self.node.raft.raft_log.first_index() {
             let term = self
                 .node
