@@ -163,6 +163,10 @@ struct Cluster {
     snapshot_entries: u64,
     /// Each node's `max_uncommitted_bytes`.
     max_uncommitted_bytes: u64,
+    /// Each node's tick.
+    tick: Duration,
+    /// Founders are nodes 1..=`voters`.
+    voters: u64,
 }
 
 impl Cluster {
@@ -172,32 +176,42 @@ impl Cluster {
 
     /// Nodes 1–3, snapshotting every `snapshot_entries` entries.
     fn start_with_snapshots(dir: PathBuf, snapshot_entries: u64) -> Cluster {
-        let mut cluster = Cluster {
-            dir,
-            router: Arc::new(Router::default()),
-            nodes: BTreeMap::new(),
-            snapshot_entries,
-            max_uncommitted_bytes: DriverConfig::default().max_uncommitted_bytes,
-        };
+        let mut cluster = Cluster::empty(dir, Duration::from_millis(20), 3);
+        cluster.snapshot_entries = snapshot_entries;
         for id in 1..=3 {
             cluster.start_node(id, true);
         }
         cluster
     }
 
-    /// Starts node `id` on its directory: a founder of the 3-node group, or a node that
-    /// waits to be added.
+    /// No node started yet; founders will be nodes 1..=`voters`.
+    fn empty(dir: PathBuf, tick: Duration, voters: u64) -> Cluster {
+        Cluster {
+            dir,
+            router: Arc::new(Router::default()),
+            nodes: BTreeMap::new(),
+            snapshot_entries: u64::MAX,
+            max_uncommitted_bytes: DriverConfig::default().max_uncommitted_bytes,
+            tick,
+            voters,
+        }
+    }
+
+    /// Starts node `id` on its directory: a founder of the group, or a node that waits
+    /// to be added.
     fn start_node(&mut self, id: u64, founder: bool) {
         let store = LogStore::open(&self.node_dir(id)).unwrap();
         let recorder = Recorder(Default::default(), Some(store.clone()), Default::default());
         let config = DriverConfig {
             id,
             initial_members: if founder {
-                (1..=3).map(|id| (id, MemberAddress::new("", ""))).collect()
+                (1..=self.voters)
+                    .map(|id| (id, MemberAddress::new("", "")))
+                    .collect()
             } else {
                 BTreeMap::new()
             },
-            tick: Duration::from_millis(20),
+            tick: self.tick,
             snapshot_entries: self.snapshot_entries,
             // The recorder's state is every entry: growing with the log, it would
             // space snapshots out; these tests want one every `snapshot_entries`.
@@ -370,6 +384,43 @@ async fn writes_queued_in_one_pass_go_to_followers_in_one_append() {
         (2..=4).contains(&appends),
         "{WRITES} writes queued in one pass went to the two followers in {appends} appends"
     );
+    let dir = cluster.stop();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// raft's broadcast of each new commit index is off; the driver tells followers itself
+/// (`driver/commits.rs`). With ticks an hour apart no heartbeat carries it either: a
+/// learner of a lone voter still learns the commit of the last write, whose append went
+/// out before the leader committed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_learn_the_last_commit_without_a_heartbeat() {
+    let mut cluster = Cluster::empty(temp_dir("commit-told"), Duration::from_secs(3600), 1);
+    cluster.start_node(1, true);
+    let leader = cluster.handle(1);
+    // A group of one campaigns in its first pass, which an event starts (no tick comes).
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while leader.propose(b"first".to_vec()).await.is_err() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("a group of one takes a write");
+    cluster.start_node(2, false);
+    let add = MembershipChange::AddLearner {
+        id: 2,
+        address: MemberAddress::new("node-2:1", "node-2:2"),
+    };
+    leader.change_membership(add).await.unwrap();
+    for round in 0..3 {
+        leader
+            .propose(format!("w{round}").into_bytes())
+            .await
+            .unwrap();
+        let committed = leader.status().commit_index;
+        cluster.wait_status(2, "applies up to the leader's commit index", |s| {
+            s.applied_index >= committed
+        });
+    }
     let dir = cluster.stop();
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -90,6 +90,9 @@ impl DriverConfig {
             max_uncommitted_size: self.max_uncommitted(),
             check_quorum: true,
             pre_vote: true,
+            // The driver tells followers a new commit index once per pass instead
+            // (`commits.rs`).
+            skip_bcast_commit: true,
             // The state machine lives in memory: it holds the snapshot restored at
             // `applied`, and the log after it is applied again.
             applied,

@@ -14,6 +14,7 @@
 //!   `spawn` and the run loop, the status.
 //! - `config.rs`: the driver's configuration ([`DriverConfig`]) and raft-rs's.
 //! - `ready.rs`: one Ready in raft-rs's order, and applying committed entries.
+//! - `commits.rs`: telling followers the commit index once per pass, not per advance.
 //! - `proposals.rs`: writes on the leader, request ids, failing what is in flight.
 //! - `reads.rs`: linearizable reads (ReadIndex).
 //! - `membership.rs`: membership changes, learner promotion, leadership transfer.
@@ -23,6 +24,7 @@
 //! - `stats.rs`: the counters and histograms a metrics page shows ([`DriverStats`]).
 //! - `raft_log.rs`: raft-rs's own logs (slog) forwarded to `tracing`.
 
+mod commits;
 mod config;
 mod membership;
 mod proposals;
@@ -385,6 +387,7 @@ pub fn spawn<S: StateMachine>(
         identity: config.identity.clone(),
         stats,
         may_campaign_alone: true,
+        announcements: commits::Announcements::default(),
     };
     driver.publish_status();
     let thread = std::thread::Builder::new()
@@ -458,6 +461,8 @@ struct Driver<S: StateMachine> {
     stats: DriverStats,
     /// A lone voter has not campaigned yet in this run.
     may_campaign_alone: bool,
+    /// The commit index each follower was sent, and when to broadcast it.
+    announcements: commits::Announcements,
 }
 
 impl<S: StateMachine> Driver<S> {
@@ -476,7 +481,11 @@ impl<S: StateMachine> Driver<S> {
             let wait = if self.settle_reads() {
                 Duration::ZERO
             } else {
-                next_tick.saturating_duration_since(Instant::now())
+                let wake = self
+                    .announcements
+                    .due()
+                    .map_or(next_tick, |d| d.min(next_tick));
+                wake.saturating_duration_since(Instant::now())
             };
             crossbeam_channel::select! {
                 recv(messages) -> message => {
@@ -534,6 +543,7 @@ impl<S: StateMachine> Driver<S> {
             if self.node.raft.state == StateRole::Leader && self.identity.get().is_none() {
                 self.name_legacy_cluster();
             }
+            self.announce_commit(Instant::now());
             if let Err(e) = self.on_ready() {
                 fatal(&e);
             }
@@ -542,6 +552,7 @@ impl<S: StateMachine> Driver<S> {
             if self.flush_reads() {
                 self.on_ready().unwrap_or_else(|e| fatal(&e));
             }
+            self.settle_commit(Instant::now());
         }
         self.fail_pending(ProposeError::Stopped);
     }

@@ -7,7 +7,7 @@
 //! apply of committed entries to the state machine and the membership.
 
 use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, Entry, EntryType, Snapshot};
+use raft::eraftpb::{ConfChange, Entry, EntryType, Message, Snapshot};
 use raft::StateRole;
 
 use super::{Driver, ProposeError};
@@ -28,7 +28,7 @@ impl<S: StateMachine> Driver<S> {
         let mut ready = self.node.ready();
         if !ready.messages().is_empty() {
             crate::timeline!("ready.sent", messages = ready.messages().len());
-            self.transport.send(ready.take_messages());
+            self.send(ready.take_messages());
         }
         // Entries proposed here and not applied by the end of this Ready may be
         // overwritten by the new leader: their proposers are told "outcome unknown", but
@@ -70,7 +70,7 @@ impl<S: StateMachine> Driver<S> {
                 "ready.sent_persisted",
                 messages = ready.persisted_messages().len()
             );
-            self.transport.send(ready.take_persisted_messages());
+            self.send(ready.take_persisted_messages());
         }
         let apply_began = std::time::Instant::now();
         self.apply(ready.take_committed_entries())?;
@@ -83,7 +83,7 @@ impl<S: StateMachine> Driver<S> {
                 ..ReadyWrite::default()
             })?;
         }
-        self.transport.send(light.take_messages());
+        self.send(light.take_messages());
         self.apply(light.take_committed_entries())?;
         let applied = apply_began.elapsed();
         crate::timeline!("ready.applied");
@@ -107,6 +107,15 @@ impl<S: StateMachine> Driver<S> {
         }
         self.publish_status();
         Ok(())
+    }
+
+    /// Hands `messages` to the transport, noting the commit index each tells a follower
+    /// (`commits.rs`).
+    fn send(&mut self, messages: Vec<Message>) {
+        if !messages.is_empty() {
+            self.announcements.sent(&messages);
+            self.transport.send(messages);
+        }
     }
 
     /// Applies committed entries in log order: writes to the state machine (answering
