@@ -119,8 +119,9 @@ fn numbered(n: u64) -> Message {
 }
 
 /// Sends messages 1..=count from node 2 to the peer, each again every 100 ms until it
-/// arrived (as raft resends what goes unanswered); answers how each arrived first.
-async fn deliver_all(mode: StreamMode, count: u64) -> Vec<&'static str> {
+/// arrived (as raft resends what goes unanswered); answers how each arrived first, and
+/// how many sends that took.
+async fn deliver_all(mode: StreamMode, count: u64) -> (Vec<&'static str>, u64) {
     let (address, mut arrivals) = recording_peer(mode).await;
     let transport = GrpcTransport::new(
         2,
@@ -129,7 +130,7 @@ async fn deliver_all(mode: StreamMode, count: u64) -> Vec<&'static str> {
         PeerAccess::default(),
     );
     transport.add_peer(1, &MemberAddress::decode(&address));
-    let mut how = Vec::new();
+    let (mut how, mut sends) = (Vec::new(), 0);
     for n in 1..=count {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         'resend: loop {
@@ -138,6 +139,7 @@ async fn deliver_all(mode: StreamMode, count: u64) -> Vec<&'static str> {
                 "message {n} never arrived"
             );
             Transport::send(transport.as_ref(), vec![numbered(n)]);
+            sends += 1;
             let retry = tokio::time::Instant::now() + Duration::from_millis(100);
             while let Ok(Some((method, got))) =
                 tokio::time::timeout_at(retry, arrivals.recv()).await
@@ -149,22 +151,25 @@ async fn deliver_all(mode: StreamMode, count: u64) -> Vec<&'static str> {
             }
         }
     }
-    how
+    (how, sends)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_go_on_one_stream_and_a_stream_the_peer_ends_is_replaced() {
-    let how = deliver_all(StreamMode::Serve, 20).await;
+    let (how, _) = deliver_all(StreamMode::Serve, 20).await;
     assert!(how.iter().all(|&m| m == "stream"), "{how:?}");
     // Every third batch ends its stream: each later one still arrives, on a new one.
-    let how = deliver_all(StreamMode::EndAfter(3), 20).await;
+    let (how, _) = deliver_all(StreamMode::EndAfter(3), 20).await;
     assert!(how.iter().all(|&m| m == "stream"), "{how:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_without_stream_is_sent_to_with_send() {
-    let how = deliver_all(StreamMode::Absent, 20).await;
+    let (how, sends) = deliver_all(StreamMode::Absent, 20).await;
     assert!(how.iter().all(|&m| m == "send"), "{how:?}");
+    // Only the first batch is lost, on the stream the peer refused: the sender waits
+    // for that refusal before it opens another.
+    assert!(sends <= 21, "{sends} sends for 20 messages");
 }
 
 /// A "peer" that accepts connections and never answers a byte, as a machine that died

@@ -104,7 +104,7 @@ impl Link {
             .as_ref()
             .is_some_and(|s| s.call.is_finished() || s.opened.elapsed() >= STREAM_LIFETIME)
         {
-            self.close().await;
+            self.close(false).await;
         }
         if self.unary {
             return self.send_unary(batch).await;
@@ -114,9 +114,9 @@ impl Link {
         match tokio::time::timeout(SEND_TIMEOUT, stream.batches.send(batch)).await {
             Ok(Ok(())) => {}
             // The call ended meanwhile: its outcome says how to send from now on; this
-            // batch goes once more that way, without waiting.
+            // batch goes once more that way.
             Ok(Err(mpsc::error::SendError(batch))) => {
-                self.close().await;
+                self.close(true).await;
                 if self.unary {
                     return self.send_unary(batch).await;
                 }
@@ -136,16 +136,27 @@ impl Link {
     }
 
     /// Ends the current stream: its sender closes, so a live call finishes by itself.
-    /// A call that already ended tells whether the peer serves `Stream` at all.
-    async fn close(&mut self) {
-        let Some(stream) = self.stream.take() else {
+    /// A call that ended tells whether the peer serves `Stream` at all. `ending`: the
+    /// call dropped its batches, so its answer is due; it is awaited (for at most
+    /// [`SEND_TIMEOUT`]) so that an `UNIMPLEMENTED` is not missed and one more batch
+    /// lost on a new stream.
+    async fn close(&mut self, ending: bool) {
+        let Some(mut stream) = self.stream.take() else {
             return;
         };
         drop(stream.batches);
-        if !stream.call.is_finished() {
+        if !ending && !stream.call.is_finished() {
             return; // its answer arrives once the peer took the rest; no one waits
         }
-        match stream.call.await {
+        let outcome = match tokio::time::timeout(SEND_TIMEOUT, &mut stream.call).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                stream.call.abort();
+                self.origin.send_failed(self.peer);
+                return;
+            }
+        };
+        match outcome {
             Ok(Err(status)) if status.code() == Code::Unimplemented => {
                 tracing::info!(
                     peer = self.peer,
