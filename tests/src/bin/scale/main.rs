@@ -47,7 +47,7 @@ use tokio::sync::watch;
 
 use nodes::Nodes;
 use probes::Probes;
-use report::{Milestone, Recovery, Run};
+use report::{Milestone, Recovery, Run, StatusCounts};
 
 const USAGE: &str = "usage: scale [--keys N]";
 const RING: &str = "scale";
@@ -194,6 +194,15 @@ async fn run(config: &Config) -> Result<(), String> {
     }
 }
 
+/// Every node's own Status counts so far.
+async fn status_inside(nodes: &Nodes) -> Result<Vec<StatusCounts>, String> {
+    let mut counts = Vec::new();
+    for i in 0..nodes.len() {
+        counts.push(nodes.status_inside(i).await?);
+    }
+    Ok(counts)
+}
+
 async fn steps(
     config: &Config,
     load_average: String,
@@ -202,12 +211,16 @@ async fn steps(
     ring: &HashRing,
     probes: &Arc<Probes>,
 ) -> Result<(), String> {
+    // A node's metrics count from its start: the load's Status calls are the difference
+    // of two scrapes (both before any restart).
+    let before = status_inside(nodes).await?;
     let (milestones, load_time) = load(config.keys, nodes, ring, probes).await?;
-    // Before any restart: a node's metrics count from its start.
-    let mut status_inside = Vec::new();
-    for i in 0..nodes.len() {
-        status_inside.push(nodes.status_inside(i).await?);
-    }
+    let status_inside: Vec<StatusCounts> = status_inside(nodes)
+        .await?
+        .into_iter()
+        .zip(before)
+        .map(|(after, before)| after.since(before))
+        .collect();
     let restart = restart(nodes, probes).await?;
     eprintln!("scale: {}: {:?}", restart.what, restart.caught_up);
     let rejoin = rejoin(nodes, client, probes).await?;

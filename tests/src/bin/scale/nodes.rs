@@ -15,6 +15,8 @@ use clockwise_proto::cluster::v1::cluster_client::ClusterClient;
 use clockwise_proto::cluster::v1::{Role, StatusRequest, StatusResponse};
 use tonic::transport::{Channel, Endpoint};
 
+use crate::report::StatusCounts;
+
 /// Deadline of one Status call: far above any healthy answer, so only a hung node
 /// reaches it. Generous because today's Status costs time in proportion to the state
 /// (hundreds of ms at 1M keys): at 10M a 5 s deadline would break the run instead of
@@ -309,7 +311,7 @@ impl Nodes {
     /// Node `i`'s own count of the Status calls it served since it started, and of
     /// those it answered within 1 ms (`clockwise_rpc_duration_seconds`: from the call's
     /// arrival at its tower layer to its answer), from its `/metrics`.
-    pub async fn status_inside(&self, i: usize) -> Result<(u64, u64), String> {
+    pub async fn status_inside(&self, i: usize) -> Result<StatusCounts, String> {
         let address = self.lock()[i].metrics_address.clone();
         let page = tokio::time::timeout(
             STATUS_TIMEOUT,
@@ -331,6 +333,7 @@ impl Nodes {
         ));
         total
             .zip(within)
+            .map(|(served, within_1ms)| StatusCounts { served, within_1ms })
             .ok_or_else(|| format!("node {}: /metrics has no Status histogram", i + 1))
     }
 

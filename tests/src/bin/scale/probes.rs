@@ -216,8 +216,15 @@ async fn writer(ring: HashRing, probes: Arc<Probes>) {
 }
 
 /// Every [`POLL_EVERY`]: Status of every node expected up (at once), their leader and
-/// term, every node's RSS; a node that died breaks the run.
+/// term, every node's RSS; a node that died breaks the run. The channels connect on
+/// first use: a channel's first answer (and its first after a failed call, which
+/// reconnects) also timed a TCP and HTTP/2 handshake, so it is not a Status latency;
+/// a first call to every node before the first tick connects them all.
 async fn poller(nodes: Arc<Nodes>, channels: Vec<Channel>, probes: Arc<Probes>) {
+    let mut connected = Vec::with_capacity(channels.len());
+    for (i, channel) in channels.iter().enumerate() {
+        connected.push(nodes.status_via(i, channel.clone()).await.is_ok());
+    }
     let mut tick = tokio::time::interval(POLL_EVERY);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -235,18 +242,21 @@ async fn poller(nodes: Arc<Nodes>, channels: Vec<Channel>, probes: Arc<Probes>) 
             match answer {
                 Ok((status, took)) => {
                     probes.observe_leader(status.term, status.leader_id);
-                    probes.records().status.push(took);
+                    if std::mem::replace(&mut connected[i], true) {
+                        probes.records().status.push(took);
+                    }
                 }
                 // A node stopped on purpose while its call was in flight, or one just
                 // started that never answered yet, is no error.
                 Err(e) if answered && nodes.expected_up(i) => {
+                    connected[i] = false;
                     let mut records = probes.records();
                     records.status_errors += 1;
                     if records.status_errors <= 5 {
                         eprintln!("  {e}");
                     }
                 }
-                Err(_) => {}
+                Err(_) => connected[i] = false,
             }
         }
         probes.sample_rss(&nodes);

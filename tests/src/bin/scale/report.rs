@@ -43,14 +43,37 @@ pub struct Recovery {
 }
 
 /// Everything a run measured.
+/// One node's own count of the Status calls it served, and of those it answered
+/// within 1 ms (its `clockwise_rpc_duration_seconds` histogram).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatusCounts {
+    pub served: u64,
+    pub within_1ms: u64,
+}
+
+impl StatusCounts {
+    pub fn over_1ms(&self) -> u64 {
+        self.served.saturating_sub(self.within_1ms)
+    }
+
+    /// The calls served since `earlier` (a scrape of the same node, which has not
+    /// restarted in between).
+    pub fn since(self, earlier: StatusCounts) -> StatusCounts {
+        StatusCounts {
+            served: self.served.saturating_sub(earlier.served),
+            within_1ms: self.within_1ms.saturating_sub(earlier.within_1ms),
+        }
+    }
+}
+
 pub struct Run {
     pub keys: u64,
     pub command: String,
     pub load_average: String,
     pub milestones: Vec<Milestone>,
     pub load_time: Duration,
-    /// Per node, after the load: Status calls it served, and those within 1 ms.
-    pub status_inside: Vec<(u64, u64)>,
+    /// Per node, during the load: Status calls it served, and those within 1 ms.
+    pub status_inside: Vec<StatusCounts>,
     pub recoveries: Vec<Recovery>,
     pub snapshots: Vec<Snapshot>,
     /// How long a recovery may take before it counts as not done.
@@ -195,7 +218,9 @@ impl Run {
              `key-00000001`… stored by `BatchOperations` of {} stores from {} concurrent \
              loaders. Meanwhile a writer stores a key every {} ms through the SDK (its \
              latency includes the SDK's retries), and every second each node is asked its \
-             own `Cluster.Status` (direct, 30 s deadline) and its VmRSS is read.\n\
+             own `Cluster.Status` (direct, 30 s deadline, on a connection kept from one poll \
+             to the next: a connection's first answer, which also timed its handshake, is \
+             not counted) and its VmRSS is read.\n\
              - A row covers the load since the previous one; B/key is the largest node's \
              RSS (process baseline included) over the keys stored; leader changes are \
              rises of the term seen in Status answers since the load began; errors are \
@@ -225,14 +250,14 @@ impl Run {
         let inside: Vec<String> = self
             .status_inside
             .iter()
-            .map(|(total, within)| format!("{} of {total}", total - within))
+            .map(|counts| format!("{} of {}", counts.over_1ms(), counts.served))
             .collect();
         let _ = writeln!(
             out,
             "\nStatus calls over 1 ms inside the nodes (their `clockwise_rpc_duration_seconds`, \
-             from a call's arrival at the node's tower layer to its answer; every Status \
-             since each started, the load's included), nodes 1–3: {}. The columns above \
-             time the whole call from the poller.",
+             from a call's arrival at the node's tower layer to its answer; the Status \
+             calls during the load), nodes 1–3: {}. The columns above time the whole \
+             call from the poller.",
             inside.join(", ")
         );
         let timeout = format!("not within {} s", self.recovery_timeout.as_secs());
@@ -339,7 +364,7 @@ impl Run {
                 time(status_max),
                 self.status_inside
                     .iter()
-                    .map(|(total, within)| total - within)
+                    .map(StatusCounts::over_1ms)
                     .sum::<u64>()
             ),
             status_max.is_some_and(|d| d <= Duration::from_millis(1)),
@@ -404,5 +429,20 @@ mod tests {
         assert_eq!(time(Some(Duration::from_secs(12))), "12.0 s");
         assert_eq!(thousands(10_000_000), "10,000,000");
         assert_eq!(thousands(999), "999");
+    }
+
+    #[test]
+    fn status_counts_of_the_load_are_the_difference_of_two_scrapes() {
+        let setup = StatusCounts {
+            served: 12,
+            within_1ms: 9,
+        };
+        let after = StatusCounts {
+            served: 52,
+            within_1ms: 48,
+        };
+        let load = after.since(setup);
+        assert_eq!((load.served, load.within_1ms, load.over_1ms()), (40, 39, 1));
+        assert_eq!(after.over_1ms(), 4);
     }
 }
