@@ -183,23 +183,70 @@ pub struct GrpcTransport {
     /// Raft messages taken from peers, by raft message type
     /// (`clockwise_raft_peer_messages_received_total`): counted by the server side.
     received: prometheus::IntCounterVec,
-    /// Its series, one per [`RECEIVED_KINDS`], resolved once (not a label lookup per
-    /// message) and so shown from the start.
+    /// Its series, one per [`ReceivedKind`] at that kind's discriminant, resolved once
+    /// (not a label lookup per message) and so shown from the start.
     received_by_kind: Vec<prometheus::IntCounter>,
 }
 
-/// The `type` label of `clockwise_raft_peer_messages_received_total`.
-const RECEIVED_KINDS: [&str; 9] = [
-    "append",
-    "append_response",
-    "heartbeat",
-    "heartbeat_response",
-    "vote",
-    "vote_response",
-    "snapshot",
-    "read_index",
-    "other",
-];
+/// The `type` label of `clockwise_raft_peer_messages_received_total`: a bounded set,
+/// whatever a peer sends.
+#[derive(Clone, Copy)]
+enum ReceivedKind {
+    Append,
+    AppendResponse,
+    Heartbeat,
+    HeartbeatResponse,
+    Vote,
+    VoteResponse,
+    Snapshot,
+    ReadIndex,
+    Other,
+}
+
+impl ReceivedKind {
+    /// Every kind, each at the index of its discriminant.
+    const ALL: [ReceivedKind; 9] = [
+        ReceivedKind::Append,
+        ReceivedKind::AppendResponse,
+        ReceivedKind::Heartbeat,
+        ReceivedKind::HeartbeatResponse,
+        ReceivedKind::Vote,
+        ReceivedKind::VoteResponse,
+        ReceivedKind::Snapshot,
+        ReceivedKind::ReadIndex,
+        ReceivedKind::Other,
+    ];
+
+    fn of(message_type: MessageType) -> Self {
+        match message_type {
+            MessageType::MsgAppend => ReceivedKind::Append,
+            MessageType::MsgAppendResponse => ReceivedKind::AppendResponse,
+            MessageType::MsgHeartbeat => ReceivedKind::Heartbeat,
+            MessageType::MsgHeartbeatResponse => ReceivedKind::HeartbeatResponse,
+            MessageType::MsgRequestVote | MessageType::MsgRequestPreVote => ReceivedKind::Vote,
+            MessageType::MsgRequestVoteResponse | MessageType::MsgRequestPreVoteResponse => {
+                ReceivedKind::VoteResponse
+            }
+            MessageType::MsgSnapshot => ReceivedKind::Snapshot,
+            MessageType::MsgReadIndex | MessageType::MsgReadIndexResp => ReceivedKind::ReadIndex,
+            _ => ReceivedKind::Other,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            ReceivedKind::Append => "append",
+            ReceivedKind::AppendResponse => "append_response",
+            ReceivedKind::Heartbeat => "heartbeat",
+            ReceivedKind::HeartbeatResponse => "heartbeat_response",
+            ReceivedKind::Vote => "vote",
+            ReceivedKind::VoteResponse => "vote_response",
+            ReceivedKind::Snapshot => "snapshot",
+            ReceivedKind::ReadIndex => "read_index",
+            ReceivedKind::Other => "other",
+        }
+    }
+}
 
 /// Who sends: what every outbound call names, and the driver told how snapshot sends
 /// ended.
@@ -244,9 +291,9 @@ impl GrpcTransport {
             &["type"],
         )
         .expect("a valid counter");
-        let received_by_kind = RECEIVED_KINDS
+        let received_by_kind = ReceivedKind::ALL
             .iter()
-            .map(|kind| received.with_label_values(&[kind]))
+            .map(|kind| received.with_label_values(&[kind.label()]))
             .collect();
         Arc::new(GrpcTransport {
             origin: Origin {
@@ -297,21 +344,9 @@ impl GrpcTransport {
         &self.received
     }
 
-    /// Counts a raft message taken from a peer, under its type's place in
-    /// [`RECEIVED_KINDS`] (a bounded set, whatever a peer sends).
+    /// Counts a raft message taken from a peer, under its [`ReceivedKind`].
     fn count_received(&self, message: &Message) {
-        let kind = match message.get_msg_type() {
-            MessageType::MsgAppend => 0,
-            MessageType::MsgAppendResponse => 1,
-            MessageType::MsgHeartbeat => 2,
-            MessageType::MsgHeartbeatResponse => 3,
-            MessageType::MsgRequestVote | MessageType::MsgRequestPreVote => 4,
-            MessageType::MsgRequestVoteResponse | MessageType::MsgRequestPreVoteResponse => 5,
-            MessageType::MsgSnapshot => 6,
-            MessageType::MsgReadIndex | MessageType::MsgReadIndexResp => 7,
-            _ => 8,
-        };
-        self.received_by_kind[kind].inc();
+        self.received_by_kind[ReceivedKind::of(message.get_msg_type()) as usize].inc();
     }
 
     fn count_identity_refusal(&self) {
@@ -495,4 +530,29 @@ async fn send_snapshot(origin: Origin, mut client: PeerClient, message: Message)
         }
     };
     report(delivered);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_received_kind_sits_at_its_discriminant_with_its_own_label() {
+        let labels: Vec<&str> = ReceivedKind::ALL.iter().map(|k| k.label()).collect();
+        for (i, kind) in ReceivedKind::ALL.iter().enumerate() {
+            assert_eq!(*kind as usize, i, "{}", kind.label());
+        }
+        let mut unique = labels.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), labels.len(), "{labels:?}");
+        assert_eq!(
+            ReceivedKind::of(MessageType::MsgRequestPreVote).label(),
+            "vote"
+        );
+        assert_eq!(
+            ReceivedKind::of(MessageType::MsgUnreachable).label(),
+            "other"
+        );
+    }
 }
