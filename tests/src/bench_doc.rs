@@ -13,6 +13,28 @@ pub struct Section {
     pub end: &'static str,
 }
 
+/// The machine a run measured, for its header: absolute rates (and, as sessions 12 and
+/// 13 saw, even ratios) move with the host. "2 cores (AMD EPYC …), 24 GiB RAM".
+pub fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            let line = info.lines().find(|l| l.starts_with("model name"))?;
+            Some(line.split_once(':')?.1.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(format!("{:.0} GiB RAM", kib as f64 / (1 << 20) as f64))
+        })
+        .unwrap_or_default();
+    format!("{cores} cores ({model}), {memory}")
+}
+
 /// A new section goes before this heading when it is not in the file yet (at the end
 /// when this is missing too).
 const BEFORE: &str = "## Reading the engine table";

@@ -1,6 +1,6 @@
 //! This benchmark's section of `docs/benchmarks.md` (written by `bench_doc`).
 
-pub use bench_doc::wrap;
+pub use bench_doc::{machine, wrap};
 use bench_doc::Section;
 
 #[path = "../../src/bench_doc.rs"]

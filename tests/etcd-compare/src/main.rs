@@ -351,13 +351,13 @@ fn report(
             first.replace("etcd Version: ", "etcd ")
         })
         .unwrap_or_default();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let machine = doc::machine();
     let gomaxprocs = std::env::var("GOMAXPROCS").unwrap_or_else(|_| "unset".into());
     let seconds = config.cell.as_secs();
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "`{}` on {date}: {cores} cores, shared with other work (load average {load_average} at \
+        "`{}` on {date}: {machine}, shared with other work (load average {load_average} at \
          the start), so absolute numbers are noisy; the ratios compare cells measured back \
          to back in the same run.\n\n\
          - etcd: {etcd_version} (Debian's `etcd-server`), default flags (the WAL is fsync'd \

@@ -487,7 +487,7 @@ async fn run() -> Result<(), String> {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "`{command}`: 3 release nodes on loopback (flags as the integration tests start \
+        "`{command}` on {}: 3 release nodes on loopback (flags as the integration tests start \
          them: 20 ms ticks), one SDK client in one thread making one call at a time to \
          the leader; {} writes (`StoreKey`) then {} linearizable reads (`LocateKey`), \
          after {WARMUP} of each to warm up. Each node logs its `clockwise::timeline` \
@@ -496,7 +496,9 @@ async fn run() -> Result<(), String> {
          shown is the one whose part ended first (the quorum's). Logging costs time \
          itself, so the uninstrumented latency of the same calls is given under each \
          table.\n",
-        args.calls, args.calls
+        bench_doc::machine(),
+        args.calls,
+        args.calls
     );
     let write = timeline(WRITE, &writes, &logs, leader);
     table(

@@ -1,7 +1,7 @@
 //! This benchmark's section of `docs/benchmarks.md` (written by `bench_doc`).
 
-pub use bench_doc::wrap;
 use bench_doc::Section;
+pub use bench_doc::{machine, wrap};
 
 #[path = "../../bench_doc.rs"]
 mod bench_doc;

@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::doc::machine;
 use crate::probes::{Records, BATCH, LOADERS, WRITE_EVERY};
 use crate::snapshots::Snapshot;
 
@@ -173,26 +174,6 @@ impl Milestone {
     fn bytes_per_key(&self) -> f64 {
         self.records.rss_max as f64 / self.keys.max(1) as f64
     }
-}
-
-fn machine() -> String {
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            let line = info.lines().find(|l| l.starts_with("model name"))?;
-            Some(line.split_once(':')?.1.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let memory = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|info| {
-            let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
-            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-            Some(format!("{:.0} GiB RAM", kib as f64 / (1 << 20) as f64))
-        })
-        .unwrap_or_default();
-    format!("{cores} cores ({model}), {memory}")
 }
 
 impl Run {

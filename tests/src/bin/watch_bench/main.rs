@@ -75,11 +75,11 @@ fn millions(rate: f64) -> String {
 
 fn markdown(l: &local::LocalRouting, p: &propagation::Propagation) -> String {
     let command = std::env::var("WATCH_COMMAND").unwrap_or_else(|_| "watch_bench".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let machine = bench_doc::machine();
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "`{command}`: 3 release nodes on loopback ({cores} cores shared with the load \
+        "`{command}`: 3 release nodes on loopback ({machine}, shared with the load \
          generator), default flags; one HashRing ring, `U64` space, 64 nodes × 100 \
          virtual nodes; the SDK client and the watchers in one tokio runtime of 2 threads.\n"
     );
