@@ -51,7 +51,7 @@ calls=${CLOCKWISE_DIFF_CALLS:-20000}
 
 # Each step says how far into the run it starts: CI's budget is 30 minutes for the
 # whole script, and a cold machine spends most of it compiling (about 30 minutes in all,
-# against 13 with a warm target dir).
+# against 13–17 with a warm target dir).
 step() { printf '\n==> %s  [%dm%02ds]\n' "$*" $((SECONDS / 60)) $((SECONDS % 60)); }
 
 if [ ! -f "$CLOCKWISE_SHARED/reference/ring_reference.py" ]; then

@@ -8,8 +8,8 @@
 //! fsync, rename, dir fsync) and reports back on a channel the run loop selects on;
 //! only then does the driver record it as the latest, compact the log up to
 //! `log_retain` entries (at most `log_retain_bytes`: `retention.rs`) before it, and
-//! prune older files. So neither the encoding nor
-//! the fsync ever stops the Ready loop or the apply path (issue 15).
+//! prune older files. So neither the encoding nor the fsync ever stops the Ready loop
+//! or the apply path (issue 15).
 //!
 //! **When one is due.** Once the log since the last snapshot passes `snapshot_entries`
 //! entries or `snapshot_bytes` bytes, *and* the bytes applied since reach
